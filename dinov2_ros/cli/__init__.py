@@ -1,0 +1,37 @@
+"""The `dinov2-ros` command: one entry point, one module per subcommand group.
+
+Each module in COMMAND_MODULES exposes `register(subparsers)`, which adds its subcommands and sets
+`func` (called with the parsed namespace, returning an exit code). Modules import torch and the
+inference runtimes inside their handlers, so `dinov2-ros weights list` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+# subcommand -> module that registers it
+COMMAND_MODULES = {
+    "weights": "dinov2_ros.cli.weights",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="dinov2-ros", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for module_name in dict.fromkeys(COMMAND_MODULES.values()):
+        importlib.import_module(module_name).register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

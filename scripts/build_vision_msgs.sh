@@ -38,6 +38,7 @@ print(f"vision_msgs: pointed {fixed} exported CMake files at {python_include} an
 PY
 
 build="$root/build/vision_msgs"
+mkdir -p "$build"
 export PATH="$venv/bin:$PATH" AMENT_PREFIX_PATH="$venv" CMAKE_PREFIX_PATH="$venv"
 echo "vision_msgs: building into $venv"
 cmake -S "$root/third_party/vision_msgs" -B "$build" -G Ninja \

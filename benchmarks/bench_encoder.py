@@ -1,0 +1,79 @@
+"""CPU forward time of the DINOv2 encoder (+ linear4 depth head) against transformers' Dinov2Model.
+
+Same random vits14 weights in both, fp32, batch 1, `torch.set_num_threads(2)` by default. Prints the
+median and p99 per configuration; the transformers backbone, run in the same process, is the baseline.
+The configurations run interleaved (one call of each per round), so load from other processes hits
+all of them alike and the comparison stays fair on a shared machine.
+
+    .venv/bin/python benchmarks/bench_encoder.py --iters 30
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+from transformers import Dinov2Config, Dinov2Model
+
+from dinov2_ros.model import DepthEstimator, create_backbone, create_depth_head, official_to_hf
+
+
+def interleaved_times_ms(runs: dict[str, Callable[[], object]], warmup: int, iters: int) -> dict[str, list[float]]:
+    """Wall times in milliseconds of `iters` rounds, each calling every run once."""
+    for _ in range(warmup):
+        for run in runs.values():
+            run()
+    samples: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(iters):
+        for name, run in runs.items():
+            start = time.perf_counter()
+            run()
+            samples[name].append((time.perf_counter() - start) * 1e3)
+    return samples
+
+
+def p99(samples: list[float]) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[224, 448])
+    parser.add_argument("--iters", type=int, default=30)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+
+    backbone = create_backbone("vits14", weights="random")
+    depth = DepthEstimator(backbone, create_depth_head("vits14", "nyu", "linear4", weights="random")).eval()
+    config = Dinov2Config(hidden_size=384, num_hidden_layers=12, num_attention_heads=6, image_size=518, patch_size=14)
+    baseline = Dinov2Model(config).eval()
+    baseline.load_state_dict(official_to_hf(backbone.state_dict()), strict=True)
+
+    load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, fp32, batch 1, {args.iters} rounds")
+    print(f"load average before: {load} ({os.cpu_count()} CPUs)")
+    print(f"{'configuration':<44} {'size':>9} {'median ms':>10} {'p99 ms':>8}")
+    for size in args.sizes:
+        x = torch.randn(1, 3, size, size)
+        runs: dict[str, Callable[[], object]] = {
+            "transformers Dinov2Model (baseline)": lambda x=x: baseline(pixel_values=x),
+            "dinov2_ros backbone": lambda x=x: backbone.forward_features(x),
+            "dinov2_ros backbone + linear4 depth head": lambda x=x: depth(x),
+        }
+        with torch.inference_mode():
+            samples = interleaved_times_ms(runs, args.warmup, args.iters)
+        for name, times in samples.items():
+            print(f"{name:<44} {size:>4}x{size:<4} {statistics.median(times):>10.1f} {p99(times):>8.1f}")
+    print(f"load average after: {', '.join(f'{value:.1f}' for value in os.getloadavg())}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,81 @@
+"""`dinov2-ros weights list|fetch|verify`: the released weight files in the local cache."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+_LOG = logging.getLogger(__name__)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("weights", help="list, download and verify Meta's released weight files")
+    commands = parser.add_subparsers(dest="weights_command", metavar="ACTION", required=True)
+    cache_help = "cache directory (default: $DINOV2_ROS_CACHE, else $XDG_CACHE_HOME/dinov2_ros)"
+
+    list_parser = commands.add_parser("list", help="every known file, and whether it is cached")
+    list_parser.add_argument("--cache-dir", help=cache_help)
+    list_parser.set_defaults(func=_list)
+
+    fetch_parser = commands.add_parser("fetch", help="download files into the cache (resumes, verifies)")
+    fetch_parser.add_argument("names", nargs="+", metavar="NAME", help="file name from `list`, or a backbone (vits14)")
+    fetch_parser.add_argument("--cache-dir", help=cache_help)
+    fetch_parser.add_argument("--mirror", help="base URL replacing https://dl.fbaipublicfiles.com/dinov2")
+    fetch_parser.set_defaults(func=_fetch)
+
+    verify_parser = commands.add_parser("verify", help="check cached files' size and sha256; print the sha256")
+    verify_parser.add_argument("names", nargs="*", metavar="NAME", help="files to check (default: all cached)")
+    verify_parser.add_argument("--cache-dir", help=cache_help)
+    verify_parser.set_defaults(func=_verify)
+
+
+def _list(args: argparse.Namespace) -> int:
+    from dinov2_ros.model.weights import REGISTRY, cached_path, resolve_cache_dir
+
+    print(f"cache: {resolve_cache_dir(args.cache_dir)}")
+    for name, file in REGISTRY.items():
+        state = "cached " if cached_path(file, args.cache_dir).is_file() else "missing"
+        print(f"{state}  {name:<36}  {file.url}")
+    return 0
+
+
+def _fetch(args: argparse.Namespace) -> int:
+    from dinov2_ros.model.weights import WeightsError, fetch, get_weight_file
+
+    failures = 0
+    for name in args.names:
+        try:
+            path = fetch(get_weight_file(name), args.cache_dir, mirror=args.mirror)
+        except (ValueError, WeightsError) as error:
+            _LOG.error("%s", error)
+            failures += 1
+        else:
+            print(f"{name}: {path}")
+    return 1 if failures else 0
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from dinov2_ros.model.weights import REGISTRY, WeightsError, cached_path, get_weight_file, verify_file
+
+    try:
+        files = [get_weight_file(name) for name in args.names] if args.names else list(REGISTRY.values())
+    except ValueError as error:
+        _LOG.error("%s", error)
+        return 1
+    failures = 0
+    for file in files:
+        path = cached_path(file, args.cache_dir)
+        if not path.is_file():
+            if args.names:
+                _LOG.error("%s is not cached (expected at %s); fetch it first", file.filename, path)
+                failures += 1
+            continue
+        try:
+            digest = verify_file(path, file)
+        except WeightsError as error:
+            _LOG.error("FAILED %s", error)
+            failures += 1
+            continue
+        pinned = "matches the registry" if file.sha256 else "no reference hash in the registry"
+        print(f"ok  {file.filename}  sha256 {digest}  ({pinned})")
+    return 1 if failures else 0

@@ -1,0 +1,87 @@
+"""Meta's linear metric-depth heads ("linear" and "linear4"), loading the released head files.
+
+For each tapped block the patch map and the broadcast CLS token are stacked on channels, the layers
+concatenated, upsampled x4 (bilinear), mapped by a 1x1 conv to 256 depth bins, normalised ("linear":
+ReLU, +0.1, divide by the sum), and the depth is the bin-weighted mean of linspace(min, max, 256) bin
+centres, resized to the input size (bilinear) and clamped to the range. Two reorderings, equal up to
+float rounding: the 1x1 conv runs before the x4 upsampling (both are linear; 16x fewer MACs), and the
+clamp comes after the final resize (bilinear resizing overshoots by rounding; this keeps every pixel
+in range).
+
+Two traps in Meta's torch.hub builder are resolved here, on purpose, and stay configurable:
+- Depth range: the hub hard-codes max_depth 80 m for every linear head, yet the NYU heads were trained
+  with bins over 0.001..10 m (Meta's NYU configs). We default to the training range of the dataset
+  (NYU 0.001..10 m, KITTI 0.001..80 m); `min_depth`/`max_depth` override it.
+- Final norm: the hub feeds the heads un-normalised block outputs (norm=False) while Meta's training
+  configs set final_norm=True. We default to `final_norm=True` (what the heads were trained on);
+  `head.final_norm` tells the caller what to pass to `get_intermediate_layers(..., norm=...)`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dinov2_ros.model.vision_transformer import IntermediateLayer
+
+NUM_BINS = 256
+UPSAMPLE = 4
+BIN_EPS = 0.1
+
+
+def normalise_bins(logits: torch.Tensor) -> torch.Tensor:
+    """Meta's "linear" bin normalisation over dim 1: relu(logits) + 0.1, divided by the sum."""
+    weights = torch.relu(logits) + BIN_EPS
+    return weights / weights.sum(dim=1, keepdim=True)
+
+
+class LinearDepthHead(nn.Module):
+    """Bins-over-depth classifier on the concatenated (patch, CLS) features of the tapped blocks."""
+
+    def __init__(
+        self,
+        embed_dim: int,
+        tap_indices: Sequence[int],
+        min_depth: float,
+        max_depth: float,
+        final_norm: bool = True,
+        backbone_name: str = "custom",
+    ) -> None:
+        super().__init__()
+        if not 0 < min_depth < max_depth:
+            raise ValueError(f"need 0 < min_depth < max_depth (metres), got {min_depth} and {max_depth}")
+        if not tap_indices:
+            raise ValueError("tap_indices is empty; a depth head reads at least one block")
+        self.tap_indices = tuple(tap_indices)
+        self.min_depth = float(min_depth)
+        self.max_depth = float(max_depth)
+        self.final_norm = final_norm
+        self.backbone_name = backbone_name
+        self.conv_depth = nn.Conv2d(2 * embed_dim * len(self.tap_indices), NUM_BINS, kernel_size=1)
+        self.register_buffer("bin_centres", torch.linspace(min_depth, max_depth, NUM_BINS), persistent=False)
+
+    def forward(self, intermediates: Sequence[IntermediateLayer], image_size: tuple[int, int]) -> torch.Tensor:
+        """[(patch map (B, D, h, w), cls (B, D))] per tap -> depth (B, 1, H, W) in metres at image_size."""
+        if len(intermediates) != len(self.tap_indices):
+            raise ValueError(
+                f"this head reads blocks {list(self.tap_indices)}, got {len(intermediates)} intermediate "
+                "layers; call backbone.get_intermediate_layers(x, head.tap_indices, norm=head.final_norm)"
+            )
+        features = torch.cat(
+            [torch.cat((patch, cls[:, :, None, None].expand_as(patch)), dim=1) for patch, cls in intermediates],
+            dim=1,
+        )
+        # the 1x1 conv commutes with bilinear upsampling (both linear, upsampling weights sum to 1):
+        # run it on the patch grid, 16x fewer MACs than Meta's order, same result up to float rounding
+        logits = self.conv_depth(features)
+        grid = logits.shape[-2:]
+        logits = F.interpolate(
+            logits, size=(grid[0] * UPSAMPLE, grid[1] * UPSAMPLE), mode="bilinear", align_corners=False
+        )
+        probabilities = normalise_bins(logits)
+        depth = (probabilities * self.bin_centres.view(1, -1, 1, 1)).sum(dim=1, keepdim=True)
+        depth = F.interpolate(depth, size=tuple(image_size), mode="bilinear", align_corners=False)
+        return depth.clamp(self.min_depth, self.max_depth)

@@ -1,0 +1,98 @@
+"""Entry points: a backbone or depth head by variant name, with weights chosen explicitly.
+
+`weights` is one of: "pretrained" (Meta's released file, fetched into the cache), a path to a
+checkpoint (Meta or Hugging Face layout, loaded strictly), a state_dict, or "random" (explicit
+random init for tests and benchmarks). There is no default: a model with silently random weights
+produces plausible-looking garbage.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+import torch
+
+from dinov2_ros.model.checkpoint import load_backbone_state_dict, load_depth_head_state_dict, read_checkpoint
+from dinov2_ros.model.depth_head import LinearDepthHead
+from dinov2_ros.model.variants import DEPTH_DATASETS, WeightFile, get_variant
+from dinov2_ros.model.vision_transformer import DinoVisionTransformer
+from dinov2_ros.model.weights import fetch
+
+WeightsArg = str | os.PathLike[str] | Mapping[str, torch.Tensor] | None
+_WEIGHTS_HELP = (
+    "pass weights='pretrained' for Meta's released file, a checkpoint path, a state_dict, "
+    "or weights='random' for explicit random weights (tests, benchmarks)"
+)
+
+
+def _resolve_state_dict(
+    weights: WeightsArg, pretrained: Callable[[], WeightFile], cache_dir: str | os.PathLike[str] | None, what: str
+) -> tuple[dict[str, torch.Tensor] | None, str]:
+    """(state_dict or None for random init, a description of the source for error messages)."""
+    if weights is None:
+        raise ValueError(f"no weights given for {what}; {_WEIGHTS_HELP}")
+    if isinstance(weights, Mapping):
+        return dict(weights), "state_dict"
+    if weights == "random":
+        return None, "random"
+    if weights == "pretrained":
+        path = fetch(pretrained(), cache_dir)
+        return read_checkpoint(path), str(path)
+    path = Path(weights)
+    if not path.exists():
+        raise ValueError(
+            f"weights {str(weights)!r} is neither a file nor 'pretrained'/'random' for {what}; {_WEIGHTS_HELP}"
+        )
+    return read_checkpoint(path), str(path)
+
+
+def create_backbone(
+    name: str, weights: WeightsArg = None, *, cache_dir: str | os.PathLike[str] | None = None
+) -> DinoVisionTransformer:
+    """A DINOv2 backbone (`vits14` ... `vitg14_reg4`) in eval mode with the weights asked for."""
+    variant = get_variant(name)
+    model = DinoVisionTransformer.from_variant(variant)
+    state_dict, source = _resolve_state_dict(weights, lambda: variant.checkpoint, cache_dir, f"backbone {name}")
+    if state_dict is None:
+        model.init_weights()
+    else:
+        load_backbone_state_dict(model, state_dict, source)
+    return model.eval()
+
+
+def create_depth_head(
+    backbone_name: str,
+    dataset: str = "nyu",
+    kind: str = "linear4",
+    weights: WeightsArg = None,
+    *,
+    cache_dir: str | os.PathLike[str] | None = None,
+    min_depth: float | None = None,
+    max_depth: float | None = None,
+    final_norm: bool = True,
+) -> LinearDepthHead:
+    """Meta's linear/linear4 metric depth head for a backbone, trained on NYU or KITTI.
+
+    The depth range defaults to the dataset's training range (NYU 0.001..10 m, KITTI 0.001..80 m), not
+    the hub's 80 m; `final_norm=True` matches training. See depth_head.py for both choices.
+    """
+    variant = get_variant(backbone_name)
+    taps = variant.depth_taps(kind)
+    if dataset not in DEPTH_DATASETS:
+        raise ValueError(f"depth dataset must be one of {tuple(DEPTH_DATASETS)}, got {dataset!r}")
+    default_min, default_max = DEPTH_DATASETS[dataset]
+    head = LinearDepthHead(
+        variant.embed_dim,
+        taps,
+        default_min if min_depth is None else min_depth,
+        default_max if max_depth is None else max_depth,
+        final_norm=final_norm,
+        backbone_name=backbone_name,
+    )
+    what = f"{backbone_name} {dataset} {kind} depth head"
+    state_dict, source = _resolve_state_dict(weights, lambda: variant.depth_head_file(dataset, kind), cache_dir, what)
+    if state_dict is not None:
+        load_depth_head_state_dict(head, state_dict, source)
+    return head.eval()

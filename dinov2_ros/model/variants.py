@@ -1,0 +1,99 @@
+"""The one table of DINOv2 variants: sizes, released files and depth-head taps, keyed by name.
+
+Imports no torch, so `dinov2-ros weights list` starts fast.
+
+Sizes and sha256 of the released files are None: they could not be downloaded where this table was
+written. `dinov2-ros weights verify` prints the sha256 of a downloaded file so it can be pinned here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+FfnKind = Literal["mlp", "swiglu"]
+PosEmbedRule = Literal["offset", "antialias"]  # see pos_embed.py
+
+BASE_URL = "https://dl.fbaipublicfiles.com/dinov2"
+DEPTH_DATASETS: dict[str, tuple[float, float]] = {"nyu": (0.001, 10.0), "kitti": (0.001, 80.0)}
+DEPTH_HEAD_KINDS: tuple[str, ...] = ("linear", "linear4")
+
+
+@dataclass(frozen=True)
+class WeightFile:
+    """A released file: where it lives and what it must be (size in bytes, sha256) where known."""
+
+    filename: str
+    url: str
+    size: int | None = None
+    sha256: str | None = None
+
+
+@dataclass(frozen=True)
+class BackboneVariant:
+    """Architecture of one released backbone and the depth-head taps Meta trained on it."""
+
+    name: str
+    embed_dim: int
+    depth: int
+    num_heads: int
+    ffn: FfnKind
+    num_register_tokens: int
+    pos_embed_rule: PosEmbedRule
+    linear4_taps: tuple[int, ...]
+    arch: str  # vits14 for vits14_reg4: the folder and head files are named after it
+
+    @property
+    def checkpoint(self) -> WeightFile:
+        suffix = "_reg4" if self.num_register_tokens else ""
+        filename = f"dinov2_{self.arch}{suffix}_pretrain.pth"
+        return WeightFile(filename, f"{BASE_URL}/dinov2_{self.arch}/{filename}")
+
+    @property
+    def has_depth_heads(self) -> bool:
+        """Meta released depth heads only for the backbones without registers."""
+        return self.num_register_tokens == 0
+
+    def depth_taps(self, kind: str) -> tuple[int, ...]:
+        """Blocks a depth head of `kind` reads: the last for linear, four spread ones for linear4."""
+        if kind not in DEPTH_HEAD_KINDS:
+            raise ValueError(f"depth head kind must be one of {DEPTH_HEAD_KINDS}, got {kind!r}")
+        return (self.depth - 1,) if kind == "linear" else self.linear4_taps
+
+    def depth_head_file(self, dataset: str, kind: str) -> WeightFile:
+        """The released head for this backbone, trained on `dataset` ("nyu" or "kitti")."""
+        if dataset not in DEPTH_DATASETS:
+            raise ValueError(f"depth dataset must be one of {tuple(DEPTH_DATASETS)}, got {dataset!r}")
+        self.depth_taps(kind)
+        if not self.has_depth_heads:
+            raise ValueError(
+                f"Meta released no depth heads for {self.name}; use {self.arch} for pretrained depth, "
+                "or pass weights='random' or a path to your own head"
+            )
+        filename = f"dinov2_{self.arch}_{dataset}_{kind}_head.pth"
+        return WeightFile(filename, f"{BASE_URL}/dinov2_{self.arch}/{filename}")
+
+
+def _pair(
+    arch: str, embed_dim: int, depth: int, heads: int, ffn: FfnKind, taps: tuple[int, ...]
+) -> tuple[tuple[str, BackboneVariant], ...]:
+    """The plain variant and its `_reg4` sibling (same sizes, 4 registers, the other pos-embed rule)."""
+    plain = BackboneVariant(arch, embed_dim, depth, heads, ffn, 0, "offset", taps, arch)
+    reg = BackboneVariant(f"{arch}_reg4", embed_dim, depth, heads, ffn, 4, "antialias", taps, arch)
+    return ((plain.name, plain), (reg.name, reg))
+
+
+VARIANTS: dict[str, BackboneVariant] = dict(
+    _pair("vits14", 384, 12, 6, "mlp", (2, 5, 8, 11))
+    + _pair("vitb14", 768, 12, 12, "mlp", (2, 5, 8, 11))
+    + _pair("vitl14", 1024, 24, 16, "mlp", (4, 11, 17, 23))
+    + _pair("vitg14", 1536, 40, 24, "swiglu", (9, 19, 29, 39))
+)
+
+
+def get_variant(name: str) -> BackboneVariant:
+    """Look a variant up by name, with the list of names in the error."""
+    try:
+        return VARIANTS[name]
+    except KeyError:
+        raise ValueError(f"unknown backbone {name!r}; choose one of {', '.join(VARIANTS)}") from None

@@ -1,0 +1,150 @@
+"""Whole perception graph vs the bare encoder, and the node-side work around it (issue 4, "Performance").
+
+vits14 (random weights) with the linear NYU depth head and the exemplar detection head, 640x480 camera
+frames, ONNX Runtime on CPU, fp32 and int8 (MatMuls), at 224x224 and 448x448 model input. The whole
+graph and the bare encoder forward (already-normalised input -> last patch map) run interleaved in the
+same loop with the same session options; the ratio of their medians is the graph's overhead. Node-side
+work: copy in (message bytes -> reused batch buffer), copy out (depth to message bytes), decode
+(detection rows -> boxes and camera-size masks for 10 objects, as FramePipeline does).
+
+    .venv/bin/python benchmarks/bench_graph.py [--sizes 224 448] [--precisions fp32 int8] [--iterations 30]
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from dinov2_ros.runtime.graph_spec import GraphSpec
+from dinov2_ros.runtime.latency import export_bare_encoder, time_interleaved
+
+LOG = logging.getLogger("bench_graph")
+CAMERA = (480, 640)
+DECODED_OBJECTS = 10
+
+
+def build(size: int, directory: Path, opset: int, depth_kind: str):
+    """Export the whole graph and the bare encoder for one input size; returns (spec, graph path, encoder path)."""
+    from dinov2_ros.model.exemplar_head import ExemplarHead
+    from dinov2_ros.runtime.factory import build_perception_graph
+    from dinov2_ros.runtime.onnx_export import export_graph
+
+    spec = GraphSpec("vits14", *CAMERA, size, size, heads=("depth", "exemplar"), top_k=100, max_prototypes=64)
+    graph = build_perception_graph(spec, "random", "random", "nyu", depth_kind, ExemplarHead(16, spec.top_k))
+    graph_path = export_graph(graph, directory / f"{spec.key}.onnx", opset=opset)
+    encoder_path = export_bare_encoder(graph.backbone, size, size, directory / f"encoder{size}.onnx", opset)
+    return spec, graph_path, encoder_path
+
+
+def node_side_stages(spec: GraphSpec, outputs: dict[str, np.ndarray], batch: np.ndarray):
+    """The per-frame host work of the node, as callables for the timing loop."""
+    from dinov2_ros.perception.frame_pipeline import camera_to_grid_affine, mask_to_camera
+
+    message = np.random.default_rng(0).integers(0, 256, batch.shape[1:], dtype=np.uint8).tobytes()
+    camera_to_grid = camera_to_grid_affine(spec)
+    rows = outputs["detections"][0].copy()
+    picked = np.arange(DECODED_OBJECTS)
+    rows[picked, :4] = [[100, 80, 300, 260]]  # random weights find nothing: decode boxes of a plausible size
+    rows[picked, 4] = 0.9
+    rows[picked, 5] = 1
+
+    def copy_in():
+        batch[0] = np.frombuffer(message, np.uint8).reshape(batch.shape[1:])
+
+    def copy_out():
+        return outputs["depth"][0].tobytes()
+
+    def decode():
+        keep = np.flatnonzero((rows[:, 4] > 0.5) & (rows[:, 5] >= 0))
+        return [mask_to_camera(outputs["masks"][0][i], rows[i, :4], camera_to_grid, CAMERA) for i in keep]
+
+    return {"copy in": copy_in, "copy out": copy_out, "decode": decode}
+
+
+def run_case(spec, graph_path: Path, encoder_path: Path, precision: str, threads: int, iterations: int) -> str:
+    import onnxruntime as ort
+
+    from dinov2_ros.runtime.onnxruntime_backend import OnnxRuntimeBackend
+    from dinov2_ros.runtime.quantize import quantize_graph
+
+    if precision == "int8":
+        graph_path = quantize_graph(graph_path, graph_path.with_suffix(".int8.onnx"))
+        quantized_encoder = encoder_path.with_suffix(".int8.onnx")
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+
+        quantize_dynamic(
+            encoder_path,
+            quantized_encoder,
+            op_types_to_quantize=["MatMul"],
+            per_channel=True,
+            weight_type=QuantType.QInt8,
+        )
+        encoder_path = quantized_encoder
+    backend = OnnxRuntimeBackend(graph_path, spec, device="cpu", threads=threads)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    encoder = ort.InferenceSession(str(encoder_path), options, providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(1)
+    batch = rng.integers(0, 256, (1, *CAMERA, 3), dtype=np.uint8)
+    prototypes = rng.standard_normal((spec.max_prototypes, spec.embed_dim)).astype(np.float32)
+    inputs = {
+        "images": batch,
+        "prototypes": prototypes / np.linalg.norm(prototypes, axis=1, keepdims=True),
+        "prototype_classes": (np.arange(spec.max_prototypes) % 16).astype(np.int32),
+    }
+    normalised = rng.standard_normal((1, 3, spec.input_height, spec.input_width)).astype(np.float32)
+    outputs = backend.infer(inputs)
+    stages = {
+        "whole graph": lambda: backend.infer(inputs),
+        "bare encoder": lambda: encoder.run(None, {"x": normalised}),
+        **node_side_stages(spec, outputs, batch),
+    }
+    LOG.info("timing %s %s (%d iterations)", spec.key, precision, iterations)
+    result = time_interleaved(stages, iterations)
+    node_side = sum(result[name].median_ms for name in ("copy in", "copy out", "decode"))
+    ratio = result["whole graph"].median_ms / result["bare encoder"].median_ms
+    ratio_min = result["whole graph"].min_ms / result["bare encoder"].min_ms
+    lines = [f"{name:>12}: {latency}" for name, latency in result.items()]
+    summary = (
+        f"{spec.input_height}x{spec.input_width} {precision}: graph/encoder = {ratio:.3f} (medians), "
+        f"{ratio_min:.3f} (minima), "
+        f"node-side (copy in + copy out + decode, medians) = {node_side:.3f} ms, "
+        f"graph {1e3 / result['whole graph'].median_ms:.1f} FPS"
+    )
+    thread_text = threads or "auto"
+    load = os.getloadavg()[0]
+    header = f"--- {spec.key} ONNX Runtime CPU {precision}, threads {thread_text}, load average {load:.2f}"
+    return "\n".join([header, *lines, summary])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[224, 448])
+    parser.add_argument("--precisions", nargs="+", choices=("fp32", "int8"), default=["fp32", "int8"])
+    parser.add_argument("--iterations", type=int, default=30)
+    parser.add_argument("--threads", type=int, default=0, help="ONNX Runtime intra-op threads (0: one per core)")
+    parser.add_argument("--opset", type=int, default=18)
+    parser.add_argument("--depth-kind", choices=("linear", "linear4"), default="linear")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    summaries = []
+    with tempfile.TemporaryDirectory() as scratch:
+        for size in args.sizes:
+            spec, graph_path, encoder_path = build(size, Path(scratch), args.opset, args.depth_kind)
+            for precision in args.precisions:
+                report = run_case(spec, graph_path, encoder_path, precision, args.threads, args.iterations)
+                print(report, flush=True)
+                summaries.append(report.splitlines()[-1])
+    print("\nsummary (vits14, depth " + args.depth_kind + " + exemplar head, 640x480 frames, batch 1):")
+    print("\n".join(summaries))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,172 @@
+"""`dinov2-ros bench`: per-stage and end-to-end latency (median, p99) and FPS of the perception graph.
+
+Stages per call: copy in (camera frames into the reused batch buffer), the graph, copy out (depth to
+message bytes). The bare encoder forward on an already-normalised input runs in the same loop with
+the same backend settings, and the graph/encoder ratio is printed: the cost of everything around
+the encoder. With `--backend tensorrt` the encoder baseline is skipped (it would need its own engine).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from dinov2_ros.cli.export import add_graph_arguments, graph_from_args
+
+_LOG = logging.getLogger(__name__)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("bench", help="latency and FPS of the whole graph vs the bare encoder")
+    add_graph_arguments(parser)
+    parser.set_defaults(weights="random", depth_weights="random", input=(224, 224))
+    parser.add_argument("--backend", choices=("onnxruntime", "torch", "tensorrt"), default="onnxruntime")
+    parser.add_argument(
+        "--precision",
+        choices=("fp32", "fp16", "int8"),
+        default="fp32",
+        help="int8: ONNX Runtime MatMuls; fp16: TensorRT or torch on CUDA",
+    )
+    parser.add_argument("--batch", type=int, default=1, help="frames per call (cameras)")
+    parser.add_argument("--iterations", type=int, default=30)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=0, help="ONNX Runtime intra-op threads (0: one per core)")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    parser.add_argument("--opset", type=int, default=18)
+    parser.set_defaults(func=_bench)
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from dinov2_ros.runtime.latency import time_interleaved
+
+    if args.batch < 1:
+        _LOG.error("--batch must be >= 1, got %d", args.batch)
+        return 2
+    try:
+        graph = graph_from_args(args)
+        with tempfile.TemporaryDirectory() as scratch:
+            backend, encoder = _open(args, graph, Path(scratch))
+            with backend:
+                stages = _stages(args, graph.spec, backend, encoder)
+                result = time_interleaved(stages, args.iterations, args.warmup)
+    except (ImportError, ValueError) as error:
+        _LOG.error("%s", error)
+        return 2
+    print(
+        f"{graph.spec.key}  backend {args.backend} {args.precision}  batch {args.batch}  "
+        f"load average {os.getloadavg()[0]:.2f}"
+    )
+    for name, latency in result.items():
+        print(f"{name:>14}: {latency}")
+    end_to_end = result["end to end"].median_ms
+    print(f"{'FPS':>14}: {1e3 * args.batch / end_to_end:8.2f} frames/s (end to end, median)")
+    if "bare encoder" in result:
+        whole, bare = result["graph"], result["bare encoder"]
+        ratios = f"{whole.median_ms / bare.median_ms:8.3f} (medians), {whole.min_ms / bare.min_ms:.3f} (minima)"
+        print(f"{'graph/encoder':>14}: {ratios}")
+    return 0
+
+
+def _open(args: argparse.Namespace, graph, scratch: Path):
+    """(backend, bare-encoder callable or None) for the chosen backend and precision."""
+    from dinov2_ros.runtime.factory import create_backend
+    from dinov2_ros.runtime.perception_graph import BareEncoder
+
+    spec = graph.spec
+    shape = (args.batch, 3, spec.input_height, spec.input_width)
+    if args.backend == "torch":
+        import torch
+
+        if args.precision == "int8":
+            raise ValueError("--precision int8 is for ONNX Runtime; use fp32 or fp16 with torch")
+        backend = create_backend("torch", spec, graph=graph, device=args.device, precision=args.precision)
+        encoder_module = BareEncoder(graph.backbone, spec.input_height, spec.input_width).to(backend.device)
+        x = torch.randn(shape, device=backend.device)
+        fp16 = backend.precision == "fp16"
+
+        def encoder():
+            with torch.inference_mode(), torch.autocast(backend.device.type, torch.float16, enabled=fp16):
+                encoder_module(x)
+            if backend.device.type == "cuda":
+                torch.cuda.synchronize()
+
+        return backend, encoder
+    from dinov2_ros.runtime.onnx_export import export_graph
+
+    path = export_graph(graph, scratch / f"{spec.key}.onnx", opset=args.opset)
+    if args.backend == "tensorrt":
+        if args.precision == "int8":
+            raise ValueError("--precision int8 is for ONNX Runtime; TensorRT takes fp16 or fp32")
+        cache = scratch / "engines"
+        return create_backend(
+            "tensorrt", spec, onnx_path=path, precision=args.precision, max_batch=args.batch, cache_dir=cache
+        ), None
+    if args.precision == "fp16":
+        raise ValueError("--precision fp16 is for TensorRT or torch on CUDA; ONNX Runtime takes fp32 or int8")
+    import onnxruntime as ort
+
+    from dinov2_ros.runtime.latency import export_bare_encoder
+
+    encoder_path = export_bare_encoder(
+        graph.backbone, spec.input_height, spec.input_width, scratch / "encoder.onnx", args.opset
+    )
+    if args.precision == "int8":
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+
+        from dinov2_ros.runtime.quantize import quantize_graph
+
+        path = quantize_graph(path, path.with_suffix(".int8.onnx"))
+        quantize_dynamic(
+            encoder_path,
+            scratch / "encoder.int8.onnx",
+            op_types_to_quantize=["MatMul"],
+            per_channel=True,
+            weight_type=QuantType.QInt8,
+        )
+        encoder_path = scratch / "encoder.int8.onnx"
+    backend = create_backend("onnxruntime", spec, onnx_path=path, device=args.device, threads=args.threads)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = args.threads
+    session = ort.InferenceSession(str(encoder_path), options, providers=backend.providers)
+    x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+    return backend, lambda: session.run(None, {"x": x})
+
+
+def _stages(args: argparse.Namespace, spec, backend, encoder) -> dict:
+    rng = np.random.default_rng(1)
+    frames = [
+        rng.integers(0, 256, (spec.camera_height, spec.camera_width, 3), dtype=np.uint8).tobytes()
+        for _ in range(args.batch)
+    ]
+    batch = np.empty((args.batch, spec.camera_height, spec.camera_width, 3), np.uint8)
+    inputs = {"images": batch}
+    if spec.exemplar:
+        prototypes = rng.standard_normal((spec.max_prototypes, spec.embed_dim)).astype(np.float32)
+        inputs["prototypes"] = prototypes / np.linalg.norm(prototypes, axis=1, keepdims=True)
+        inputs["prototype_classes"] = (np.arange(spec.max_prototypes) % args.max_classes).astype(np.int32)
+    outputs = {}
+
+    def copy_in():
+        for row, frame in enumerate(frames):
+            batch[row] = np.frombuffer(frame, np.uint8).reshape(batch.shape[1:])
+
+    def run_graph():
+        outputs.update(backend.infer(inputs))
+
+    def copy_out():
+        return [outputs[name][row].tobytes() for name in ("depth",) if name in outputs for row in range(args.batch)]
+
+    def end_to_end():
+        copy_in()
+        run_graph()
+        copy_out()
+
+    stages = {"copy in": copy_in, "graph": run_graph, "copy out": copy_out, "end to end": end_to_end}
+    if encoder is not None:
+        stages["bare encoder"] = encoder
+    return stages

@@ -1,0 +1,89 @@
+"""The one interface every inference backend offers: checked `infer`, context-manager lifetime, timing.
+
+Subclasses implement `_infer_impl` only; `infer` checks names, dtypes and shapes against the
+GraphSpec first, so TensorRT, ONNX Runtime and PyTorch refuse bad input with the same message.
+"""
+
+from __future__ import annotations
+
+import abc
+import time
+from collections.abc import Mapping
+
+import numpy as np
+
+from dinov2_ros.runtime.graph_spec import GraphSpec, TensorSpec
+
+
+class Backend(abc.ABC):
+    """Runs one perception graph. Use as a context manager, or call `close()` when done.
+
+    `last_infer_s` holds the wall time of the latest `infer` call (inputs checked to outputs on the host).
+    """
+
+    kind: str = ""
+
+    def __init__(self, spec: GraphSpec) -> None:
+        self.spec = spec
+        self.inputs = spec.input_specs()
+        self.outputs = spec.output_specs()
+        self.last_infer_s = 0.0
+        self.closed = False
+
+    def infer(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run the graph on a batch: `images` uint8 (N,H,W,3) [+ prototypes]; returns outputs by name."""
+        if self.closed:
+            raise RuntimeError(f"this {self.kind} backend is closed; create a new one to run the graph")
+        checked = check_inputs(self.inputs, inputs)
+        start = time.perf_counter()
+        outputs = self._infer_impl(checked)
+        self.last_infer_s = time.perf_counter() - start
+        return outputs
+
+    @abc.abstractmethod
+    def _infer_impl(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run checked, C-contiguous inputs; return every output of `self.outputs` by name."""
+
+    def close(self) -> None:
+        """Release the runtime's resources; the backend cannot run afterwards. Subclasses extend this."""
+        self.closed = True
+
+    def __enter__(self) -> Backend:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def check_inputs(specs: tuple[TensorSpec, ...], inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Validate `inputs` against `specs`; return them C-contiguous. Raises ValueError saying what to fix."""
+    expected = {spec.name for spec in specs}
+    missing = sorted(expected - set(inputs))
+    unexpected = sorted(set(inputs) - expected)
+    if missing or unexpected:
+        raise ValueError(
+            f"graph inputs are {sorted(expected)}; missing {missing}, unexpected {unexpected}. "
+            "Pass exactly the inputs of the graph's GraphSpec"
+        )
+    checked = {}
+    for spec in specs:
+        array = inputs[spec.name]
+        if not isinstance(array, np.ndarray):
+            raise ValueError(f"input '{spec.name}' must be a numpy.ndarray, got {type(array).__name__}")
+        if array.dtype != spec.dtype:
+            raise ValueError(
+                f"input '{spec.name}' must be {spec.dtype}, got {array.dtype}; convert it with "
+                f"array.astype(numpy.{spec.dtype})"
+            )
+        shape_ok = array.ndim == len(spec.shape) and all(
+            size == want if want is not None else size >= 1 for size, want in zip(array.shape, spec.shape, strict=True)
+        )
+        if not shape_ok:
+            wanted = "x".join("N" if size is None else str(size) for size in spec.shape)
+            hint = " (camera frames must match the graph's camera resolution; export one per camera size)"
+            raise ValueError(
+                f"input '{spec.name}' must have shape {wanted}, got {'x'.join(map(str, array.shape))}"
+                + (hint if spec.name == "images" else "")
+            )
+        checked[spec.name] = np.ascontiguousarray(array)
+    return checked

@@ -1,0 +1,144 @@
+"""On-disk cache of serialised TensorRT engines, keyed by everything an engine is tied to.
+
+An engine only runs with the TensorRT version and GPU that built it, for the ONNX bytes, precision and
+shapes it was built from. Each entry is one file named after the graph and precision, holding a small
+header with its EngineKey and then the engine bytes; a stale key or an engine that fails to
+deserialise is rebuilt in place, with a log line saying why. Writes go to a temporary file that is
+renamed into place, so a crash or a concurrent reader never sees half an engine.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+import struct
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+LOG = logging.getLogger(__name__)
+
+MAGIC = b"D2RENG01"
+_HEADER_LENGTH = struct.Struct("<I")
+Engine = TypeVar("Engine")
+
+
+@dataclass(frozen=True)
+class EngineKey:
+    """What a serialised engine depends on; any difference means the engine must be rebuilt."""
+
+    onnx_sha256: str
+    tensorrt_version: str
+    gpu_name: str
+    compute_capability: str
+    precision: str
+    shapes: str  # e.g. "images:1x480x640x3/2x480x640x3/4x480x640x3" (min/opt/max of each profile)
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+
+    def differences(self, other: EngineKey) -> list[str]:
+        """Human-readable fields in which `other` differs from this key."""
+        return [
+            f"{field.name} {getattr(other, field.name)!r} -> {getattr(self, field.name)!r}"
+            for field in dataclasses.fields(self)
+            if getattr(self, field.name) != getattr(other, field.name)
+        ]
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        for chunk in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+class EngineCache:
+    """Directory of engine files. `load_or_build` returns a deserialised engine, building it when needed."""
+
+    def __init__(self, directory: str | os.PathLike) -> None:
+        self.directory = Path(directory).expanduser()
+
+    def path_for(self, name: str) -> Path:
+        return self.directory / f"{name}.engine"
+
+    def load_or_build(
+        self,
+        name: str,
+        key: EngineKey,
+        build: Callable[[], bytes],
+        deserialize: Callable[[bytes], Engine],
+    ) -> Engine:
+        """The engine stored under `name` if its key equals `key` and it deserialises, else a fresh build.
+
+        `build` returns serialised engine bytes; `deserialize` turns bytes into an engine and raises (or
+        returns None) on failure.
+        """
+        path = self.path_for(name)
+        reason = self._why_stale(path, key)
+        if reason is None:
+            try:
+                engine = deserialize(read_engine_file(path)[1])
+                failure = "deserialize returned None"
+            except Exception as error:
+                engine, failure = None, f"{type(error).__name__}: {error}"
+            if engine is not None:
+                LOG.info("engine cache: reusing %s", path)
+                return engine
+            reason = f"it failed to deserialise ({failure})"
+        LOG.info("engine cache: building %s because %s", path, reason)
+        data = build()
+        engine = deserialize(data)
+        if engine is None:
+            raise RuntimeError(f"a freshly built engine for {name} failed to deserialise; see the TensorRT log")
+        write_engine_file(path, key, data)
+        return engine
+
+    @staticmethod
+    def _why_stale(path: Path, key: EngineKey) -> str | None:
+        if not path.is_file():
+            return "there is no cached engine"
+        try:
+            stored, _ = read_engine_file(path)
+        except ValueError as error:
+            return str(error)
+        if stored != key:
+            return "its key differs: " + "; ".join(key.differences(stored))
+        return None
+
+
+def write_engine_file(path: Path, key: EngineKey, data: bytes) -> None:
+    """Atomically write header + engine bytes: temporary file in the same directory, fsync, rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    header = key.to_json().encode()
+    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(descriptor, "wb") as stream:
+            stream.write(MAGIC + _HEADER_LENGTH.pack(len(header)) + header)
+            stream.write(data)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def read_engine_file(path: Path) -> tuple[EngineKey, bytes]:
+    """Split a cache file into its key and engine bytes; ValueError when it is not a cache file."""
+    blob = path.read_bytes()
+    start = len(MAGIC) + _HEADER_LENGTH.size
+    if not blob.startswith(MAGIC) or len(blob) < start:
+        raise ValueError("it is not a dinov2_ros engine cache file (no header)")
+    (length,) = _HEADER_LENGTH.unpack_from(blob, len(MAGIC))
+    try:
+        key = EngineKey(**json.loads(blob[start : start + length]))
+    except (ValueError, TypeError) as error:
+        raise ValueError(f"its header is unreadable ({error})") from error
+    return key, blob[start + length :]

@@ -1,0 +1,157 @@
+"""Export a PerceptionGraph to one ONNX file, and refuse ONNX files that were not made for the caller.
+
+The file carries its GraphSpec and the package version in `metadata_props`, so a backend can tell a
+stale or foreign file from the one it expects before running it. Static H and W, dynamic batch,
+opset >= 17 (LayerNormalization stays one op, which TensorRT keeps in fp32).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from dinov2_ros import __version__
+from dinov2_ros.runtime.graph_spec import GraphSpec
+
+if TYPE_CHECKING:
+    from dinov2_ros.runtime.perception_graph import PerceptionGraph
+
+LOG = logging.getLogger(__name__)
+
+SPEC_KEY = "dinov2_ros.graph_spec"
+VERSION_KEY = "dinov2_ros.version"
+PRECISION_KEY = "dinov2_ros.precision"
+MIN_OPSET = 17
+DEFAULT_OPSET = 18
+MAX_BATCH = 64
+
+
+class ForeignGraphError(ValueError):
+    """An ONNX file that is not the graph the caller expects (no metadata, other spec or version)."""
+
+
+def export_graph(
+    graph: PerceptionGraph, path: str | os.PathLike, opset: int = DEFAULT_OPSET, check: bool = True
+) -> Path:
+    """Export `graph` (a PerceptionGraph) to `path`, written atomically; returns the path.
+
+    Checks the file with onnx.checker and, when `check`, runs it once in ONNX Runtime on batch 3 to
+    prove the batch axis is dynamic.
+    """
+    import onnx
+    import torch
+
+    if opset < MIN_OPSET:
+        raise ValueError(f"opset must be >= {MIN_OPSET} (LayerNormalization), got {opset}; use {DEFAULT_OPSET}")
+    spec: GraphSpec = graph.spec
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    example = _example_inputs(spec, batch=2)  # batch 1 would be specialised to a constant
+    batch = torch.export.Dim("batch", min=1, max=MAX_BATCH)
+    dynamic_shapes = {"images": {0: batch}}
+    if spec.exemplar:
+        dynamic_shapes |= {"prototypes": None, "prototype_classes": None}
+    LOG.info("exporting %s to %s (opset %d) ...", spec.key, path, opset)
+    with torch.no_grad():
+        program = torch.onnx.export(
+            graph.eval(),
+            tuple(torch.from_numpy(array) for array in example.values()),
+            input_names=list(example),
+            output_names=list(graph.output_names),
+            opset_version=opset,
+            dynamo=True,
+            dynamic_shapes=dynamic_shapes,
+            verbose=False,
+        )
+    model = program.model_proto
+    set_metadata(model, {SPEC_KEY: spec.to_json(), VERSION_KEY: __version__, PRECISION_KEY: "fp32"})
+    onnx.checker.check_model(model, full_check=True)
+    save_model_atomic(model, path)
+    if check:
+        _run_once(path, spec)
+    LOG.info("exported %s (%.1f MB)", path, path.stat().st_size / 1e6)
+    return path
+
+
+def save_model_atomic(model, path: Path) -> None:
+    """Write an ONNX model next to `path` and rename it into place, so readers never see half a file."""
+    import onnx
+
+    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(descriptor)
+    try:
+        onnx.save_model(model, temporary)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def read_metadata(path: str | os.PathLike) -> dict[str, str]:
+    """The metadata_props of an ONNX file, without loading its weights."""
+    import onnx
+
+    model = onnx.load_model(str(path), load_external_data=False)
+    return {prop.key: prop.value for prop in model.metadata_props}
+
+
+def load_graph_spec(path: str | os.PathLike, expected: GraphSpec | None = None) -> GraphSpec:
+    """Read the GraphSpec of an exported file, refusing foreign or stale files with ForeignGraphError."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no ONNX file at {path}; create it with `dinov2-ros export`")
+    metadata = read_metadata(path)
+    if SPEC_KEY not in metadata:
+        raise ForeignGraphError(
+            f"{path} has no '{SPEC_KEY}' metadata: it was not exported by dinov2_ros; "
+            "create it with `dinov2-ros export`"
+        )
+    version = metadata.get(VERSION_KEY)
+    if version != __version__:
+        raise ForeignGraphError(
+            f"{path} was exported by dinov2_ros {version}, this is {__version__}; re-export it with `dinov2-ros export`"
+        )
+    spec = GraphSpec.from_json(metadata[SPEC_KEY])
+    if expected is not None and spec != expected:
+        raise ForeignGraphError(
+            f"{path} holds graph '{spec.key}' but '{expected.key}' was expected; "
+            "export the graph for this camera and model with `dinov2-ros export`"
+        )
+    return spec
+
+
+def _example_inputs(spec: GraphSpec, batch: int) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(0)
+    inputs = {"images": rng.integers(0, 256, (batch, spec.camera_height, spec.camera_width, 3), dtype=np.uint8)}
+    if spec.exemplar:
+        prototypes = rng.standard_normal((spec.max_prototypes, spec.embed_dim)).astype(np.float32)
+        inputs["prototypes"] = prototypes / np.linalg.norm(prototypes, axis=1, keepdims=True)
+        inputs["prototype_classes"] = np.arange(spec.max_prototypes, dtype=np.int32)
+    return inputs
+
+
+def set_metadata(model, values: dict[str, str]) -> None:
+    kept = [prop for prop in model.metadata_props if prop.key not in values]
+    del model.metadata_props[:]
+    model.metadata_props.extend(kept)
+    for key, value in values.items():
+        prop = model.metadata_props.add()
+        prop.key, prop.value = key, value
+
+
+def _run_once(path: Path, spec: GraphSpec) -> None:
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    outputs = session.run(None, _example_inputs(spec, batch=3))
+    for output, expected in zip(outputs, spec.output_specs(), strict=True):
+        if output.shape != (3, *expected.shape[1:]) or output.dtype != expected.dtype:
+            raise RuntimeError(
+                f"exported graph output '{expected.name}' has {output.dtype}{list(output.shape)}, expected "
+                f"{expected.dtype}{[3, *expected.shape[1:]]}: the export is broken, please report it"
+            )

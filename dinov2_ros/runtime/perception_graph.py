@@ -1,0 +1,101 @@
+"""The whole per-frame computation as one nn.Module: camera pixels in; depth, detections and features out.
+
+This module is what gets exported to ONNX and what the PyTorch backend runs, so all three backends
+compute the same thing. The encoder runs once; its last block feeds the detection head and the
+features output, its tapped blocks feed the depth head.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from dinov2_ros.runtime.graph_spec import GraphSpec
+from dinov2_ros.runtime.preprocess import BoxesToCamera, DepthToCamera, Preprocess
+
+
+class PerceptionGraph(nn.Module):
+    """Compose preprocessing, the encoder (positional embedding baked), the heads and the mapping back.
+
+    `forward` returns the outputs in `spec.output_specs()` order; `output_names` lists them. The
+    detection head returns `(boxes (N,K,4) xyxy in model-input pixels, scores (N,K), classes (N,K),
+    masks (N,K,h,w))`; the exemplar head also takes the `prototypes` and `prototype_classes` inputs.
+    """
+
+    def __init__(
+        self,
+        spec: GraphSpec,
+        backbone: nn.Module,
+        depth_head: nn.Module | None = None,
+        detection_head: nn.Module | None = None,
+    ) -> None:
+        super().__init__()
+        if spec.depth != (depth_head is not None):
+            raise ValueError(
+                f"GraphSpec.heads={spec.heads} but depth_head is {'missing' if spec.depth else 'given'}; "
+                "pass a depth head exactly when 'depth' is in the heads"
+            )
+        if (spec.detection is not None) != (detection_head is not None):
+            raise ValueError(
+                f"GraphSpec.heads={spec.heads} but detection_head is {'missing' if spec.detection else 'given'}; "
+                "pass a detection head exactly when 'exemplar' or 'center' is in the heads"
+            )
+        if backbone.embed_dim != spec.embed_dim:
+            raise ValueError(
+                f"GraphSpec.embed_dim={spec.embed_dim} but the backbone has embed_dim={backbone.embed_dim}; "
+                "build the spec from the backbone you export"
+            )
+        self.spec = spec
+        self.output_names = tuple(output.name for output in spec.output_specs())
+        self.preprocess = Preprocess(spec)
+        self.backbone = backbone.eval()
+        self.backbone.bake_pos_embed(spec.input_height, spec.input_width)
+        self.depth_head = depth_head.eval() if depth_head is not None else None
+        self.detection_head = detection_head.eval() if detection_head is not None else None
+        self.depth_to_camera = DepthToCamera(spec)
+        self.boxes_to_camera = BoxesToCamera(spec)
+        self.last = len(backbone.blocks) - 1
+        self.taps = tuple(depth_head.tap_indices) if depth_head is not None else ()
+        self.indices = tuple(sorted({*self.taps, self.last}))
+        # the depth head says whether it reads normed blocks; features and detection always get normed ones
+        self.taps_normed = bool(getattr(depth_head, "final_norm", True))
+
+    def forward(
+        self,
+        images: torch.Tensor,
+        prototypes: torch.Tensor | None = None,
+        prototype_classes: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, ...]:
+        x = self.preprocess(images)
+        layers = self.backbone.get_intermediate_layers(x, self.indices, norm=self.taps_normed)
+        layers = dict(zip(self.indices, layers, strict=True))
+        patch_map = layers[self.last][0]
+        if not self.taps_normed:
+            patch_map = self.backbone.norm(patch_map.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+        outputs = []
+        if self.depth_head is not None:
+            depth = self.depth_head([layers[i] for i in self.taps], tuple(x.shape[-2:]))
+            outputs.append(self.depth_to_camera(depth.float()))
+        if self.detection_head is not None:
+            if self.spec.exemplar:
+                boxes, scores, classes, masks = self.detection_head(patch_map, prototypes, prototype_classes)
+            else:
+                boxes, scores, classes, masks = self.detection_head(patch_map)
+            rows = [self.boxes_to_camera(boxes), scores.float().unsqueeze(-1), classes.float().unsqueeze(-1)]
+            outputs += [torch.cat(rows, dim=-1), masks.float()]
+        if self.spec.features:
+            outputs.append(patch_map.float())
+        return tuple(outputs)
+
+
+class BareEncoder(nn.Module):
+    """The encoder alone on an already normalised input: the baseline the whole graph is timed against."""
+
+    def __init__(self, backbone: nn.Module, input_height: int, input_width: int) -> None:
+        super().__init__()
+        self.backbone = backbone.eval()
+        self.backbone.bake_pos_embed(input_height, input_width)
+        self.last = len(backbone.blocks) - 1
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.backbone.get_intermediate_layers(x, (self.last,), norm=True)[0][0]

@@ -1,0 +1,197 @@
+"""TensorRT backend: builds (or reuses from the cache) an engine for the exported graph and runs it, no torch.
+
+Building is in `tensorrt_build.py`. Execution uses the TensorRT >= 8.6 name-based API
+(`set_tensor_address`, `execute_async_v3`) on one CUDA stream, with page-locked host buffers allocated
+once for the largest batch.
+
+Device memory goes through cuda-python (`cuda.bindings.runtime`, formerly `cuda.cudart`) rather than
+pycuda: NVIDIA maintains it next to TensorRT and its own TensorRT samples use it, it ships as binary
+wheels for x86_64 and aarch64 (pycuda compiles against the CUDA toolkit at install, which often fails
+on Jetson), and it uses the primary context TensorRT itself uses instead of creating its own.
+`tensorrt` and cuda-python are imported when a backend is created, so the package imports anywhere.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+
+from dinov2_ros.runtime.backend import Backend
+from dinov2_ros.runtime.engine_cache import EngineCache, EngineKey, file_sha256
+from dinov2_ros.runtime.graph_spec import GraphSpec
+from dinov2_ros.runtime.onnx_export import PRECISION_KEY, load_graph_spec, read_metadata
+from dinov2_ros.runtime.tensorrt_build import (
+    DEFAULT_WORKSPACE_BYTES,
+    PRECISIONS,
+    build_serialized_engine,
+    import_tensorrt,
+    shapes_signature,
+)
+
+LOG = logging.getLogger(__name__)
+
+DEFAULT_CACHE_DIR = Path("~/.cache/dinov2_ros/engines")  # expanded by EngineCache
+
+
+def import_cudart():
+    """cuda-python's runtime API module (new and old import paths), or ImportError saying how to get it."""
+    try:
+        from cuda.bindings import runtime as cudart
+    except ImportError:
+        try:
+            from cuda import cudart
+        except ImportError as error:
+            raise ImportError(
+                "the TensorRT backend needs cuda-python for device memory: `pip install cuda-python` "
+                "matching your CUDA major version"
+            ) from error
+    return cudart
+
+
+def cuda_call(result):
+    """Unpack a cuda-python `(error, *values)` result, raising RuntimeError on a CUDA error."""
+    error, *values = result
+    if int(error) != 0:
+        raise RuntimeError(f"CUDA error {error}")
+    return values[0] if len(values) == 1 else values or None
+
+
+def gpu_identity(cudart) -> tuple[str, str]:
+    """(GPU name, compute capability "major.minor") of the current CUDA device."""
+    device = cuda_call(cudart.cudaGetDevice())
+    properties = cuda_call(cudart.cudaGetDeviceProperties(device))
+    name = properties.name
+    name = name.decode(errors="replace") if isinstance(name, bytes) else str(name)
+    return name.rstrip("\x00").strip(), f"{properties.major}.{properties.minor}"
+
+
+class TensorRTBackend(Backend):
+    """Runs an exported graph as a TensorRT engine, built on first use and cached on disk.
+
+    The engine cache lives in `cache_dir`; a cached engine is reused only when its key (ONNX sha256,
+    TensorRT version, GPU, compute capability, precision, shapes) matches.
+    """
+
+    kind = "tensorrt"
+
+    def __init__(
+        self,
+        onnx_path: str | os.PathLike,
+        spec: GraphSpec | None = None,
+        precision: str = "fp16",
+        max_batch: int = 4,
+        workspace_bytes: int = DEFAULT_WORKSPACE_BYTES,
+        cache_dir: str | os.PathLike = DEFAULT_CACHE_DIR,
+    ) -> None:
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+        onnx_path = Path(onnx_path)
+        spec = load_graph_spec(onnx_path, expected=spec)
+        stored_precision = read_metadata(onnx_path).get(PRECISION_KEY)
+        if stored_precision != "fp32":
+            raise ValueError(
+                f"{onnx_path} is a {stored_precision} graph; TensorRT builds from the fp32 export "
+                "(it applies its own fp16), so pass the file `dinov2-ros export` wrote before quantising"
+            )
+        super().__init__(spec)
+        trt = import_tensorrt()
+        self._cudart = cudart = import_cudart()
+        gpu_name, capability = gpu_identity(cudart)
+        key = EngineKey(
+            onnx_sha256=file_sha256(onnx_path),
+            tensorrt_version=trt.__version__,
+            gpu_name=gpu_name,
+            compute_capability=capability,
+            precision=precision,
+            shapes=shapes_signature(spec, max_batch),
+        )
+        self._runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
+        self.engine = EngineCache(cache_dir).load_or_build(
+            f"{spec.key}-{precision}-b{max_batch}",
+            key,
+            build=lambda: build_serialized_engine(onnx_path, spec, precision, max_batch, workspace_bytes),
+            deserialize=self._runtime.deserialize_cuda_engine,
+        )
+        self.max_batch = max_batch
+        self.context = self.engine.create_execution_context()
+        self._stream = cuda_call(cudart.cudaStreamCreate())
+        self._host: dict[str, np.ndarray] = {}
+        self._host_ptr: dict[str, int] = {}
+        self._device: dict[str, int] = {}
+        for tensor in (*self.inputs, *self.outputs):
+            self._allocate(
+                tensor.name, tensor.dtype, (max_batch, *tensor.shape[1:]) if tensor.shape[0] is None else tensor.shape
+            )
+
+    def _allocate(self, name: str, dtype: np.dtype, shape: tuple[int, ...]) -> None:
+        engine_dtype = np.dtype(import_tensorrt().nptype(self.engine.get_tensor_dtype(name)))
+        if engine_dtype != dtype:
+            raise RuntimeError(f"engine tensor '{name}' is {engine_dtype}, the graph spec says {dtype}; re-export")
+        count = int(np.prod(shape))
+        nbytes = count * dtype.itemsize
+        host = cuda_call(self._cudart.cudaMallocHost(nbytes))
+        self._host_ptr[name] = int(host)
+        buffer = (ctypes.c_byte * nbytes).from_address(int(host))
+        self._host[name] = np.frombuffer(buffer, dtype=dtype, count=count)
+        self._device[name] = int(cuda_call(self._cudart.cudaMalloc(nbytes)))
+        self.context.set_tensor_address(name, self._device[name])
+
+    def _infer_impl(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        cudart = self._cudart
+        batch = inputs["images"].shape[0]
+        if batch > self.max_batch:
+            raise ValueError(
+                f"batch {batch} exceeds the engine's max_batch {self.max_batch}; split the batch or "
+                f"build the engine with max_batch >= {batch}"
+            )
+        stream = self._stream
+        for name, array in inputs.items():
+            self.context.set_input_shape(name, array.shape)
+            self._host[name][: array.size] = array.reshape(-1)
+            cuda_call(
+                cudart.cudaMemcpyAsync(
+                    self._device[name],
+                    self._host_ptr[name],
+                    array.nbytes,
+                    cudart.cudaMemcpyKind.cudaMemcpyHostToDevice,
+                    stream,
+                )
+            )
+        if not self.context.execute_async_v3(int(stream)):
+            raise RuntimeError("TensorRT execute_async_v3 failed; see the TensorRT log")
+        shapes = {}
+        for tensor in self.outputs:
+            shape = tuple(self.context.get_tensor_shape(tensor.name))
+            shapes[tensor.name] = shape
+            nbytes = int(np.prod(shape)) * tensor.dtype.itemsize
+            cuda_call(
+                cudart.cudaMemcpyAsync(
+                    self._host_ptr[tensor.name],
+                    self._device[tensor.name],
+                    nbytes,
+                    cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost,
+                    stream,
+                )
+            )
+        cuda_call(cudart.cudaStreamSynchronize(stream))
+        # copies: the page-locked buffers are reused by the next call
+        return {name: self._host[name][: int(np.prod(shape))].reshape(shape).copy() for name, shape in shapes.items()}
+
+    def close(self) -> None:
+        super().close()
+        cudart = getattr(self, "_cudart", None)
+        if cudart is None:
+            return
+        for pointer in self._device.values():
+            cudart.cudaFree(pointer)
+        for pointer in self._host_ptr.values():
+            cudart.cudaFreeHost(pointer)
+        if getattr(self, "_stream", None) is not None:
+            cudart.cudaStreamDestroy(self._stream)
+        self._device, self._host_ptr, self._host, self._stream = {}, {}, {}, None
+        self.context = self.engine = None
+        self._cudart = None

@@ -1,0 +1,88 @@
+"""The exported file: one checked ONNX graph with static H/W, dynamic batch, the GraphSpec in its metadata,
+and refusal of foreign or stale files."""
+
+from __future__ import annotations
+
+import re
+
+import onnx
+import pytest
+from tiny_graphs import frames, inputs_for, tiny_graph, tiny_spec
+
+from dinov2_ros import __version__
+from dinov2_ros.runtime.graph_spec import GraphSpec
+from dinov2_ros.runtime.onnx_export import (
+    PRECISION_KEY,
+    SPEC_KEY,
+    VERSION_KEY,
+    ForeignGraphError,
+    export_graph,
+    load_graph_spec,
+    read_metadata,
+    set_metadata,
+)
+from dinov2_ros.runtime.onnxruntime_backend import OnnxRuntimeBackend
+
+
+def test_export_is_one_checked_graph_with_static_hw_and_dynamic_batch(exported):
+    spec = tiny_spec()
+    _, path = exported(spec)
+    model = onnx.load(path)
+    onnx.checker.check_model(model, full_check=True)
+    assert max(entry.version for entry in model.opset_import if entry.domain in ("", "ai.onnx")) >= 17
+    ops = {node.op_type for node in model.graph.node}
+    assert "LayerNormalization" in ops  # kept whole, so TensorRT can pin it to fp32
+    for node in model.graph.node:
+        if node.op_type == "Resize":
+            attributes = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+            assert attributes.get("antialias", 0) == 0
+    inputs = {i.name: [d.dim_value or d.dim_param for d in i.type.tensor_type.shape.dim] for i in model.graph.input}
+    assert inputs["images"][1:] == [spec.camera_height, spec.camera_width, 3]
+    assert isinstance(inputs["images"][0], str)  # symbolic batch
+    assert [o.name for o in model.graph.output] == ["depth", "detections", "masks", "features"]
+    with OnnxRuntimeBackend(path, spec) as backend:
+        for batch in (1, 4):
+            outputs = backend.infer(inputs_for(spec, frames("random", spec, batch)))
+            assert {name: a.shape[0] for name, a in outputs.items()} == dict.fromkeys(outputs, batch)
+
+
+def test_metadata_identifies_the_graph(exported):
+    spec = tiny_spec()
+    _, path = exported(spec)
+    metadata = read_metadata(path)
+    assert GraphSpec.from_json(metadata[SPEC_KEY]) == spec
+    assert metadata[VERSION_KEY] == __version__
+    assert metadata[PRECISION_KEY] == "fp32"
+    assert load_graph_spec(path, expected=spec) == spec
+
+
+def test_opset_below_17_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="opset must be >= 17"):
+        export_graph(tiny_graph(tiny_spec()), tmp_path / "old.onnx", opset=16)
+
+
+def test_foreign_and_stale_files_are_refused(exported, tmp_path):
+    spec = tiny_spec()
+    _, path = exported(spec)
+    model = onnx.load(path)
+
+    foreign = tmp_path / "foreign.onnx"
+    stripped = onnx.load(path)
+    del stripped.metadata_props[:]
+    onnx.save(stripped, foreign)
+    with pytest.raises(ForeignGraphError, match="was not exported by dinov2_ros"):
+        OnnxRuntimeBackend(foreign)
+
+    stale = tmp_path / "stale.onnx"
+    set_metadata(model, {VERSION_KEY: "0.0.1"})
+    onnx.save(model, stale)
+    with pytest.raises(ForeignGraphError, match=r"exported by dinov2_ros 0.0.1, this is .*re-export"):
+        OnnxRuntimeBackend(stale)
+
+    other_camera = tiny_spec(camera_width=96)
+    message = f"holds graph {spec.key!r} but {other_camera.key!r} was expected"
+    with pytest.raises(ForeignGraphError, match=re.escape(message)):
+        OnnxRuntimeBackend(path, other_camera)
+
+    with pytest.raises(FileNotFoundError, match="dinov2-ros export"):
+        load_graph_spec(tmp_path / "missing.onnx")

@@ -1,0 +1,133 @@
+"""Pinhole camera geometry in the vocabulary of ROS image_geometry, without ROS messages.
+
+Pixels are in the image the detections and depth come from (the camera's image as published, not
+rectified): when the distortion coefficients are non-zero, pixels are undistorted before they are
+turned into rays, and 3D points are distorted when projected back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import cv2
+import numpy as np
+
+_PLANE_MODELS = ("plumb_bob", "rational_polynomial")
+_FISHEYE_MODEL = "equidistant"
+
+
+class PinholeCameraModel:
+    """Intrinsics K, distortion D (model `distortion_model`) and image size of one calibrated camera."""
+
+    def __init__(
+        self, K: np.ndarray, D: np.ndarray, width: int, height: int, distortion_model: str = "plumb_bob"
+    ) -> None:
+        K = np.asarray(K, np.float64)
+        D = np.asarray(D, np.float64).reshape(-1)
+        if K.shape != (3, 3):
+            raise ValueError(f"camera K must be 3x3 (9 values), got shape {K.shape}")
+        if not np.isfinite(K).all() or not np.isfinite(D).all():
+            raise ValueError("camera K or D contains NaN or infinity; republish a valid CameraInfo")
+        if not np.any(K):
+            raise ValueError(
+                "camera K is all zeros: the camera is not calibrated; calibrate it (camera_calibration) "
+                "or set its camera_info_url, 3D objects need intrinsics"
+            )
+        if K[0, 0] <= 0 or K[1, 1] <= 0:
+            raise ValueError(
+                f"camera focal lengths must be positive, got fx={K[0, 0]} fy={K[1, 1]}; check CameraInfo K"
+            )
+        if width <= 0 or height <= 0:
+            raise ValueError(f"camera image size must be positive, got {width}x{height}; check CameraInfo width/height")
+        if np.any(D) and distortion_model not in (*_PLANE_MODELS, _FISHEYE_MODEL):
+            raise ValueError(
+                f"unsupported distortion model {distortion_model!r}; "
+                f"supported: {', '.join((*_PLANE_MODELS, _FISHEYE_MODEL))}; "
+                "or publish rectified images with D=0"
+            )
+        if np.any(D) and distortion_model == _FISHEYE_MODEL and D.size != 4:
+            raise ValueError(f"the equidistant model needs 4 coefficients in D, got {D.size}")
+        self.K = K
+        self.D = D
+        self.width = int(width)
+        self.height = int(height)
+        self.distortion_model = distortion_model
+
+    @classmethod
+    def from_camera_info(
+        cls,
+        k: Sequence[float],
+        d: Sequence[float],
+        p: Sequence[float],
+        width: int,
+        height: int,
+        distortion_model: str = "plumb_bob",
+        rectified: bool = False,
+    ) -> PinholeCameraModel:
+        """From CameraInfo's fields: k (9 values), d, p (12 values, row-major), width, height.
+
+        The published image (`image_raw`, or an aligned depth image) is described by K and D. Set
+        `rectified` when the pixels come from a rectified image (`image_rect`): then P's left 3x3 is the
+        intrinsic matrix and there is no distortion, as image_geometry does.
+        """
+        k, p = np.asarray(k, np.float64).reshape(-1), np.asarray(p, np.float64).reshape(-1)
+        if k.size != 9 or p.size != 12:
+            raise ValueError(f"CameraInfo k must have 9 values and p 12, got {k.size} and {p.size}")
+        if rectified:
+            if not np.any(p):
+                raise ValueError("CameraInfo P is all zeros but rectified=True; calibrate the camera or use K")
+            return cls(p.reshape(3, 4)[:, :3], np.zeros(0), width, height, distortion_model)
+        return cls(k.reshape(3, 3), np.asarray(d, np.float64), width, height, distortion_model)
+
+    @property
+    def fx(self) -> float:
+        return float(self.K[0, 0])
+
+    @property
+    def fy(self) -> float:
+        return float(self.K[1, 1])
+
+    @property
+    def cx(self) -> float:
+        return float(self.K[0, 2])
+
+    @property
+    def cy(self) -> float:
+        return float(self.K[1, 2])
+
+    def normalized_coordinates(self, uv: np.ndarray) -> np.ndarray:
+        """Pixels (N, 2) -> undistorted normalised image coordinates (x/z, y/z), shape (N, 2)."""
+        uv = np.asarray(uv, np.float64).reshape(-1, 2)
+        if not np.any(self.D):
+            return np.column_stack([(uv[:, 0] - self.cx) / self.fx, (uv[:, 1] - self.cy) / self.fy])
+        if self.distortion_model == _FISHEYE_MODEL:
+            return cv2.fisheye.undistortPoints(uv[:, None], self.K, self.D).reshape(-1, 2)
+        criteria = (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 20, 1e-9)
+        return cv2.undistortPoints(uv[:, None], self.K, self.D, None, None, None, criteria).reshape(-1, 2)
+
+    def project_pixel_to_3d_ray(self, uv: np.ndarray) -> np.ndarray:
+        """Pixels (N, 2) or (2,) -> unit rays in the optical frame (x right, y down, z forward)."""
+        xy = self.normalized_coordinates(uv)
+        rays = np.concatenate([xy, np.ones((len(xy), 1))], axis=1)
+        rays /= np.linalg.norm(rays, axis=1, keepdims=True)
+        return rays[0] if np.ndim(uv) == 1 else rays
+
+    def back_project(self, uv: np.ndarray, z: np.ndarray) -> np.ndarray:
+        """Pixels (N, 2) with depth along the optical axis z (N,) metres -> 3D points (N, 3)."""
+        xy = self.normalized_coordinates(uv)
+        z = np.asarray(z, np.float64).reshape(-1, 1)
+        return np.concatenate([xy * z, z], axis=1)
+
+    def project_3d_to_pixel(self, xyz: np.ndarray) -> np.ndarray:
+        """3D points (N, 3) or (3,) in the optical frame, z > 0 -> pixels (N, 2) or (2,)."""
+        points = np.asarray(xyz, np.float64).reshape(-1, 3)
+        if np.any(points[:, 2] <= 0):
+            raise ValueError("points must lie in front of the camera (z > 0) to project to pixels")
+        if not np.any(self.D):
+            uv = points[:, :2] / points[:, 2:] * (self.fx, self.fy) + (self.cx, self.cy)
+        elif self.distortion_model == _FISHEYE_MODEL:
+            uv = cv2.fisheye.projectPoints(points.reshape(-1, 1, 3), np.zeros(3), np.zeros(3), self.K, self.D)[0]
+        else:
+            uv = cv2.projectPoints(points, np.zeros(3), np.zeros(3), self.K, self.D)[0]
+        uv = uv.reshape(-1, 2)
+        return uv[0] if np.ndim(xyz) == 1 else uv

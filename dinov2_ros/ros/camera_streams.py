@@ -1,0 +1,123 @@
+"""One camera's topics: subscriptions that only fill its newest-frame slot, and its output publishers.
+
+Topic names are relative, so namespaces and remapping apply. With one camera they are `image`,
+`camera_info`, `depth` in and `dinov2/...` out; with several, each camera's live under its name
+(`front/image`, `front/dinov2/objects`, ...).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from diagnostic_msgs.msg import DiagnosticStatus
+from rclpy.node import Node
+from rclpy.qos import (
+    DurabilityPolicy,
+    HistoryPolicy,
+    QoSProfile,
+    ReliabilityPolicy,
+    qos_policy_name_from_kind,
+)
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
+from vision_msgs.msg import Detection2DArray, Detection3DArray, LabelInfo
+from visualization_msgs.msg import MarkerArray
+
+from dinov2_ros.ros.diagnostics import CameraStatistics
+from dinov2_ros.ros.frame_slots import CameraSlot
+from dinov2_ros.ros.node_parameters import CameraSettings
+
+try:  # Jazzy and newer
+    from rclpy.event_handler import SubscriptionEventCallbacks
+except ImportError:  # Humble
+    from rclpy.qos_event import SubscriptionEventCallbacks
+
+OUTPUT_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
+LATCHED_QOS = QoSProfile(
+    depth=1,
+    reliability=ReliabilityPolicy.RELIABLE,
+    durability=DurabilityPolicy.TRANSIENT_LOCAL,
+    history=HistoryPolicy.KEEP_LAST,
+)
+
+
+def camera_qos(reliable: bool) -> QoSProfile:
+    """Keep only the newest message: sensor-data QoS (best effort), or reliable when asked for."""
+    reliability = ReliabilityPolicy.RELIABLE if reliable else ReliabilityPolicy.BEST_EFFORT
+    return QoSProfile(depth=1, reliability=reliability, history=HistoryPolicy.KEEP_LAST)
+
+
+def stamp_ns(msg) -> int:
+    return msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+
+
+class CameraStreams:
+    """Subscriptions, slot, statistics and publishers of one camera."""
+
+    def __init__(
+        self,
+        node: Node,
+        settings: CameraSettings,
+        prefix: str,
+        reliable: bool,
+        slot: CameraSlot,
+        wake: Callable[[], None],
+    ) -> None:
+        self.name = settings.name
+        self.settings = settings
+        self.slot = slot
+        self.statistics = CameraStatistics(settings.name)
+        self._node = node
+        self._wake = wake
+        qos = camera_qos(reliable)
+        image_type = CompressedImage if settings.transport == "compressed" else Image
+        image_topic = f"{prefix}image" + ("/compressed" if settings.transport == "compressed" else "")
+        self._subscribe(image_type, image_topic, self._on_image, qos)
+        self._subscribe(CameraInfo, f"{prefix}camera_info", self._on_camera_info, qos)
+        if settings.use_depth:
+            self._subscribe(Image, f"{prefix}depth", self._on_depth, qos)
+        out = f"{prefix}dinov2/"
+        self.objects = node.create_publisher(Detection3DArray, out + "objects", OUTPUT_QOS)
+        self.objects_2d = node.create_publisher(Detection2DArray, out + "objects_2d", OUTPUT_QOS)
+        self.label_info = node.create_publisher(LabelInfo, out + "label_info", LATCHED_QOS)
+        self.depth = node.create_publisher(Image, out + "depth", OUTPUT_QOS)
+        self.depth_info = node.create_publisher(CameraInfo, out + "depth/camera_info", OUTPUT_QOS)
+        self.points = node.create_publisher(PointCloud2, out + "points", OUTPUT_QOS)
+        self.markers = node.create_publisher(MarkerArray, out + "markers", OUTPUT_QOS)
+        self.debug_image = node.create_publisher(Image, out + "debug_image", OUTPUT_QOS)
+
+    def _subscribe(self, msg_type, topic: str, callback, qos: QoSProfile) -> None:
+        subscriptions = []
+
+        def incompatible(event) -> None:
+            policy = qos_policy_name_from_kind(event.last_policy_kind)
+            fix = (
+                "the parameter qos.reliable:=false (best effort accepts every publisher)"
+                if "RELIABILITY" in policy
+                else f"the publisher's {policy} policy to the default"
+            )
+            self._node.get_logger().error(
+                f"camera '{self.name}': the publisher of {subscriptions[0].topic_name} offers QoS incompatible "
+                f"with this node's subscription (policy {policy}); no messages will arrive. Fix: set {fix}",
+                throttle_duration_sec=10.0,
+            )
+
+        events = SubscriptionEventCallbacks(incompatible_qos=incompatible)
+        subscriptions.append(self._node.create_subscription(msg_type, topic, callback, qos, event_callbacks=events))
+
+    def _on_image(self, msg) -> None:
+        self.statistics.image_received(time.monotonic())
+        self.slot.put_image(stamp_ns(msg), msg, time.monotonic_ns())
+        self._wake()
+
+    def _on_camera_info(self, msg: CameraInfo) -> None:
+        self.slot.put_camera_info(stamp_ns(msg), msg)
+        self._wake()
+
+    def _on_depth(self, msg: Image) -> None:
+        self.slot.put_depth(stamp_ns(msg), msg)
+        self._wake()
+
+    def status(self, node_name: str) -> DiagnosticStatus:
+        self.statistics.set_dropped(self.slot.dropped)
+        return self.statistics.to_status(time.monotonic(), node_name)

@@ -1,0 +1,109 @@
+"""Teach, forget and list classes at run time through services of types every ROS 2 install has.
+
+This package is one ament_python package, which cannot define .srv files, so the services reuse
+rcl_interfaces (part of every ROS 2 install and of the rclpy wheels) with named, typed fields:
+
+- `dinov2/add_class` (rcl_interfaces/srv/SetParameters): parameters `class_name` (string), `box`
+  (4 numbers: x1, y1, x2, y2 in the camera's pixels) and `camera` (string; optional with one camera).
+  Teaches the part inside the box on that camera's newest processed frame.
+- `dinov2/remove_class` (rcl_interfaces/srv/SetParameters): parameter `class_name`.
+- `dinov2/list_classes` (rcl_interfaces/srv/ListParameters): `result.names` lists the class names in
+  class-id order; `/dinov2/label_info` carries the id of each.
+
+The one SetParametersResult in the response says whether it worked and, in `reason`, the class id or
+what was wrong and how to fix it. For example:
+
+    ros2 service call /dinov2/add_class rcl_interfaces/srv/SetParameters "{parameters: [
+      {name: class_name, value: {type: 4, string_value: bolt}},
+      {name: box, value: {type: 8, double_array_value: [120, 80, 200, 160]}}]}"
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from rcl_interfaces.msg import SetParametersResult
+from rcl_interfaces.srv import ListParameters, SetParameters
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+
+from dinov2_ros.perception.frame_pipeline import FramePipeline
+
+
+def _fields(request: SetParameters.Request, allowed: Sequence[str]) -> dict[str, Any]:
+    fields = {p.name: Parameter.from_parameter_msg(p).value for p in request.parameters}
+    unknown = sorted(set(fields) - set(allowed))
+    if unknown:
+        raise ValueError(f"unknown fields {unknown}; this service takes {list(allowed)}")
+    return fields
+
+
+def _class_name(fields: dict[str, Any]) -> str:
+    name = fields.get("class_name")
+    if not isinstance(name, str) or not name.strip():
+        raise ValueError("field class_name (a non-empty string) is required")
+    return name.strip()
+
+
+def _box(fields: dict[str, Any]) -> list[float]:
+    box = fields.get("box")
+    if box is None or isinstance(box, str | bool) or len(box) != 4:
+        raise ValueError(f"field box must hold 4 numbers x1, y1, x2, y2 (camera pixels), got {box!r}")
+    return [float(v) for v in box]
+
+
+class ClassServices:
+    """The three services; `on_change` runs after every successful add or remove (save, republish)."""
+
+    def __init__(
+        self, node: Node, pipeline: FramePipeline, cameras: Sequence[str], on_change: Callable[[], None]
+    ) -> None:
+        self._pipeline = pipeline
+        self._cameras = list(cameras)
+        self._on_change = on_change
+        self._log = node.get_logger()
+        node.create_service(SetParameters, "dinov2/add_class", self._add)
+        node.create_service(SetParameters, "dinov2/remove_class", self._remove)
+        node.create_service(ListParameters, "dinov2/list_classes", self._list)
+
+    def _camera(self, fields: dict[str, Any]) -> str:
+        camera = fields.get("camera")
+        if camera is None and len(self._cameras) == 1:
+            return self._cameras[0]
+        if camera not in self._cameras:
+            raise ValueError(f"field camera must name one of the node's cameras {self._cameras}, got {camera!r}")
+        return camera
+
+    def _add(self, request: SetParameters.Request, response: SetParameters.Response) -> SetParameters.Response:
+        def add() -> str:
+            fields = _fields(request, ("class_name", "box", "camera"))
+            name, box, camera = _class_name(fields), _box(fields), self._camera(fields)
+            class_id = self._pipeline.add_class_from_box(camera, name, box)
+            return f"class '{name}' has id {class_id} (taught from box {box} on camera '{camera}')"
+
+        return self._respond(response, add)
+
+    def _remove(self, request: SetParameters.Request, response: SetParameters.Response) -> SetParameters.Response:
+        def remove() -> str:
+            name = _class_name(_fields(request, ("class_name",)))
+            self._pipeline.remove_class(name)
+            return f"class '{name}' removed"
+
+        return self._respond(response, remove)
+
+    def _respond(self, response: SetParameters.Response, action: Callable[[], str]) -> SetParameters.Response:
+        try:
+            reason = action()
+        except ValueError as error:
+            self._log.warning(f"class service refused: {error}")
+            response.results = [SetParametersResult(successful=False, reason=str(error))]
+            return response
+        self._log.info(reason)
+        self._on_change()
+        response.results = [SetParametersResult(successful=True, reason=reason)]
+        return response
+
+    def _list(self, request: ListParameters.Request, response: ListParameters.Response) -> ListParameters.Response:
+        response.result.names = [name for _, name in sorted(self._pipeline.labels().items())]
+        return response

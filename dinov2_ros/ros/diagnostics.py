@@ -1,0 +1,127 @@
+"""Per-camera counters and rates published on /diagnostics.
+
+The numbers users ask for when a perception node misbehaves: is the camera arriving (input rate), is
+output keeping up (output rate, frames dropped), how stale is output (latency from the image stamp),
+how long inference takes, and which frames were rejected and why.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter, deque
+
+import numpy as np
+from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
+
+# no image for this long turns the camera's status to WARN
+STALE_INPUT_S = 2.0
+
+
+class _Window:
+    """Events in the last `window_s` seconds with an optional value each (for rates and percentiles)."""
+
+    def __init__(self, window_s: float) -> None:
+        self._window_s = window_s
+        self._events: deque[tuple[float, float]] = deque()
+
+    def add(self, now_s: float, value: float = 0.0) -> None:
+        self._events.append((now_s, value))
+        self._trim(now_s)
+
+    def _trim(self, now_s: float) -> None:
+        while self._events and now_s - self._events[0][0] > self._window_s:
+            self._events.popleft()
+
+    def rate(self, now_s: float) -> float:
+        self._trim(now_s)
+        return len(self._events) / self._window_s
+
+    def values(self, now_s: float) -> np.ndarray:
+        self._trim(now_s)
+        return np.array([value for _, value in self._events], dtype=np.float64)
+
+
+class CameraStatistics:
+    """Thread-safe statistics for one camera; times are seconds from the caller's clock."""
+
+    def __init__(self, camera: str, window_s: float = 5.0) -> None:
+        self.camera = camera
+        self._lock = threading.Lock()
+        self._inputs = _Window(window_s)
+        self._outputs = _Window(window_s)
+        self._latencies = _Window(window_s)
+        self._inference = _Window(window_s)
+        self._last_input_s: float | None = None
+        self.received = 0
+        self.published = 0
+        self.dropped = 0
+        self.rejected: Counter[str] = Counter()
+        self.last_rejection = ""
+
+    def image_received(self, now_s: float) -> None:
+        with self._lock:
+            self.received += 1
+            self._inputs.add(now_s)
+            self._last_input_s = now_s
+
+    def set_dropped(self, dropped: int) -> None:
+        with self._lock:
+            self.dropped = dropped
+
+    def frame_rejected(self, category: str, detail: str) -> None:
+        with self._lock:
+            self.rejected[category] += 1
+            self.last_rejection = f"{category}: {detail}"
+
+    def result_published(self, now_s: float, latency_s: float, inference_s: float) -> None:
+        with self._lock:
+            self.published += 1
+            self._outputs.add(now_s)
+            self._latencies.add(now_s, latency_s)
+            self._inference.add(now_s, inference_s)
+
+    def latencies(self, now_s: float) -> np.ndarray:
+        """End-to-end latencies (s) in the current window."""
+        with self._lock:
+            return self._latencies.values(now_s)
+
+    def to_status(self, now_s: float, node_name: str) -> DiagnosticStatus:
+        with self._lock:
+            latencies = self._latencies.values(now_s)
+            inference = self._inference.values(now_s)
+            values = {
+                "input rate (Hz)": f"{self._inputs.rate(now_s):.2f}",
+                "output rate (Hz)": f"{self._outputs.rate(now_s):.2f}",
+                "latency median (ms)": _milliseconds(latencies, 50),
+                "latency max (ms)": _milliseconds(latencies, 100),
+                "inference median (ms)": _milliseconds(inference, 50),
+                "frames received": str(self.received),
+                "frames published": str(self.published),
+                "frames dropped": str(self.dropped),
+                "frames rejected": str(sum(self.rejected.values())),
+            }
+            values.update({f"rejected: {reason}": str(n) for reason, n in sorted(self.rejected.items())})
+            if self.last_rejection:
+                values["last rejection"] = self.last_rejection
+            level, message = self._level(now_s)
+        return DiagnosticStatus(
+            level=level,
+            name=f"{node_name}: camera {self.camera}",
+            message=message,
+            hardware_id=self.camera,
+            values=[KeyValue(key=key, value=value) for key, value in values.items()],
+        )
+
+    def _level(self, now_s: float) -> tuple[bytes, str]:
+        if self._last_input_s is None:
+            return DiagnosticStatus.WARN, "no image received yet"
+        silent_s = now_s - self._last_input_s
+        if silent_s > STALE_INPUT_S:
+            return DiagnosticStatus.WARN, f"no image for {silent_s:.1f} s"
+        if self._outputs.rate(now_s) == 0.0:
+            return DiagnosticStatus.WARN, "images arrive but no output: see 'last rejection'"
+        return DiagnosticStatus.OK, "ok"
+
+
+def _milliseconds(values: np.ndarray, percentile: float) -> str:
+    return f"{np.percentile(values, percentile) * 1e3:.1f}" if values.size else "n/a"

@@ -1,0 +1,111 @@
+"""Newest-frame slot per camera: pairs image, camera_info and optional depth by stamp.
+
+Subscription callbacks only store messages here; the worker thread takes the newest complete frame.
+An image replaced before the worker took it is counted as dropped, so latency stays bounded when the
+camera is faster than inference. An image whose partners do not arrive within the pairing timeout is
+given up and reported, so a missing camera_info shows as a reason rather than as silence.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+# camera_info / depth messages kept per camera while waiting for their image
+PARTNER_HISTORY = 8
+
+
+@dataclass(frozen=True)
+class PairedFrame:
+    """One camera's image with the camera_info (and depth) of the same stamp, still as messages."""
+
+    camera: str
+    stamp_ns: int
+    image: Any
+    camera_info: Any
+    depth: Any | None
+    received_ns: int
+
+
+class _Partners:
+    """Last few messages of one partner stream keyed by stamp, matched within a tolerance."""
+
+    def __init__(self) -> None:
+        self._by_stamp: OrderedDict[int, Any] = OrderedDict()
+
+    def put(self, stamp_ns: int, msg: Any) -> None:
+        self._by_stamp[stamp_ns] = msg
+        self._by_stamp.move_to_end(stamp_ns)
+        while len(self._by_stamp) > PARTNER_HISTORY:
+            self._by_stamp.popitem(last=False)
+
+    def match(self, stamp_ns: int, tolerance_ns: int) -> Any | None:
+        exact = self._by_stamp.get(stamp_ns)
+        if exact is not None or tolerance_ns == 0:
+            return exact
+        nearest = min(self._by_stamp, key=lambda s: abs(s - stamp_ns), default=None)
+        if nearest is None or abs(nearest - stamp_ns) > tolerance_ns:
+            return None
+        return self._by_stamp[nearest]
+
+    def newest_stamp(self) -> int | None:
+        return next(reversed(self._by_stamp), None)
+
+
+class CameraSlot:
+    """Thread-safe newest-frame slot for one camera."""
+
+    def __init__(self, camera: str, needs_depth: bool, tolerance_ns: int, timeout_ns: int) -> None:
+        self.camera = camera
+        self.needs_depth = needs_depth
+        self.tolerance_ns = tolerance_ns  # the node changes both at run time (parameters)
+        self.timeout_ns = timeout_ns
+        self._lock = threading.Lock()
+        self._image: tuple[int, Any, int] | None = None  # (stamp, msg, received)
+        # when the images waiting now began to wait for partners: a newer image that replaces an
+        # unpaired one inherits it, so a camera_info that never arrives is reported, not just dropped
+        self._waiting_since_ns: int | None = None
+        self._camera_info = _Partners()
+        self._depth = _Partners()
+        self.dropped = 0
+
+    def put_image(self, stamp_ns: int, msg: Any, received_ns: int) -> None:
+        with self._lock:
+            if self._image is not None:
+                self.dropped += 1
+            elif self._waiting_since_ns is None:
+                self._waiting_since_ns = received_ns
+            self._image = (stamp_ns, msg, received_ns)
+
+    def put_camera_info(self, stamp_ns: int, msg: Any) -> None:
+        with self._lock:
+            self._camera_info.put(stamp_ns, msg)
+
+    def put_depth(self, stamp_ns: int, msg: Any) -> None:
+        with self._lock:
+            self._depth.put(stamp_ns, msg)
+
+    def take(self, now_ns: int) -> PairedFrame | str | None:
+        """The newest complete frame, else a reason string when the waiting image was given up, else None."""
+        with self._lock:
+            if self._image is None:
+                return None
+            stamp_ns, image, received_ns = self._image
+            info = self._camera_info.match(stamp_ns, self.tolerance_ns)
+            depth = self._depth.match(stamp_ns, self.tolerance_ns) if self.needs_depth else None
+            if info is not None and (depth is not None or not self.needs_depth):
+                self._image = self._waiting_since_ns = None
+                return PairedFrame(self.camera, stamp_ns, image, info, depth, received_ns)
+            if now_ns - self._waiting_since_ns < self.timeout_ns:
+                return None
+            self._image = self._waiting_since_ns = None
+            missing = "camera_info" if info is None else "depth image"
+            newest = (self._camera_info if info is None else self._depth).newest_stamp()
+            seen = "none received" if newest is None else f"newest stamp {newest / 1e9:.3f} s"
+            return (
+                f"no {missing} with the image stamp {stamp_ns / 1e9:.3f} s within "
+                f"{self.timeout_ns / 1e9:.2f} s ({seen}); check that the {missing} topic is "
+                "published with the same stamps, or raise pairing.tolerance_s"
+            )

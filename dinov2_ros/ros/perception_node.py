@@ -1,0 +1,319 @@
+"""The `perception_node` executable: cameras in; objects, depth, markers and diagnostics out.
+
+Subscription callbacks only store the newest message per camera; one worker thread takes every
+camera's newest complete frame and runs them through the FramePipeline in one batched call, so
+latency stays bounded when cameras are faster than inference. Bad input is a warning and a count in
+/diagnostics, never a crash, and never costs the good frames around it.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rcl_interfaces.msg import SetParametersResult
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from std_msgs.msg import Header
+
+from dinov2_ros.perception.camera_model import PinholeCameraModel
+from dinov2_ros.perception.frame_pipeline import CameraFrame, FramePipeline, FrameResult
+from dinov2_ros.perception.prototypes import PrototypeStore, encoder_name
+from dinov2_ros.ros import detection_messages as messages
+from dinov2_ros.ros.camera_streams import CameraStreams
+from dinov2_ros.ros.class_services import ClassServices
+from dinov2_ros.ros.frame_slots import CameraSlot, PairedFrame
+from dinov2_ros.ros.graph_source import GraphSource
+from dinov2_ros.ros.image_conversion import compressed_to_rgb, depth_image_to_metres, image_to_rgb
+from dinov2_ros.ros.node_parameters import NodeSettings, declare_parameters
+
+NODE_NAME = "perception_node"
+
+
+class _RosLog:
+    """`logging.Logger`-style calls (`%` arguments) onto a node's logger, for the ROS-free layers."""
+
+    def __init__(self, node: Node) -> None:
+        self._logger = node.get_logger()
+
+    def info(self, message: str, *args: object) -> None:
+        self._logger.info(message % args if args else message)
+
+    def warning(self, message: str, *args: object) -> None:
+        self._logger.warning(message % args if args else message)
+
+
+def camera_model_from_info(info) -> PinholeCameraModel:
+    """PinholeCameraModel of a sensor_msgs/CameraInfo; ValueError for missing or invalid intrinsics."""
+    return PinholeCameraModel.from_camera_info(
+        info.k, info.d, info.p, info.width, info.height, info.distortion_model or "plumb_bob"
+    )
+
+
+def depth_points(result: FrameResult, stride: int) -> np.ndarray:
+    """(N, 3) points of every `stride`-th valid depth pixel, back-projected with the camera model."""
+    depth, model = result.depth, result.frame.camera_model
+    rows, cols = np.mgrid[0 : depth.shape[0] : stride, 0 : depth.shape[1] : stride]
+    z = depth[rows, cols]
+    valid = np.isfinite(z)
+    uv = np.stack([cols[valid], rows[valid]], axis=1).astype(np.float64)
+    return model.back_project(uv, z[valid])
+
+
+class PerceptionNode(Node):
+    """See the module docstring; parameters are documented in config/perception.yaml."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(NODE_NAME, **kwargs)
+        self.settings: NodeSettings = declare_parameters(self)
+        model = self.settings.model
+        self._log_model_choice()
+        source = GraphSource(model, _RosLog(self))
+        store = self._prototype_store(source) if model.detector == "exemplar" else None
+        self.pipeline = FramePipeline(source, store, max_classes=model.max_classes)
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._last_warning: dict[tuple[str, str], float] = {}
+        names = [camera.name for camera in self.settings.cameras]
+        several = len(names) > 1
+        self.cameras = {
+            camera.name: CameraStreams(
+                self,
+                camera,
+                prefix=f"{camera.name}/" if several else "",
+                reliable=self.settings.reliable,
+                slot=CameraSlot(camera.name, camera.use_depth, 0, 0),
+                wake=self._wake.set,
+            )
+            for camera in self.settings.cameras
+        }
+        self._options: dict[str, object] = {}
+        self._apply(self.get_parameters(_RUNTIME_PARAMETERS))
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+        if store is not None:
+            self._class_services = ClassServices(self, self.pipeline, names, self._classes_changed)
+        self._diagnostics = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self.create_timer(self.settings.diagnostics_period_s, self._publish_diagnostics)
+        self._publish_label_info()
+        self._worker = threading.Thread(target=self._work, name="dinov2_worker", daemon=True)
+        self._worker.start()
+
+    # ----- set-up -----
+    def _log_model_choice(self) -> None:
+        model = self.settings.model
+        self.get_logger().info(f"running {model.describe()}")
+        if model.uses_random_weights:
+            self.get_logger().warning(
+                "RANDOM WEIGHTS were requested (model.weights or model.depth_weights is 'random'): depth and "
+                "objects are meaningless; this is for demos and tests only. Set real checkpoints to perceive."
+            )
+
+    def _prototype_store(self, source: GraphSource) -> PrototypeStore:
+        model = self.settings.model
+        encoder = encoder_name(model.variant, model.weights)  # as `dinov2-ros teach` names it
+        input_size = (model.input_height, model.input_width)
+        path = self.settings.prototypes_file
+        if path and _exists(path):
+            store = PrototypeStore.load(Path(path).expanduser(), encoder=encoder, input_size=input_size)
+            self.get_logger().info(f"loaded classes {store.class_ids} from {path}")
+            return store
+        return PrototypeStore(encoder, input_size, source.embed_dim())
+
+    # ----- parameters changeable at run time -----
+    def _on_set_parameters(self, parameters: Sequence[Parameter]) -> SetParametersResult:
+        try:
+            self._apply(parameters)
+        except ValueError as error:
+            return SetParametersResult(successful=False, reason=str(error))
+        if any(p.name == "detection.score_threshold" for p in parameters):
+            self._publish_label_info()  # LabelInfo carries the threshold
+        return SetParametersResult(successful=True)
+
+    def _apply(self, parameters: Sequence[Parameter]) -> None:
+        values = {p.name: p.value for p in parameters if p.name in _RUNTIME_PARAMETERS}
+        if "pairing.timeout_s" in values and values["pairing.timeout_s"] <= 0:
+            raise ValueError(f"pairing.timeout_s must be > 0, got {values['pairing.timeout_s']}")
+        if "detection.score_threshold" in values:
+            self.pipeline.score_threshold = values["detection.score_threshold"]
+        for camera in self.cameras.values():
+            if "pairing.tolerance_s" in values:
+                camera.slot.tolerance_ns = int(values["pairing.tolerance_s"] * 1e9)
+            if "pairing.timeout_s" in values:
+                camera.slot.timeout_ns = int(values["pairing.timeout_s"] * 1e9)
+        self._options.update(values)
+
+    # ----- classes -----
+    def _classes_changed(self) -> None:
+        if self.settings.prototypes_file:
+            self.pipeline.save_prototypes(Path(self.settings.prototypes_file).expanduser())
+        self._publish_label_info()
+
+    def _publish_label_info(self) -> None:
+        labels = self.pipeline.labels()
+        for camera in self.cameras.values():
+            header = Header(stamp=self.get_clock().now().to_msg())
+            camera.label_info.publish(messages.to_label_info(labels, self.pipeline.score_threshold, header))
+
+    # ----- the worker -----
+    def _work(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(timeout=0.1)
+            self._wake.clear()
+            paired, frames = self._collect()
+            if frames:
+                self._run(paired, frames)
+
+    def _collect(self) -> tuple[list[PairedFrame], list[CameraFrame]]:
+        paired, frames = [], []
+        for camera in self.cameras.values():
+            taken = camera.slot.take(time.monotonic_ns())
+            if isinstance(taken, str):
+                self._reject(camera.name, "pairing", taken)
+            elif taken is not None:
+                try:
+                    frames.append(self._to_frame(camera, taken))
+                    paired.append(taken)
+                except _Rejected as rejected:
+                    self._reject(camera.name, rejected.category, str(rejected))
+        return paired, frames
+
+    def _to_frame(self, camera: CameraStreams, paired: PairedFrame) -> CameraFrame:
+        compressed = camera.settings.transport == "compressed"
+        image = _checked("image", compressed_to_rgb if compressed else image_to_rgb, paired.image)
+        model = _checked("camera_info", camera_model_from_info, paired.camera_info)
+        depth = _checked("depth", depth_image_to_metres, paired.depth) if paired.depth is not None else None
+        return _checked("size", lambda: CameraFrame(camera.name, image, depth, model, paired.stamp_ns))
+
+    def _run(self, paired: list[PairedFrame], frames: list[CameraFrame]) -> None:
+        try:
+            results = self.pipeline.process(frames)
+        except Exception as error:  # a failing graph must not stop the node: report it per camera
+            for frame in frames:
+                self._reject(frame.camera, "inference", f"{type(error).__name__}: {error}")
+            return
+        labels = self.pipeline.labels()
+        for taken, result in zip(paired, results, strict=True):
+            try:
+                self._publish(self.cameras[taken.camera], taken, result, labels)
+            except Exception as error:  # one bad result must not stop the worker, nor the other cameras
+                if not self.context.ok():
+                    return  # shutting down (Ctrl-C): the publishers are gone mid-frame
+                self._reject(taken.camera, "publish", f"{type(error).__name__}: {error}")
+
+    def _publish(self, camera: CameraStreams, taken: PairedFrame, result: FrameResult, labels: dict[int, str]) -> None:
+        header = taken.image.header
+        camera.objects.publish(messages.to_detection3d_array(result, header))
+        camera.objects_2d.publish(messages.to_detection2d_array(result, header))
+        if result.depth is not None:
+            depth, info = messages.to_depth_messages(result, header, taken.camera_info)
+            camera.depth.publish(depth)
+            camera.depth_info.publish(info)
+            if self._options["output.points"] and result.frame.camera_model is not None:
+                points = depth_points(result, self._options["output.points_stride"])
+                camera.points.publish(messages.to_point_cloud(points, header))
+        if camera.markers.get_subscription_count():
+            camera.markers.publish(messages.to_markers(result, header, labels))
+        if camera.debug_image.get_subscription_count():
+            camera.debug_image.publish(
+                messages.debug_image_message(result, labels, self._options["output.debug_max_depth_m"], header)
+            )
+        latency_s = (self.get_clock().now().nanoseconds - taken.stamp_ns) / 1e9
+        camera.statistics.result_published(time.monotonic(), latency_s, result.inference_s)
+
+    def _reject(self, camera: str, category: str, detail: str) -> None:
+        self.cameras[camera].statistics.frame_rejected(category, detail)
+        now = time.monotonic()
+        key = (camera, category)
+        if now - self._last_warning.get(key, -np.inf) >= self._options["warnings.throttle_s"]:
+            self._last_warning[key] = now
+            self.get_logger().warning(f"camera '{camera}': frame skipped ({category}): {detail}")
+
+    # ----- diagnostics -----
+    def _publish_diagnostics(self) -> None:
+        model = self.settings.model
+        level = DiagnosticStatus.WARN if model.uses_random_weights else DiagnosticStatus.OK
+        node_status = DiagnosticStatus(
+            level=level,
+            name=f"{self.get_name()}: model",
+            message="RANDOM WEIGHTS (demo/tests only)" if model.uses_random_weights else "ok",
+            hardware_id=model.backend,
+            values=[
+                KeyValue(key="model", value=model.describe()),
+                KeyValue(key="graphs", value=", ".join(spec.key for spec in self.pipeline.graphs.values())),
+            ],
+        )
+        array = DiagnosticArray(status=[node_status])
+        array.header.stamp = self.get_clock().now().to_msg()
+        array.status += [camera.status(self.get_name()) for camera in self.cameras.values()]
+        self._diagnostics.publish(array)
+
+    def destroy_node(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._worker.is_alive():
+            self._worker.join(timeout=10.0)
+        self.pipeline.close()
+        super().destroy_node()
+
+
+_RUNTIME_PARAMETERS = [
+    "detection.score_threshold",
+    "pairing.tolerance_s",
+    "pairing.timeout_s",
+    "output.points",
+    "output.points_stride",
+    "output.debug_max_depth_m",
+    "warnings.throttle_s",
+]
+
+
+class _Rejected(ValueError):
+    """A frame that cannot be processed, with the kind of problem for /diagnostics."""
+
+    def __init__(self, category: str, detail: str) -> None:
+        super().__init__(detail)
+        self.category = category
+
+
+def _checked(category: str, convert, *args):
+    try:
+        return convert(*args)
+    except ValueError as error:
+        raise _Rejected(category, str(error)) from error
+
+
+def _exists(path: str) -> bool:
+    return Path(path).expanduser().is_file()
+
+
+def main(args: list[str] | None = None) -> int:
+    rclpy.init(args=args)
+    node = None
+    try:
+        node = PerceptionNode()
+        rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    except RuntimeError:
+        if rclpy.ok():
+            raise
+        # rclpy raises RCLError instead of ExternalShutdownException when SIGTERM lands mid-wait
+    except ValueError as error:  # a configuration the node cannot run with: say what to change
+        rclpy.logging.get_logger(NODE_NAME).fatal(str(error))
+        return 1
+    finally:
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

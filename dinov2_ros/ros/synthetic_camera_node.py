@@ -1,0 +1,134 @@
+"""The `synthetic_camera_node` executable: a camera that needs no hardware, for the demo and tests.
+
+Publishes synthetic picking scenes (dinov2_ros.perception.synthetic_scenes) as `image` (rgb8),
+`camera_info` and, optionally, an aligned `depth` (32FC1 metres) with one stamp per frame, at a fixed
+rate, and the scene's ground truth on `ground_truth` (vision_msgs/Detection2DArray: class name in
+`class_id`, box in pixels), so a demo can teach parts and score what the perception node finds.
+The scene changes every `scene_period_s` seconds, so there is time to teach a part from it.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+import numpy as np
+import rclpy
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import CameraInfo, Image
+from std_msgs.msg import Header
+from vision_msgs.msg import Detection2D, Detection2DArray, ObjectHypothesisWithPose
+
+from dinov2_ros.perception.synthetic_scenes import Scene, SyntheticSceneGenerator
+from dinov2_ros.ros.image_conversion import array_to_image
+
+# reliable publishers reach both best-effort and reliable subscribers
+CAMERA_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
+
+
+def _ranged(description: str, low: float, high: float) -> ParameterDescriptor:
+    descriptor = ParameterDescriptor(description=description, read_only=True)
+    if isinstance(low, float):
+        descriptor.floating_point_range = [FloatingPointRange(from_value=low, to_value=high)]
+    else:
+        descriptor.integer_range = [IntegerRange(from_value=low, to_value=high, step=1)]
+    return descriptor
+
+
+def ground_truth_for(scene: Scene, class_names: Sequence[str], header: Header) -> Detection2DArray:
+    """The scene's parts as Detection2DArray: class name as class_id, score 1, box in pixels."""
+    detections = []
+    for (x1, y1, x2, y2), class_id in zip(scene.boxes.tolist(), scene.class_ids.tolist(), strict=True):
+        hypothesis = ObjectHypothesisWithPose()
+        hypothesis.hypothesis.class_id = class_names[class_id]
+        hypothesis.hypothesis.score = 1.0
+        detection = Detection2D(header=header, results=[hypothesis])
+        detection.bbox.center.position.x, detection.bbox.center.position.y = (x1 + x2) / 2, (y1 + y2) / 2
+        detection.bbox.size_x, detection.bbox.size_y = x2 - x1, y2 - y1
+        detections.append(detection)
+    return Detection2DArray(header=header, detections=detections)
+
+
+def camera_info_for(K: np.ndarray, width: int, height: int, header: Header) -> CameraInfo:
+    """CameraInfo of an ideal pinhole camera (no distortion, P = [K | 0])."""
+    info = CameraInfo(header=header, width=width, height=height, distortion_model="plumb_bob")
+    info.k = [float(v) for v in K.reshape(-1)]
+    info.d = [0.0] * 5
+    info.r = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
+    info.p = [float(v) for v in np.hstack([K, np.zeros((3, 1))]).reshape(-1)]
+    return info
+
+
+class SyntheticCameraNode(Node):
+    def __init__(self, **kwargs) -> None:
+        super().__init__("synthetic_camera", **kwargs)
+        self.width = self.declare_parameter("width", 640, _ranged("image width in pixels", 32, 4096)).value
+        self.height = self.declare_parameter("height", 480, _ranged("image height in pixels", 32, 4096)).value
+        rate = self.declare_parameter("rate_hz", 10.0, _ranged("frames per second", 0.1, 1000.0)).value
+        seed = self.declare_parameter("seed", 0, _ranged("scene generator seed", 0, 2**31 - 1)).value
+        self.scene_period_s = self.declare_parameter(
+            "scene_period_s", 5.0, _ranged("seconds before the next scene", 0.0, 3600.0)
+        ).value
+        self.frame_id = self.declare_parameter(
+            "frame_id", "camera_optical_frame", ParameterDescriptor(description="optical frame id", read_only=True)
+        ).value
+        publish_depth = self.declare_parameter(
+            "publish_depth", True, ParameterDescriptor(description="also publish aligned depth", read_only=True)
+        ).value
+        self.generator = SyntheticSceneGenerator(seed, self.width, self.height)
+        self.image_pub = self.create_publisher(Image, "image", CAMERA_QOS)
+        self.info_pub = self.create_publisher(CameraInfo, "camera_info", CAMERA_QOS)
+        self.depth_pub = self.create_publisher(Image, "depth", CAMERA_QOS) if publish_depth else None
+        self.truth_pub = self.create_publisher(Detection2DArray, "ground_truth", CAMERA_QOS)
+        self.frames = 0
+        self._scene_index = -1
+        self._start = self.get_clock().now()
+        self.create_timer(1.0 / rate, self._publish)
+        self.get_logger().info(
+            f"synthetic camera: {self.width}x{self.height} at {rate} Hz, scenes of seed {seed}, "
+            f"classes {', '.join(self.generator.class_names)}"
+        )
+
+    def _scene(self, now) -> Scene:
+        elapsed_s = (now - self._start).nanoseconds / 1e9
+        index = int(elapsed_s / self.scene_period_s) if self.scene_period_s > 0 else self.frames
+        if index != self._scene_index:
+            self._scene_index, self._current = index, self.generator.render(index)
+        return self._current
+
+    def _publish(self) -> None:
+        now = self.get_clock().now()
+        scene = self._scene(now)
+        header = Header(stamp=now.to_msg(), frame_id=self.frame_id)
+        self.image_pub.publish(array_to_image(scene.image_rgb, "rgb8", header))
+        self.info_pub.publish(camera_info_for(self.generator.K, self.width, self.height, header))
+        if self.depth_pub is not None:
+            self.depth_pub.publish(array_to_image(scene.depth, "32FC1", header))
+        self.truth_pub.publish(ground_truth_for(scene, self.generator.class_names, header))
+        self.frames += 1
+
+
+def main(args: list[str] | None = None) -> int:
+    rclpy.init(args=args)
+    node = None
+    try:
+        node = SyntheticCameraNode()
+        rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    except RuntimeError:
+        if rclpy.ok():
+            raise
+        # rclpy raises RCLError instead of ExternalShutdownException when SIGTERM lands mid-wait
+    finally:
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

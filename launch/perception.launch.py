@@ -1,0 +1,91 @@
+"""Start the DINOv2 perception node (and RViz) for one camera.
+
+    ros2 launch dinov2_ros perception.launch.py image:=/camera/color/image_raw \
+        camera_info:=/camera/color/camera_info weights:=pretrained depth_weights:=pretrained
+
+The node reads config/perception.yaml (or config:=FILE); the launch arguments below override it only
+when given. Uses only launch and launch_ros APIs common to Humble, Jazzy and Kilted.
+"""
+
+from launch import LaunchDescription
+from launch.actions import DeclareLaunchArgument, OpaqueFunction
+from launch.conditions import IfCondition
+from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
+from launch_ros.actions import Node
+from launch_ros.parameter_descriptions import ParameterValue
+from launch_ros.substitutions import FindPackageShare
+
+# launch argument -> node parameter it overrides when not empty
+PARAMETER_ARGUMENTS = {
+    "backend": "backend.kind",
+    "model": "model.variant",
+    "weights": "model.weights",
+    "depth_weights": "model.depth_weights",
+    "engine_cache_dir": "model.graph_dir",
+}
+
+
+def _perception_node(context):
+    def value(name):
+        return LaunchConfiguration(name).perform(context)
+
+    overrides = {parameter: value(argument) for argument, parameter in PARAMETER_ARGUMENTS.items() if value(argument)}
+    overrides["use_sim_time"] = value("use_sim_time").lower() in ("true", "1")
+    image = value("image")
+    node = Node(
+        package="dinov2_ros",
+        executable="perception_node",
+        name=value("node_name"),
+        namespace=value("namespace"),
+        output="screen",
+        emulate_tty=True,
+        parameters=[value("config"), overrides],
+        remappings=[
+            ("image", image),
+            ("image/compressed", image + "/compressed"),
+            ("camera_info", value("camera_info")),
+            ("depth", value("depth")),
+        ],
+    )
+    return [node]
+
+
+def generate_launch_description():
+    share = FindPackageShare("dinov2_ros")
+    arguments = [
+        DeclareLaunchArgument("image", default_value="/camera/image_raw", description="camera image topic"),
+        DeclareLaunchArgument("camera_info", default_value="/camera/camera_info", description="its CameraInfo topic"),
+        DeclareLaunchArgument(
+            "depth", default_value="/camera/aligned_depth/image_raw", description="aligned depth (camera.use_depth)"
+        ),
+        DeclareLaunchArgument(
+            "config",
+            default_value=PathJoinSubstitution([share, "config", "perception.yaml"]),
+            description="parameter file of the node",
+        ),
+        DeclareLaunchArgument(
+            "backend", default_value="", description="onnxruntime | tensorrt | torch (default: config)"
+        ),
+        DeclareLaunchArgument("model", default_value="", description="encoder variant, e.g. vits14 (default: config)"),
+        DeclareLaunchArgument(
+            "weights", default_value="", description="encoder weights: path | pretrained | random (default: config)"
+        ),
+        DeclareLaunchArgument(
+            "depth_weights", default_value="", description="depth head weights: path | pretrained | random"
+        ),
+        DeclareLaunchArgument(
+            "engine_cache_dir", default_value="", description="exported graphs and TensorRT engines (default: config)"
+        ),
+        DeclareLaunchArgument("rviz", default_value="true", description="start RViz: true | false"),
+        DeclareLaunchArgument("use_sim_time", default_value="false", description="use /clock (bags, simulators)"),
+        DeclareLaunchArgument("namespace", default_value="", description="namespace of the node and its topics"),
+        DeclareLaunchArgument("node_name", default_value="dinov2", description="name of the node"),
+    ]
+    rviz = Node(
+        package="rviz2",
+        executable="rviz2",
+        arguments=["-d", PathJoinSubstitution([share, "config", "perception.rviz"])],
+        parameters=[{"use_sim_time": ParameterValue(LaunchConfiguration("use_sim_time"), value_type=bool)}],
+        condition=IfCondition(LaunchConfiguration("rviz")),
+    )
+    return LaunchDescription([*arguments, OpaqueFunction(function=_perception_node), rviz])

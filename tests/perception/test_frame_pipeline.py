@@ -1,0 +1,227 @@
+"""FramePipeline on real ONNX Runtime graphs: a tiny DINOv2 encoder with explicitly random weights,
+the real linear depth head and exemplar head, exported once per camera size."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from dinov2_ros.model import DinoVisionTransformer, LinearDepthHead
+from dinov2_ros.model.exemplar_head import ExemplarHead
+from dinov2_ros.perception.camera_model import PinholeCameraModel
+from dinov2_ros.perception.frame_pipeline import CameraFrame, FramePipeline, camera_to_grid_affine, mask_to_camera
+from dinov2_ros.perception.prototypes import PrototypeStore
+from dinov2_ros.perception.synthetic_scenes import SyntheticSceneGenerator
+from dinov2_ros.runtime.graph_spec import GraphSpec
+from dinov2_ros.runtime.onnx_export import export_graph
+from dinov2_ros.runtime.onnxruntime_backend import OnnxRuntimeBackend
+from dinov2_ros.runtime.perception_graph import PerceptionGraph
+
+DIM = 32
+INPUT = 112
+SIZES = ((120, 160), (96, 128))  # (height, width) of two cameras
+
+
+def tiny_spec(height: int, width: int, resize: str = "stretch") -> GraphSpec:
+    return GraphSpec(
+        variant="tiny",
+        camera_height=height,
+        camera_width=width,
+        input_height=INPUT,
+        input_width=INPUT,
+        resize=resize,
+        heads=("depth", "exemplar"),
+        top_k=8,
+        max_prototypes=4,
+        embed_dim=DIM,
+        features=True,
+    )
+
+
+class CountingBackend(OnnxRuntimeBackend):
+    """The real ONNX Runtime backend, recording the batch size of every call."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.batches: list[int] = []
+
+    def _infer_impl(self, inputs):
+        self.batches.append(len(inputs["images"]))
+        return super()._infer_impl(inputs)
+
+
+@pytest.fixture(scope="module")
+def graph_files(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("graphs")
+    files = {}
+    for height, width in SIZES:
+        spec = tiny_spec(height, width)
+        torch.manual_seed(0)
+        backbone = DinoVisionTransformer(embed_dim=DIM, depth=2, num_heads=2, img_size=INPUT)
+        backbone.init_weights()
+        graph = PerceptionGraph(
+            spec, backbone, LinearDepthHead(DIM, (0, 1), 0.001, 10.0), ExemplarHead(max_classes=4, top_k=8)
+        )
+        files[(height, width)] = export_graph(graph.eval(), directory / f"{spec.key}.onnx")
+    return files
+
+
+@pytest.fixture
+def backends(graph_files):
+    opened = {}
+
+    def open_backend(height: int, width: int) -> CountingBackend:
+        opened[(height, width)] = CountingBackend(graph_files[(height, width)], threads=1)
+        return opened[(height, width)]
+
+    return open_backend, opened
+
+
+def make_pipeline(backends, **kwargs) -> FramePipeline:
+    return FramePipeline(backends[0], PrototypeStore("tiny", (INPUT, INPUT), DIM), max_classes=4, **kwargs)
+
+
+def scene_frame(camera: str, size=SIZES[0], index: int = 0, with_depth: bool = True) -> tuple[CameraFrame, object]:
+    height, width = size
+    scene = SyntheticSceneGenerator(7, width, height).render(index)
+    model = PinholeCameraModel(scene.K, np.zeros(5), width, height)
+    depth = scene.depth if with_depth else None
+    return CameraFrame(camera, scene.image_rgb, depth, model, stamp=index), scene
+
+
+def test_one_infer_call_per_resolution_and_results_in_frame_order(backends):
+    pipeline = make_pipeline(backends)
+    frames = [scene_frame("a")[0], scene_frame("b", SIZES[1])[0], scene_frame("c", index=1)[0]]
+    results = pipeline.process(frames)
+    opened = backends[1]
+    assert opened[SIZES[0]].batches == [2] and opened[SIZES[1]].batches == [1]
+    assert [r.frame.camera for r in results] == ["a", "b", "c"]
+    for result, frame in zip(results, frames, strict=True):
+        assert result.depth.shape == frame.size and result.depth.dtype == np.float32
+        valid = result.depth[np.isfinite(result.depth)]
+        assert valid.size > 0 and np.all((valid >= 0.001) & (valid <= 10.0))
+        assert result.inference_s > 0
+    assert set(pipeline.graphs) == set(SIZES)
+
+
+def test_batching_does_not_change_results(backends):
+    pipeline = make_pipeline(backends)
+    first, second = scene_frame("a")[0], scene_frame("b", index=1)[0]
+    together = pipeline.process([first, second])
+    alone = pipeline.process([second])
+    np.testing.assert_allclose(together[1].depth, alone[0].depth, rtol=1e-5, atol=1e-5)
+
+
+def test_taught_class_is_detected_with_mask_and_3d_pose(backends):
+    pipeline = make_pipeline(backends, score_threshold=0.5)
+    frame, scene = scene_frame("a")
+    assert pipeline.process([frame])[0].detections == []  # nothing taught yet
+    box = scene.boxes[0]
+    class_id = pipeline.add_class_from_box("a", "part", box)
+    assert pipeline.labels() == {class_id: "part"}
+
+    detections = pipeline.process([frame])[0].detections
+    assert detections, "the part taught from this frame must be found on it"
+    best = max(detections, key=lambda d: d.score)
+    assert (best.class_id, best.label) == (class_id, "part") and 0.5 <= best.score <= 1.0
+    x1, y1, x2, y2 = best.box
+    assert 0 <= x1 < x2 <= SIZES[0][1] and 0 <= y1 < y2 <= SIZES[0][0]
+    assert best.mask.shape == SIZES[0] and best.mask.dtype == bool and best.mask.any()
+    overlap = (best.box[:2] < box[2:]).all() and (box[:2] < best.box[2:]).all()
+    assert overlap, f"detection {best.box} does not overlap the taught box {box}"
+    # sensor depth of the synthetic scene: the part's face lies in front of the table
+    assert best.centre is not None and best.no_pose_reason == ""
+    table_z = float(np.nanmax(scene.depth))
+    assert 0.5 < best.centre[2] <= table_z and np.all(best.size > 0)
+
+
+def test_without_camera_model_detections_have_a_reason_not_a_pose(backends):
+    pipeline = make_pipeline(backends)
+    frame, scene = scene_frame("a")
+    pipeline.process([frame])
+    pipeline.add_class_from_box("a", "part", scene.boxes[0])
+    bare = CameraFrame("a", frame.image_rgb)
+    detections = pipeline.process([bare])[0].detections
+    assert detections and all(d.centre is None and "intrinsics" in d.no_pose_reason for d in detections)
+
+
+def test_classes_change_between_frames_and_errors_explain(backends):
+    pipeline = make_pipeline(backends)
+    frame, scene = scene_frame("a")
+    with pytest.raises(ValueError, match="no processed frame from camera 'a'"):
+        pipeline.add_class_from_box("a", "part", scene.boxes[0])
+    pipeline.process([frame])
+    with pytest.raises(ValueError, match=r"box .* must satisfy 0 <= x1 < x2 <= 160"):
+        pipeline.add_class_from_box("a", "part", [50, 10, 40, 30])
+    pipeline.add_class_from_box("a", "part", scene.boxes[0])
+    assert pipeline.process([frame])[0].detections
+    pipeline.remove_class("part")
+    assert pipeline.labels() == {} and pipeline.process([frame])[0].detections == []
+    with pytest.raises(ValueError, match="no class 'part' to remove"):
+        pipeline.remove_class("part")
+
+
+def test_a_class_that_does_not_fit_the_graph_leaves_the_store_unchanged(backends):
+    pipeline = make_pipeline(backends)
+    pipeline.max_classes = 1
+    frame, scene = scene_frame("a")
+    pipeline.process([frame])
+    pipeline.add_class_from_box("a", "first", scene.boxes[0])
+    with pytest.raises(ValueError, match="exceeds the head's 1 classes"):
+        pipeline.add_class_from_box("a", "second", scene.boxes[0])
+    assert pipeline.labels() == {0: "first"}
+    assert pipeline.process([frame])[0].detections  # still runs with the old classes
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"image_rgb": np.zeros((120, 160, 3), np.float32)}, r"must be \(H, W, 3\) uint8 RGB"),
+        ({"image_rgb": np.zeros((120, 160), np.uint8)}, r"must be \(H, W, 3\) uint8 RGB"),
+        ({"depth": np.zeros((60, 80), np.float32)}, "depth image is 80x60 but the camera image is 160x120"),
+        (
+            {"camera_model": PinholeCameraModel(np.diag([100.0, 100.0, 1.0]), np.zeros(5), 640, 480)},
+            "camera_info is for 640x480 but the image is 160x120",
+        ),
+    ],
+)
+def test_camera_frame_refuses_inconsistent_input(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        CameraFrame("cam", **({"image_rgb": np.zeros((120, 160, 3), np.uint8)} | kwargs))
+
+
+@pytest.mark.parametrize("resize", ["stretch", "letterbox"])
+def test_mask_maps_a_patch_back_onto_its_camera_pixels(resize):
+    """One positive patch of the grid covers exactly the camera pixels that map into it."""
+    spec = tiny_spec(96, 160, resize)
+    mapping = spec.mapping()
+    grid_h, grid_w = spec.grid
+    row, col = grid_h // 2, grid_w // 2
+    logits = np.full((grid_h, grid_w), -5.0, np.float32)
+    logits[row, col] = 5.0
+    mask = mask_to_camera(logits, np.array([0, 0, 160, 96]), camera_to_grid_affine(spec), (96, 160))
+    # reference: camera pixel centres mapped into model-input pixels, then to the patch they fall in
+    v, u = np.mgrid[0:96, 0:160]
+    xy = mapping.camera_to_input(np.stack([u + 0.5, v + 0.5], axis=-1))
+    inside = (xy[..., 0] // 14 == col) & (xy[..., 1] // 14 == row)
+    # bilinear interpolation moves the 0-crossing half a patch at most: compare the cores
+    core = (np.abs(xy[..., 0] - (col + 0.5) * 14) < 3.5) & (np.abs(xy[..., 1] - (row + 0.5) * 14) < 3.5)
+    assert mask[core].all() and core.any()
+    assert not mask[~inside].any()
+
+
+def test_a_graph_that_cannot_be_opened_is_not_retried_for_every_frame():
+    attempts = []
+
+    def failing(height: int, width: int):
+        attempts.append((height, width))
+        raise FileNotFoundError("no ONNX file at /nowhere.onnx; create it with `dinov2-ros export`")
+
+    pipeline = FramePipeline(failing, PrototypeStore("tiny", (INPUT, INPUT), DIM))
+    frame = CameraFrame("cam", np.zeros((120, 160, 3), np.uint8))
+    with pytest.raises(FileNotFoundError):
+        pipeline.process([frame])
+    with pytest.raises(ValueError, match="the graph for 160x120 frames could not be opened: FileNotFoundError"):
+        pipeline.process([frame])
+    assert attempts == [(120, 160)]

@@ -1,0 +1,26 @@
+"""Fixtures for the node tests: the tiny graphs, exported once per session, and a fresh rclpy context."""
+
+from __future__ import annotations
+
+import pytest
+import rclpy
+from node_harness import export_tiny_graphs
+
+# camera sizes (height, width) the node tests use, per tiny encoder
+GRAPH_SIZES = {"tiny": [(120, 160), (96, 128)], "tiny64": [(480, 640)]}
+
+
+@pytest.fixture(scope="session")
+def graph_dir(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("node_graphs")
+    for encoder, sizes in GRAPH_SIZES.items():
+        export_tiny_graphs(directory, encoder, sizes)
+    return directory
+
+
+@pytest.fixture
+def context():
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx)
+    yield ctx
+    ctx.try_shutdown()

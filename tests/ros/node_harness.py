@@ -1,0 +1,199 @@
+"""Helpers for the node tests: tiny graphs in the node's graph directory, parameter files, camera
+messages, a test node that publishes and records, and the node in a subprocess.
+
+The graphs are the real exported perception graph (tiny DINOv2 encoder with explicitly random
+weights, linear depth head, exemplar head) run by ONNX Runtime; nothing is faked.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import rclpy
+import torch
+import yaml
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+from std_msgs.msg import Header
+
+from dinov2_ros.model import DinoVisionTransformer, LinearDepthHead
+from dinov2_ros.model.exemplar_head import ExemplarHead
+from dinov2_ros.perception.synthetic_scenes import SyntheticSceneGenerator
+from dinov2_ros.ros.graph_source import ModelSettings
+from dinov2_ros.ros.image_conversion import array_to_image
+from dinov2_ros.ros.synthetic_camera_node import camera_info_for
+from dinov2_ros.runtime.perception_graph import PerceptionGraph
+
+REPO = Path(__file__).resolve().parents[2]
+RELIABLE = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
+
+# two encoders: "tiny" (fast, most tests) and "tiny64" (about 50 ms a frame: slower than the camera)
+ENCODERS = {
+    "tiny": dict(embed_dim=32, depth=2, input=(112, 112), taps=(0, 1)),
+    "tiny64": dict(embed_dim=64, depth=4, input=(336, 448), taps=(2, 3)),
+}
+
+
+def model_parameters(graph_dir: Path, encoder: str = "tiny") -> dict[str, object]:
+    """Node parameters that select a tiny encoder's exported graphs, random weights asked for explicitly."""
+    config = ENCODERS[encoder]
+    return {
+        "model.variant": encoder,
+        "model.weights": "random",
+        "model.depth_weights": "random",
+        "model.depth_kind": "linear",
+        "model.input_height": config["input"][0],
+        "model.input_width": config["input"][1],
+        "model.top_k": 8,
+        "model.max_prototypes": 8,
+        "model.max_classes": 4,
+        "model.graph_dir": str(graph_dir),
+        "backend.threads": 1,
+    }
+
+
+def settings_for(parameters: dict[str, object]) -> ModelSettings:
+    return ModelSettings(
+        variant=parameters["model.variant"],
+        weights="random",
+        depth_weights="random",
+        depth_dataset="nyu",
+        depth_kind="linear",
+        detector="exemplar",
+        input_height=parameters["model.input_height"],
+        input_width=parameters["model.input_width"],
+        resize="stretch",
+        top_k=8,
+        max_prototypes=8,
+        max_classes=4,
+        backend="onnxruntime",
+        device="cpu",
+        threads=1,
+        graph_dir=Path(parameters["model.graph_dir"]),
+    )
+
+
+def export_tiny_graphs(graph_dir: Path, encoder: str, sizes: list[tuple[int, int]]) -> None:
+    """Export `encoder`'s graph for each (height, width) where the node looks for it."""
+    from dinov2_ros.runtime.onnx_export import export_graph
+
+    config = ENCODERS[encoder]
+    settings = settings_for(model_parameters(graph_dir, encoder))
+    directory = graph_dir / settings.weights_tag
+    for height, width in sizes:
+        spec = settings.spec_for(height, width, config["embed_dim"])
+        torch.manual_seed(0)
+        backbone = DinoVisionTransformer(config["embed_dim"], config["depth"], 2, img_size=112)
+        backbone.init_weights()
+        depth_head = LinearDepthHead(config["embed_dim"], config["taps"], 0.001, 10.0)
+        graph = PerceptionGraph(spec, backbone, depth_head, ExemplarHead(max_classes=4, top_k=8))
+        export_graph(graph.eval(), directory / f"{spec.key}.onnx", check=False)
+
+
+def write_parameters(path: Path, values: dict[str, object]) -> Path:
+    """A ROS 2 parameter file applying `values` to every node."""
+    path.write_text(yaml.safe_dump({"/**": {"ros__parameters": values}}))
+    return path
+
+
+class SceneCamera:
+    """Synthetic scenes as the messages of one camera: image, camera_info and aligned depth."""
+
+    def __init__(self, width: int, height: int, frame_id: str = "camera_optical_frame", seed: int = 3) -> None:
+        self.generator = SyntheticSceneGenerator(seed, width, height)
+        self.scene = self.generator.render(0)
+        self.width, self.height, self.frame_id = width, height, frame_id
+
+    def header(self, stamp_ns: int) -> Header:
+        header = Header(frame_id=self.frame_id)
+        header.stamp.sec, header.stamp.nanosec = divmod(stamp_ns, 1_000_000_000)
+        return header
+
+    def messages(self, stamp_ns: int):
+        header = self.header(stamp_ns)
+        return (
+            array_to_image(self.scene.image_rgb, "rgb8", header),
+            camera_info_for(self.generator.K, self.width, self.height, header),
+            array_to_image(self.scene.depth, "32FC1", header),
+        )
+
+
+class Harness:
+    """A test node on its own executor: publishes camera messages and records what arrives."""
+
+    def __init__(self, context, name: str = "test_harness") -> None:
+        self.context = context
+        self.node = rclpy.create_node(name, context=context)
+        self.executor = SingleThreadedExecutor(context=context)
+        self.executor.add_node(self.node)
+        self.received: dict[str, list] = defaultdict(list)
+        self.arrival_ns: dict[str, list[int]] = defaultdict(list)
+
+    def add_node(self, node) -> None:
+        self.executor.add_node(node)
+
+    def publisher(self, msg_type, topic: str, qos: QoSProfile = RELIABLE):
+        return self.node.create_publisher(msg_type, topic, qos)
+
+    def record(self, msg_type, topic: str, qos: QoSProfile = RELIABLE) -> list:
+        def store(msg) -> None:
+            self.received[topic].append(msg)
+            self.arrival_ns[topic].append(time.time_ns())
+
+        self.node.create_subscription(msg_type, topic, store, qos)
+        return self.received[topic]
+
+    def spin_until(self, done: Callable[[], bool], timeout_s: float = 10.0) -> bool:
+        deadline = time.monotonic() + timeout_s
+        while not done():
+            if time.monotonic() > deadline:
+                return False
+            self.executor.spin_once(timeout_sec=0.02)
+        return True
+
+    def spin_for(self, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            self.executor.spin_once(timeout_sec=0.02)
+
+    def close(self) -> None:
+        self.executor.shutdown()
+        self.node.destroy_node()
+
+
+def start_node_process(arguments: list[str], log_path: Path) -> subprocess.Popen:
+    """perception_node in its own process with the venv's python (the ROS wheels re-exec it once)."""
+    log = log_path.open("w")
+    return subprocess.Popen(
+        [sys.executable, "-m", "dinov2_ros.ros.perception_node", "--ros-args", *arguments],
+        cwd=REPO,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+
+
+def stop_node_process(process: subprocess.Popen) -> int:
+    process.send_signal(2)  # SIGINT, like Ctrl-C
+    try:
+        return process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        return process.wait()
+
+
+def stamp_of(msg) -> int:
+    return msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+
+
+def pixels(msg) -> np.ndarray:
+    channels = {"rgb8": 3, "32FC1": 1}[msg.encoding]
+    dtype = np.float32 if msg.encoding == "32FC1" else np.uint8
+    return np.frombuffer(msg.data, dtype).reshape(msg.height, msg.width, channels).squeeze()

@@ -1,0 +1,112 @@
+"""FrameResult -> messages, and per-camera diagnostics, on hand-made results with known values."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from diagnostic_msgs.msg import DiagnosticStatus
+from sensor_msgs.msg import CameraInfo
+from std_msgs.msg import Header
+from visualization_msgs.msg import Marker
+
+from dinov2_ros.perception.camera_model import PinholeCameraModel
+from dinov2_ros.perception.frame_pipeline import CameraFrame, Detection, FrameResult
+from dinov2_ros.ros import detection_messages as messages
+from dinov2_ros.ros.diagnostics import STALE_INPUT_S, CameraStatistics
+from dinov2_ros.ros.perception_node import depth_points
+
+HEADER = Header(frame_id="optical")
+HEADER.stamp.sec, HEADER.stamp.nanosec = 12, 345
+
+
+def result() -> FrameResult:
+    image = np.zeros((40, 60, 3), np.uint8)
+    model = PinholeCameraModel(np.array([[50.0, 0, 30], [0, 50.0, 20], [0, 0, 1]]), np.zeros(5), 60, 40)
+    depth = np.full((40, 60), 2.0, np.float32)
+    depth[0, 0] = np.nan
+    mask = np.zeros((40, 60), bool)
+    mask[10:20, 10:30] = True
+    with_pose = Detection(
+        3,
+        "bolt",
+        0.9,
+        np.array([10, 10, 30, 20], np.float32),
+        mask,
+        np.array([0.1, -0.2, 2.0]),
+        np.array([0.4, 0.2, 0.05]),
+    )
+    without_pose = Detection(5, "nut", 0.6, np.array([40, 5, 50, 15], np.float32), None, no_pose_reason="no depth")
+    return FrameResult(CameraFrame("cam", image, None, model), depth, [with_pose, without_pose], 0.01)
+
+
+def test_objects_3d_hold_only_measured_poses_with_the_input_header():
+    array = messages.to_detection3d_array(result(), HEADER)
+    assert array.header == HEADER and len(array.detections) == 1
+    detection = array.detections[0]
+    assert detection.header == HEADER and detection.id == "0"
+    assert (detection.results[0].hypothesis.class_id, detection.results[0].hypothesis.score) == ("3", 0.9)
+    assert detection.bbox.center.position.z == 2.0 and detection.bbox.center.orientation.w == 1.0
+    assert (detection.bbox.size.x, detection.bbox.size.y, detection.bbox.size.z) == pytest.approx((0.4, 0.2, 0.05))
+    assert detection.results[0].pose.pose == detection.bbox.center
+
+
+def test_objects_2d_hold_every_detection_as_centre_and_size_in_pixels():
+    array = messages.to_detection2d_array(result(), HEADER)
+    assert [d.results[0].hypothesis.class_id for d in array.detections] == ["3", "5"]
+    box = array.detections[1].bbox
+    assert (box.center.position.x, box.center.position.y, box.size_x, box.size_y) == (45.0, 10.0, 10.0, 10.0)
+
+
+def test_label_info_names_the_ids():
+    info = messages.to_label_info({5: "nut", 3: "bolt"}, 0.4, HEADER)
+    assert [(c.class_id, c.class_name) for c in info.class_map] == [(3, "bolt"), (5, "nut")]
+    assert info.threshold == pytest.approx(0.4)
+
+
+def test_depth_messages_keep_nan_and_the_camera_info():
+    camera_info = CameraInfo(width=60, height=40, k=[50.0, 0, 30, 0, 50.0, 20, 0, 0, 1], distortion_model="plumb_bob")
+    image, info = messages.to_depth_messages(result(), HEADER, camera_info)
+    values = np.frombuffer(image.data, np.float32).reshape(40, 60)
+    assert image.encoding == "32FC1" and np.isnan(values[0, 0]) and values[1, 1] == 2.0
+    assert info.header == HEADER and list(info.k) == list(camera_info.k)
+
+
+def test_point_cloud_back_projects_valid_depth():
+    points = depth_points(result(), stride=10)
+    assert points.shape == (4 * 6 - 1, 3)  # the NaN pixel at (0, 0) is left out
+    np.testing.assert_allclose(points[:, 2], 2.0)
+    cloud = messages.to_point_cloud(points, HEADER)
+    assert (cloud.width, cloud.point_step, [f.name for f in cloud.fields]) == (23, 12, ["x", "y", "z"])
+    np.testing.assert_allclose(np.frombuffer(cloud.data, np.float32).reshape(-1, 3), points, rtol=1e-6)
+
+
+def test_markers_clear_then_draw_a_box_and_a_label_per_3d_object():
+    array = messages.to_markers(result(), HEADER, {3: "bolt"})
+    assert [m.type for m in array.markers[1:]] == [Marker.CUBE, Marker.TEXT_VIEW_FACING]
+    assert array.markers[0].action == Marker.DELETEALL
+    assert array.markers[2].text == "bolt 0.90" and array.markers[1].header == HEADER
+
+
+def test_debug_image_draws_on_a_copy():
+    frame_result = result()
+    picture = messages.draw_debug_image(frame_result, {3: "bolt"}, max_depth_m=5.0)
+    assert picture.shape == (40, 60, 3) and picture.any()
+    assert not frame_result.frame.image_rgb.any(), "the camera image must stay untouched"
+
+
+def test_camera_statistics_report_rates_latency_and_reasons():
+    stats = CameraStatistics("front", window_s=5.0)
+    assert stats.to_status(0.0, "node").level == DiagnosticStatus.WARN
+    for i in range(10):
+        stats.image_received(i * 0.1)
+        stats.result_published(i * 0.1, latency_s=0.05, inference_s=0.02)
+    stats.set_dropped(4)
+    stats.frame_rejected("image", "truncated image data")
+    status = stats.to_status(1.0, "node")
+    values = {kv.key: kv.value for kv in status.values}
+    assert status.level == DiagnosticStatus.OK and status.hardware_id == "front"
+    assert values["input rate (Hz)"] == "2.00" and values["latency median (ms)"] == "50.0"
+    assert values["frames dropped"] == "4" and values["rejected: image"] == "1"
+    assert values["last rejection"] == "image: truncated image data"
+    silent = stats.to_status(1.0 + STALE_INPUT_S + 1.0, "node")
+    assert silent.level == DiagnosticStatus.WARN and silent.message.startswith("no image for")

@@ -1,0 +1,91 @@
+"""Newest-frame slots: pairing by stamp, drop counting, and a reason when a partner never arrives."""
+
+from __future__ import annotations
+
+import pytest
+
+from dinov2_ros.ros.frame_slots import PARTNER_HISTORY, CameraSlot, PairedFrame
+
+MS = 1_000_000
+
+
+def slot(needs_depth: bool = False, tolerance_ns: int = 0, timeout_ns: int = 100 * MS) -> CameraSlot:
+    return CameraSlot("front", needs_depth, tolerance_ns, timeout_ns)
+
+
+def test_an_image_pairs_with_the_camera_info_of_its_stamp_whatever_the_arrival_order():
+    s = slot()
+    s.put_camera_info(1, "info1")
+    s.put_image(2, "image2", received_ns=0)
+    assert s.take(now_ns=0) is None  # its camera_info has not arrived yet
+    s.put_camera_info(2, "info2")
+    frame = s.take(now_ns=1)
+    assert isinstance(frame, PairedFrame)
+    assert (frame.camera, frame.stamp_ns, frame.image, frame.camera_info, frame.depth) == (
+        "front",
+        2,
+        "image2",
+        "info2",
+        None,
+    )
+    assert s.take(now_ns=2) is None  # taken once
+
+
+def test_only_the_newest_image_is_kept_and_the_replaced_ones_are_counted():
+    s = slot()
+    for stamp in range(1, 6):
+        s.put_camera_info(stamp, f"info{stamp}")
+        s.put_image(stamp, f"image{stamp}", received_ns=stamp)
+    frame = s.take(now_ns=6)
+    assert frame.image == "image5" and s.dropped == 4
+
+
+def test_depth_is_required_when_asked_for():
+    s = slot(needs_depth=True)
+    s.put_image(1, "image", 0)
+    s.put_camera_info(1, "info")
+    assert s.take(now_ns=0) is None
+    s.put_depth(1, "depth")
+    assert s.take(now_ns=0).depth == "depth"
+
+
+def test_tolerance_pairs_the_nearest_stamp_within_it():
+    s = slot(tolerance_ns=5 * MS)
+    s.put_camera_info(100 * MS, "far")
+    s.put_camera_info(203 * MS, "near")
+    s.put_image(200 * MS, "image", 0)
+    assert s.take(now_ns=0).camera_info == "near"
+    s.put_image(300 * MS, "image", 0)
+    assert s.take(now_ns=0) is None  # 97 ms away: outside the tolerance
+
+
+def test_a_camera_info_that_never_arrives_is_reported_even_when_images_keep_replacing_each_other():
+    s = slot(timeout_ns=100 * MS)
+    reasons = []
+    for step in range(30):  # a 100 Hz camera for 300 ms, no camera_info at all
+        s.put_image(step * 10 * MS, "image", received_ns=step * 10 * MS)
+        taken = s.take(now_ns=step * 10 * MS)
+        if isinstance(taken, str):
+            reasons.append(taken)
+    assert len(reasons) == 2
+    assert "no camera_info with the image stamp" in reasons[0] and "none received" in reasons[0]
+
+
+def test_partner_history_is_bounded():
+    s = slot()
+    for stamp in range(PARTNER_HISTORY + 5):
+        s.put_camera_info(stamp, stamp)
+    s.put_image(0, "image", 0)
+    assert s.take(now_ns=0) is None  # stamp 0 fell out of the history
+
+
+@pytest.mark.parametrize("missing", ["camera_info", "depth image"])
+def test_the_reason_names_the_missing_partner_and_the_newest_stamp_seen(missing):
+    s = slot(needs_depth=True, timeout_ns=10 * MS)
+    if missing == "depth image":
+        s.put_camera_info(5 * 1_000_000_000, "info")
+    s.put_depth(3 * 1_000_000_000, "old depth")
+    s.put_image(5 * 1_000_000_000, "image", received_ns=0)
+    reason = s.take(now_ns=20 * MS)
+    assert reason.startswith(f"no {missing} with the image stamp 5.000 s")
+    assert "newest stamp 3.000 s" in reason if missing == "depth image" else "none received" in reason

@@ -1,0 +1,96 @@
+"""The user's entry points agree with the node: launch arguments, parameter file and RViz config.
+
+ROS launch is not installable here, so the launch files are read as Python source: the names they
+pass must be the node's parameters, executables and topics.
+"""
+
+from __future__ import annotations
+
+import ast
+
+import yaml
+from node_harness import REPO
+
+from dinov2_ros.ros.node_parameters import CAMERA_PARAMETERS, NODE_PARAMETERS
+
+LAUNCH = REPO / "launch"
+
+
+def _declared_arguments(path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    return {
+        call.args[0].value
+        for call in ast.walk(tree)
+        if isinstance(call, ast.Call) and getattr(call.func, "id", "") == "DeclareLaunchArgument"
+    }
+
+
+def _module_constant(path, name: str):
+    tree = ast.parse(path.read_text())
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and node.targets[0].id == name:
+            return ast.literal_eval(node.value)
+    raise AssertionError(f"{path.name} has no {name}")
+
+
+def test_perception_launch_offers_the_issue_arguments_and_maps_them_to_real_parameters():
+    declared = _declared_arguments(LAUNCH / "perception.launch.py")
+    wanted = {"image", "camera_info", "depth", "config", "backend", "model", "weights", "engine_cache_dir"}
+    assert wanted | {"rviz", "use_sim_time"} <= declared
+    mapping = _module_constant(LAUNCH / "perception.launch.py", "PARAMETER_ARGUMENTS")
+    assert set(mapping) <= declared
+    assert set(mapping.values()) <= set(NODE_PARAMETERS)
+
+
+def test_launch_files_start_the_packaged_executables():
+    setup = (REPO / "setup.py").read_text()
+    for path in LAUNCH.glob("*.launch.py"):
+        for call in ast.walk(ast.parse(path.read_text())):
+            keywords = {k.arg: k.value for k in getattr(call, "keywords", [])}
+            if getattr(keywords.get("package"), "value", None) == "dinov2_ros":
+                executable = keywords["executable"].value
+                assert f"{executable} = dinov2_ros.ros." in setup, f"{path.name}: {executable}"
+
+
+def test_demo_includes_the_perception_launch_with_random_weights_by_default():
+    text = (LAUNCH / "demo.launch.py").read_text()
+    assert '"perception.launch.py"' in text and "synthetic_camera_node" in text
+    tree = ast.parse(text)
+    defaults = {
+        call.args[0].value: next(k.value.value for k in call.keywords if k.arg == "default_value")
+        for call in ast.walk(tree)
+        if isinstance(call, ast.Call) and getattr(call.func, "id", "") == "DeclareLaunchArgument"
+    }
+    assert defaults["weights"] == "random" and defaults["depth_weights"] == "random"
+
+
+def test_the_parameter_file_sets_and_documents_every_parameter():
+    text = (REPO / "config" / "perception.yaml").read_text()
+    values = yaml.safe_load(text)["/**"]["ros__parameters"]
+    cameras = values.pop("cameras")
+    for camera in cameras:
+        assert set(values.pop(camera)) == set(CAMERA_PARAMETERS)
+    assert set(values) == set(NODE_PARAMETERS) - {"cameras"}
+    previous = ""  # the last line that is not a parameter: a comment documents the keys below it
+    for line in text.splitlines():
+        key = line.strip().split(":")[0]
+        if key in NODE_PARAMETERS:
+            assert previous.startswith("#"), f"{key} has no comment above it"
+        else:
+            previous = line.strip()
+    for name, spec in NODE_PARAMETERS.items():
+        if name != "cameras":
+            assert values[name] == spec.default, f"{name}: the file and the node disagree on the default"
+
+
+def test_rviz_config_shows_the_node_outputs():
+    config = yaml.safe_load((REPO / "config" / "perception.rviz").read_text())
+    displays = config["Visualization Manager"]["Displays"]
+    topics = {
+        d.get("Topic", {}).get("Value") or d.get("Depth Map Topic")
+        for d in displays
+        if d["Class"] != "rviz_default_plugins/Grid"
+    }
+    assert {"/dinov2/debug_image", "/dinov2/depth", "/dinov2/markers"} <= topics
+    classes = {d["Class"] for d in displays}
+    assert {"rviz_default_plugins/Image", "rviz_default_plugins/MarkerArray"} <= classes

@@ -1,0 +1,325 @@
+"""perception_node in this process with real rclpy and DDS: several cameras, the bad-input matrix,
+the class services and run-time parameters. The graphs are tiny random-weight encoders (see
+node_harness); the cross-process contract and the soak are in their own files."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+from node_harness import Harness, SceneCamera, model_parameters, stamp_of
+from rcl_interfaces.msg import Parameter as ParameterMsg
+from rcl_interfaces.srv import ListParameters, SetParameters
+from rclpy.parameter import Parameter
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import CompressedImage, Image
+from vision_msgs.msg import Detection2DArray, LabelInfo
+
+from dinov2_ros.ros.perception_node import PerceptionNode
+
+SECOND = 1_000_000_000
+
+
+def start_node(context, graph_dir, namespace: str, **overrides) -> PerceptionNode:
+    values = model_parameters(graph_dir) | {"warnings.throttle_s": 0.0, "diagnostics.period_s": 0.2} | overrides
+    parameters = [Parameter(name, value=value) for name, value in values.items()]
+    return PerceptionNode(context=context, namespace=namespace, parameter_overrides=parameters)
+
+
+@pytest.fixture
+def harness(context):
+    harness = Harness(context)
+    yield harness
+    harness.close()
+
+
+def test_two_cameras_of_different_resolutions_in_one_node(context, graph_dir, harness):
+    node = start_node(context, graph_dir, "two", cameras=["front", "side"])
+    harness.add_node(node)
+    cameras = {"front": SceneCamera(160, 120, "front_optical"), "side": SceneCamera(128, 96, "side_optical")}
+    publishers = {
+        name: (
+            harness.publisher(Image, f"/two/{name}/image"),
+            harness.publisher(type(cam.messages(0)[1]), f"/two/{name}/camera_info"),
+        )
+        for name, cam in cameras.items()
+    }
+    depth = {name: harness.record(Image, f"/two/{name}/dinov2/depth") for name in cameras}
+    try:
+        for index in range(1, 100):
+            for name, camera in cameras.items():
+                image, info, _ = camera.messages(index * SECOND)
+                publishers[name][1].publish(info)
+                publishers[name][0].publish(image)
+            if harness.spin_until(lambda: all(len(d) >= 3 for d in depth.values()), timeout_s=0.1):
+                break
+        for name, camera in cameras.items():
+            latest = depth[name][-1]
+            assert (latest.width, latest.height, latest.encoding) == (camera.width, camera.height, "32FC1")
+            assert latest.header.frame_id == camera.frame_id
+        assert set(node.pipeline.graphs) == {(120, 160), (96, 128)}
+    finally:
+        node.destroy_node()
+
+
+def _jpeg(camera: SceneCamera, stamp_ns: int) -> CompressedImage:
+    ok, data = cv2.imencode(".jpg", cv2.cvtColor(camera.scene.image_rgb, cv2.COLOR_RGB2BGR))
+    assert ok
+    return CompressedImage(header=camera.header(stamp_ns), format="jpeg", data=data.tobytes())
+
+
+def _unknown_encoding(image, info, depth):
+    image.encoding = "yuv422"
+    return image, info, depth
+
+
+def _wrong_step(image, info, depth):
+    image.step -= 3
+    return image, info, depth
+
+
+def _truncated(image, info, depth):
+    image.data = image.data[: len(image.data) // 2]
+    return image, info, depth
+
+
+def _corrupt_jpeg(image, info, depth):
+    return CompressedImage(header=image.header, format="jpeg", data=b"\xff\xd8\xff\xe0 not a jpeg"), info, depth
+
+
+def _zero_intrinsics(image, info, depth):
+    info.k = [0.0] * 9
+    return image, info, depth
+
+
+def _no_camera_info(image, info, depth):
+    return image, None, depth
+
+
+def _depth_of_another_size(image, info, depth):
+    small = Image(header=depth.header, height=60, width=80, encoding="32FC1", step=320)
+    small.data = np.ones((60, 80), np.float32).tobytes()
+    return image, info, small
+
+
+BAD_INPUTS = {
+    "unknown encoding": (_unknown_encoding, {}, "image", "unsupported image encoding 'yuv422'"),
+    "wrong step": (_wrong_step, {}, "image", "wrong step for rgb8"),
+    "truncated data": (_truncated, {}, "image", "truncated image data"),
+    "corrupt jpeg": (_corrupt_jpeg, {"camera.transport": "compressed"}, "image", "corrupt compressed image"),
+    "all-zero intrinsics": (_zero_intrinsics, {}, "camera_info", "camera K is all zeros"),
+    "camera_info never arrives": (_no_camera_info, {}, "pairing", "no camera_info with the image stamp"),
+    "depth of another size": (
+        _depth_of_another_size,
+        {"camera.use_depth": True},
+        "size",
+        "depth image is 80x60 but the camera image is 160x120",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_INPUTS))
+def test_bad_input_is_skipped_counted_and_warned_while_good_frames_around_it_produce_output(
+    case, context, graph_dir, harness, capfd
+):
+    corrupt, overrides, category, message = BAD_INPUTS[case]
+    namespace = "bad_" + case.replace(" ", "_").replace("-", "_")
+    node = start_node(context, graph_dir, namespace, **{"pairing.timeout_s": 0.3} | overrides)
+    harness.add_node(node)
+    compressed = overrides.get("camera.transport") == "compressed"
+    camera = SceneCamera(160, 120)
+    image_pub = harness.publisher(
+        CompressedImage if compressed else Image, f"/{namespace}/image" + ("/compressed" if compressed else "")
+    )
+    info_pub = harness.publisher(type(camera.messages(0)[1]), f"/{namespace}/camera_info")
+    depth_pub = harness.publisher(Image, f"/{namespace}/depth")
+    outputs = harness.record(Detection2DArray, f"/{namespace}/dinov2/objects_2d")
+    diagnostics = harness.record(DiagnosticArray, "/diagnostics")
+    statistics = node.cameras["camera"].statistics
+
+    def publish(stamp_ns: int, bad: bool = False) -> None:
+        image, info, depth = camera.messages(stamp_ns)
+        if compressed:
+            image = _jpeg(camera, stamp_ns)
+        if bad:
+            image, info, depth = corrupt(image, info, depth)
+        for publisher, msg in ((info_pub, info), (depth_pub, depth), (image_pub, image)):
+            if msg is not None:
+                publisher.publish(msg)
+
+    def published_until(stamp_ns: int, done, attempts: int = 50) -> bool:
+        for _ in range(attempts):  # best effort: repeat until the node has taken the frame
+            publish(stamp_ns, bad=stamp_ns == 2 * SECOND)
+            if harness.spin_until(done, timeout_s=0.2):
+                return True
+        return False
+
+    try:
+        assert published_until(1 * SECOND, lambda: any(stamp_of(m) == 1 * SECOND for m in outputs))
+        assert published_until(2 * SECOND, lambda: statistics.rejected[category] >= 1)
+        assert published_until(3 * SECOND, lambda: any(stamp_of(m) == 3 * SECOND for m in outputs))
+        assert 2 * SECOND not in {stamp_of(m) for m in outputs}
+        assert message in statistics.last_rejection
+
+        def reported() -> bool:
+            statuses = [s for d in diagnostics for s in d.status if s.hardware_id == "camera"]
+            return any({v.key: v.value for v in s.values}.get(f"rejected: {category}", "0") != "0" for s in statuses)
+
+        assert harness.spin_until(reported, timeout_s=3.0), "/diagnostics must count the rejected frame"
+    finally:
+        node.destroy_node()
+    logged = capfd.readouterr().err
+    assert f"camera 'camera': frame skipped ({category})" in logged and message in logged
+
+
+def test_an_image_stream_that_stops_and_restarts_keeps_producing_output(context, graph_dir, harness):
+    node = start_node(context, graph_dir, "restart")
+    harness.add_node(node)
+    camera = SceneCamera(160, 120)
+    image_pub = harness.publisher(Image, "/restart/image")
+    info_pub = harness.publisher(type(camera.messages(0)[1]), "/restart/camera_info")
+    outputs = harness.record(Detection2DArray, "/restart/dinov2/objects_2d")
+    diagnostics = harness.record(DiagnosticArray, "/diagnostics")
+
+    def stream(first_stamp_s: int, frames: int) -> None:
+        for index in range(frames):
+            image, info, _ = camera.messages((first_stamp_s + index) * SECOND)
+            info_pub.publish(info)
+            image_pub.publish(image)
+            harness.spin_for(0.05)
+
+    try:
+        stream(100, 10)
+        assert harness.spin_until(lambda: len(outputs) >= 3)
+        before = len(outputs)
+        diagnostics.clear()
+        harness.spin_for(2.6)  # the camera is silent
+
+        def camera_status() -> list[DiagnosticStatus]:
+            return [s for d in diagnostics for s in d.status if s.hardware_id == "camera"]
+
+        assert any(s.level == DiagnosticStatus.WARN and "no image for" in s.message for s in camera_status())
+        stream(5, 10)  # restarted: stamps start again from a lower value
+        assert harness.spin_until(lambda: len(outputs) >= before + 3)
+        assert {stamp_of(m) // SECOND for m in outputs[before:]} <= set(range(5, 15))
+    finally:
+        node.destroy_node()
+
+
+def _request(**fields) -> SetParameters.Request:
+    return SetParameters.Request(
+        parameters=[ParameterMsg(name=k, value=Parameter(k, value=v).get_parameter_value()) for k, v in fields.items()]
+    )
+
+
+def test_add_class_service_round_trip_changes_the_objects_published(context, graph_dir, harness, tmp_path):
+    classes_file = tmp_path / "classes.npz"
+    node = start_node(context, graph_dir, "teach", **{"prototypes.file": str(classes_file)})
+    harness.add_node(node)
+    camera = SceneCamera(160, 120)
+    image_pub = harness.publisher(Image, "/teach/image")
+    info_pub = harness.publisher(type(camera.messages(0)[1]), "/teach/camera_info")
+    objects = harness.record(Detection2DArray, "/teach/dinov2/objects_2d")
+    latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+    labels = harness.record(LabelInfo, "/teach/dinov2/label_info", latched)
+    add = harness.node.create_client(SetParameters, "/teach/dinov2/add_class")
+    remove = harness.node.create_client(SetParameters, "/teach/dinov2/remove_class")
+    listing = harness.node.create_client(ListParameters, "/teach/dinov2/list_classes")
+    stamp = [0]
+
+    def frames_until(done) -> bool:
+        for _ in range(100):
+            stamp[0] += 1
+            image, info, _ = camera.messages(stamp[0] * SECOND)
+            info_pub.publish(info)
+            image_pub.publish(image)
+            if harness.spin_until(done, timeout_s=0.05):
+                return True
+        return False
+
+    def call(client, request):
+        assert client.wait_for_service(timeout_sec=5.0)
+        future = client.call_async(request)
+        assert harness.spin_until(future.done, timeout_s=5.0)
+        return future.result()
+
+    try:
+        assert frames_until(lambda: len(objects) >= 2)
+        assert objects[-1].detections == []  # no class taught yet
+        box = [float(v) for v in camera.scene.boxes[0]]
+        result = call(add, _request(class_name="part", box=box)).results[0]
+        assert result.successful, result.reason
+        assert "class 'part' has id 0" in result.reason
+        seen = len(objects)
+        assert frames_until(lambda: len(objects) > seen + 1 and objects[-1].detections)
+        hypotheses = {d.results[0].hypothesis.class_id for d in objects[-1].detections}
+        assert hypotheses == {"0"}
+        assert harness.spin_until(lambda: labels and [c.class_name for c in labels[-1].class_map] == ["part"])
+        assert list(call(listing, ListParameters.Request()).result.names) == ["part"]
+        restarted = start_node(context, graph_dir, "teach_again", **{"prototypes.file": str(classes_file)})
+        assert restarted.pipeline.labels() == {0: "part"}, "taught classes must survive a restart"
+        restarted.destroy_node()
+
+        refused = call(add, _request(class_name="part", box=box, camera="nope")).results[0]
+        assert not refused.successful and "must name one of the node's cameras ['camera']" in refused.reason
+        refused = call(add, _request(box=box)).results[0]
+        assert not refused.successful and "class_name" in refused.reason
+
+        assert call(remove, _request(class_name="part")).results[0].successful
+        seen = len(objects)
+        assert frames_until(lambda: len(objects) > seen + 1)
+        assert objects[-1].detections == []
+        assert harness.spin_until(lambda: labels[-1].class_map == [])
+    finally:
+        node.destroy_node()
+
+
+def test_thresholds_change_at_run_time_and_read_only_parameters_do_not(context, graph_dir, harness):
+    node = start_node(context, graph_dir, "params")
+    try:
+        results = node.set_parameters([Parameter("detection.score_threshold", value=0.8)])
+        assert results[0].successful and node.pipeline.score_threshold == 0.8
+        results = node.set_parameters([Parameter("detection.score_threshold", value=1.5)])
+        assert not results[0].successful and node.pipeline.score_threshold == 0.8
+        results = node.set_parameters([Parameter("model.weights", value="other.pth")])
+        assert not results[0].successful and "read-only" in results[0].reason
+        results = node.set_parameters([Parameter("pairing.timeout_s", value=0.5)])
+        assert results[0].successful and node.cameras["camera"].slot.timeout_ns == 500_000_000
+        descriptor = node.describe_parameter("detection.score_threshold")
+        assert descriptor.floating_point_range[0].to_value == 1.0 and descriptor.description
+    finally:
+        node.destroy_node()
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"model.weights": ""}, "model.weights is empty"),
+        ({"cameras": ["front", "front"]}, "distinct names"),
+        ({"model.input_height": 100}, "must be a multiple of 14"),
+        ({"model.variant": "unknown_net"}, "not a released DINOv2 variant"),
+    ],
+)
+def test_a_configuration_the_node_cannot_run_says_what_to_change(context, graph_dir, overrides, message):
+    with pytest.raises(ValueError, match=message):
+        start_node(context, graph_dir, "config", **overrides)
+
+
+def test_an_incompatible_camera_qos_is_logged_with_the_parameter_that_fixes_it(context, graph_dir, harness, capfd):
+    node = start_node(context, graph_dir, "qos", **{"qos.reliable": True})
+    harness.add_node(node)
+    best_effort = QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT)
+    harness.publisher(Image, "/qos/image", best_effort)
+    try:
+        logged = ""
+
+        def complained() -> bool:
+            nonlocal logged
+            logged += capfd.readouterr().err
+            return "qos.reliable:=false" in logged
+
+        assert harness.spin_until(complained, timeout_s=10.0)
+    finally:
+        node.destroy_node()
+    assert "/qos/image" in logged and "RELIABILITY" in logged and "qos.reliable:=false" in logged

@@ -1,0 +1,174 @@
+"""The message contract, across processes: perception_node runs as its own process, started with
+config/perception.yaml exactly as launch/perception.launch.py passes it, and this process plays the
+camera and the consumers (objects, depth, markers, debug image, a late LabelInfo subscriber)."""
+
+from __future__ import annotations
+
+import ast
+import math
+import time
+
+import numpy as np
+import pytest
+from node_harness import (
+    REPO,
+    Harness,
+    SceneCamera,
+    model_parameters,
+    pixels,
+    stamp_of,
+    start_node_process,
+    stop_node_process,
+    write_parameters,
+)
+from rcl_interfaces.msg import Parameter as ParameterMsg
+from rcl_interfaces.srv import SetParameters
+from rclpy.parameter import Parameter
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import CameraInfo, Image
+from vision_msgs.msg import Detection2DArray, Detection3DArray, LabelInfo
+from visualization_msgs.msg import Marker, MarkerArray
+
+SECOND = 1_000_000_000
+NAMESPACE = "contract"
+LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+
+
+def launch_config_path() -> str:
+    """The parameter file perception.launch.py gives the node by default, relative to the package."""
+    tree = ast.parse((REPO / "launch" / "perception.launch.py").read_text())
+    for call in ast.walk(tree):
+        if not (isinstance(call, ast.Call) and getattr(call.func, "id", "") == "DeclareLaunchArgument"):
+            continue
+        if call.args[0].value != "config":
+            continue
+        default = next(k.value for k in call.keywords if k.arg == "default_value")
+        parts = [e.value for e in default.args[0].elts if isinstance(e, ast.Constant)]
+        return "/".join(parts)
+    raise AssertionError("perception.launch.py declares no 'config' argument")
+
+
+def test_the_launch_file_passes_the_packaged_config():
+    assert launch_config_path() == "config/perception.yaml"
+    assert (REPO / launch_config_path()).is_file()
+
+
+def test_config_alone_starts_the_node_and_it_refuses_to_guess_weights(tmp_path):
+    """config/perception.yaml as shipped declares every parameter validly; without weights the node
+    stops with a message saying which parameter to set, rather than running random weights."""
+    log = tmp_path / "node.log"
+    process = start_node_process(["--params-file", launch_config_path()], log)
+    try:
+        code = process.wait(timeout=60)
+    finally:
+        stop_node_process(process)
+    text = log.read_text()
+    assert code == 1, text
+    assert "model.weights is empty" in text and "'random'" in text
+
+
+@pytest.fixture
+def node_process(graph_dir, tmp_path):
+    overrides = model_parameters(graph_dir) | {"diagnostics.period_s": 0.5}
+    params = write_parameters(tmp_path / "overrides.yaml", overrides)
+    log = tmp_path / "node.log"
+    process = start_node_process(
+        ["--params-file", launch_config_path(), "--params-file", str(params), "-r", f"__ns:=/{NAMESPACE}"], log
+    )
+    yield process
+    code = stop_node_process(process)
+    assert code == 0, log.read_text()
+
+
+def teach(harness: Harness, box) -> None:
+    client = harness.node.create_client(SetParameters, f"/{NAMESPACE}/dinov2/add_class")
+    assert client.wait_for_service(timeout_sec=30.0)
+    fields = {"class_name": "part", "box": [float(v) for v in box]}
+    request = SetParameters.Request(
+        parameters=[ParameterMsg(name=k, value=Parameter(k, value=v).get_parameter_value()) for k, v in fields.items()]
+    )
+    future = client.call_async(request)
+    assert harness.spin_until(future.done, timeout_s=10.0)
+    assert future.result().results[0].successful, future.result().results[0].reason
+
+
+def test_message_contract_across_processes(node_process, context):
+    harness = Harness(context)
+    camera = SceneCamera(160, 120, frame_id="camera_color_optical_frame")
+    image_pub = harness.publisher(Image, f"/{NAMESPACE}/image")
+    info_pub = harness.publisher(CameraInfo, f"/{NAMESPACE}/camera_info")
+    topic = f"/{NAMESPACE}/dinov2/"
+    objects = harness.record(Detection3DArray, topic + "objects")
+    objects_2d = harness.record(Detection2DArray, topic + "objects_2d")
+    depth = harness.record(Image, topic + "depth")
+    depth_info = harness.record(CameraInfo, topic + "depth/camera_info")
+    markers = harness.record(MarkerArray, topic + "markers")
+    debug = harness.record(Image, topic + "debug_image")
+    sent: dict[int, tuple] = {}
+    stamp = [0]
+
+    def frames_until(done, timeout_s: float = 60.0) -> bool:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            stamp[0] += 1
+            image, info, _ = camera.messages(stamp[0] * SECOND + 12345)
+            sent[stamp_of(image)] = (image, info)
+            info_pub.publish(info)
+            image_pub.publish(image)
+            if harness.spin_until(done, timeout_s=0.1):
+                return True
+        return False
+
+    try:
+        assert frames_until(lambda: len(objects_2d) >= 1), "no output from the node process"
+        teach(harness, camera.scene.boxes[0])
+        shown = len(objects)
+        assert frames_until(lambda: any(len(m.detections) for m in objects[shown:]) and debug and markers)
+        harness.spin_for(0.5)  # the other outputs of the same frame
+
+        # headers: the input image's stamp and optical frame on every per-frame output
+        for msg in [*objects, *objects_2d, *depth, *depth_info, *markers[-1].markers, *debug]:
+            assert msg.header.frame_id == camera.frame_id
+            assert stamp_of(msg) in sent
+        latest = next(m for m in reversed(objects) if m.detections)
+        _, info_sent = sent[stamp_of(latest)]
+
+        # depth: 32FC1 metres at the camera resolution, NaN where invalid, little endian, dense rows
+        d = depth[-1]
+        assert (d.encoding, d.width, d.height, d.step, d.is_bigendian) == ("32FC1", 160, 120, 640, 0)
+        values = pixels(d)
+        finite = values[np.isfinite(values)]
+        assert finite.size and np.all((finite >= 0.001) & (finite <= 10.0))
+        assert list(depth_info[-1].k) == list(info_sent.k) and (depth_info[-1].width, depth_info[-1].height) == (
+            160,
+            120,
+        )
+
+        # objects: 3D in metres in the optical frame, ids named by LabelInfo, scores in (0, 1]
+        for detection in latest.detections:
+            assert detection.header.frame_id == camera.frame_id
+            hypothesis = detection.results[0].hypothesis
+            assert hypothesis.class_id == "0" and 0.5 <= hypothesis.score <= 1.0
+            p, s = detection.bbox.center.position, detection.bbox.size
+            assert all(math.isfinite(v) for v in (p.x, p.y, p.z, s.x, s.y, s.z)) and p.z > 0
+            assert s.x > 0 and s.y > 0 and s.z >= 0 and detection.bbox.center.orientation.w == 1.0
+        match_2d = next(m for m in objects_2d if stamp_of(m) == stamp_of(latest))
+        for detection in match_2d.detections:
+            box = detection.bbox
+            assert box.center.position.x - box.size_x / 2 >= 0 and box.center.position.x + box.size_x / 2 <= 160
+            assert box.center.position.y - box.size_y / 2 >= 0 and box.center.position.y + box.size_y / 2 <= 120
+            assert detection.results[0].hypothesis.class_id == "0"
+
+        # markers and debug image (published only while subscribed)
+        kinds = [m.type for m in markers[-1].markers]
+        assert markers[-1].markers[0].action == Marker.DELETEALL
+        assert Marker.CUBE in kinds and Marker.TEXT_VIEW_FACING in kinds
+        assert (debug[-1].encoding, debug[-1].width, debug[-1].height) == ("rgb8", 160, 120)
+
+        # LabelInfo is latched: a subscriber that joins now still gets the current classes
+        labels = harness.record(LabelInfo, topic + "label_info", LATCHED)
+        assert harness.spin_until(lambda: labels, timeout_s=10.0)
+        assert [(c.class_id, c.class_name) for c in labels[-1].class_map] == [(0, "part")]
+        assert labels[-1].threshold == pytest.approx(0.5)
+    finally:
+        harness.close()

@@ -10,11 +10,17 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
-import sys
 
 # subcommand -> module that registers it
 COMMAND_MODULES = {
     "weights": "dinov2_ros.cli.weights",
+    "export": "dinov2_ros.cli.export",
+    "build-engine": "dinov2_ros.cli.engine",
+    "bench": "dinov2_ros.cli.bench",
+    "teach": "dinov2_ros.cli.teach",
+    "train-detector": "dinov2_ros.cli.detector",
+    "eval-detector": "dinov2_ros.cli.detector",
+    "demo": "dinov2_ros.cli.demo",
 }
 
 
@@ -31,7 +37,3 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
     return int(args.func(args) or 0)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

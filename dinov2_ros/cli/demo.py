@@ -1,0 +1,34 @@
+"""`dinov2-ros demo`: the demo system (synthetic camera -> perception node) with a console report."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "demo",
+        help="run the demo without a camera, GPU or downloads: synthetic camera -> perception node, with a report",
+    )
+    parser.add_argument(
+        "--duration", type=float, default=30.0, help="seconds to run after the first output (0: until Ctrl-C)"
+    )
+    parser.add_argument("--startup-timeout", type=float, default=600.0, help="seconds to wait for the first output")
+    parser.add_argument("--backend", default="onnxruntime", choices=["onnxruntime", "torch", "tensorrt"])
+    parser.add_argument("--model", default="vits14", help="encoder variant")
+    parser.add_argument("--rate", type=float, default=10.0, help="synthetic camera frame rate (Hz)")
+    parser.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from dinov2_ros.ros.demo_runner import DemoSettings, run_demo
+
+    return run_demo(
+        DemoSettings(
+            duration_s=args.duration,
+            startup_timeout_s=args.startup_timeout,
+            backend=args.backend,
+            variant=args.model,
+            rate_hz=args.rate,
+        )
+    )

@@ -12,33 +12,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
-import time
 from collections.abc import Callable
 
 import torch
 from transformers import Dinov2Config, Dinov2Model
 
 from dinov2_ros.model import DepthEstimator, create_backbone, create_depth_head, official_to_hf
-
-
-def interleaved_times_ms(runs: dict[str, Callable[[], object]], warmup: int, iters: int) -> dict[str, list[float]]:
-    """Wall times in milliseconds of `iters` rounds, each calling every run once."""
-    for _ in range(warmup):
-        for run in runs.values():
-            run()
-    samples: dict[str, list[float]] = {name: [] for name in runs}
-    for _ in range(iters):
-        for name, run in runs.items():
-            start = time.perf_counter()
-            run()
-            samples[name].append((time.perf_counter() - start) * 1e3)
-    return samples
-
-
-def p99(samples: list[float]) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))]
+from dinov2_ros.runtime.latency import time_interleaved
 
 
 def main() -> None:
@@ -69,9 +49,9 @@ def main() -> None:
             "dinov2_ros backbone + linear4 depth head": lambda x=x: depth(x),
         }
         with torch.inference_mode():
-            samples = interleaved_times_ms(runs, args.warmup, args.iters)
-        for name, times in samples.items():
-            print(f"{name:<44} {size:>4}x{size:<4} {statistics.median(times):>10.1f} {p99(times):>8.1f}")
+            latencies = time_interleaved(runs, args.iters, args.warmup)
+        for name, latency in latencies.items():
+            print(f"{name:<44} {size:>4}x{size:<4} {latency.median_ms:>10.1f} {latency.p99_ms:>8.1f}")
     print(f"load average after: {', '.join(f'{value:.1f}' for value in os.getloadavg())}")
 
 

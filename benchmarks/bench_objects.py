@@ -12,10 +12,7 @@ conversion. Prints median and p99 in ms.
 from __future__ import annotations
 
 import argparse
-import statistics
 import tempfile
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -27,19 +24,7 @@ from dinov2_ros.model.exemplar_head import ExemplarHead
 from dinov2_ros.perception.camera_model import PinholeCameraModel
 from dinov2_ros.perception.object_lifting import ObjectLifter, depth_to_metres
 from dinov2_ros.perception.synthetic_scenes import SyntheticSceneGenerator
-
-
-def interleaved_ms(runs: dict[str, Callable[[], object]], warmup: int, iters: int) -> dict[str, list[float]]:
-    for _ in range(warmup):
-        for run in runs.values():
-            run()
-    samples: dict[str, list[float]] = {name: [] for name in runs}
-    for _ in range(iters):
-        for name, run in runs.items():
-            start = time.perf_counter()
-            run()
-            samples[name].append((time.perf_counter() - start) * 1e3)
-    return samples
+from dinov2_ros.runtime.latency import Latency, time_interleaved
 
 
 def onnx_session(head: torch.nn.Module, inputs: tuple[torch.Tensor, ...]):
@@ -55,12 +40,10 @@ def onnx_session(head: torch.nn.Module, inputs: tuple[torch.Tensor, ...]):
         return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
-def report(title: str, samples: dict[str, list[float]]) -> None:
+def report(title: str, latencies: dict[str, Latency]) -> None:
     print(f"\n{title}")
-    for name, times in samples.items():
-        ordered = sorted(times)
-        p99 = ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))]
-        print(f"  {name:<44} median {statistics.median(times):9.3f} ms   p99 {p99:9.3f} ms")
+    for name, latency in latencies.items():
+        print(f"  {name:<44} median {latency.median_ms:9.3f} ms   p99 {latency.p99_ms:9.3f} ms")
 
 
 def main() -> None:
@@ -79,13 +62,13 @@ def main() -> None:
     counter = iter(range(10**9))
     report(
         "synthetic scene 640x480 (image, depth, masks, 3D truth)",
-        interleaved_ms(
+        time_interleaved(
             {
                 "render(index)": lambda: generator.render(next(counter)),
                 "baseline: copy one RGB frame and its depth": lambda: (frame.image_rgb.copy(), frame.depth.copy()),
             },
-            args.warmup,
             args.iters * 10,
+            args.warmup,
         ),
     )
 
@@ -107,7 +90,7 @@ def main() -> None:
         report(
             f"heads on the vits14 patch map of a {width}x{height} input ({patch_map.shape[2]}x{patch_map.shape[3]} "
             "patches), fp32",
-            interleaved_ms(
+            time_interleaved(
                 {
                     "ExemplarHead (64 prototypes, 16 classes, K=100)": lambda: exemplar(patch_map, prototypes, classes),
                     "ExemplarHead, ONNX Runtime": lambda: exemplar_session.run(None, exemplar_feed),
@@ -115,8 +98,8 @@ def main() -> None:
                     "CenterHead, ONNX Runtime": lambda: center_session.run(None, center_feed),
                     "baseline: vits14 encoder forward (torch)": lambda: encoder.get_intermediate_layers(image, [11]),
                 },
-                args.warmup,
                 args.iters,
+                args.warmup,
             ),
         )
 
@@ -129,14 +112,14 @@ def main() -> None:
     lifter = ObjectLifter()
     report(
         f"3D lifting of {len(boxes)} detections at 640x480",
-        interleaved_ms(
+        time_interleaved(
             {
                 "lift with masks": lambda: lifter.lift(depth_m, camera, boxes, masks),
                 "lift with boxes only": lambda: lifter.lift(depth_m, camera, boxes),
                 "baseline: depth_to_metres(16UC1 frame)": lambda: depth_to_metres(depth_mm, "16UC1"),
             },
-            args.warmup,
             args.iters * 3,
+            args.warmup,
         ),
     )
 

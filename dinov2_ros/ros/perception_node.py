@@ -15,10 +15,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import SetParametersResult
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from std_msgs.msg import Header
@@ -32,6 +30,7 @@ from dinov2_ros.ros.class_services import ClassServices
 from dinov2_ros.ros.frame_slots import CameraSlot, PairedFrame
 from dinov2_ros.ros.graph_source import GraphSource
 from dinov2_ros.ros.image_conversion import compressed_to_rgb, depth_image_to_metres, image_to_rgb
+from dinov2_ros.ros.node_main import spin_node
 from dinov2_ros.ros.node_parameters import NodeSettings, declare_parameters
 
 NODE_NAME = "perception_node"
@@ -294,25 +293,7 @@ def _exists(path: str) -> bool:
 
 
 def main(args: list[str] | None = None) -> int:
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = PerceptionNode()
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except RuntimeError:
-        if rclpy.ok():
-            raise
-        # rclpy raises RCLError instead of ExternalShutdownException when SIGTERM lands mid-wait
-    except ValueError as error:  # a configuration the node cannot run with: say what to change
-        rclpy.logging.get_logger(NODE_NAME).fatal(str(error))
-        return 1
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return spin_node(PerceptionNode, NODE_NAME, args)
 
 
 if __name__ == "__main__":

@@ -13,9 +13,7 @@ import sys
 from collections.abc import Sequence
 
 import numpy as np
-import rclpy
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image
@@ -24,6 +22,7 @@ from vision_msgs.msg import Detection2D, Detection2DArray, ObjectHypothesisWithP
 
 from dinov2_ros.perception.synthetic_scenes import Scene, SyntheticSceneGenerator
 from dinov2_ros.ros.image_conversion import array_to_image
+from dinov2_ros.ros.node_main import spin_node
 
 # reliable publishers reach both best-effort and reliable subscribers
 CAMERA_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
@@ -112,22 +111,7 @@ class SyntheticCameraNode(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = SyntheticCameraNode()
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except RuntimeError:
-        if rclpy.ok():
-            raise
-        # rclpy raises RCLError instead of ExternalShutdownException when SIGTERM lands mid-wait
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return spin_node(SyntheticCameraNode, "synthetic_camera", args)
 
 
 if __name__ == "__main__":

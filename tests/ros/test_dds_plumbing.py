@@ -19,14 +19,6 @@ RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
 
-@pytest.fixture
-def context():
-    ctx = rclpy.Context()
-    rclpy.init(context=ctx)
-    yield ctx
-    ctx.try_shutdown()
-
-
 def spin_until(executor: SingleThreadedExecutor, done, timeout_s: float = 10.0) -> None:
     deadline = time.monotonic() + timeout_s
     while not done() and time.monotonic() < deadline:

@@ -21,6 +21,10 @@ from dinov2_ros.model import DepthEstimator, create_backbone, create_depth_head,
 from dinov2_ros.runtime.latency import time_interleaved
 
 
+def _load_average() -> str:
+    return ", ".join(f"{value:.1f}" for value in os.getloadavg())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[224, 448])
@@ -37,9 +41,8 @@ def main() -> None:
     baseline = Dinov2Model(config).eval()
     baseline.load_state_dict(official_to_hf(backbone.state_dict()), strict=True)
 
-    load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, fp32, batch 1, {args.iters} rounds")
-    print(f"load average before: {load} ({os.cpu_count()} CPUs)")
+    print(f"load average before: {_load_average()} ({os.cpu_count()} CPUs)")
     print(f"{'configuration':<44} {'size':>9} {'median ms':>10} {'p99 ms':>8}")
     for size in args.sizes:
         x = torch.randn(1, 3, size, size)
@@ -52,7 +55,7 @@ def main() -> None:
             latencies = time_interleaved(runs, args.iters, args.warmup)
         for name, latency in latencies.items():
             print(f"{name:<44} {size:>4}x{size:<4} {latency.median_ms:>10.1f} {latency.p99_ms:>8.1f}")
-    print(f"load average after: {', '.join(f'{value:.1f}' for value in os.getloadavg())}")
+    print(f"load average after: {_load_average()}")
 
 
 if __name__ == "__main__":

@@ -40,12 +40,12 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _fetch(args: argparse.Namespace) -> int:
-    from dinov2_ros.model.weights import WeightsError, fetch, get_weight_file
+    from dinov2_ros.model.weights import WeightsError, fetch
 
     failures = 0
     for name in args.names:
         try:
-            path = fetch(get_weight_file(name), args.cache_dir, mirror=args.mirror)
+            path = fetch(name, args.cache_dir, mirror=args.mirror)  # an unknown name raises ValueError
         except (ValueError, WeightsError) as error:
             _LOG.error("%s", error)
             failures += 1

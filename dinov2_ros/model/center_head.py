@@ -16,7 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dinov2_ros.model.checkpoint import CheckpointError, check_state_dict
+from dinov2_ros.model.checkpoint import CheckpointError, load_strictly
+from dinov2_ros.model.exemplar_head import pad_detections
 
 CHECKPOINT_FORMAT = "dinov2_ros.center_head"
 CHECKPOINT_VERSION = 1
@@ -93,12 +94,7 @@ class CenterHead(nn.Module):
         boxes = boxes_patches * self.patch_size * live[..., None].to(heat.dtype)
         classes_out = torch.where(live, class_ids.to(heat.dtype), heat.new_tensor(-1.0))
         masks = torch.where(live[..., None, None], masks, masks.new_tensor(-1.0))
-        missing = self.top_k - k
-        if missing:
-            boxes, scores = F.pad(boxes, (0, 0, 0, missing)), F.pad(scores, (0, missing))
-            classes_out = F.pad(classes_out, (0, missing), value=-1.0)
-            masks = F.pad(masks, (0, 0, 0, 0, 0, missing), value=-1.0)
-        return boxes, scores, classes_out, masks
+        return pad_detections(boxes, scores, classes_out, masks, self.top_k)
 
 
 @dataclass(frozen=True)
@@ -177,6 +173,5 @@ def load_center_head(
             f"export the graph with resize={info.resize!r} or retrain"
         )
     head = CenterHead(info.embed_dim, len(info.class_names), info.hidden_dim, top_k=top_k)
-    check_state_dict(head, payload["state_dict"], f"detector checkpoint {path}")
-    head.load_state_dict(payload["state_dict"], strict=True)
+    load_strictly(head, payload["state_dict"], f"detector checkpoint {path}")
     return head.eval(), info

@@ -17,7 +17,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from dinov2_ros.model.depth_head import LinearDepthHead
+from dinov2_ros.model.depth_head import LinearDepthHead, feature_channels
 from dinov2_ros.model.variants import DEPTH_HEAD_KINDS, VARIANTS
 
 StateDict = dict[str, torch.Tensor]
@@ -181,8 +181,9 @@ def _listed(keys: list[str]) -> str:
     return shown + (f" (+{len(keys) - _MAX_LISTED} more)" if len(keys) > _MAX_LISTED else "")
 
 
-def check_state_dict(model: nn.Module, state_dict: Mapping[str, torch.Tensor], what: str) -> None:
-    """Raise CheckpointError naming missing and unexpected keys and differing shapes, if any."""
+def load_strictly(model: nn.Module, state_dict: Mapping[str, torch.Tensor], what: str) -> None:
+    """Load `state_dict` into `model` strictly; first raise CheckpointError naming missing and unexpected
+    keys and differing shapes, if any."""
     expected = model.state_dict()
     missing = [key for key in expected if key not in state_dict]
     unexpected = [key for key in state_dict if key not in expected]
@@ -200,19 +201,19 @@ def check_state_dict(model: nn.Module, state_dict: Mapping[str, torch.Tensor], w
         problems.append(f"shape mismatches: {_listed(shapes)}")
     if problems:
         raise CheckpointError(f"{what} does not fit the model; " + "; ".join(problems))
+    model.load_state_dict(state_dict, strict=True)
 
 
 def load_backbone_state_dict(model: nn.Module, state_dict: Mapping[str, torch.Tensor], source: str) -> None:
     """Load Meta- or Hugging Face-layout weights strictly; on mismatch say what the checkpoint looks like."""
     official = hf_to_official(state_dict) if is_hf_layout(state_dict) else dict(state_dict)
     try:
-        check_state_dict(model, official, f"backbone checkpoint {source}")
+        load_strictly(model, official, f"backbone checkpoint {source}")
     except CheckpointError as error:
         raise CheckpointError(
             f"{error}. The checkpoint looks like {describe_backbone_state_dict(official)}; pick the backbone "
             "name that matches it"
         ) from None
-    model.load_state_dict(official, strict=True)
 
 
 def _backbones_fitting_head(in_channels: int) -> list[str]:
@@ -220,7 +221,7 @@ def _backbones_fitting_head(in_channels: int) -> list[str]:
         f"{variant.name} {kind}"
         for variant in VARIANTS.values()
         for kind in DEPTH_HEAD_KINDS
-        if variant.has_depth_heads and 2 * variant.embed_dim * len(variant.depth_taps(kind)) == in_channels
+        if variant.has_depth_heads and feature_channels(variant.embed_dim, len(variant.depth_taps(kind))) == in_channels
     ]
 
 
@@ -240,5 +241,4 @@ def load_depth_head_state_dict(head: LinearDepthHead, state_dict: Mapping[str, t
             f"this {head.backbone_name} head with taps {list(head.tap_indices)} needs {expected[1]} "
             f"(2 x embed_dim x {len(head.tap_indices)} taps). Use the head file for your backbone and kind"
         )
-    check_state_dict(head, head_state, f"depth head {source}")
-    head.load_state_dict(head_state, strict=True)
+    load_strictly(head, head_state, f"depth head {source}")

@@ -32,6 +32,11 @@ UPSAMPLE = 4
 BIN_EPS = 0.1
 
 
+def feature_channels(embed_dim: int, num_taps: int) -> int:
+    """Channels a depth head reads: per tapped block, the patch map and the broadcast CLS token."""
+    return 2 * embed_dim * num_taps
+
+
 def normalise_bins(logits: torch.Tensor) -> torch.Tensor:
     """Meta's "linear" bin normalisation over dim 1: relu(logits) + 0.1, divided by the sum."""
     weights = torch.relu(logits) + BIN_EPS
@@ -60,7 +65,7 @@ class LinearDepthHead(nn.Module):
         self.max_depth = float(max_depth)
         self.final_norm = final_norm
         self.backbone_name = backbone_name
-        self.conv_depth = nn.Conv2d(2 * embed_dim * len(self.tap_indices), NUM_BINS, kernel_size=1)
+        self.conv_depth = nn.Conv2d(feature_channels(embed_dim, len(self.tap_indices)), NUM_BINS, kernel_size=1)
         self.register_buffer("bin_centres", torch.linspace(min_depth, max_depth, NUM_BINS), persistent=False)
 
     def forward(self, intermediates: Sequence[IntermediateLayer], image_size: tuple[int, int]) -> torch.Tensor:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from dinov2_ros.model.depth_head import LinearDepthHead
+from dinov2_ros.model.depth_head import LinearDepthHead, feature_channels
 from dinov2_ros.model.vision_transformer import DinoVisionTransformer
 
 
@@ -14,9 +14,8 @@ class DepthEstimator(nn.Module):
 
     def __init__(self, backbone: DinoVisionTransformer, head: LinearDepthHead) -> None:
         super().__init__()
-        if max(head.tap_indices) >= backbone.num_blocks or head.conv_depth.in_channels != 2 * backbone.embed_dim * len(
-            head.tap_indices
-        ):
+        channels = feature_channels(backbone.embed_dim, len(head.tap_indices))
+        if max(head.tap_indices) >= backbone.num_blocks or head.conv_depth.in_channels != channels:
             raise ValueError(
                 f"the depth head (taps {list(head.tap_indices)}, {head.conv_depth.in_channels} channels) does "
                 f"not fit a backbone with {backbone.num_blocks} blocks and embed_dim {backbone.embed_dim}; "

@@ -54,7 +54,8 @@ class ExemplarHead(nn.Module):
     def class_cosines(
         self, patch_map: torch.Tensor, prototypes: torch.Tensor, prototype_classes: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Best cosine of every patch to each class's prototypes (B, C, h*w), and which classes have any (C,)."""
+        """Best cosine of every patch to each class's prototypes (B, C, h*w), -1 for a class without any, and
+        which classes have any (C,)."""
         features = F.normalize(patch_map.flatten(2).float(), dim=1)  # (B, D, N)
         cosines = torch.matmul(F.normalize(prototypes.float(), dim=1), features)  # (B, P, N)
         class_ids = torch.arange(self.max_classes, device=patch_map.device)
@@ -71,7 +72,6 @@ class ExemplarHead(nn.Module):
         batch, _, height, width = patch_map.shape
         cells = height * width
         class_cos, class_taught = self.class_cosines(patch_map, prototypes, prototype_classes)
-        class_cos = torch.where(class_taught[None, :, None], class_cos, class_cos.new_tensor(-1.0))
         scores = torch.sigmoid((class_cos - self.similarity_threshold) / self.temperature)
         scores = scores * class_taught[None, :, None].to(scores.dtype)  # exactly 0 without prototypes
 
@@ -111,7 +111,7 @@ class ExemplarHead(nn.Module):
         margin = ((instance_scores - threshold).abs() / MASK_SCORE_UNIT + 0.5).view(batch, k, height, width)
         masks = torch.where(region, margin, -margin)
         masks = torch.where(live[..., None, None], masks, masks.new_tensor(-1.0))
-        return self._pad(boxes, top_scores, classes, masks)
+        return pad_detections(boxes, top_scores, classes, masks, self.top_k)
 
     def _enclosing_boxes(self, region: torch.Tensor) -> torch.Tensor:
         """(B, k, h, w) bool -> (B, k, 4) xyxy model-input pixels on patch edges."""
@@ -125,19 +125,21 @@ class ExemplarHead(nn.Module):
         y2 = torch.where(in_row, rows, rows.new_tensor(-1.0)).amax(dim=-1) + 1
         return torch.stack([x1, y1, x2, y2], dim=-1) * self.patch_size
 
-    def _pad(
-        self, boxes: torch.Tensor, scores: torch.Tensor, classes: torch.Tensor, masks: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Pad to top_k rows when the grid has fewer cells than top_k (empty rows: score 0)."""
-        missing = self.top_k - scores.shape[1]
-        if missing == 0:
-            return boxes, scores, classes, masks
-        return (
-            F.pad(boxes, (0, 0, 0, missing)),
-            F.pad(scores, (0, missing)),
-            F.pad(classes, (0, missing), value=-1.0),
-            F.pad(masks, (0, 0, 0, 0, 0, missing), value=-1.0),
-        )
+
+def pad_detections(
+    boxes: torch.Tensor, scores: torch.Tensor, classes: torch.Tensor, masks: torch.Tensor, top_k: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Pad the rows of (boxes, scores, classes, masks) to top_k with empty ones (score 0, class -1, mask -1),
+    for a grid with fewer candidates than top_k; shared by ExemplarHead and CenterHead."""
+    missing = top_k - scores.shape[1]
+    if missing == 0:
+        return boxes, scores, classes, masks
+    return (
+        F.pad(boxes, (0, 0, 0, missing)),
+        F.pad(scores, (0, missing)),
+        F.pad(classes, (0, missing), value=-1.0),
+        F.pad(masks, (0, 0, 0, 0, 0, missing), value=-1.0),
+    )
 
 
 def _dilate(mask: torch.Tensor) -> torch.Tensor:

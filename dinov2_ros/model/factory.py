@@ -16,7 +16,7 @@ import torch
 
 from dinov2_ros.model.checkpoint import load_backbone_state_dict, load_depth_head_state_dict, read_checkpoint
 from dinov2_ros.model.depth_head import LinearDepthHead
-from dinov2_ros.model.variants import DEPTH_DATASETS, WeightFile, get_variant
+from dinov2_ros.model.variants import WeightFile, depth_range, get_variant
 from dinov2_ros.model.vision_transformer import DinoVisionTransformer
 from dinov2_ros.model.weights import fetch
 
@@ -80,9 +80,7 @@ def create_depth_head(
     """
     variant = get_variant(backbone_name)
     taps = variant.depth_taps(kind)
-    if dataset not in DEPTH_DATASETS:
-        raise ValueError(f"depth dataset must be one of {tuple(DEPTH_DATASETS)}, got {dataset!r}")
-    default_min, default_max = DEPTH_DATASETS[dataset]
+    default_min, default_max = depth_range(dataset)
     head = LinearDepthHead(
         variant.embed_dim,
         taps,

@@ -11,13 +11,14 @@ Both interpolate in fp32 and are skipped when the grid is the stored M x M one.
 from __future__ import annotations
 
 import math
+from typing import get_args
 
 import torch
 import torch.nn.functional as F
 
 from dinov2_ros.model.variants import PosEmbedRule
 
-POS_EMBED_RULES: tuple[str, ...] = ("offset", "antialias")
+POS_EMBED_RULES: tuple[str, ...] = get_args(PosEmbedRule)
 INTERPOLATE_OFFSET = 0.1
 
 

@@ -19,6 +19,13 @@ DEPTH_DATASETS: dict[str, tuple[float, float]] = {"nyu": (0.001, 10.0), "kitti":
 DEPTH_HEAD_KINDS: tuple[str, ...] = ("linear", "linear4")
 
 
+def depth_range(dataset: str) -> tuple[float, float]:
+    """(min, max) metres a released depth head was trained over on `dataset` ("nyu" or "kitti")."""
+    if dataset not in DEPTH_DATASETS:
+        raise ValueError(f"depth dataset must be one of {tuple(DEPTH_DATASETS)}, got {dataset!r}")
+    return DEPTH_DATASETS[dataset]
+
+
 @dataclass(frozen=True)
 class WeightFile:
     """A released file: where it lives and what it must be (size in bytes, sha256) where known."""
@@ -62,8 +69,7 @@ class BackboneVariant:
 
     def depth_head_file(self, dataset: str, kind: str) -> WeightFile:
         """The released head for this backbone, trained on `dataset` ("nyu" or "kitti")."""
-        if dataset not in DEPTH_DATASETS:
-            raise ValueError(f"depth dataset must be one of {tuple(DEPTH_DATASETS)}, got {dataset!r}")
+        depth_range(dataset)
         self.depth_taps(kind)
         if not self.has_depth_heads:
             raise ValueError(

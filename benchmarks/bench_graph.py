@@ -71,21 +71,11 @@ def run_case(spec, graph_path: Path, encoder_path: Path, precision: str, threads
     import onnxruntime as ort
 
     from dinov2_ros.runtime.onnxruntime_backend import OnnxRuntimeBackend
-    from dinov2_ros.runtime.quantize import quantize_graph
+    from dinov2_ros.runtime.quantize import quantize_graph, quantize_matmuls
 
     if precision == "int8":
         graph_path = quantize_graph(graph_path, graph_path.with_suffix(".int8.onnx"))
-        quantized_encoder = encoder_path.with_suffix(".int8.onnx")
-        from onnxruntime.quantization import QuantType, quantize_dynamic
-
-        quantize_dynamic(
-            encoder_path,
-            quantized_encoder,
-            op_types_to_quantize=["MatMul"],
-            per_channel=True,
-            weight_type=QuantType.QInt8,
-        )
-        encoder_path = quantized_encoder
+        encoder_path = quantize_matmuls(encoder_path, encoder_path.with_suffix(".int8.onnx"))
     backend = OnnxRuntimeBackend(graph_path, spec, device="cpu", threads=threads)
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 
 import numpy as np
+
+from dinov2_ros.runtime.latency import Latency, time_interleaved
 
 
 def structured_frames(batch: int, height: int, width: int) -> np.ndarray:
@@ -28,17 +29,11 @@ def structured_frames(batch: int, height: int, width: int) -> np.ndarray:
     return frames
 
 
-def timed(backend, inputs: dict[str, np.ndarray], iterations: int) -> tuple[dict[str, np.ndarray], float, float]:
-    """(outputs, median ms, p99 ms); each infer copies results to the host, so it is synchronous."""
+def timed(backend, inputs: dict[str, np.ndarray], iterations: int) -> tuple[dict[str, np.ndarray], Latency]:
+    """(outputs, latency); each infer copies results to the host, so it is synchronous."""
     outputs = backend.infer(inputs)
-    for _ in range(3):
-        backend.infer(inputs)
-    samples = []
-    for _ in range(iterations):
-        start = time.perf_counter()
-        backend.infer(inputs)
-        samples.append((time.perf_counter() - start) * 1e3)
-    return outputs, float(np.median(samples)), float(np.percentile(samples, 99))
+    latency = time_interleaved({"infer": lambda: backend.infer(inputs)}, iterations, warmup=3)["infer"]
+    return outputs, latency
 
 
 def compare(reference: dict[str, np.ndarray], got: dict[str, np.ndarray], embed_dim: int) -> str:
@@ -105,12 +100,14 @@ def main(argv: list[str] | None = None) -> int:
             "prototypes": (picked / np.linalg.norm(picked, axis=1, keepdims=True)).astype(np.float32),
             "prototype_classes": (np.arange(spec.max_prototypes) % 16).astype(np.int32),
         }
-        reference, fp32_median, fp32_p99 = timed(fp32, inputs, args.iterations)
-        got, fp16_median, fp16_p99 = timed(fp16, inputs, args.iterations)
+        reference, fp32_time = timed(fp32, inputs, args.iterations)
+        got, fp16_time = timed(fp16, inputs, args.iterations)
         print(
             f"batch {batch}: fp16 vs fp32 {compare(reference, got, spec.embed_dim)}; "
-            f"fp32 median {fp32_median:.2f} ms p99 {fp32_p99:.2f}; fp16 median {fp16_median:.2f} ms p99 "
-            f"{fp16_p99:.2f}; speed-up {fp32_median / fp16_median:.2f}x; {1e3 * batch / fp16_median:.1f} frames/s fp16",
+            f"fp32 median {fp32_time.median_ms:.2f} ms p99 {fp32_time.p99_ms:.2f}; "
+            f"fp16 median {fp16_time.median_ms:.2f} ms p99 {fp16_time.p99_ms:.2f}; "
+            f"speed-up {fp32_time.median_ms / fp16_time.median_ms:.2f}x; "
+            f"{1e3 * batch / fp16_time.median_ms:.1f} frames/s fp16",
             flush=True,
         )
     return 0

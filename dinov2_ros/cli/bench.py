@@ -116,19 +116,10 @@ def _open(args: argparse.Namespace, graph, scratch: Path):
         graph.backbone, spec.input_height, spec.input_width, scratch / "encoder.onnx", args.opset
     )
     if args.precision == "int8":
-        from onnxruntime.quantization import QuantType, quantize_dynamic
-
-        from dinov2_ros.runtime.quantize import quantize_graph
+        from dinov2_ros.runtime.quantize import quantize_graph, quantize_matmuls
 
         path = quantize_graph(path, path.with_suffix(".int8.onnx"))
-        quantize_dynamic(
-            encoder_path,
-            scratch / "encoder.int8.onnx",
-            op_types_to_quantize=["MatMul"],
-            per_channel=True,
-            weight_type=QuantType.QInt8,
-        )
-        encoder_path = scratch / "encoder.int8.onnx"
+        encoder_path = quantize_matmuls(encoder_path, scratch / "encoder.int8.onnx")
     backend = create_backend("onnxruntime", spec, onnx_path=path, device=args.device, threads=args.threads)
     options = ort.SessionOptions()
     options.intra_op_num_threads = args.threads

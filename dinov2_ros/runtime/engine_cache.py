@@ -10,7 +10,6 @@ renamed into place, so a crash or a concurrent reader never sees half an engine.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import logging
 import os
@@ -51,14 +50,6 @@ class EngineKey:
         ]
 
 
-def file_sha256(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as stream:
-        for chunk in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 class EngineCache:
     """Directory of engine files. `load_or_build` returns a deserialised engine, building it when needed."""
 
@@ -81,10 +72,10 @@ class EngineCache:
         returns None) on failure.
         """
         path = self.path_for(name)
-        reason = self._why_stale(path, key)
-        if reason is None:
+        cached, reason = self._cached_engine(path, key)
+        if cached is not None:
             try:
-                engine = deserialize(read_engine_file(path)[1])
+                engine = deserialize(cached)
                 failure = "deserialize returned None"
             except Exception as error:
                 engine, failure = None, f"{type(error).__name__}: {error}"
@@ -101,16 +92,17 @@ class EngineCache:
         return engine
 
     @staticmethod
-    def _why_stale(path: Path, key: EngineKey) -> str | None:
+    def _cached_engine(path: Path, key: EngineKey) -> tuple[bytes | None, str]:
+        """(engine bytes, "") when `path` holds an engine for `key`, else (None, why it must be rebuilt)."""
         if not path.is_file():
-            return "there is no cached engine"
+            return None, "there is no cached engine"
         try:
-            stored, _ = read_engine_file(path)
+            stored, data = read_engine_file(path)
         except ValueError as error:
-            return str(error)
+            return None, str(error)
         if stored != key:
-            return "its key differs: " + "; ".join(key.differences(stored))
-        return None
+            return None, "its key differs: " + "; ".join(key.differences(stored))
+        return data, ""
 
 
 def write_engine_file(path: Path, key: EngineKey, data: bytes) -> None:

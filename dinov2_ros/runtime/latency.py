@@ -57,12 +57,13 @@ def export_bare_encoder(backbone, input_height: int, input_width: int, path: str
     """Export the encoder alone (normalised float input -> last patch map) with a dynamic batch axis."""
     import torch
 
+    from dinov2_ros.runtime.onnx_export import MAX_BATCH, quiet_onnx_tools
     from dinov2_ros.runtime.perception_graph import BareEncoder
 
     path = Path(path)
     encoder = BareEncoder(backbone, input_height, input_width).eval()
     example = torch.zeros(2, 3, input_height, input_width)
-    with torch.no_grad():
+    with torch.no_grad(), quiet_onnx_tools():
         program = torch.onnx.export(
             encoder,
             (example,),
@@ -70,7 +71,7 @@ def export_bare_encoder(backbone, input_height: int, input_width: int, path: str
             output_names=["patch_map"],
             opset_version=opset,
             dynamo=True,
-            dynamic_shapes={"x": {0: torch.export.Dim("batch", min=1, max=64)}},
+            dynamic_shapes={"x": {0: torch.export.Dim("batch", min=1, max=MAX_BATCH)}},
             verbose=False,
         )
     program.save(str(path))

@@ -7,9 +7,11 @@ opset >= 17 (LayerNormalization stays one op, which TensorRT keeps in fp32).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -29,6 +31,8 @@ PRECISION_KEY = "dinov2_ros.precision"
 MIN_OPSET = 17
 DEFAULT_OPSET = 18
 MAX_BATCH = 64
+# libraries that log one INFO line per initializer or constant while torch.onnx optimises the graph
+_CHATTY_LOGGERS = ("onnx_ir", "onnxscript")
 
 
 class ForeignGraphError(ValueError):
@@ -57,7 +61,7 @@ def export_graph(
     if spec.exemplar:
         dynamic_shapes |= {"prototypes": None, "prototype_classes": None}
     LOG.info("exporting %s to %s (opset %d) ...", spec.key, path, opset)
-    with torch.no_grad():
+    with torch.no_grad(), quiet_onnx_tools():
         program = torch.onnx.export(
             graph.eval(),
             tuple(torch.from_numpy(array) for array in example.values()),
@@ -76,6 +80,36 @@ def export_graph(
         _run_once(path, spec)
     LOG.info("exported %s (%.1f MB)", path, path.stat().st_size / 1e6)
     return path
+
+
+@contextlib.contextmanager
+def quiet_onnx_tools() -> Iterator[None]:
+    """Hold the ONNX tool chain's INFO lines back while it runs; warnings and this package's lines pass.
+
+    Under the CLI's INFO logging, torch.onnx's optimiser (onnx_ir, onnxscript) logs about a thousand
+    lines per vits14 export, and onnxruntime.quantization one per tensor it leaves alone, through
+    `logging.info` on the root logger. A filter on the root logger sees only such direct calls, not
+    records propagated from named loggers. With DEBUG logging (`-v`) everything is shown.
+    """
+    if LOG.isEnabledFor(logging.DEBUG):
+        yield
+        return
+    loggers = [logging.getLogger(name) for name in _CHATTY_LOGGERS]
+    levels = [logger.level for logger in loggers]
+    root = logging.getLogger()
+
+    def warnings_only(record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.WARNING
+
+    for logger in loggers:
+        logger.setLevel(max(logger.getEffectiveLevel(), logging.WARNING))
+    root.addFilter(warnings_only)
+    try:
+        yield
+    finally:
+        root.removeFilter(warnings_only)
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
 
 
 def save_model_atomic(model, path: Path) -> None:
@@ -102,6 +136,11 @@ def read_metadata(path: str | os.PathLike) -> dict[str, str]:
 
 def load_graph_spec(path: str | os.PathLike, expected: GraphSpec | None = None) -> GraphSpec:
     """Read the GraphSpec of an exported file, refusing foreign or stale files with ForeignGraphError."""
+    return load_graph_metadata(path, expected)[0]
+
+
+def load_graph_metadata(path: str | os.PathLike, expected: GraphSpec | None = None) -> tuple[GraphSpec, dict[str, str]]:
+    """`load_graph_spec` and the file's whole metadata_props, from one read of the file."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no ONNX file at {path}; create it with `dinov2-ros export`")
@@ -122,7 +161,7 @@ def load_graph_spec(path: str | os.PathLike, expected: GraphSpec | None = None) 
             f"{path} holds graph '{spec.key}' but '{expected.key}' was expected; "
             "export the graph for this camera and model with `dinov2-ros export`"
         )
-    return spec
+    return spec, metadata
 
 
 def _example_inputs(spec: GraphSpec, batch: int) -> dict[str, np.ndarray]:

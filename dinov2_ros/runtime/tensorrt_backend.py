@@ -20,10 +20,11 @@ from pathlib import Path
 
 import numpy as np
 
+from dinov2_ros.model.weights import sha256_of
 from dinov2_ros.runtime.backend import Backend
-from dinov2_ros.runtime.engine_cache import EngineCache, EngineKey, file_sha256
+from dinov2_ros.runtime.engine_cache import EngineCache, EngineKey
 from dinov2_ros.runtime.graph_spec import GraphSpec
-from dinov2_ros.runtime.onnx_export import PRECISION_KEY, load_graph_spec, read_metadata
+from dinov2_ros.runtime.onnx_export import PRECISION_KEY, load_graph_metadata
 from dinov2_ros.runtime.tensorrt_build import (
     DEFAULT_WORKSPACE_BYTES,
     PRECISIONS,
@@ -90,8 +91,8 @@ class TensorRTBackend(Backend):
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
         onnx_path = Path(onnx_path)
-        spec = load_graph_spec(onnx_path, expected=spec)
-        stored_precision = read_metadata(onnx_path).get(PRECISION_KEY)
+        spec, metadata = load_graph_metadata(onnx_path, expected=spec)
+        stored_precision = metadata.get(PRECISION_KEY)
         if stored_precision != "fp32":
             raise ValueError(
                 f"{onnx_path} is a {stored_precision} graph; TensorRT builds from the fp32 export "
@@ -102,7 +103,7 @@ class TensorRTBackend(Backend):
         self._cudart = cudart = import_cudart()
         gpu_name, capability = gpu_identity(cudart)
         key = EngineKey(
-            onnx_sha256=file_sha256(onnx_path),
+            onnx_sha256=sha256_of(onnx_path),
             tensorrt_version=trt.__version__,
             gpu_name=gpu_name,
             compute_capability=capability,

@@ -14,7 +14,8 @@ import threading
 import pytest
 from tiny_graphs import tiny_spec
 
-from dinov2_ros.runtime.engine_cache import EngineCache, EngineKey, file_sha256, read_engine_file, write_engine_file
+from dinov2_ros.model.weights import sha256_of
+from dinov2_ros.runtime.engine_cache import EngineCache, EngineKey, read_engine_file, write_engine_file
 from dinov2_ros.runtime.tensorrt_build import shapes_signature
 
 ENGINE_PREFIX = b"stand-in engine:"
@@ -51,7 +52,7 @@ def key(**changes) -> EngineKey:
 def test_key_from_file_and_spec(tmp_path):
     onnx_file = tmp_path / "graph.onnx"
     onnx_file.write_bytes(b"abc")
-    assert file_sha256(onnx_file) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+    assert sha256_of(onnx_file) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
     spec = tiny_spec()
     assert shapes_signature(spec, max_batch=4) == (
         "images:1x60x80x3/4x60x80x3/4x60x80x3;prototypes:4x32;prototype_classes:4"

@@ -3,6 +3,7 @@ and refusal of foreign or stale files."""
 
 from __future__ import annotations
 
+import logging
 import re
 
 import onnx
@@ -86,3 +87,13 @@ def test_foreign_and_stale_files_are_refused(exported, tmp_path):
 
     with pytest.raises(FileNotFoundError, match="dinov2-ros export"):
         load_graph_spec(tmp_path / "missing.onnx")
+
+
+def test_export_keeps_the_onnx_tool_chain_quiet(tmp_path, caplog):
+    levels = {name: logging.getLogger(name).level for name in ("onnx_ir", "onnxscript")}
+    with caplog.at_level(logging.INFO):
+        export_graph(tiny_graph(tiny_spec()), tmp_path / "quiet.onnx", check=False)
+    assert "exporting" in caplog.text  # this package's own lines stay
+    chatty = [r for r in caplog.records if r.levelno < logging.WARNING and not r.name.startswith("dinov2_ros")]
+    assert not chatty, f"{len(chatty)} INFO lines from the tool chain, e.g. {chatty[0].name}: {chatty[0].getMessage()}"
+    assert {name: logging.getLogger(name).level for name in levels} == levels  # restored afterwards

@@ -25,17 +25,20 @@ def parse_size(text: str) -> tuple[int, int]:
 
 def add_graph_arguments(parser: argparse.ArgumentParser) -> None:
     """Options that pick the model and the graph: variant, weights, sizes, resize mode and heads."""
+    from dinov2_ros.model.variants import DEPTH_DATASETS, DEPTH_HEAD_KINDS
+    from dinov2_ros.runtime.graph_spec import HEADS, RESIZE_MODES
+
     parser.add_argument("--variant", default="vits14", help="backbone: vits14, vitb14, vitl14, vitg14 (+ _reg4)")
     parser.add_argument("--weights", default="pretrained", help="'pretrained', 'random' or a checkpoint path")
     parser.add_argument("--camera", type=parse_size, default=(480, 640), help="camera WIDTHxHEIGHT (640x480)")
     parser.add_argument(
         "--input", type=parse_size, default=(448, 448), help="model input WIDTHxHEIGHT, multiples of 14"
     )
-    parser.add_argument("--resize", choices=("stretch", "letterbox"), default="stretch")
-    parser.add_argument("--heads", nargs="+", choices=("depth", "exemplar", "center"), default=["depth", "exemplar"])
+    parser.add_argument("--resize", choices=RESIZE_MODES, default="stretch")
+    parser.add_argument("--heads", nargs="+", choices=HEADS, default=["depth", "exemplar"])
     parser.add_argument("--depth-weights", default="pretrained", help="'pretrained', 'random' or a path")
-    parser.add_argument("--depth-dataset", choices=("nyu", "kitti"), default="nyu")
-    parser.add_argument("--depth-kind", choices=("linear", "linear4"), default="linear")
+    parser.add_argument("--depth-dataset", choices=tuple(DEPTH_DATASETS), default="nyu")
+    parser.add_argument("--depth-kind", choices=DEPTH_HEAD_KINDS, default="linear")
     parser.add_argument("--center-head", type=Path, help="checkpoint from `dinov2-ros train-detector`")
     parser.add_argument("--top-k", type=int, default=100, help="detection rows per frame")
     parser.add_argument("--max-prototypes", type=int, default=64, help="prototype slots of the exemplar head")
@@ -69,10 +72,18 @@ def graph_from_args(args: argparse.Namespace):
         head = ExemplarHead(max_classes=args.max_classes, top_k=spec.top_k)
     elif spec.detection == "center":
         from dinov2_ros.model.center_head import load_center_head
+        from dinov2_ros.perception.prototypes import encoder_name
 
         if args.center_head is None:
             raise ValueError("--heads center needs --center-head PATH (train one with `dinov2-ros train-detector`)")
-        head, _ = load_center_head(args.center_head, args.variant, args.input, top_k=spec.top_k)
+        # train-detector names the encoder by variant and weights, and records the resize it trained with
+        head, _ = load_center_head(
+            args.center_head,
+            encoder_name(args.variant, args.weights),
+            args.input,
+            top_k=spec.top_k,
+            expected_resize=spec.resize,
+        )
     depth_weights = args.depth_weights if spec.depth else None
     return build_perception_graph(spec, args.weights, depth_weights, args.depth_dataset, args.depth_kind, head)
 

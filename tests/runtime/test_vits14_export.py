@@ -133,3 +133,22 @@ def test_bench_command_times_stages_and_the_bare_encoder(capsys):
     for stage in ("copy in", "graph", "copy out", "end to end", "bare encoder", "FPS", "graph/encoder"):
         assert f"{stage}:" in out, out
     assert "vits14-cam56x42-in28x28-stretch-depth+exemplar" in out
+
+
+def test_export_takes_a_trained_center_head_and_refuses_a_mismatched_one(tmp_path, caplog):
+    """A head saved as train-detector saves it (encoder named by variant and weights) exports; one
+    trained with another resize mode is refused with the reason."""
+    from dinov2_ros.model.center_head import CenterHead, CenterHeadInfo, save_center_head
+
+    head = CenterHead(384, num_classes=2, hidden_dim=8, top_k=4)
+    checkpoint = save_center_head(
+        tmp_path / "head.pt", head, CenterHeadInfo("vits14:random", (56, 70), "stretch", ("a", "b"), 384, 8)
+    )
+    common = ["export", "--weights", "random", "--camera", "112x84", "--input", "70x56", "--top-k", "4"]
+    out = tmp_path / "graphs"
+    assert run([*common, "--heads", "center", "--center-head", str(checkpoint), "--output-dir", str(out)]) == 0
+    (exported,) = out.glob("*.onnx")
+    assert load_graph_spec(exported).detection == "center"
+    letterbox = [*common, "--heads", "center", "--resize", "letterbox", "--center-head", str(checkpoint)]
+    assert run([*letterbox, "--output-dir", str(tmp_path / "refused")]) != 0
+    assert "letterbox" in caplog.text and "stretch" in caplog.text

@@ -119,10 +119,10 @@ def load_coco(annotation_file: str | os.PathLike, image_root: str | os.PathLike 
         raise ValueError(f"{annotation_file} lists no images or no categories; a detector needs both")
     categories = sorted(coco["categories"], key=lambda c: c["id"])
     known = {c["id"] for c in categories}
-    image_ids = {image["id"] for image in coco["images"]}
+    by_image: dict[int, list[dict]] = {image["id"]: [] for image in coco["images"]}
     for annotation in coco["annotations"]:
         bbox = annotation.get("bbox")
-        if annotation.get("category_id") not in known or annotation.get("image_id") not in image_ids:
+        if annotation.get("category_id") not in known or annotation.get("image_id") not in by_image:
             raise ValueError(
                 f"annotation {annotation.get('id')} in {annotation_file} names an unknown category or image"
             )
@@ -130,8 +130,6 @@ def load_coco(annotation_file: str | os.PathLike, image_root: str | os.PathLike 
             raise ValueError(
                 f"annotation {annotation.get('id')} in {annotation_file} needs bbox [x, y, w, h], w, h > 0"
             )
-    by_image: dict[int, list[dict]] = {image_id: [] for image_id in image_ids}
-    for annotation in coco["annotations"]:
         if not annotation.get("iscrowd", 0):
             by_image[annotation["image_id"]].append(annotation)
     return CocoDataset(

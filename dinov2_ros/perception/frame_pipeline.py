@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 
 from dinov2_ros.perception.camera_model import PinholeCameraModel
-from dinov2_ros.perception.object_lifting import ObjectLifter
+from dinov2_ros.perception.object_lifting import IDENTITY_ORIENTATION_XYZW, ObjectLifter, nan_where_no_return
 from dinov2_ros.perception.prototypes import PrototypeStore, prototype_from_box
 from dinov2_ros.runtime.backend import Backend
 from dinov2_ros.runtime.graph_spec import PATCH_SIZE, GraphSpec
@@ -74,7 +74,7 @@ class Detection:
     mask: np.ndarray | None  # (H, W) bool, None when the graph gives no masks
     centre: np.ndarray | None = None  # (3,) metres in the camera optical frame
     size: np.ndarray | None = None  # (3,) metres along the optical frame's axes
-    orientation: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 1.0)  # x, y, z, w
+    orientation: tuple[float, float, float, float] = IDENTITY_ORIENTATION_XYZW  # x, y, z, w
     no_pose_reason: str = ""
 
 
@@ -219,7 +219,7 @@ class FramePipeline:
                 batch[row] = frames[index].image_rgb
             inputs = {"images": batch}
             if graph.spec.exemplar:
-                inputs.update(zip(("prototypes", "prototype_classes"), self._graph_prototypes(graph.spec), strict=True))
+                inputs["prototypes"], inputs["prototype_classes"] = self._graph_prototypes(graph.spec)
             start = time.perf_counter()
             outputs = graph.backend.infer(inputs)
             inference_s = time.perf_counter() - start
@@ -236,10 +236,7 @@ class FramePipeline:
     def _result(
         self, frame: CameraFrame, graph: _Graph, outputs: dict[str, np.ndarray], row: int, inference_s: float
     ) -> FrameResult:
-        depth = None
-        if "depth" in outputs:
-            depth = outputs["depth"][row]
-            depth[~(depth > 0) | ~np.isfinite(depth)] = np.nan
+        depth = nan_where_no_return(outputs["depth"][row]) if "depth" in outputs else None
         if "features" in outputs and graph.spec.exemplar:
             with self._lock:
                 self._features[frame.camera] = (outputs["features"][row].copy(), graph.spec)
@@ -305,9 +302,9 @@ class FramePipeline:
             # teach a copy first, so a class that does not fit the graph leaves the store unchanged
             trial = copy.deepcopy(self._prototypes)
             class_id = trial.add_prototypes(name, prototype[None])
-            trial.to_arrays(spec.max_prototypes, self.max_classes)
+            inputs = trial.to_arrays(spec.max_prototypes, self.max_classes)
             self._prototypes = trial
-            self._prototype_inputs = None
+            self._prototype_inputs = inputs  # the next frame's graph inputs, computed once
             return class_id
 
     def remove_class(self, name: str) -> None:

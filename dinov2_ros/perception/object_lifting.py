@@ -44,6 +44,11 @@ def depth_to_metres(depth: np.ndarray, encoding: str) -> np.ndarray:
             f"{encoding} depth must be a 2D {np.dtype(expected).name} array, got {depth.dtype} {depth.shape}"
         )
     metres = depth.astype(np.float32) * np.float32(0.001) if encoding == "16UC1" else depth.astype(np.float32)
+    return nan_where_no_return(metres)
+
+
+def nan_where_no_return(metres: np.ndarray) -> np.ndarray:
+    """Set NaN, in place, wherever depth in metres is not a positive finite value; returns `metres`."""
     metres[~(metres > 0) | ~np.isfinite(metres)] = np.nan
     return metres
 

@@ -37,6 +37,7 @@ from dinov2_ros.perception.frame_pipeline import CameraFrame, FramePipeline
 from dinov2_ros.perception.prototypes import PrototypeStore
 from dinov2_ros.perception.synthetic_scenes import SyntheticSceneGenerator
 from dinov2_ros.ros import detection_messages as messages
+from dinov2_ros.ros.camera_streams import stamp_ns
 from dinov2_ros.ros.graph_source import GraphSource, ModelSettings
 from dinov2_ros.ros.image_conversion import array_to_image, image_to_rgb
 from dinov2_ros.ros.perception_node import camera_model_from_info
@@ -137,7 +138,7 @@ class Camera:
         self.received_at: list[float] = []
 
     def _received(self, msg: Detection3DArray) -> None:
-        stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+        stamp = stamp_ns(msg)
         if stamp in self.sent_ns:
             self.latency_ms.append((time.perf_counter_ns() - self.sent_ns.pop(stamp)) / 1e6)
             self.received_at.append(time.monotonic())

@@ -25,6 +25,7 @@ from visualization_msgs.msg import MarkerArray
 
 from dinov2_ros.ros.diagnostics import CameraStatistics
 from dinov2_ros.ros.frame_slots import CameraSlot
+from dinov2_ros.ros.image_conversion import compressed_to_rgb, image_to_rgb
 from dinov2_ros.ros.node_parameters import CameraSettings
 
 try:  # Jazzy and newer
@@ -60,19 +61,20 @@ class CameraStreams:
         settings: CameraSettings,
         prefix: str,
         reliable: bool,
-        slot: CameraSlot,
         wake: Callable[[], None],
     ) -> None:
         self.name = settings.name
-        self.settings = settings
-        self.slot = slot
+        self.slot = CameraSlot(settings.name, settings.use_depth, 0, 0)  # the node sets the pairing parameters
         self.statistics = CameraStatistics(settings.name)
         self._node = node
         self._wake = wake
         qos = camera_qos(reliable)
-        image_type = CompressedImage if settings.transport == "compressed" else Image
-        image_topic = f"{prefix}image" + ("/compressed" if settings.transport == "compressed" else "")
-        self._subscribe(image_type, image_topic, self._on_image, qos)
+        if settings.transport == "compressed":
+            self._subscribe(CompressedImage, f"{prefix}image/compressed", self._on_image, qos)
+            self.to_rgb = compressed_to_rgb  # the image message -> (H, W, 3) uint8 RGB; ValueError if malformed
+        else:
+            self._subscribe(Image, f"{prefix}image", self._on_image, qos)
+            self.to_rgb = image_to_rgb
         self._subscribe(CameraInfo, f"{prefix}camera_info", self._on_camera_info, qos)
         if settings.use_depth:
             self._subscribe(Image, f"{prefix}depth", self._on_depth, qos)
@@ -119,5 +121,4 @@ class CameraStreams:
         self._wake()
 
     def status(self, node_name: str) -> DiagnosticStatus:
-        self.statistics.set_dropped(self.slot.dropped)
-        return self.statistics.to_status(time.monotonic(), node_name)
+        return self.statistics.to_status(time.monotonic(), node_name, dropped=self.slot.dropped)

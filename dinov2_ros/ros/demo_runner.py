@@ -22,8 +22,10 @@ import rclpy
 from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
 from rcl_interfaces.srv import SetParameters
 from rclpy.node import Node
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.qos import qos_profile_sensor_data
 from vision_msgs.msg import Detection2D, Detection2DArray, LabelInfo
+
+from dinov2_ros.ros.camera_streams import LATCHED_QOS, stamp_ns
 
 # the same remappings as launch/demo.launch.py (tests/ros/test_demo_runner.py checks they agree)
 DEMO_TOPICS = {
@@ -114,10 +116,6 @@ def _scene_key(truth: Detection2DArray) -> list[tuple[str, tuple[int, ...]]]:
     return sorted((d.results[0].hypothesis.class_id, tuple(round(v) for v in _box(d))) for d in truth.detections)
 
 
-def _stamp(msg) -> int:
-    return msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
-
-
 @dataclass
 class Tally:
     """Ground-truth parts of taught classes found (IoU >= 0.5, right class), and detections that matched."""
@@ -134,9 +132,6 @@ class DemoMonitor(Node):
 
     def __init__(self) -> None:
         super().__init__("dinov2_demo_monitor")
-        latched = QoSProfile(
-            depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL
-        )
         self.truth_by_stamp: dict[int, Detection2DArray] = {}
         self.scene_since_ns = 0  # stamp of the first frame of the current scene
         self.labels: dict[str, str] = {}  # class id (as published) -> class name
@@ -147,14 +142,15 @@ class DemoMonitor(Node):
         self.pending_teach = None
         self.create_subscription(Detection2DArray, GROUND_TRUTH_TOPIC, self._on_truth, qos_profile_sensor_data)
         self.create_subscription(Detection2DArray, f"/{NODE_NAME}/objects_2d", self._on_objects, 10)
-        self.create_subscription(LabelInfo, f"/{NODE_NAME}/label_info", self._on_labels, latched)
+        self.create_subscription(LabelInfo, f"/{NODE_NAME}/label_info", self._on_labels, LATCHED_QOS)
         self.add_class = self.create_client(SetParameters, f"/{NODE_NAME}/add_class")
 
     def _on_truth(self, msg: Detection2DArray) -> None:
+        stamp = stamp_ns(msg)
         previous = self.truth_by_stamp[max(self.truth_by_stamp)] if self.truth_by_stamp else None
         if previous is None or _scene_key(previous) != _scene_key(msg):
-            self.scene_since_ns = _stamp(msg)
-        self.truth_by_stamp[_stamp(msg)] = msg
+            self.scene_since_ns = stamp
+        self.truth_by_stamp[stamp] = msg
         while len(self.truth_by_stamp) > 100:
             del self.truth_by_stamp[min(self.truth_by_stamp)]
 
@@ -162,18 +158,18 @@ class DemoMonitor(Node):
         self.labels = {str(c.class_id): c.class_name for c in msg.class_map}
 
     def _on_objects(self, msg: Detection2DArray) -> None:
-        now_ns = self.get_clock().now().nanoseconds
+        now_ns, stamp = self.get_clock().now().nanoseconds, stamp_ns(msg)
         self.outputs += 1
-        self.tally.latencies_ms.append((now_ns - _stamp(msg)) / 1e6)
+        self.tally.latencies_ms.append((now_ns - stamp) / 1e6)
         found = [(self.labels.get(d.results[0].hypothesis.class_id, "?"), d) for d in msg.detections if d.results]
         self.last_objects = [(name, d.results[0].hypothesis.score) for name, d in found]
-        truth = self.truth_by_stamp.get(_stamp(msg))
+        truth = self.truth_by_stamp.get(stamp)
         if truth is None:
             return
         taught = set(self.labels.values())
         parts = [(d.results[0].hypothesis.class_id, _box(d)) for d in truth.detections]
         self.last_truth = [name for name, _ in parts]
-        self._teach_missing(parts, _stamp(msg))
+        self._teach_missing(parts, stamp)
         for name, box in parts:
             if name in taught:
                 self.tally.truths += 1
@@ -182,9 +178,9 @@ class DemoMonitor(Node):
             self.tally.detections += 1
             self.tally.correct += any(n == name and iou(b, _box(d)) >= IOU_MATCH for n, b in parts)
 
-    def _teach_missing(self, parts: list[tuple[str, tuple[float, ...]]], stamp_ns: int) -> None:
+    def _teach_missing(self, parts: list[tuple[str, tuple[float, ...]]], stamp: int) -> None:
         """Teach one untaught class at a time, from a frame the node processed after the scene settled."""
-        if self.pending_teach is not None or stamp_ns < self.scene_since_ns or not self.add_class.service_is_ready():
+        if self.pending_teach is not None or stamp < self.scene_since_ns or not self.add_class.service_is_ready():
             return
         missing = [(name, box) for name, box in parts if name not in self.labels.values()]
         if not missing:

@@ -64,14 +64,19 @@ def to_detection3d_array(result: FrameResult, header: Header) -> Detection3DArra
     return array
 
 
+def bounding_box_2d(x1: float, y1: float, x2: float, y2: float) -> BoundingBox2D:
+    """The BoundingBox2D (centre and size) of corner coordinates in pixels."""
+    bbox = BoundingBox2D(size_x=x2 - x1, size_y=y2 - y1)
+    bbox.center.position.x = (x1 + x2) / 2
+    bbox.center.position.y = (y1 + y2) / 2
+    return bbox
+
+
 def to_detection2d_array(result: FrameResult, header: Header) -> Detection2DArray:
     """Every detection, boxes in source-image pixels (centre and size)."""
     array = Detection2DArray(header=header)
     for index, detection in enumerate(result.detections):
-        x1, y1, x2, y2 = (float(v) for v in detection.box)
-        bbox = BoundingBox2D(size_x=x2 - x1, size_y=y2 - y1)
-        bbox.center.position.x = (x1 + x2) / 2
-        bbox.center.position.y = (y1 + y2) / 2
+        bbox = bounding_box_2d(*(float(v) for v in detection.box))
         array.detections.append(Detection2D(header=header, results=[_hypothesis(detection)], bbox=bbox, id=str(index)))
     return array
 

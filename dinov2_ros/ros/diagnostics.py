@@ -54,7 +54,6 @@ class CameraStatistics:
         self._last_input_s: float | None = None
         self.received = 0
         self.published = 0
-        self.dropped = 0
         self.rejected: Counter[str] = Counter()
         self.last_rejection = ""
 
@@ -63,10 +62,6 @@ class CameraStatistics:
             self.received += 1
             self._inputs.add(now_s)
             self._last_input_s = now_s
-
-    def set_dropped(self, dropped: int) -> None:
-        with self._lock:
-            self.dropped = dropped
 
     def frame_rejected(self, category: str, detail: str) -> None:
         with self._lock:
@@ -80,12 +75,8 @@ class CameraStatistics:
             self._latencies.add(now_s, latency_s)
             self._inference.add(now_s, inference_s)
 
-    def latencies(self, now_s: float) -> np.ndarray:
-        """End-to-end latencies (s) in the current window."""
-        with self._lock:
-            return self._latencies.values(now_s)
-
-    def to_status(self, now_s: float, node_name: str) -> DiagnosticStatus:
+    def to_status(self, now_s: float, node_name: str, dropped: int) -> DiagnosticStatus:
+        """The camera's status; `dropped` counts the images replaced before they were processed (its slot's)."""
         with self._lock:
             latencies = self._latencies.values(now_s)
             inference = self._inference.values(now_s)
@@ -97,7 +88,7 @@ class CameraStatistics:
                 "inference median (ms)": _milliseconds(inference, 50),
                 "frames received": str(self.received),
                 "frames published": str(self.published),
-                "frames dropped": str(self.dropped),
+                "frames dropped": str(dropped),
                 "frames rejected": str(sum(self.rejected.values())),
             }
             values.update({f"rejected: {reason}": str(n) for reason, n in sorted(self.rejected.items())})

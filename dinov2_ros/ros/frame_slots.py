@@ -26,7 +26,6 @@ class PairedFrame:
     image: Any
     camera_info: Any
     depth: Any | None
-    received_ns: int
 
 
 class _Partners:
@@ -63,7 +62,7 @@ class CameraSlot:
         self.tolerance_ns = tolerance_ns  # the node changes both at run time (parameters)
         self.timeout_ns = timeout_ns
         self._lock = threading.Lock()
-        self._image: tuple[int, Any, int] | None = None  # (stamp, msg, received)
+        self._image: tuple[int, Any] | None = None  # (stamp, msg)
         # when the images waiting now began to wait for partners: a newer image that replaces an
         # unpaired one inherits it, so a camera_info that never arrives is reported, not just dropped
         self._waiting_since_ns: int | None = None
@@ -77,7 +76,7 @@ class CameraSlot:
                 self.dropped += 1
             elif self._waiting_since_ns is None:
                 self._waiting_since_ns = received_ns
-            self._image = (stamp_ns, msg, received_ns)
+            self._image = (stamp_ns, msg)
 
     def put_camera_info(self, stamp_ns: int, msg: Any) -> None:
         with self._lock:
@@ -92,12 +91,12 @@ class CameraSlot:
         with self._lock:
             if self._image is None:
                 return None
-            stamp_ns, image, received_ns = self._image
+            stamp_ns, image = self._image
             info = self._camera_info.match(stamp_ns, self.tolerance_ns)
             depth = self._depth.match(stamp_ns, self.tolerance_ns) if self.needs_depth else None
             if info is not None and (depth is not None or not self.needs_depth):
                 self._image = self._waiting_since_ns = None
-                return PairedFrame(self.camera, stamp_ns, image, info, depth, received_ns)
+                return PairedFrame(self.camera, stamp_ns, image, info, depth)
             if now_ns - self._waiting_since_ns < self.timeout_ns:
                 return None
             self._image = self._waiting_since_ns = None

@@ -116,12 +116,15 @@ class GraphSource:
         self.log = log or logging.getLogger(__name__)
         self.directory = settings.graph_dir.expanduser() / settings.weights_tag
 
-    def embed_dim(self) -> int:
+    def embed_dim(self, graphs: list[tuple[Path, GraphSpec]] | None = None) -> int:
         """The encoder width: from an exported graph of this variant, else from the model's variant table.
 
-        Graph files come first so that running exported graphs never imports torch.
+        Graph files come first so that running exported graphs never imports torch. `graphs`: the
+        directory's `exported_graphs`, when the caller has already read them.
         """
-        for _, spec in exported_graphs(self.directory, self.log):
+        if graphs is None:
+            graphs = exported_graphs(self.directory, self.log)
+        for _, spec in graphs:
             if spec.variant == self.settings.variant:
                 return spec.embed_dim
         from dinov2_ros.model.variants import VARIANTS
@@ -137,11 +140,12 @@ class GraphSource:
         from dinov2_ros.runtime.factory import create_backend
 
         s = self.settings
-        wanted = s.spec_for(height, width, self.embed_dim())
+        graphs = exported_graphs(self.directory, self.log)  # reads every file: once per camera size
+        wanted = s.spec_for(height, width, self.embed_dim(graphs))
         if s.backend == "torch":
             self.log.info("building the PyTorch graph for %dx%d frames", width, height)
             return create_backend("torch", wanted, graph=self._build_graph(wanted), device=s.device)
-        path = next((p for p, spec in exported_graphs(self.directory, self.log) if spec == wanted), None)
+        path = next((p for p, spec in graphs if spec == wanted), None)
         if path is None:
             path = self._export(wanted)
         self.log.info("graph for %dx%d frames: %s", width, height, path)

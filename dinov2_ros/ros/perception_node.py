@@ -27,11 +27,11 @@ from dinov2_ros.perception.prototypes import PrototypeStore, encoder_name
 from dinov2_ros.ros import detection_messages as messages
 from dinov2_ros.ros.camera_streams import CameraStreams
 from dinov2_ros.ros.class_services import ClassServices
-from dinov2_ros.ros.frame_slots import CameraSlot, PairedFrame
+from dinov2_ros.ros.frame_slots import PairedFrame
 from dinov2_ros.ros.graph_source import GraphSource
-from dinov2_ros.ros.image_conversion import compressed_to_rgb, depth_image_to_metres, image_to_rgb
+from dinov2_ros.ros.image_conversion import depth_image_to_metres
 from dinov2_ros.ros.node_main import spin_node
-from dinov2_ros.ros.node_parameters import NodeSettings, declare_parameters
+from dinov2_ros.ros.node_parameters import RUNTIME_PARAMETERS, NodeSettings, declare_parameters
 
 NODE_NAME = "perception_node"
 
@@ -88,13 +88,12 @@ class PerceptionNode(Node):
                 camera,
                 prefix=f"{camera.name}/" if several else "",
                 reliable=self.settings.reliable,
-                slot=CameraSlot(camera.name, camera.use_depth, 0, 0),
                 wake=self._wake.set,
             )
             for camera in self.settings.cameras
         }
         self._options: dict[str, object] = {}
-        self._apply(self.get_parameters(_RUNTIME_PARAMETERS))
+        self._apply(self.get_parameters(RUNTIME_PARAMETERS))
         self.add_on_set_parameters_callback(self._on_set_parameters)
         if store is not None:
             self._class_services = ClassServices(self, self.pipeline, names, self._classes_changed)
@@ -119,8 +118,8 @@ class PerceptionNode(Node):
         encoder = encoder_name(model.variant, model.weights)  # as `dinov2-ros teach` names it
         input_size = (model.input_height, model.input_width)
         path = self.settings.prototypes_file
-        if path and _exists(path):
-            store = PrototypeStore.load(Path(path).expanduser(), encoder=encoder, input_size=input_size)
+        if path and (file := Path(path).expanduser()).is_file():
+            store = PrototypeStore.load(file, encoder=encoder, input_size=input_size)
             self.get_logger().info(f"loaded classes {store.class_ids} from {path}")
             return store
         return PrototypeStore(encoder, input_size, source.embed_dim())
@@ -136,9 +135,7 @@ class PerceptionNode(Node):
         return SetParametersResult(successful=True)
 
     def _apply(self, parameters: Sequence[Parameter]) -> None:
-        values = {p.name: p.value for p in parameters if p.name in _RUNTIME_PARAMETERS}
-        if "pairing.timeout_s" in values and values["pairing.timeout_s"] <= 0:
-            raise ValueError(f"pairing.timeout_s must be > 0, got {values['pairing.timeout_s']}")
+        values = {p.name: p.value for p in parameters if p.name in RUNTIME_PARAMETERS}
         if "detection.score_threshold" in values:
             self.pipeline.score_threshold = values["detection.score_threshold"]
         for camera in self.cameras.values():
@@ -184,8 +181,7 @@ class PerceptionNode(Node):
         return paired, frames
 
     def _to_frame(self, camera: CameraStreams, paired: PairedFrame) -> CameraFrame:
-        compressed = camera.settings.transport == "compressed"
-        image = _checked("image", compressed_to_rgb if compressed else image_to_rgb, paired.image)
+        image = _checked("image", camera.to_rgb, paired.image)
         model = _checked("camera_info", camera_model_from_info, paired.camera_info)
         depth = _checked("depth", depth_image_to_metres, paired.depth) if paired.depth is not None else None
         return _checked("size", lambda: CameraFrame(camera.name, image, depth, model, paired.stamp_ns))
@@ -262,17 +258,6 @@ class PerceptionNode(Node):
         super().destroy_node()
 
 
-_RUNTIME_PARAMETERS = [
-    "detection.score_threshold",
-    "pairing.tolerance_s",
-    "pairing.timeout_s",
-    "output.points",
-    "output.points_stride",
-    "output.debug_max_depth_m",
-    "warnings.throttle_s",
-]
-
-
 class _Rejected(ValueError):
     """A frame that cannot be processed, with the kind of problem for /diagnostics."""
 
@@ -286,10 +271,6 @@ def _checked(category: str, convert, *args):
         return convert(*args)
     except ValueError as error:
         raise _Rejected(category, str(error)) from error
-
-
-def _exists(path: str) -> bool:
-    return Path(path).expanduser().is_file()
 
 
 def main(args: list[str] | None = None) -> int:

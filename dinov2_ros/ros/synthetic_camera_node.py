@@ -13,7 +13,6 @@ import sys
 from collections.abc import Sequence
 
 import numpy as np
-from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image
@@ -21,20 +20,22 @@ from std_msgs.msg import Header
 from vision_msgs.msg import Detection2D, Detection2DArray, ObjectHypothesisWithPose
 
 from dinov2_ros.perception.synthetic_scenes import Scene, SyntheticSceneGenerator
+from dinov2_ros.ros.detection_messages import bounding_box_2d
 from dinov2_ros.ros.image_conversion import array_to_image
 from dinov2_ros.ros.node_main import spin_node
+from dinov2_ros.ros.node_parameters import Spec, declare
 
 # reliable publishers reach both best-effort and reliable subscribers
 CAMERA_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
-
-
-def _ranged(description: str, low: float, high: float) -> ParameterDescriptor:
-    descriptor = ParameterDescriptor(description=description, read_only=True)
-    if isinstance(low, float):
-        descriptor.floating_point_range = [FloatingPointRange(from_value=low, to_value=high)]
-    else:
-        descriptor.integer_range = [IntegerRange(from_value=low, to_value=high, step=1)]
-    return descriptor
+PARAMETERS: dict[str, Spec] = {  # all read-only
+    "width": Spec(640, "image width in pixels", True, (32, 4096)),
+    "height": Spec(480, "image height in pixels", True, (32, 4096)),
+    "rate_hz": Spec(10.0, "frames per second", True, (0.1, 1000.0)),
+    "seed": Spec(0, "scene generator seed", True, (0, 2**31 - 1)),
+    "scene_period_s": Spec(5.0, "seconds before the next scene", True, (0.0, 3600.0)),
+    "frame_id": Spec("camera_optical_frame", "optical frame id", True),
+    "publish_depth": Spec(True, "also publish aligned depth", True),
+}
 
 
 def ground_truth_for(scene: Scene, class_names: Sequence[str], header: Header) -> Detection2DArray:
@@ -44,10 +45,7 @@ def ground_truth_for(scene: Scene, class_names: Sequence[str], header: Header) -
         hypothesis = ObjectHypothesisWithPose()
         hypothesis.hypothesis.class_id = class_names[class_id]
         hypothesis.hypothesis.score = 1.0
-        detection = Detection2D(header=header, results=[hypothesis])
-        detection.bbox.center.position.x, detection.bbox.center.position.y = (x1 + x2) / 2, (y1 + y2) / 2
-        detection.bbox.size_x, detection.bbox.size_y = x2 - x1, y2 - y1
-        detections.append(detection)
+        detections.append(Detection2D(header=header, results=[hypothesis], bbox=bounding_box_2d(x1, y1, x2, y2)))
     return Detection2DArray(header=header, detections=detections)
 
 
@@ -64,19 +62,10 @@ def camera_info_for(K: np.ndarray, width: int, height: int, header: Header) -> C
 class SyntheticCameraNode(Node):
     def __init__(self, **kwargs) -> None:
         super().__init__("synthetic_camera", **kwargs)
-        self.width = self.declare_parameter("width", 640, _ranged("image width in pixels", 32, 4096)).value
-        self.height = self.declare_parameter("height", 480, _ranged("image height in pixels", 32, 4096)).value
-        rate = self.declare_parameter("rate_hz", 10.0, _ranged("frames per second", 0.1, 1000.0)).value
-        seed = self.declare_parameter("seed", 0, _ranged("scene generator seed", 0, 2**31 - 1)).value
-        self.scene_period_s = self.declare_parameter(
-            "scene_period_s", 5.0, _ranged("seconds before the next scene", 0.0, 3600.0)
-        ).value
-        self.frame_id = self.declare_parameter(
-            "frame_id", "camera_optical_frame", ParameterDescriptor(description="optical frame id", read_only=True)
-        ).value
-        publish_depth = self.declare_parameter(
-            "publish_depth", True, ParameterDescriptor(description="also publish aligned depth", read_only=True)
-        ).value
+        values = {name: declare(self, name, spec) for name, spec in PARAMETERS.items()}
+        self.width, self.height, self.frame_id = values["width"], values["height"], values["frame_id"]
+        rate, seed, self.scene_period_s = values["rate_hz"], values["seed"], values["scene_period_s"]
+        publish_depth = values["publish_depth"]
         self.generator = SyntheticSceneGenerator(seed, self.width, self.height)
         self.image_pub = self.create_publisher(Image, "image", CAMERA_QOS)
         self.info_pub = self.create_publisher(CameraInfo, "camera_info", CAMERA_QOS)

@@ -248,7 +248,9 @@ class FramePipeline:
     def _detections(
         self, frame: CameraFrame, graph: _Graph, rows: np.ndarray, mask_logits: np.ndarray, depth: np.ndarray | None
     ) -> list[Detection]:
-        keep = np.flatnonzero((rows[:, 4] >= self._score_threshold) & (rows[:, 4] > 0) & (rows[:, 5] >= 0))
+        # a row with a non-finite box or score (an fp16 engine overflowing) is dropped, not the whole frame
+        finite = np.isfinite(rows[:, :5]).all(axis=1)
+        keep = np.flatnonzero(finite & (rows[:, 4] >= self._score_threshold) & (rows[:, 4] > 0) & (rows[:, 5] >= 0))
         if keep.size == 0:
             return []
         labels = self.labels()

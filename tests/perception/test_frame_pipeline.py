@@ -225,3 +225,36 @@ def test_a_graph_that_cannot_be_opened_is_not_retried_for_every_frame():
     with pytest.raises(ValueError, match="the graph for 160x120 frames could not be opened: FileNotFoundError"):
         pipeline.process([frame])
     assert attempts == [(120, 160)]
+
+
+class OverflowingBackend(OnnxRuntimeBackend):
+    """The real ONNX Runtime backend with the first detection row's box set to inf, as an fp16 TensorRT
+    engine that overflows would return (TensorRT cannot run here, so this stands in for it)."""
+
+    def _infer_impl(self, inputs):
+        outputs = super()._infer_impl(inputs)
+        outputs["detections"][:, 0, 2] = np.inf
+        return outputs
+
+
+def test_a_non_finite_detection_row_is_dropped_and_the_rest_of_the_frame_kept(graph_files):
+    def open_backend(height: int, width: int) -> OnnxRuntimeBackend:
+        return OnnxRuntimeBackend(graph_files[(height, width)], threads=1)
+
+    def open_overflowing(height: int, width: int) -> OnnxRuntimeBackend:
+        return OverflowingBackend(graph_files[(height, width)], threads=1)
+
+    frame, scene = scene_frame("a")
+    results = []
+    for opener in (open_backend, open_overflowing):
+        pipeline = FramePipeline(
+            opener, PrototypeStore("tiny", (INPUT, INPUT), DIM), max_classes=4, score_threshold=0.5
+        )
+        pipeline.process([frame])
+        pipeline.add_class_from_box("a", "part", scene.boxes[0])
+        results.append(pipeline.process([frame])[0])
+    clean, overflowed = results
+    assert clean.detections, "the taught part must be found on the frame it was taught from"
+    assert len(overflowed.detections) == len(clean.detections) - 1
+    assert all(np.isfinite(d.box).all() for d in overflowed.detections)
+    np.testing.assert_array_equal(np.isnan(overflowed.depth), np.isnan(clean.depth))

@@ -7,7 +7,7 @@ import rclpy
 from node_harness import export_tiny_graphs
 
 # camera sizes (height, width) the node tests use, per tiny encoder
-GRAPH_SIZES = {"tiny": [(120, 160), (96, 128)], "tiny64": [(480, 640)]}
+GRAPH_SIZES = {"tiny": [(120, 160), (96, 128)], "slow": [(480, 640)]}
 
 
 @pytest.fixture(scope="session")

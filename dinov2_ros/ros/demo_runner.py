@@ -2,9 +2,9 @@
 
 ROS launch is not installable without a ROS install, so this starts the same two processes that
 demo.launch.py starts — the synthetic camera and the perception node, configured with
-config/perception.yaml and the demo's overrides — then teaches each synthetic part once through the
-node's dinov2/add_class service (boxes from the camera's ground truth) and prints, once a second,
-what the node publishes next to that ground truth.
+config/perception.yaml and the demo's overrides — then teaches each synthetic part through the node's
+dinov2/add_class service (boxes from the camera's ground truth; one example per scene, up to three)
+and prints, once a second, what the node publishes next to that ground truth.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ DEMO_TOPICS = {
 GROUND_TRUTH_TOPIC = "/demo_camera/ground_truth"
 NODE_NAME = "dinov2"
 IOU_MATCH = 0.5
+EXAMPLES_PER_CLASS = 3  # each part is taught from up to this many scenes, one example per scene
 
 
 @dataclass(frozen=True)
@@ -140,6 +141,8 @@ class DemoMonitor(Node):
         self.last_truth: list[str] = []
         self.tally = Tally()
         self.pending_teach = None
+        self.examples: dict[str, int] = {}  # class name -> examples taught
+        self.taught_this_scene: set[str] = set()
         self.create_subscription(Detection2DArray, GROUND_TRUTH_TOPIC, self._on_truth, qos_profile_sensor_data)
         self.create_subscription(Detection2DArray, f"/{NODE_NAME}/objects_2d", self._on_objects, 10)
         self.create_subscription(LabelInfo, f"/{NODE_NAME}/label_info", self._on_labels, LATCHED_QOS)
@@ -150,6 +153,7 @@ class DemoMonitor(Node):
         previous = self.truth_by_stamp[max(self.truth_by_stamp)] if self.truth_by_stamp else None
         if previous is None or _scene_key(previous) != _scene_key(msg):
             self.scene_since_ns = stamp
+            self.taught_this_scene.clear()
         self.truth_by_stamp[stamp] = msg
         while len(self.truth_by_stamp) > 100:
             del self.truth_by_stamp[min(self.truth_by_stamp)]
@@ -179,13 +183,19 @@ class DemoMonitor(Node):
             self.tally.correct += any(n == name and iou(b, _box(d)) >= IOU_MATCH for n, b in parts)
 
     def _teach_missing(self, parts: list[tuple[str, tuple[float, ...]]], stamp: int) -> None:
-        """Teach one untaught class at a time, from a frame the node processed after the scene settled."""
+        """Teach one example at a time, from a frame the node processed after the scene changed: every
+        class once per scene, until it has EXAMPLES_PER_CLASS (random weights need several views)."""
         if self.pending_teach is not None or stamp < self.scene_since_ns or not self.add_class.service_is_ready():
             return
-        missing = [(name, box) for name, box in parts if name not in self.labels.values()]
-        if not missing:
+        wanted = [
+            (name, box)
+            for name, box in parts
+            if self.examples.get(name, 0) < EXAMPLES_PER_CLASS and name not in self.taught_this_scene
+        ]
+        if not wanted:
             return
-        name, box = missing[0]
+        name, box = wanted[0]
+        self.taught_this_scene.add(name)
         request = SetParameters.Request(
             parameters=[
                 Parameter(
@@ -205,7 +215,12 @@ class DemoMonitor(Node):
         response = future.result()
         result = response.results[0] if response is not None and response.results else None
         if result is not None and result.successful:
-            print(f"demo: taught '{name}' through {NODE_NAME}/add_class: {result.reason}", flush=True)
+            self.examples[name] = self.examples.get(name, 0) + 1
+            print(
+                f"demo: taught '{name}' (example {self.examples[name]} of {EXAMPLES_PER_CLASS}) "
+                f"through {NODE_NAME}/add_class: {result.reason}",
+                flush=True,
+            )
         else:
             print(f"demo: teaching '{name}' failed: {result.reason if result else 'no response'}", flush=True)
 

@@ -47,7 +47,7 @@ def test_demo_teaches_the_parts_and_finds_them(tmp_path):
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-4000:]
     assert "RANDOM encoder and depth weights" in output
-    assert re.search(r"demo: taught '\w+' through dinov2/add_class", output), output[-4000:]
+    assert re.search(r"demo: taught '\w+' \(example 1 of 3\) through dinov2/add_class", output), output[-4000:]
     summary = re.search(r"parts of taught classes found (\d+)/(\d+), detections correct (\d+)/(\d+)", output)
     assert summary, output[-4000:]
     found, truths, correct, _detections = map(int, summary.groups())

@@ -159,17 +159,25 @@ def to_markers(result: FrameResult, header: Header, labels: dict[int, str]) -> M
 
 
 def draw_debug_image(result: FrameResult, labels: dict[int, str], max_depth_m: float) -> np.ndarray:
-    """RGB picture of the frame with depth blended in, masks tinted and boxes labelled."""
+    """RGB picture of the frame with depth blended in (when there is depth), masks tinted and boxes labelled.
+
+    Masks are tinted inside their boxes only (FramePipeline's masks are empty outside them), which keeps
+    the cost per detection proportional to its box, not to the frame: this runs on the worker thread.
+    """
     image = np.ascontiguousarray(result.frame.image_rgb).copy()
-    depth = np.nan_to_num(result.depth, nan=0.0)
-    scaled = np.clip(depth * (255.0 / max_depth_m), 0, 255).astype(np.uint8)
-    depth_rgb = cv2.cvtColor(cv2.applyColorMap(scaled, cv2.COLORMAP_TURBO), cv2.COLOR_BGR2RGB)
-    cv2.addWeighted(image, 0.65, depth_rgb, 0.35, 0.0, dst=image)
+    if result.depth is not None:
+        depth = np.nan_to_num(result.depth, nan=0.0)
+        scaled = np.clip(depth * (255.0 / max_depth_m), 0, 255).astype(np.uint8)
+        depth_rgb = cv2.cvtColor(cv2.applyColorMap(scaled, cv2.COLORMAP_TURBO), cv2.COLOR_BGR2RGB)
+        cv2.addWeighted(image, 0.65, depth_rgb, 0.35, 0.0, dst=image)
+    height, width = image.shape[:2]
     for detection in result.detections:
         colour = tuple(int(c * 255) for c in class_colour(detection.class_id))
-        if detection.mask is not None:
-            image[detection.mask] = (0.5 * image[detection.mask] + 0.5 * np.array(colour)).astype(np.uint8)
         x1, y1, x2, y2 = (round(float(v)) for v in detection.box)
+        if detection.mask is not None:
+            top, left, bottom, right = max(y1, 0), max(x1, 0), min(y2, height), min(x2, width)
+            roi, inside = image[top:bottom, left:right], detection.mask[top:bottom, left:right]
+            roi[inside] = ((roi[inside].astype(np.uint16) + colour) // 2).astype(np.uint8)
         cv2.rectangle(image, (x1, y1), (x2, y2), colour, 2)
         caption = f"{labels.get(detection.class_id, detection.class_id)} {detection.score:.2f}"
         if detection.centre is not None:

@@ -206,6 +206,8 @@ class PerceptionNode(Node):
         header = taken.image.header
         camera.objects.publish(messages.to_detection3d_array(result, header))
         camera.objects_2d.publish(messages.to_detection2d_array(result, header))
+        # latency of the objects, which planners wait for; depth and the debug outputs follow
+        latency_s = (self.get_clock().now().nanoseconds - taken.stamp_ns) / 1e9
         if result.depth is not None:
             depth, info = messages.to_depth_messages(result, header, taken.camera_info)
             camera.depth.publish(depth)
@@ -219,7 +221,6 @@ class PerceptionNode(Node):
             camera.debug_image.publish(
                 messages.debug_image_message(result, labels, self._options["output.debug_max_depth_m"], header)
             )
-        latency_s = (self.get_clock().now().nanoseconds - taken.stamp_ns) / 1e9
         camera.statistics.result_published(time.monotonic(), latency_s, result.inference_s)
 
     def _reject(self, camera: str, category: str, detail: str) -> None:

@@ -94,6 +94,15 @@ def test_debug_image_draws_on_a_copy():
     assert not frame_result.frame.image_rgb.any(), "the camera image must stay untouched"
 
 
+def test_debug_image_without_depth_tints_masks_and_nothing_else():
+    with_depth = result()
+    frame_result = FrameResult(with_depth.frame, None, with_depth.detections, 0.01)
+    picture = messages.draw_debug_image(frame_result, {3: "bolt"}, max_depth_m=5.0)
+    colour = np.array([int(c * 255) for c in messages.class_colour(3)])
+    np.testing.assert_array_equal(picture[15, 20], colour // 2)  # inside the mask, off the outline
+    assert not picture[25:].any(), "below every box and caption the black image stays black"
+
+
 def test_camera_statistics_report_rates_latency_and_reasons():
     stats = CameraStatistics("front", window_s=5.0)
     assert stats.to_status(0.0, "node", dropped=0).level == DiagnosticStatus.WARN

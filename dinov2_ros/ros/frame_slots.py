@@ -1,9 +1,12 @@
-"""Newest-frame slot per camera: pairs image, camera_info and optional depth by stamp.
+"""Newest-frame slot per camera, and when the worker starts a batch on the slots.
 
 Subscription callbacks only store messages here; the worker thread takes the newest complete frame.
 An image replaced before the worker took it is counted as dropped, so latency stays bounded when the
 camera is faster than inference. An image whose partners do not arrive within the pairing timeout is
 given up and reported, so a missing camera_info shows as a reason rather than as silence.
+
+`batch_start_delay` decides when to start: by default only on an image that arrived while the worker
+was idle, so a published object is one graph call old rather than up to a camera period older.
 """
 
 from __future__ import annotations
@@ -63,6 +66,8 @@ class CameraSlot:
         self.timeout_ns = timeout_ns
         self._lock = threading.Lock()
         self._image: tuple[int, Any] | None = None  # (stamp, msg)
+        self.image_received_ns: int | None = None  # when the image in the slot arrived
+        self.last_image_received_ns: int | None = None  # when any image last arrived (camera alive?)
         # when the images waiting now began to wait for partners: a newer image that replaces an
         # unpaired one inherits it, so a camera_info that never arrives is reported, not just dropped
         self._waiting_since_ns: int | None = None
@@ -77,6 +82,7 @@ class CameraSlot:
             elif self._waiting_since_ns is None:
                 self._waiting_since_ns = received_ns
             self._image = (stamp_ns, msg)
+            self.image_received_ns = self.last_image_received_ns = received_ns
 
     def put_camera_info(self, stamp_ns: int, msg: Any) -> None:
         with self._lock:
@@ -95,11 +101,11 @@ class CameraSlot:
             info = self._camera_info.match(stamp_ns, self.tolerance_ns)
             depth = self._depth.match(stamp_ns, self.tolerance_ns) if self.needs_depth else None
             if info is not None and (depth is not None or not self.needs_depth):
-                self._image = self._waiting_since_ns = None
+                self._image = self._waiting_since_ns = self.image_received_ns = None
                 return PairedFrame(self.camera, stamp_ns, image, info, depth)
             if now_ns - self._waiting_since_ns < self.timeout_ns:
                 return None
-            self._image = self._waiting_since_ns = None
+            self._image = self._waiting_since_ns = self.image_received_ns = None
             missing = "camera_info" if info is None else "depth image"
             newest = (self._camera_info if info is None else self._depth).newest_stamp()
             seen = "none received" if newest is None else f"newest stamp {newest / 1e9:.3f} s"
@@ -108,3 +114,40 @@ class CameraSlot:
                 f"{self.timeout_ns / 1e9:.2f} s ({seen}); check that the {missing} topic is "
                 "published with the same stamps, or raise pairing.tolerance_s"
             )
+
+
+@dataclass(frozen=True)
+class BatchPolicy:
+    """When the worker starts a batch (the node's scheduling.* parameters)."""
+
+    # True: start only on an image that arrived while the worker was idle; images that arrived during
+    # the previous batch wait to be replaced (lowest latency). False: start at once on the newest image
+    # (highest output rate, objects up to a camera period older).
+    wait_for_new_frame: bool = True
+    # after the first new image, how long to wait for the other live cameras' new images (synchronised
+    # rigs arrive within a few ms; one camera never waits)
+    batch_wait_ns: int = 5_000_000
+    # a camera with no image for this long is not waited for
+    live_ns: int = 1_000_000_000
+
+
+def batch_start_delay(slots: list[CameraSlot], idle_since_ns: int, now_ns: int, policy: BatchPolicy) -> int | None:
+    """None: nothing to start on; 0: take every slot's newest frame now; n > 0: check again in n ns.
+
+    A batch takes every camera's newest image, new or not, so a camera whose images always land while
+    the worker is busy is still processed with the next batch rather than starved.
+    """
+    waiting = [slot.image_received_ns for slot in slots if slot.image_received_ns is not None]
+    if not policy.wait_for_new_frame:
+        return 0 if waiting else None
+    new = [received for received in waiting if received >= idle_since_ns]
+    if not new:
+        return None
+    deadline = min(new) + policy.batch_wait_ns
+    others_alive = any(
+        slot.last_image_received_ns is not None
+        and now_ns - slot.last_image_received_ns < policy.live_ns
+        and (slot.image_received_ns is None or slot.image_received_ns < idle_since_ns)
+        for slot in slots
+    )
+    return max(deadline - now_ns, 0) if others_alive else 0

@@ -63,6 +63,12 @@ NODE_PARAMETERS: dict[str, Spec] = {
     "detection.score_threshold": Spec(0.5, "minimum score of a reported detection", range=(0.0, 1.0)),
     "pairing.tolerance_s": Spec(0.0, "largest stamp difference between image and camera_info/depth", range=(0.0, 1.0)),
     "pairing.timeout_s": Spec(1.0, "how long an image waits for its camera_info/depth", range=(0.01, 60.0)),
+    "scheduling.wait_for_new_frame": Spec(
+        True, "start inference only on a frame that arrived while idle (latency) rather than at once (rate)"
+    ),
+    "scheduling.batch_wait_s": Spec(
+        0.005, "with several cameras, how long a batch waits for the others' new frames", range=(0.0, 1.0)
+    ),
     "output.points": Spec(False, "publish dinov2/points (PointCloud2) from the depth output"),
     "output.points_stride": Spec(4, "use every n-th pixel in each direction for dinov2/points", range=(1, 64)),
     "output.debug_max_depth_m": Spec(

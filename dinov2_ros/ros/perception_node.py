@@ -27,13 +27,15 @@ from dinov2_ros.perception.prototypes import PrototypeStore, encoder_name
 from dinov2_ros.ros import detection_messages as messages
 from dinov2_ros.ros.camera_streams import CameraStreams
 from dinov2_ros.ros.class_services import ClassServices
-from dinov2_ros.ros.frame_slots import PairedFrame
+from dinov2_ros.ros.frame_slots import BatchPolicy, PairedFrame, batch_start_delay
 from dinov2_ros.ros.graph_source import GraphSource
 from dinov2_ros.ros.image_conversion import depth_image_to_metres
 from dinov2_ros.ros.node_main import spin_node
 from dinov2_ros.ros.node_parameters import RUNTIME_PARAMETERS, NodeSettings, declare_parameters
 
 NODE_NAME = "perception_node"
+# how often an idle worker looks at the slots without a wake-up (pairing timeouts are reported then)
+IDLE_POLL_S = 0.1
 
 
 class _RosLog:
@@ -144,6 +146,10 @@ class PerceptionNode(Node):
             if "pairing.timeout_s" in values:
                 camera.slot.timeout_ns = int(values["pairing.timeout_s"] * 1e9)
         self._options.update(values)
+        self._batch_policy = BatchPolicy(
+            wait_for_new_frame=self._options["scheduling.wait_for_new_frame"],
+            batch_wait_ns=int(self._options["scheduling.batch_wait_s"] * 1e9),
+        )
 
     # ----- classes -----
     def _classes_changed(self) -> None:
@@ -159,12 +165,18 @@ class PerceptionNode(Node):
 
     # ----- the worker -----
     def _work(self) -> None:
+        slots = [camera.slot for camera in self.cameras.values()]
+        idle_since_ns, timeout_s = 0, IDLE_POLL_S
         while not self._stop.is_set():
-            self._wake.wait(timeout=0.1)
+            self._wake.wait(timeout=timeout_s)
             self._wake.clear()
-            paired, frames = self._collect()
-            if frames:
-                self._run(paired, frames)
+            delay_ns = batch_start_delay(slots, idle_since_ns, time.monotonic_ns(), self._batch_policy)
+            if delay_ns == 0:
+                paired, frames = self._collect()
+                if frames:
+                    self._run(paired, frames)
+                    idle_since_ns = time.monotonic_ns()
+            timeout_s = delay_ns / 1e9 if delay_ns else IDLE_POLL_S
 
     def _collect(self) -> tuple[list[PairedFrame], list[CameraFrame]]:
         paired, frames = [], []

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from dinov2_ros.ros.frame_slots import PARTNER_HISTORY, CameraSlot, PairedFrame
+from dinov2_ros.ros.frame_slots import PARTNER_HISTORY, BatchPolicy, CameraSlot, PairedFrame, batch_start_delay
 
 MS = 1_000_000
 
@@ -89,3 +89,50 @@ def test_the_reason_names_the_missing_partner_and_the_newest_stamp_seen(missing)
     reason = s.take(now_ns=20 * MS)
     assert reason.startswith(f"no {missing} with the image stamp 5.000 s")
     assert "newest stamp 3.000 s" in reason if missing == "depth image" else "none received" in reason
+
+
+def _slot_with_image(received_ns: int | None, last_ns: int | None = None) -> CameraSlot:
+    s = slot()
+    if last_ns is not None:
+        s.put_image(0, "old image", received_ns=last_ns)
+        s.put_camera_info(0, "info")
+        s.take(now_ns=last_ns)
+    if received_ns is not None:
+        s.put_image(1, "image", received_ns=received_ns)
+    return s
+
+
+def test_by_default_a_batch_starts_only_on_an_image_that_arrived_while_the_worker_was_idle():
+    policy = BatchPolicy()
+    idle_since = 100 * MS
+    stale = _slot_with_image(received_ns=90 * MS)  # arrived during the previous batch
+    assert batch_start_delay([stale], idle_since, 101 * MS, policy) is None
+    stale.put_image(2, "newer image", received_ns=120 * MS)
+    assert batch_start_delay([stale], idle_since, 121 * MS, policy) == 0
+    assert stale.dropped == 1  # the stale image was replaced, and counted
+    assert batch_start_delay([_slot_with_image(None)], idle_since, 101 * MS, policy) is None
+
+
+def test_starting_at_once_on_the_newest_image_when_asked_for():
+    policy = BatchPolicy(wait_for_new_frame=False)
+    assert batch_start_delay([_slot_with_image(received_ns=90 * MS)], 100 * MS, 101 * MS, policy) == 0
+    assert batch_start_delay([_slot_with_image(None)], 100 * MS, 101 * MS, policy) is None
+
+
+def test_a_batch_waits_briefly_for_the_other_live_cameras_then_takes_their_older_images():
+    policy = BatchPolicy(batch_wait_ns=5 * MS, live_ns=1000 * MS)
+    idle_since = 100 * MS
+    front = _slot_with_image(received_ns=110 * MS)
+    rear = _slot_with_image(received_ns=95 * MS, last_ns=60 * MS)  # alive; its image is from the last batch
+    assert batch_start_delay([front, rear], idle_since, 111 * MS, policy) == 4 * MS
+    assert batch_start_delay([front, rear], idle_since, 116 * MS, policy) == 0  # waited long enough
+    rear.put_image(3, "rear new", received_ns=112 * MS)
+    assert batch_start_delay([front, rear], idle_since, 112 * MS, policy) == 0  # every camera is new
+
+
+def test_a_camera_that_stopped_publishing_is_not_waited_for():
+    policy = BatchPolicy(batch_wait_ns=5 * MS, live_ns=1000 * MS)
+    front = _slot_with_image(received_ns=5000 * MS)
+    silent = _slot_with_image(None, last_ns=1000 * MS)  # nothing for 4 s
+    never = slot()
+    assert batch_start_delay([front, silent, never], 4990 * MS, 5001 * MS, policy) == 0

@@ -8,6 +8,9 @@ depth_weights:=pretrained (or checkpoint paths) for real output. Teach a part wi
 /dinov2/add_class service (see dinov2_ros/ros/class_services.py) and watch it appear in RViz.
 """
 
+import os
+
+from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, IncludeLaunchDescription, LogInfo
 from launch.launch_description_sources import PythonLaunchDescriptionSource
@@ -15,6 +18,8 @@ from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.parameter_descriptions import ParameterValue
 from launch_ros.substitutions import FindPackageShare
+
+from dinov2_ros.ros.dds_profile import PROFILE_FILE, profile_environment
 
 DEMO_TOPICS = {
     "image": "/demo_camera/image",
@@ -38,6 +43,10 @@ def generate_launch_description():
         package="dinov2_ros",
         executable="synthetic_camera_node",
         name="demo_camera",
+        # 640x480 frames: shared memory, as perception.launch.py gives the node
+        additional_env=profile_environment(
+            os.path.join(get_package_share_directory("dinov2_ros"), "config", PROFILE_FILE), os.environ
+        ),
         parameters=[{"rate_hz": ParameterValue(LaunchConfiguration("rate_hz"), value_type=float)}],
         remappings=[*DEMO_TOPICS.items(), ("ground_truth", "/demo_camera/ground_truth")],
     )

@@ -4,8 +4,11 @@
         camera_info:=/camera/color/camera_info weights:=pretrained depth_weights:=pretrained
 
 The node reads config/perception.yaml (or config:=FILE); the launch arguments below override it only
-when given. Uses only launch and launch_ros APIs common to Humble, Jazzy and Kilted.
+when given. Its Fast DDS gets config/fastdds_large_images.xml (fastdds_profile:=) unless a profile is
+already set. Uses only launch and launch_ros APIs common to Humble, Jazzy and Kilted.
 """
+
+import os
 
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction
@@ -14,6 +17,8 @@ from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.parameter_descriptions import ParameterValue
 from launch_ros.substitutions import FindPackageShare
+
+from dinov2_ros.ros.dds_profile import PROFILE_FILE, profile_environment
 
 # launch argument -> node parameter it overrides when not empty
 PARAMETER_ARGUMENTS = {
@@ -33,6 +38,7 @@ def _perception_node(context):
     overrides["use_sim_time"] = value("use_sim_time").lower() in ("true", "1")
     image = value("image")
     node = Node(
+        additional_env=profile_environment(value("fastdds_profile"), os.environ),
         package="dinov2_ros",
         executable="perception_node",
         name=value("node_name"),
@@ -75,6 +81,11 @@ def generate_launch_description():
         ),
         DeclareLaunchArgument(
             "engine_cache_dir", default_value="", description="exported graphs and TensorRT engines (default: config)"
+        ),
+        DeclareLaunchArgument(
+            "fastdds_profile",
+            default_value=PathJoinSubstitution([share, "config", PROFILE_FILE]),
+            description="Fast DDS profile of the node (large images over shared memory); empty: none",
         ),
         DeclareLaunchArgument("rviz", default_value="true", description="start RViz: true | false"),
         DeclareLaunchArgument("use_sim_time", default_value="false", description="use /clock (bags, simulators)"),

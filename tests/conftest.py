@@ -1,16 +1,21 @@
 """Test-session settings shared by every layer's tests.
 
 DDS traffic stays on this machine and in a domain of its own, so concurrent test runs (CI, a
-developer's shell) never see each other's topics. Set before anything initialises rclpy; child
+developer's shell) never see each other's topics, and Fast DDS gets the package's large-image profile. Set before anything initialises rclpy; child
 processes inherit it.
 """
 
 import os
 import random
 import sys
+from pathlib import Path
+
+from dinov2_ros.ros.dds_profile import PROFILE_FILE, profile_environment
 
 os.environ.setdefault("ROS_DOMAIN_ID", str(random.Random(os.getpid()).randint(1, 100)))
 os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+# camera-sized frames over shared memory, as the launch files set it up for users
+os.environ.update(profile_environment(Path(__file__).parents[1] / "config" / PROFILE_FILE, os.environ))
 
 # Outside a sourced ROS install, the virtualenv is the ament prefix: the ROS wheels and the local
 # vision_msgs build install their share/ folders into it.

@@ -47,7 +47,7 @@ def test_launch_and_config_are_under_share(colcon_install):
     assert (share / "package.xml").is_file()
     for launch_file in (REPO / "launch").glob("*.launch.py"):
         assert (share / "launch" / launch_file.name).is_file()
-    for config_file in [*(REPO / "config").glob("*.yaml"), *(REPO / "config").glob("*.rviz")]:
+    for config_file in (REPO / "config").iterdir():
         assert (share / "config" / config_file.name).is_file()
 
 

@@ -26,6 +26,7 @@ from rclpy.qos import qos_profile_sensor_data
 from vision_msgs.msg import Detection2D, Detection2DArray, LabelInfo
 
 from dinov2_ros.ros.camera_streams import LATCHED_QOS, stamp_ns
+from dinov2_ros.ros.dds_profile import PROFILE_FILE, profile_environment
 
 # the same remappings as launch/demo.launch.py (tests/ros/test_demo_runner.py checks they agree)
 DEMO_TOPICS = {
@@ -49,14 +50,14 @@ class DemoSettings:
     scene_period_s: float = 8.0
 
 
-def config_file() -> Path:
-    """config/perception.yaml of the installed package (colcon), else of this source tree."""
+def config_file(name: str = "perception.yaml") -> Path:
+    """config/<name> of the installed package (colcon), else of this source tree."""
     try:
         from ament_index_python.packages import get_package_share_directory
 
-        return Path(get_package_share_directory("dinov2_ros")) / "config" / "perception.yaml"
+        return Path(get_package_share_directory("dinov2_ros")) / "config" / name
     except (ImportError, LookupError, OSError):  # not installed with colcon, or no ament prefix at all
-        return Path(__file__).resolve().parents[2] / "config" / "perception.yaml"
+        return Path(__file__).resolve().parents[2] / "config" / name
 
 
 def remap_arguments(topics: dict[str, str]) -> list[str]:
@@ -256,7 +257,8 @@ def run_demo(settings: DemoSettings) -> int:
         f"demo: config {config_file()}; the first run exports the graph (about a minute), later runs reuse it.",
         flush=True,
     )
-    env = dict(os.environ)
+    # both processes send camera-sized messages: give their Fast DDS the large-image profile
+    env = {**os.environ, **profile_environment(config_file(PROFILE_FILE), os.environ)}
     processes = [subprocess.Popen(camera_command(settings), env=env)]
     processes.append(subprocess.Popen(perception_command(settings), env=env))
     rclpy.init()

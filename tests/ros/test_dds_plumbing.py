@@ -1,6 +1,7 @@
 """The ROS 2 plumbing is real: the message types this package publishes and consumes travel over
 DDS between two nodes in one process and between two processes."""
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -11,9 +12,11 @@ import pytest
 import rclpy
 from geometry_msgs.msg import Point
 from rclpy.executors import SingleThreadedExecutor
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, Image
 from vision_msgs.msg import Detection3D, Detection3DArray, LabelInfo, ObjectHypothesisWithPose, VisionClass
+
+from dinov2_ros.ros.dds_profile import PROFILE_VARIABLES
 
 RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
@@ -108,7 +111,7 @@ def test_label_info_reaches_a_late_subscriber_across_processes(context, tmp_path
     listener = textwrap.dedent(
         """
         import sys, time, rclpy
-        from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+        from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
         from vision_msgs.msg import LabelInfo
         rclpy.init()
         node = rclpy.create_node("plumbing_label_listener")
@@ -141,3 +144,44 @@ def test_label_info_reaches_a_late_subscriber_across_processes(context, tmp_path
     class_map, threshold = out.split()
     assert class_map == "3=bolt;7=nut"
     assert float(threshold) == pytest.approx(0.4)
+
+
+def test_camera_sized_frames_arrive_best_effort_across_processes_with_the_shipped_profile(context):
+    """640x480 rgb8 at 30 Hz, best effort, to another process: with config/fastdds_large_images.xml
+    (tests/conftest.py gives it to every process, as the launch files do) nearly every frame arrives;
+    with Fast DDS's 512 KiB shared-memory default most were lost on this machine (README)."""
+    assert any(os.environ.get(name) for name in PROFILE_VARIABLES), "conftest sets the profile"
+    listener = textwrap.dedent(
+        """
+        import time, rclpy
+        from rclpy.qos import qos_profile_sensor_data
+        from sensor_msgs.msg import Image
+        rclpy.init()
+        node = rclpy.create_node("plumbing_frame_listener")
+        arrivals = []
+        node.create_subscription(Image, "plumbing/frames", lambda m: arrivals.append(time.monotonic()), qos_profile_sensor_data)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not (arrivals and arrivals[-1] - arrivals[0] >= 3.0):
+            rclpy.spin_once(node, timeout_sec=0.05)
+        print(len(arrivals) - 1, arrivals[-1] - arrivals[0] if arrivals else 0.0)
+        """
+    )
+    talker = rclpy.create_node("plumbing_frame_talker", context=context)
+    publisher = talker.create_publisher(Image, "plumbing/frames", qos_profile_sensor_data)
+    frame = make_image()
+    process = subprocess.Popen([sys.executable, "-c", listener], stdout=subprocess.PIPE, text=True)
+    try:
+        next_time = time.monotonic()
+        while process.poll() is None:
+            publisher.publish(frame)
+            next_time += 1.0 / 30.0
+            time.sleep(max(0.0, next_time - time.monotonic()))
+        out, _ = process.communicate(timeout=5)
+    finally:
+        if process.poll() is None:
+            process.kill()
+        talker.destroy_node()
+    frames, seconds = out.split()
+    assert float(seconds) >= 3.0, "the listener received no stream"
+    rate_hz = int(frames) / float(seconds)
+    assert rate_hz > 27.0, f"{rate_hz:.1f} of 30 frames per second arrived"

@@ -51,6 +51,7 @@ class CameraStatistics:
         self._outputs = _Window(window_s)
         self._latencies = _Window(window_s)
         self._inference = _Window(window_s)
+        self._in_node = _Window(window_s)
         self._last_input_s: float | None = None
         self.received = 0
         self.published = 0
@@ -68,12 +69,14 @@ class CameraStatistics:
             self.rejected[category] += 1
             self.last_rejection = f"{category}: {detail}"
 
-    def result_published(self, now_s: float, latency_s: float, inference_s: float) -> None:
+    def result_published(self, now_s: float, latency_s: float, inference_s: float, in_node_s: float) -> None:
+        """`in_node_s`: image receipt to objects published, less the graph call (what the node adds)."""
         with self._lock:
             self.published += 1
             self._outputs.add(now_s)
             self._latencies.add(now_s, latency_s)
             self._inference.add(now_s, inference_s)
+            self._in_node.add(now_s, in_node_s)
 
     def to_status(self, now_s: float, node_name: str, dropped: int) -> DiagnosticStatus:
         """The camera's status; `dropped` counts the images replaced before they were processed (its slot's)."""
@@ -86,6 +89,7 @@ class CameraStatistics:
                 "latency median (ms)": _milliseconds(latencies, 50),
                 "latency max (ms)": _milliseconds(latencies, 100),
                 "inference median (ms)": _milliseconds(inference, 50),
+                "in node besides inference median (ms)": _milliseconds(self._in_node.values(now_s), 50),
                 "frames received": str(self.received),
                 "frames published": str(self.published),
                 "frames dropped": str(dropped),

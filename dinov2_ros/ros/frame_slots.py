@@ -29,6 +29,7 @@ class PairedFrame:
     image: Any
     camera_info: Any
     depth: Any | None
+    received_ns: int = 0  # when the image arrived (the slot's clock)
 
 
 class _Partners:
@@ -101,8 +102,9 @@ class CameraSlot:
             info = self._camera_info.match(stamp_ns, self.tolerance_ns)
             depth = self._depth.match(stamp_ns, self.tolerance_ns) if self.needs_depth else None
             if info is not None and (depth is not None or not self.needs_depth):
+                received_ns = self.image_received_ns
                 self._image = self._waiting_since_ns = self.image_received_ns = None
-                return PairedFrame(self.camera, stamp_ns, image, info, depth)
+                return PairedFrame(self.camera, stamp_ns, image, info, depth, received_ns)
             if now_ns - self._waiting_since_ns < self.timeout_ns:
                 return None
             self._image = self._waiting_since_ns = self.image_received_ns = None

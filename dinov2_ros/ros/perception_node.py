@@ -220,6 +220,7 @@ class PerceptionNode(Node):
         camera.objects_2d.publish(messages.to_detection2d_array(result, header))
         # latency of the objects, which planners wait for; depth and the debug outputs follow
         latency_s = (self.get_clock().now().nanoseconds - taken.stamp_ns) / 1e9
+        in_node_s = (time.monotonic_ns() - taken.received_ns) / 1e9 - result.inference_s
         if result.depth is not None:
             depth, info = messages.to_depth_messages(result, header, taken.camera_info)
             camera.depth.publish(depth)
@@ -233,7 +234,7 @@ class PerceptionNode(Node):
             camera.debug_image.publish(
                 messages.debug_image_message(result, labels, self._options["output.debug_max_depth_m"], header)
             )
-        camera.statistics.result_published(time.monotonic(), latency_s, result.inference_s)
+        camera.statistics.result_published(time.monotonic(), latency_s, result.inference_s, in_node_s)
 
     def _reject(self, camera: str, category: str, detail: str) -> None:
         self.cameras[camera].statistics.frame_rejected(category, detail)

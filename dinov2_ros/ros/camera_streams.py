@@ -108,7 +108,8 @@ class CameraStreams:
         subscriptions.append(self._node.create_subscription(msg_type, topic, callback, qos, event_callbacks=events))
 
     def _on_image(self, msg) -> None:
-        self.statistics.image_received(time.monotonic())
+        age_s = (self._node.get_clock().now().nanoseconds - stamp_ns(msg)) / 1e9
+        self.statistics.image_received(time.monotonic(), age_s)
         self.slot.put_image(stamp_ns(msg), msg, time.monotonic_ns())
         self._wake()
 

@@ -31,6 +31,14 @@ from rclpy.parameter import Parameter
 from dinov2_ros.perception.frame_pipeline import FramePipeline
 
 
+def add_class_request(name: str, box: Sequence[float], camera: str | None = None) -> SetParameters.Request:
+    """A `dinov2/add_class` request: teach `name` from `box` (x1, y1, x2, y2 camera pixels)."""
+    fields = [Parameter("class_name", value=name), Parameter("box", value=[float(v) for v in box])]
+    if camera is not None:
+        fields.append(Parameter("camera", value=camera))
+    return SetParameters.Request(parameters=[field.to_parameter_msg() for field in fields])
+
+
 def _fields(request: SetParameters.Request, allowed: Sequence[str]) -> dict[str, Any]:
     fields = {p.name: Parameter.from_parameter_msg(p).value for p in request.parameters}
     unknown = sorted(set(fields) - set(allowed))

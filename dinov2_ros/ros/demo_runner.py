@@ -19,13 +19,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import rclpy
-from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
 from rcl_interfaces.srv import SetParameters
 from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
 from vision_msgs.msg import Detection2D, Detection2DArray, LabelInfo
 
 from dinov2_ros.ros.camera_streams import LATCHED_QOS, stamp_ns
+from dinov2_ros.ros.class_services import add_class_request
 from dinov2_ros.ros.dds_profile import PROFILE_FILE, profile_environment
 
 # the same remappings as launch/demo.launch.py (tests/ros/test_demo_runner.py checks they agree)
@@ -197,18 +197,7 @@ class DemoMonitor(Node):
             return
         name, box = wanted[0]
         self.taught_this_scene.add(name)
-        request = SetParameters.Request(
-            parameters=[
-                Parameter(
-                    name="class_name", value=ParameterValue(type=ParameterType.PARAMETER_STRING, string_value=name)
-                ),
-                Parameter(
-                    name="box",
-                    value=ParameterValue(type=ParameterType.PARAMETER_DOUBLE_ARRAY, double_array_value=list(box)),
-                ),
-            ]
-        )
-        self.pending_teach = self.add_class.call_async(request)
+        self.pending_teach = self.add_class.call_async(add_class_request(name, box))
         self.pending_teach.add_done_callback(lambda future, name=name: self._taught(future, name))
 
     def _taught(self, future, name: str) -> None:

@@ -58,10 +58,11 @@ class CameraStatistics:
         self.rejected: Counter[str] = Counter()
         self.last_rejection = ""
 
-    def image_received(self, now_s: float) -> None:
+    def image_received(self, now_s: float, age_s: float) -> None:
+        """`age_s`: the image's stamp to its arrival here (camera driver and DDS delivery)."""
         with self._lock:
             self.received += 1
-            self._inputs.add(now_s)
+            self._inputs.add(now_s, age_s)
             self._last_input_s = now_s
 
     def frame_rejected(self, category: str, detail: str) -> None:
@@ -88,6 +89,7 @@ class CameraStatistics:
                 "output rate (Hz)": f"{self._outputs.rate(now_s):.2f}",
                 "latency median (ms)": _milliseconds(latencies, 50),
                 "latency max (ms)": _milliseconds(latencies, 100),
+                "image age at receipt median (ms)": _milliseconds(self._inputs.values(now_s), 50),
                 "inference median (ms)": _milliseconds(inference, 50),
                 "in node besides inference median (ms)": _milliseconds(self._in_node.values(now_s), 50),
                 "frames received": str(self.received),

@@ -107,13 +107,14 @@ def test_camera_statistics_report_rates_latency_and_reasons():
     stats = CameraStatistics("front", window_s=5.0)
     assert stats.to_status(0.0, "node", dropped=0).level == DiagnosticStatus.WARN
     for i in range(10):
-        stats.image_received(i * 0.1)
+        stats.image_received(i * 0.1, age_s=0.003)
         stats.result_published(i * 0.1, latency_s=0.05, inference_s=0.02, in_node_s=0.001 * i)
     stats.frame_rejected("image", "truncated image data")
     status = stats.to_status(1.0, "node", dropped=4)
     values = {kv.key: kv.value for kv in status.values}
     assert status.level == DiagnosticStatus.OK and status.hardware_id == "front"
     assert values["input rate (Hz)"] == "2.00" and values["latency median (ms)"] == "50.0"
+    assert values["image age at receipt median (ms)"] == "3.0"
     assert values["inference median (ms)"] == "20.0" and values["in node besides inference median (ms)"] == "4.5"
     assert values["frames dropped"] == "4" and values["rejected: image"] == "1"
     assert values["last rejection"] == "image: truncated image data"

@@ -95,10 +95,15 @@ class PinholeCameraModel:
     def cy(self) -> float:
         return float(self.K[1, 2])
 
+    @property
+    def has_distortion(self) -> bool:
+        """False for a plain pinhole (all distortion coefficients zero)."""
+        return bool(np.any(self.D))
+
     def normalized_coordinates(self, uv: np.ndarray) -> np.ndarray:
         """Pixels (N, 2) -> undistorted normalised image coordinates (x/z, y/z), shape (N, 2)."""
         uv = np.asarray(uv, np.float64).reshape(-1, 2)
-        if not np.any(self.D):
+        if not self.has_distortion:
             return np.column_stack([(uv[:, 0] - self.cx) / self.fx, (uv[:, 1] - self.cy) / self.fy])
         if self.distortion_model == _FISHEYE_MODEL:
             return cv2.fisheye.undistortPoints(uv[:, None], self.K, self.D).reshape(-1, 2)

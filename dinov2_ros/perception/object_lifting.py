@@ -49,7 +49,7 @@ def depth_to_metres(depth: np.ndarray, encoding: str) -> np.ndarray:
 
 def nan_where_no_return(metres: np.ndarray) -> np.ndarray:
     """Set NaN, in place, wherever depth in metres is not a positive finite value; returns `metres`."""
-    metres[~(metres > 0) | ~np.isfinite(metres)] = np.nan
+    np.copyto(metres, np.nan, where=~((metres > 0) & (metres < np.inf)))  # NaN compares False: stays NaN
     return metres
 
 
@@ -110,14 +110,15 @@ class ObjectLifter:
         x2, y2 = (int(np.clip(np.ceil(v), 0, limit)) for v, limit in zip(box[2:], (width, height), strict=True))
         crop = depth_m[y1:y2, x1:x2]
         support = np.isfinite(crop) if mask is None else np.isfinite(crop) & mask[y1:y2, x1:x2]
-        rows, cols = np.nonzero(support)
-        if len(rows) < self.min_valid_pixels:
+        count = int(np.count_nonzero(support))
+        if count < self.min_valid_pixels:
             return LiftedObject(
-                None, None, len(rows),
-                f"only {len(rows)} valid depth pixels inside the detection (need {self.min_valid_pixels})",
+                None, None, count,
+                f"only {count} valid depth pixels inside the detection (need {self.min_valid_pixels})",
             )  # fmt: skip
-        z = crop[rows, cols].astype(np.float64)
-        sample = z[:: -(-len(z) // MEDIAN_SAMPLES)]  # medians of an even subsample: same estimate, less time
+        z_valid = crop[support]
+        # medians of an even subsample: same estimate, less time
+        sample = z_valid[:: -(-count // MEDIAN_SAMPLES)].astype(np.float64)
         inliers = sample
         for _ in range(3):  # re-estimate on the inliers: a large first spread (half table) shrinks to the part's
             median = np.median(inliers)
@@ -126,12 +127,21 @@ class ObjectLifter:
             if len(refined) == len(inliers):
                 break
             inliers = refined
-        keep = np.abs(z - median) <= band
-        z = z[keep]
-        xy = camera.normalized_coordinates(np.column_stack([cols[keep] + x1, rows[keep] + y1]))
-        x, y = xy[:, 0] * z, xy[:, 1] * z  # 1D reductions: far faster than min/max over an (N, 3) axis
-        low, high = np.array([x.min(), y.min(), z.min()]), np.array([x.max(), y.max(), z.max()])
+        keep = support & (np.abs(crop - median) <= band)
+        kept = int(np.count_nonzero(keep))
+        if camera.has_distortion:
+            rows, cols = np.nonzero(keep)
+            z = crop[rows, cols].astype(np.float64)
+            xy = camera.normalized_coordinates(np.column_stack([cols + x1, rows + y1]))
+            x, y = xy[:, 0] * z, xy[:, 1] * z  # 1D reductions: far faster than min/max over an (N, 3) axis
+            low, high = np.array([x.min(), y.min(), z.min()]), np.array([x.max(), y.max(), z.max()])
+        else:  # pinhole: x/z depends on the column only and y/z on the row, so reduce the crop in place
+            x_over_z = (np.arange(x1, x2) - camera.cx) / camera.fx
+            y_over_z = (np.arange(y1, y2) - camera.cy) / camera.fy
+            values = (x_over_z[None, :] * crop, y_over_z[:, None] * crop, crop)
+            low = np.array([np.min(v, where=keep, initial=np.inf) for v in values])
+            high = np.array([np.max(v, where=keep, initial=-np.inf) for v in values])
         center = 0.5 * (low + high)
         # points are pixel centres: add one pixel's footprint so a face of n pixels spans n pixels
         footprint = center[2] * np.array([1 / camera.fx, 1 / camera.fy, 0.0])
-        return LiftedObject(center, high - low + footprint, len(z))
+        return LiftedObject(center, high - low + footprint, kept)

@@ -39,10 +39,11 @@ def depth_to_metres(depth: np.ndarray, encoding: str) -> np.ndarray:
     if encoding not in DEPTH_ENCODINGS:
         raise ValueError(f"depth encoding {encoding!r} is not supported; publish {' or '.join(DEPTH_ENCODINGS)}")
     expected = DEPTH_ENCODINGS[encoding]
-    if depth.dtype != expected or depth.ndim != 2:
+    if depth.dtype.newbyteorder("=") != expected or depth.ndim != 2:  # either byte order (a message's view)
         raise ValueError(
             f"{encoding} depth must be a 2D {np.dtype(expected).name} array, got {depth.dtype} {depth.shape}"
         )
+    # astype copies, so the caller's array (a view of a message) is never written
     metres = depth.astype(np.float32) * np.float32(0.001) if encoding == "16UC1" else depth.astype(np.float32)
     return nan_where_no_return(metres)
 

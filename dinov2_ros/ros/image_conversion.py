@@ -15,6 +15,8 @@ import numpy as np
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 
+from dinov2_ros.perception.object_lifting import depth_to_metres
+
 
 @dataclass(frozen=True)
 class _Encoding:
@@ -94,13 +96,7 @@ def depth_image_to_metres(msg: Image) -> np.ndarray:
             f"depth image encoding {msg.encoding!r} is not a depth encoding: expected 16UC1 (mm) or "
             "32FC1 (m); remap the camera's aligned depth topic (e.g. aligned_depth_to_color/image_raw)"
         )
-    view = image_view(msg)
-    if msg.encoding == "16UC1":
-        metres = view.astype(np.float32) * np.float32(0.001)
-    else:
-        metres = view.astype(np.float32, copy=True)
-    metres[~(metres > 0) | ~np.isfinite(metres)] = np.nan
-    return metres
+    return depth_to_metres(image_view(msg), msg.encoding)
 
 
 def compressed_to_rgb(msg: CompressedImage) -> np.ndarray:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import mmap
 import os
 import tempfile
 from collections.abc import Iterator
@@ -126,12 +127,58 @@ def save_model_atomic(model, path: Path) -> None:
         raise
 
 
-def read_metadata(path: str | os.PathLike) -> dict[str, str]:
-    """The metadata_props of an ONNX file, without loading its weights."""
-    import onnx
+# ModelProto.metadata_props and StringStringEntryProto's key and value (onnx.proto field numbers)
+_METADATA_FIELD, _KEY_FIELD, _VALUE_FIELD = 14, 1, 2
 
-    model = onnx.load_model(str(path), load_external_data=False)
-    return {prop.key: prop.value for prop in model.metadata_props}
+
+def read_metadata(path: str | os.PathLike) -> dict[str, str]:
+    """The metadata_props of an ONNX file, read from the protobuf wire format without parsing the graph.
+
+    The graph (weights included) is skipped by its length, so reading the spec of a large exported
+    graph costs a few small reads instead of parsing hundreds of MB. ValueError if not an ONNX file.
+    """
+    with open(path, "rb") as file, mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        metadata = {}
+        for field, value in _protobuf_fields(data, 0, len(data)):
+            if field == _METADATA_FIELD:
+                entry = dict(_protobuf_fields(data, *value))
+                key, text = entry.get(_KEY_FIELD, (0, 0)), entry.get(_VALUE_FIELD, (0, 0))
+                metadata[bytes(data[slice(*key)]).decode()] = bytes(data[slice(*text)]).decode()
+        return metadata
+
+
+def _protobuf_fields(data, start: int, end: int) -> Iterator[tuple[int, tuple[int, int]]]:
+    """(field number, (start, end) of its bytes) of each length-delimited field in data[start:end]."""
+    position = start
+    while position < end:
+        tag, position = _varint(data, position)
+        wire_type = tag & 7
+        if wire_type == 0:
+            _, position = _varint(data, position)
+            continue
+        if wire_type == 2:
+            length, position = _varint(data, position)
+            if position + length > end:
+                raise ValueError("not an ONNX file: a protobuf field runs past the end")
+            yield tag >> 3, (position, position + length)
+            position += length
+        elif wire_type in (1, 5):
+            position += 8 if wire_type == 1 else 4
+        else:
+            raise ValueError(f"not an ONNX file: protobuf wire type {wire_type} at byte {position}")
+
+
+def _varint(data, position: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        if position >= len(data) or shift > 63:
+            raise ValueError("not an ONNX file: truncated protobuf varint")
+        byte = data[position]
+        position += 1
+        value |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return value, position
+        shift += 7
 
 
 def load_graph_spec(path: str | os.PathLike, expected: GraphSpec | None = None) -> GraphSpec:

@@ -57,6 +57,23 @@ def test_metadata_identifies_the_graph(exported):
     assert load_graph_spec(path, expected=spec) == spec
 
 
+def test_metadata_is_read_from_the_wire_format_as_onnx_reads_it(exported, tmp_path):
+    _, path = exported(tiny_spec())
+    model = onnx.load(path)
+    set_metadata(model, {"unicode": "Tiefe in m \u00b1 1 %", "empty": ""})
+    onnx.save(model, tmp_path / "more.onnx")
+    assert read_metadata(tmp_path / "more.onnx") == {p.key: p.value for p in model.metadata_props}
+
+    for name, content in [
+        ("text.onnx", b"this is not a model\n"),
+        ("empty.onnx", b""),
+        ("cut.onnx", path.read_bytes()[:999]),
+    ]:
+        (tmp_path / name).write_bytes(content)
+        with pytest.raises(ValueError):
+            load_graph_spec(tmp_path / name)
+
+
 def test_opset_below_17_is_refused(tmp_path):
     with pytest.raises(ValueError, match="opset must be >= 17"):
         export_graph(tiny_graph(tiny_spec()), tmp_path / "old.onnx", opset=16)

@@ -20,6 +20,7 @@ from typing import Protocol
 import cv2
 import numpy as np
 
+from dinov2_ros.atomic_file import atomic_write
 from dinov2_ros.runtime.graph_spec import PATCH_SIZE, ResizeMapping
 
 PROTOTYPE_FORMAT = "dinov2_ros.prototypes"
@@ -172,7 +173,6 @@ class PrototypeStore:
     def save(self, path: str | os.PathLike) -> Path:
         """Write a versioned .npz (prototypes, their class ids, JSON metadata) atomically."""
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         names = list(self._prototypes)
         metadata = {
             "format": PROTOTYPE_FORMAT,
@@ -190,9 +190,8 @@ class PrototypeStore:
             prototypes=np.concatenate([self._prototypes[n] for n in names] or [np.zeros((0, self.embed_dim))]),
             prototype_classes=np.array([self._ids[n] for n in names for _ in self._prototypes[n]], np.int32),
         )
-        partial = path.with_name(path.name + ".partial")
-        partial.write_bytes(buffer.getvalue())
-        partial.replace(path)
+        with atomic_write(path) as temporary:
+            temporary.write_bytes(buffer.getvalue())
         return path
 
     @classmethod

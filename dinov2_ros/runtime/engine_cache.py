@@ -14,11 +14,12 @@ import json
 import logging
 import os
 import struct
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
+
+from dinov2_ros.atomic_file import atomic_write
 
 LOG = logging.getLogger(__name__)
 
@@ -106,20 +107,11 @@ class EngineCache:
 
 
 def write_engine_file(path: Path, key: EngineKey, data: bytes) -> None:
-    """Atomically write header + engine bytes: temporary file in the same directory, fsync, rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Atomically write header + engine bytes."""
     header = key.to_json().encode()
-    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(descriptor, "wb") as stream:
-            stream.write(MAGIC + _HEADER_LENGTH.pack(len(header)) + header)
-            stream.write(data)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    with atomic_write(path) as temporary, open(temporary, "wb") as stream:
+        stream.write(MAGIC + _HEADER_LENGTH.pack(len(header)) + header)
+        stream.write(data)
 
 
 def read_engine_file(path: Path) -> tuple[EngineKey, bytes]:

@@ -11,7 +11,6 @@ import contextlib
 import logging
 import mmap
 import os
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -19,6 +18,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from dinov2_ros import __version__
+from dinov2_ros.atomic_file import atomic_write
 from dinov2_ros.runtime.graph_spec import GraphSpec
 
 if TYPE_CHECKING:
@@ -114,17 +114,11 @@ def quiet_onnx_tools() -> Iterator[None]:
 
 
 def save_model_atomic(model, path: Path) -> None:
-    """Write an ONNX model next to `path` and rename it into place, so readers never see half a file."""
+    """Write an ONNX model so that readers never see half a file."""
     import onnx
 
-    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(descriptor)
-    try:
+    with atomic_write(path) as temporary:
         onnx.save_model(model, temporary)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 # ModelProto.metadata_props and StringStringEntryProto's key and value (onnx.proto field numbers)

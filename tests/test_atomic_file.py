@@ -1,0 +1,21 @@
+"""atomic_write: the file appears whole or not at all, and a failed write leaves the old one."""
+
+from __future__ import annotations
+
+import pytest
+
+from dinov2_ros.atomic_file import atomic_write
+
+
+def test_the_file_appears_whole_and_a_failed_write_keeps_the_old_one(tmp_path):
+    target = tmp_path / "new_dir" / "classes.npz"
+    with atomic_write(target) as temporary:
+        temporary.write_bytes(b"first")
+        assert not target.exists(), "nothing at the path until the write is done"
+    assert target.read_bytes() == b"first"
+
+    with pytest.raises(RuntimeError, match="disk full"), atomic_write(target) as temporary:
+        temporary.write_bytes(b"half")
+        raise RuntimeError("disk full")
+    assert target.read_bytes() == b"first"
+    assert [p.name for p in target.parent.iterdir()] == ["classes.npz"], "the temporary file is removed"

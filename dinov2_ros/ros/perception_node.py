@@ -206,35 +206,48 @@ class PerceptionNode(Node):
                 self._reject(frame.camera, "inference", f"{type(error).__name__}: {error}")
             return
         labels = self.pipeline.labels()
-        for taken, result in zip(paired, results, strict=True):
-            try:
-                self._publish(self.cameras[taken.camera], taken, result, labels)
-            except Exception as error:  # one bad result must not stop the worker, nor the other cameras
-                if not self.context.ok():
-                    return  # shutting down (Ctrl-C): the publishers are gone mid-frame
-                self._reject(taken.camera, "publish", f"{type(error).__name__}: {error}")
+        # every camera's objects first (planners wait for them), then depth and the debug outputs
+        for publish in (self._publish_objects, self._publish_secondary):
+            for taken, result in zip(paired, results, strict=True):
+                try:
+                    publish(self.cameras[taken.camera], taken, result, labels)
+                except Exception as error:  # one bad result must not stop the worker, nor the other cameras
+                    if not self.context.ok():
+                        return  # shutting down (Ctrl-C): the publishers are gone mid-frame
+                    self._reject(taken.camera, "publish", f"{type(error).__name__}: {error}")
 
-    def _publish(self, camera: CameraStreams, taken: PairedFrame, result: FrameResult, labels: dict[int, str]) -> None:
+    def _publish_objects(
+        self, camera: CameraStreams, taken: PairedFrame, result: FrameResult, labels: dict[int, str]
+    ) -> None:
         header = taken.image.header
         camera.objects.publish(messages.to_detection3d_array(result, header))
         camera.objects_2d.publish(messages.to_detection2d_array(result, header))
-        # latency of the objects, which planners wait for; depth and the debug outputs follow
         latency_s = (self.get_clock().now().nanoseconds - taken.stamp_ns) / 1e9
         in_node_s = (time.monotonic_ns() - taken.received_ns) / 1e9 - result.inference_s
-        if result.depth is not None:
+        camera.statistics.result_published(time.monotonic(), latency_s, result.inference_s, in_node_s)
+
+    def _publish_secondary(
+        self, camera: CameraStreams, taken: PairedFrame, result: FrameResult, labels: dict[int, str]
+    ) -> None:
+        header = taken.image.header
+        # like image_pipeline, each output costs nothing while nobody subscribes (a 640x480 depth
+        # message is a 1.2 MB copy)
+        if result.depth is not None and (
+            camera.depth.get_subscription_count() or camera.depth_info.get_subscription_count()
+        ):
             depth, info = messages.to_depth_messages(result, header, taken.camera_info)
             camera.depth.publish(depth)
             camera.depth_info.publish(info)
-            if self._options["output.points"] and result.frame.camera_model is not None:
-                points = depth_points(result, self._options["output.points_stride"])
-                camera.points.publish(messages.to_point_cloud(points, header))
+        wants_points = self._options["output.points"] and camera.points.get_subscription_count()
+        if wants_points and result.depth is not None and result.frame.camera_model is not None:
+            points = depth_points(result, self._options["output.points_stride"])
+            camera.points.publish(messages.to_point_cloud(points, header))
         if camera.markers.get_subscription_count():
             camera.markers.publish(messages.to_markers(result, header, labels))
         if camera.debug_image.get_subscription_count():
             camera.debug_image.publish(
                 messages.debug_image_message(result, labels, self._options["output.debug_max_depth_m"], header)
             )
-        camera.statistics.result_published(time.monotonic(), latency_s, result.inference_s, in_node_s)
 
     def _reject(self, camera: str, category: str, detail: str) -> None:
         self.cameras[camera].statistics.frame_rejected(category, detail)

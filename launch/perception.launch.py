@@ -26,6 +26,8 @@ PARAMETER_ARGUMENTS = {
     "model": "model.variant",
     "weights": "model.weights",
     "depth_weights": "model.depth_weights",
+    "detector": "model.detector",
+    "detector_weights": "model.detector_weights",
     "engine_cache_dir": "model.graph_dir",
 }
 
@@ -78,6 +80,10 @@ def generate_launch_description():
         ),
         DeclareLaunchArgument(
             "depth_weights", default_value="", description="depth head weights: path | pretrained | random"
+        ),
+        DeclareLaunchArgument("detector", default_value="", description="exemplar | center | none (default: config)"),
+        DeclareLaunchArgument(
+            "detector_weights", default_value="", description="train-detector checkpoint, for detector:=center"
         ),
         DeclareLaunchArgument(
             "engine_cache_dir", default_value="", description="exported graphs and TensorRT engines (default: config)"

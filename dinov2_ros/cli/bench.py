@@ -48,7 +48,7 @@ def _bench(args: argparse.Namespace) -> int:
         _LOG.error("--batch must be >= 1, got %d", args.batch)
         return 2
     try:
-        graph = graph_from_args(args)
+        graph, _ = graph_from_args(args)
         with tempfile.TemporaryDirectory() as scratch:
             backend, encoder = _open(args, graph, Path(scratch))
             with backend:

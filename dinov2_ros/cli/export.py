@@ -47,7 +47,7 @@ def add_graph_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def graph_from_args(args: argparse.Namespace):
-    """The PerceptionGraph the options describe (imports torch)."""
+    """The PerceptionGraph the options describe, and a trained head's class names (or None); imports torch."""
     from dinov2_ros.model.variants import get_variant
     from dinov2_ros.runtime.factory import build_perception_graph
     from dinov2_ros.runtime.graph_spec import GraphSpec
@@ -65,7 +65,7 @@ def graph_from_args(args: argparse.Namespace):
         embed_dim=get_variant(args.variant).embed_dim,
         features=args.features,
     )
-    head = None
+    head, class_names = None, None
     if spec.exemplar:
         from dinov2_ros.model.exemplar_head import ExemplarHead
 
@@ -77,15 +77,17 @@ def graph_from_args(args: argparse.Namespace):
         if args.center_head is None:
             raise ValueError("--heads center needs --center-head PATH (train one with `dinov2-ros train-detector`)")
         # train-detector names the encoder by variant and weights, and records the resize it trained with
-        head, _ = load_center_head(
+        head, info = load_center_head(
             args.center_head,
             encoder_name(args.variant, args.weights),
             args.input,
             top_k=spec.top_k,
             expected_resize=spec.resize,
         )
+        class_names = info.class_names
     depth_weights = args.depth_weights if spec.depth else None
-    return build_perception_graph(spec, args.weights, depth_weights, args.depth_dataset, args.depth_kind, head)
+    graph = build_perception_graph(spec, args.weights, depth_weights, args.depth_dataset, args.depth_kind, head)
+    return graph, class_names
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -101,11 +103,11 @@ def _export(args: argparse.Namespace) -> int:
     from dinov2_ros.runtime.onnx_export import export_graph
 
     try:
-        graph = graph_from_args(args)
+        graph, class_names = graph_from_args(args)
     except ValueError as error:
         _LOG.error("%s", error)
         return 2
-    path = export_graph(graph, args.output_dir / f"{graph.spec.key}.onnx", opset=args.opset)
+    path = export_graph(graph, args.output_dir / f"{graph.spec.key}.onnx", opset=args.opset, class_names=class_names)
     print(path)
     if args.int8:
         from dinov2_ros.runtime.quantize import quantize_graph

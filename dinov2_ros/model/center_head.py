@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dinov2_ros.atomic_file import atomic_write
 from dinov2_ros.model.checkpoint import CheckpointError, load_strictly
 from dinov2_ros.model.exemplar_head import pad_detections
 
@@ -116,17 +117,15 @@ def save_center_head(path: str | os.PathLike, head: CenterHead, info: CenterHead
             f"CenterHeadInfo ({len(info.class_names)} classes, embed_dim {info.embed_dim}) does not describe "
             f"the head ({head.num_classes} classes, embed_dim {head.embed_dim})"
         )
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     payload = {
         "format": CHECKPOINT_FORMAT,
         "version": CHECKPOINT_VERSION,
         "info": {**asdict(info), "input_size": list(info.input_size), "class_names": list(info.class_names)},
         "state_dict": {key: value.detach().cpu() for key, value in head.state_dict().items()},
     }
-    partial = path.with_name(path.name + ".partial")
-    torch.save(payload, partial)
-    partial.replace(path)
+    path = Path(path)
+    with atomic_write(path) as temporary:
+        torch.save(payload, temporary)
     return path
 
 

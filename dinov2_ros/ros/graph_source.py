@@ -14,9 +14,9 @@ from pathlib import Path
 
 from dinov2_ros.runtime.backend import Backend
 from dinov2_ros.runtime.graph_spec import GraphSpec
-from dinov2_ros.runtime.onnx_export import load_graph_spec
+from dinov2_ros.runtime.onnx_export import graph_class_names, load_graph_spec
 
-DETECTORS = ("exemplar", "none")
+DETECTORS = ("exemplar", "center", "none")
 
 
 @dataclass(frozen=True)
@@ -39,6 +39,7 @@ class ModelSettings:
     device: str
     threads: int
     graph_dir: Path
+    detector_weights: str = ""  # a `dinov2-ros train-detector` checkpoint, for detector "center"
 
     def __post_init__(self) -> None:
         if not self.weights:
@@ -48,6 +49,11 @@ class ModelSettings:
             )
         if self.detector not in DETECTORS:
             raise ValueError(f"model.detector must be one of {DETECTORS}, got {self.detector!r}")
+        if self.detector == "center" and not self.detector_weights:
+            raise ValueError(
+                "model.detector is 'center' but model.detector_weights is empty: give the checkpoint written by "
+                "`dinov2-ros train-detector`, or use model.detector 'exemplar' (classes taught at run time)"
+            )
         if self.detector == "none" and not self.depth_weights:
             raise ValueError(
                 "model.detector is 'none' and model.depth_weights is empty: the graph would output nothing"
@@ -59,6 +65,8 @@ class ModelSettings:
         tags = [_tag(self.weights)]
         if self.depth_weights:
             tags.append(f"depth-{self.depth_dataset}-{self.depth_kind}-{_tag(self.depth_weights)}")
+        if self.detector == "center":
+            tags.append(f"center-{_tag(self.detector_weights)}")
         return "+".join(tags)
 
     @property
@@ -71,13 +79,14 @@ class ModelSettings:
             if self.depth_weights
             else "no depth head"
         )
+        detector = f"center head '{self.detector_weights}'" if self.detector == "center" else self.detector
         return (
             f"backend {self.backend} ({self.device}), encoder {self.variant} weights '{self.weights}', {depth}, "
-            f"detector {self.detector}, input {self.input_width}x{self.input_height} ({self.resize})"
+            f"detector {detector}, input {self.input_width}x{self.input_height} ({self.resize})"
         )
 
     def spec_for(self, height: int, width: int, embed_dim: int) -> GraphSpec:
-        heads = (("depth",) if self.depth_weights else ()) + (("exemplar",) if self.detector == "exemplar" else ())
+        heads = (("depth",) if self.depth_weights else ()) + ((self.detector,) if self.detector != "none" else ())
         return GraphSpec(
             variant=self.variant,
             camera_height=height,
@@ -144,7 +153,7 @@ class GraphSource:
         wanted = s.spec_for(height, width, self.embed_dim(graphs))
         if s.backend == "torch":
             self.log.info("building the PyTorch graph for %dx%d frames", width, height)
-            return create_backend("torch", wanted, graph=self._build_graph(wanted), device=s.device)
+            return create_backend("torch", wanted, graph=self._build_graph(wanted)[0], device=s.device)
         path = next((p for p, spec in graphs if spec == wanted), None)
         if path is None:
             path = self._export(wanted)
@@ -153,6 +162,14 @@ class GraphSource:
             return create_backend("onnxruntime", wanted, onnx_path=path, device=s.device, threads=s.threads)
         return create_backend(s.backend, wanted, onnx_path=path, cache_dir=self.directory / "engines")
 
+    def class_names(self) -> tuple[str, ...]:
+        """A trained head's class names by id: from an exported graph (no torch), else its checkpoint."""
+        for path, spec in exported_graphs(self.directory, self.log):
+            names = graph_class_names(path) if spec.detection == "center" else None
+            if spec.variant == self.settings.variant and names is not None:
+                return names
+        return self._center_head(self.settings.top_k)[1]
+
     def _export(self, spec: GraphSpec) -> Path:
         from dinov2_ros.runtime.onnx_export import export_graph
 
@@ -160,15 +177,42 @@ class GraphSource:
         self.log.info(
             "exporting graph '%s' to %s (once per camera size; takes a minute for vits14) ...", spec.key, path
         )
-        export_graph(self._build_graph(spec), path)
+        graph, class_names = self._build_graph(spec)
+        export_graph(graph, path, class_names=class_names)
         return path
 
+    def _detection_head(self, spec: GraphSpec):
+        """The detection head module for `spec` and, for a trained head, its class names."""
+        if spec.exemplar:
+            from dinov2_ros.model.exemplar_head import ExemplarHead
+
+            return ExemplarHead(max_classes=self.settings.max_classes, top_k=spec.top_k), None
+        if spec.detection == "center":
+            return self._center_head(spec.top_k)
+        return None, None
+
+    def _center_head(self, top_k: int):
+        from dinov2_ros.model.center_head import load_center_head
+        from dinov2_ros.perception.prototypes import encoder_name
+
+        s = self.settings
+        # train-detector names the encoder by variant and weights and records its input size and resize
+        head, info = load_center_head(
+            Path(s.detector_weights).expanduser(),
+            encoder_name(s.variant, s.weights),
+            (s.input_height, s.input_width),
+            top_k=top_k,
+            expected_resize=s.resize,
+        )
+        return head, info.class_names
+
     def _build_graph(self, spec: GraphSpec):
-        from dinov2_ros.model.exemplar_head import ExemplarHead
+        """The PerceptionGraph for `spec` (imports torch) and a trained head's class names, or None."""
         from dinov2_ros.runtime.factory import build_perception_graph
 
         s = self.settings
-        head = ExemplarHead(max_classes=s.max_classes, top_k=s.top_k) if spec.exemplar else None
-        return build_perception_graph(
+        head, class_names = self._detection_head(spec)
+        graph = build_perception_graph(
             spec, s.weights, s.depth_weights or None, s.depth_dataset, s.depth_kind, detection_head=head
         )
+        return graph, class_names

@@ -45,8 +45,12 @@ NODE_PARAMETERS: dict[str, Spec] = {
         "linear4", "depth head: linear (last block) or linear4 (four blocks)", True, choices=("linear", "linear4")
     ),
     "model.detector": Spec(
-        "exemplar", "object detector: exemplar (taught by example) or none", True, choices=DETECTORS
+        "exemplar",
+        "object detector: exemplar (taught by example), center (trained with train-detector) or none",
+        True,
+        choices=DETECTORS,
     ),
+    "model.detector_weights": Spec("", "for model.detector center: the train-detector checkpoint", True),
     "model.input_height": Spec(224, "model input height in pixels, a multiple of 14", True, (14, 1036)),
     "model.input_width": Spec(308, "model input width in pixels, a multiple of 14", True, (14, 1036)),
     "model.resize": Spec(
@@ -153,6 +157,7 @@ def declare_parameters(node: Node) -> NodeSettings:
         device=values["backend.device"],
         threads=values["backend.threads"],
         graph_dir=Path(values["model.graph_dir"]),
+        detector_weights=values["model.detector_weights"],
     )
     return NodeSettings(
         cameras, values["qos.reliable"], model, values["prototypes.file"], values["diagnostics.period_s"]

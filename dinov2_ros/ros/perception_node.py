@@ -78,7 +78,8 @@ class PerceptionNode(Node):
         self._log_model_choice()
         source = GraphSource(model, _RosLog(self))
         store = self._prototype_store(source) if model.detector == "exemplar" else None
-        self.pipeline = FramePipeline(source, store, max_classes=model.max_classes)
+        class_names = dict(enumerate(source.class_names())) if model.detector == "center" else None
+        self.pipeline = FramePipeline(source, store, class_names, max_classes=model.max_classes)
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._last_warning: dict[tuple[str, str], float] = {}

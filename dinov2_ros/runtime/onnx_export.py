@@ -8,10 +8,11 @@ opset >= 17 (LayerNormalization stays one op, which TensorRT keeps in fp32).
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import mmap
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -29,6 +30,7 @@ LOG = logging.getLogger(__name__)
 SPEC_KEY = "dinov2_ros.graph_spec"
 VERSION_KEY = "dinov2_ros.version"
 PRECISION_KEY = "dinov2_ros.precision"
+CLASS_NAMES_KEY = "dinov2_ros.class_names"  # JSON list: a trained detection head's class names by id
 MIN_OPSET = 17
 DEFAULT_OPSET = 18
 MAX_BATCH = 64
@@ -41,12 +43,17 @@ class ForeignGraphError(ValueError):
 
 
 def export_graph(
-    graph: PerceptionGraph, path: str | os.PathLike, opset: int = DEFAULT_OPSET, check: bool = True
+    graph: PerceptionGraph,
+    path: str | os.PathLike,
+    opset: int = DEFAULT_OPSET,
+    check: bool = True,
+    class_names: Sequence[str] | None = None,
 ) -> Path:
     """Export `graph` (a PerceptionGraph) to `path`, written atomically; returns the path.
 
     Checks the file with onnx.checker and, when `check`, runs it once in ONNX Runtime on batch 3 to
-    prove the batch axis is dynamic.
+    prove the batch axis is dynamic. `class_names` (a trained head's, by class id) go into the file,
+    so a node running it names its classes without the head's checkpoint or torch.
     """
     import onnx
     import torch
@@ -74,7 +81,10 @@ def export_graph(
             verbose=False,
         )
     model = program.model_proto
-    set_metadata(model, {SPEC_KEY: spec.to_json(), VERSION_KEY: __version__, PRECISION_KEY: "fp32"})
+    metadata = {SPEC_KEY: spec.to_json(), VERSION_KEY: __version__, PRECISION_KEY: "fp32"}
+    if class_names is not None:
+        metadata[CLASS_NAMES_KEY] = json.dumps(list(class_names))
+    set_metadata(model, metadata)
     onnx.checker.check_model(model, full_check=True)
     save_model_atomic(model, path)
     if check:
@@ -203,6 +213,12 @@ def load_graph_metadata(path: str | os.PathLike, expected: GraphSpec | None = No
             "export the graph for this camera and model with `dinov2-ros export`"
         )
     return spec, metadata
+
+
+def graph_class_names(path: str | os.PathLike) -> tuple[str, ...] | None:
+    """The class names exported with a trained detection head, by class id; None when the file has none."""
+    names = read_metadata(path).get(CLASS_NAMES_KEY)
+    return None if names is None else tuple(json.loads(names))
 
 
 def _example_inputs(spec: GraphSpec, batch: int) -> dict[str, np.ndarray]:

@@ -67,7 +67,7 @@ def settings_for(parameters: dict[str, object]) -> ModelSettings:
         depth_weights="random",
         depth_dataset="nyu",
         depth_kind="linear",
-        detector="exemplar",
+        detector=parameters.get("model.detector", "exemplar"),
         input_height=parameters["model.input_height"],
         input_width=parameters["model.input_width"],
         resize="stretch",
@@ -78,6 +78,7 @@ def settings_for(parameters: dict[str, object]) -> ModelSettings:
         device="cpu",
         threads=1,
         graph_dir=Path(parameters["model.graph_dir"]),
+        detector_weights=parameters.get("model.detector_weights", ""),
     )
 
 
@@ -96,6 +97,30 @@ def export_tiny_graphs(graph_dir: Path, encoder: str, sizes: list[tuple[int, int
         depth_head = LinearDepthHead(config["embed_dim"], config["taps"], 0.001, 10.0)
         graph = PerceptionGraph(spec, backbone, depth_head, ExemplarHead(max_classes=4, top_k=8))
         export_graph(graph.eval(), directory / f"{spec.key}.onnx", check=False)
+
+
+def export_tiny_center_graph(graph_dir: Path, checkpoint: Path, class_names: tuple[str, ...], size) -> dict:
+    """A trained-head checkpoint as `dinov2-ros train-detector` writes it (random weights, asked for),
+    and the tiny encoder's graph with that head where the node looks for it; the node's parameters."""
+    from dinov2_ros.model.center_head import CenterHead, CenterHeadInfo, save_center_head
+    from dinov2_ros.runtime.onnx_export import export_graph
+
+    config = ENCODERS["tiny"]
+    torch.manual_seed(0)
+    head = CenterHead(config["embed_dim"], len(class_names), hidden_dim=8, top_k=8)
+    info = CenterHeadInfo("tiny:random", config["input"], "stretch", class_names, config["embed_dim"], 8)
+    save_center_head(checkpoint, head, info)
+    parameters = model_parameters(graph_dir) | {"model.detector": "center", "model.detector_weights": str(checkpoint)}
+    settings = settings_for(parameters)
+    spec = settings.spec_for(*size, config["embed_dim"])
+    backbone = DinoVisionTransformer(config["embed_dim"], config["depth"], 2, img_size=112)
+    backbone.init_weights()
+    depth_head = LinearDepthHead(config["embed_dim"], config["taps"], 0.001, 10.0)
+    graph = PerceptionGraph(spec, backbone, depth_head, head.eval())
+    export_graph(
+        graph.eval(), graph_dir / settings.weights_tag / f"{spec.key}.onnx", check=False, class_names=class_names
+    )
+    return parameters
 
 
 def write_parameters(path: Path, values: dict[str, object]) -> Path:

@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
-from node_harness import Harness, SceneCamera, model_parameters, stamp_of
+from node_harness import Harness, SceneCamera, export_tiny_center_graph, model_parameters, stamp_of
 from rcl_interfaces.msg import Parameter as ParameterMsg
 from rcl_interfaces.srv import ListParameters, SetParameters
 from rclpy.parameter import Parameter
@@ -292,6 +292,43 @@ def test_thresholds_change_at_run_time_and_read_only_parameters_do_not(context, 
         node.destroy_node()
 
 
+def test_a_trained_center_head_runs_with_the_class_names_it_was_trained_on(context, graph_dir, harness, tmp_path):
+    parameters = export_tiny_center_graph(graph_dir, tmp_path / "parts.pt", ("bolt", "nut"), (120, 160))
+    node = start_node(context, graph_dir, "trained", **parameters, **{"detection.score_threshold": 0.0})
+    harness.add_node(node)
+    latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+    labels = harness.record(LabelInfo, "/trained/dinov2/label_info", latched)
+    objects = harness.record(Detection2DArray, "/trained/dinov2/objects_2d")
+    camera = SceneCamera(160, 120)
+    image_pub = harness.publisher(Image, "/trained/image")
+    info_pub = harness.publisher(type(camera.messages(0)[1]), "/trained/camera_info")
+    for index in range(1, 60):
+        image, info, _ = camera.messages(index * SECOND)
+        info_pub.publish(info)
+        image_pub.publish(image)
+        if harness.spin_until(lambda: labels and objects, timeout_s=0.2):
+            break
+    assert [(c.class_id, c.class_name) for c in labels[-1].class_map] == [(0, "bolt"), (1, "nut")]
+    detections = objects[-1].detections
+    assert detections, "a random head with threshold 0 reports its top-k peaks"
+    assert {d.results[0].hypothesis.class_id for d in detections} <= {"0", "1"}
+    services = {name for name, _ in node.get_service_names_and_types()}
+    assert "/trained/dinov2/add_class" not in services, "a trained head's classes are fixed"
+
+
+def test_a_trained_head_for_another_encoder_is_refused_with_the_reason(context, graph_dir, tmp_path):
+    from dinov2_ros.model.center_head import CenterHead, CenterHeadInfo, save_center_head
+
+    checkpoint = save_center_head(
+        tmp_path / "other.pt",
+        CenterHead(32, 2, 8),
+        CenterHeadInfo("vits14:pretrained", (112, 112), "stretch", ("a", "b"), 32, 8),
+    )
+    overrides = {"model.detector": "center", "model.detector_weights": str(checkpoint)}
+    with pytest.raises(ValueError, match="trained on encoder 'vits14:pretrained' features, not 'tiny:random'"):
+        start_node(context, graph_dir, "refused", **overrides)
+
+
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
@@ -299,6 +336,7 @@ def test_thresholds_change_at_run_time_and_read_only_parameters_do_not(context, 
         ({"cameras": ["front", "front"]}, "distinct names"),
         ({"model.input_height": 100}, "must be a multiple of 14"),
         ({"model.variant": "unknown_net"}, "not a released DINOv2 variant"),
+        ({"model.detector": "center"}, "model.detector_weights is empty"),
     ],
 )
 def test_a_configuration_the_node_cannot_run_says_what_to_change(context, graph_dir, overrides, message):

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from dinov2_ros.cli import bench, engine, export
-from dinov2_ros.runtime.onnx_export import load_graph_spec
+from dinov2_ros.runtime.onnx_export import graph_class_names, load_graph_spec
 from dinov2_ros.runtime.onnxruntime_backend import OnnxRuntimeBackend
 from dinov2_ros.runtime.torch_backend import TorchBackend
 
@@ -84,7 +84,7 @@ def test_export_command_writes_a_vits14_graph_that_matches_pytorch(tmp_path, cap
     rng = np.random.default_rng(0)
     inputs = {"images": rng.integers(0, 256, (2, 84, 112, 3), dtype=np.uint8)}
     torch.manual_seed(0)  # the same random draw as the exported graph's
-    graph = export.graph_from_args(args)
+    graph, _ = export.graph_from_args(args)
     with TorchBackend(graph, device="cpu") as reference, OnnxRuntimeBackend(fp32_path, spec) as ort_backend:
         features = reference.infer(inputs | probe_prototypes(spec))["features"]
         tokens = features[0].reshape(spec.embed_dim, -1).T[[0, 5, 10, 15]]
@@ -149,6 +149,7 @@ def test_export_takes_a_trained_center_head_and_refuses_a_mismatched_one(tmp_pat
     assert run([*common, "--heads", "center", "--center-head", str(checkpoint), "--output-dir", str(out)]) == 0
     (exported,) = out.glob("*.onnx")
     assert load_graph_spec(exported).detection == "center"
+    assert graph_class_names(exported) == ("a", "b"), "the node names the classes from the file alone"
     letterbox = [*common, "--heads", "center", "--resize", "letterbox", "--center-head", str(checkpoint)]
     assert run([*letterbox, "--output-dir", str(tmp_path / "refused")]) != 0
     assert "letterbox" in caplog.text and "stretch" in caplog.text

@@ -27,6 +27,7 @@ setup(
         "console_scripts": [
             "perception_node = dinov2_ros.ros.perception_node:main",
             "synthetic_camera_node = dinov2_ros.ros.synthetic_camera_node:main",
+            "demo_monitor = dinov2_ros.ros.demo_runner:monitor_main",
             "dinov2-ros = dinov2_ros.cli:main",
         ],
     },

@@ -4,8 +4,9 @@
 
 By default the encoder and depth head run with RANDOM weights (nothing is downloaded), so depth and
 objects are meaningless; the node says so in its log and on /diagnostics. Pass weights:=pretrained
-depth_weights:=pretrained (or checkpoint paths) for real output. Teach a part with the
-/dinov2/add_class service (see dinov2_ros/ros/class_services.py) and watch it appear in RViz.
+depth_weights:=pretrained (or checkpoint paths) for real output. The demo monitor teaches each
+synthetic part through the /dinov2/add_class service (see dinov2_ros/ros/class_services.py) and logs
+what the node finds; watch the parts appear in RViz.
 """
 
 import os
@@ -71,4 +72,6 @@ def generate_launch_description():
             "' (random weights give meaningless output; the first frame exports the graph, about a minute)",
         ]
     )
-    return LaunchDescription([*arguments, notice, camera, perception])
+    # teaches each synthetic part through dinov2/add_class and logs what is found against the truth
+    monitor = Node(package="dinov2_ros", executable="demo_monitor", output="screen")
+    return LaunchDescription([*arguments, notice, camera, perception, monitor])

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-EXECUTABLES = ["perception_node", "synthetic_camera_node", "dinov2-ros"]
+EXECUTABLES = ["perception_node", "synthetic_camera_node", "demo_monitor", "dinov2-ros"]
 
 
 @pytest.fixture(scope="module")

@@ -1,10 +1,11 @@
 """`dinov2-ros demo`: the system of launch/demo.launch.py, started without ROS launch, with a report.
 
-ROS launch is not installable without a ROS install, so this starts the same two processes that
+ROS launch is not installable without a ROS install, so this starts the same processes that
 demo.launch.py starts — the synthetic camera and the perception node, configured with
 config/perception.yaml and the demo's overrides — then teaches each synthetic part through the node's
 dinov2/add_class service (boxes from the camera's ground truth; one example per scene, up to three)
-and prints, once a second, what the node publishes next to that ground truth.
+and prints, once a second, what the node publishes next to that ground truth. demo.launch.py runs the
+same teaching and report as the `demo_monitor` executable (`monitor_main`).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from vision_msgs.msg import Detection2D, Detection2DArray, LabelInfo
 from dinov2_ros.ros.camera_streams import LATCHED_QOS, stamp_ns
 from dinov2_ros.ros.class_services import add_class_request
 from dinov2_ros.ros.dds_profile import PROFILE_FILE, profile_environment
+from dinov2_ros.ros.node_main import spin_node
 
 # the same remappings as launch/demo.launch.py (tests/ros/test_demo_runner.py checks they agree)
 DEMO_TOPICS = {
@@ -292,3 +294,20 @@ def _monitor(monitor: DemoMonitor, processes: list[subprocess.Popen], settings: 
         flush=True,
     )
     return 0
+
+
+def monitor_main(args: list[str] | None = None) -> int:
+    """The `demo_monitor` executable of demo.launch.py: teaches the parts and logs the report each second."""
+
+    def make_monitor() -> DemoMonitor:
+        monitor = DemoMonitor()
+        start, counted = time.monotonic(), [0]
+
+        def report() -> None:
+            monitor.get_logger().info(_report_line(monitor, time.monotonic() - start, counted[0]))
+            counted[0] = monitor.outputs
+
+        monitor.create_timer(1.0, report)
+        return monitor
+
+    return spin_node(make_monitor, "dinov2_demo_monitor", args)

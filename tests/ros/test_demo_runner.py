@@ -6,8 +6,10 @@ from __future__ import annotations
 import ast
 import os
 import re
+import signal
 import subprocess
 import sys
+import time
 
 from node_harness import REPO
 
@@ -57,3 +59,24 @@ def test_demo_teaches_the_parts_and_finds_them(tmp_path):
     assert truths > 0 and found / truths >= 0.5, summary.group(0)
     assert correct > 0, summary.group(0)
     assert "Traceback" not in output
+
+
+def test_demo_monitor_executable_of_demo_launch_reports_and_stops_cleanly():
+    """demo.launch.py's `demo_monitor`: logs its report each second, exits 0 on Ctrl-C."""
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from dinov2_ros.ros.demo_runner import monitor_main; sys.exit(monitor_main())",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        time.sleep(4.0)
+    finally:
+        process.send_signal(signal.SIGINT)
+        output, _ = process.communicate(timeout=15)
+    assert process.returncode == 0, output
+    assert re.search(r"\[dinov2_demo_monitor\]: \[ *\d+\.\d s\] 0 outputs/s", output), output

@@ -239,7 +239,7 @@ class FramePipeline:
         depth = nan_where_no_return(outputs["depth"][row]) if "depth" in outputs else None
         if "features" in outputs and graph.spec.exemplar:
             with self._lock:
-                self._features[frame.camera] = (outputs["features"][row].copy(), graph.spec)
+                self._features[frame.camera] = (outputs["features"][row], graph.spec)  # the backend's own array
         detections: list[Detection] = []
         if "detections" in outputs:
             detections = self._detections(frame, graph, outputs["detections"][row], outputs["masks"][row], depth)
@@ -255,12 +255,10 @@ class FramePipeline:
             return []
         labels = self.labels()
         boxes = rows[keep, :4].astype(np.float32)
-        masks = np.stack(
-            [
-                mask_to_camera(mask_logits[i], box, graph.camera_to_grid, frame.size)
-                for i, box in zip(keep, boxes, strict=True)
-            ]
-        )
+        masks = [
+            mask_to_camera(mask_logits[i], box, graph.camera_to_grid, frame.size)
+            for i, box in zip(keep, boxes, strict=True)
+        ]
         lift_depth = frame.depth if frame.depth is not None else depth
         lifted = self._lifter.lift(lift_depth, frame.camera_model, boxes, masks)
         detections = []

@@ -8,6 +8,7 @@ part gives no reliable orientation, and an axis-aligned box is what a grasp plan
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -79,9 +80,9 @@ class ObjectLifter:
         depth_m: np.ndarray | None,
         camera: PinholeCameraModel | None,
         boxes: np.ndarray,
-        masks: np.ndarray | None = None,
+        masks: Sequence[np.ndarray] | np.ndarray | None = None,
     ) -> list[LiftedObject]:
-        """One LiftedObject per box (K, 4) xyxy camera pixels; `masks` (K, H, W) bool narrow each box.
+        """One LiftedObject per box (K, 4) xyxy camera pixels; `masks` (K of (H, W) bool) narrow each box.
 
         `depth_m` is metres with NaN for no return (see depth_to_metres), aligned with the camera image.
         """
@@ -97,8 +98,9 @@ class ObjectLifter:
                 f"depth image is {depth_m.shape[1]}x{depth_m.shape[0]} but CameraInfo says "
                 f"{camera.width}x{camera.height}; use depth aligned to the camera image"
             )
-        if masks is not None and masks.shape != (len(boxes), *depth_m.shape):
-            raise ValueError(f"masks must be (K, H, W) = {(len(boxes), *depth_m.shape)}, got {masks.shape}")
+        if masks is not None and (len(masks) != len(boxes) or any(m.shape != depth_m.shape for m in masks)):
+            shapes = [m.shape for m in masks]
+            raise ValueError(f"masks must be {len(boxes)} arrays of the depth's shape {depth_m.shape}, got {shapes}")
         return [
             self._lift_one(depth_m, camera, box, None if masks is None else masks[i]) for i, box in enumerate(boxes)
         ]

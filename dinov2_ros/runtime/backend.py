@@ -31,7 +31,8 @@ class Backend(abc.ABC):
         self.closed = False
 
     def infer(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Run the graph on a batch: `images` uint8 (N,H,W,3) [+ prototypes]; returns outputs by name."""
+        """Run the graph on a batch: `images` uint8 (N,H,W,3) [+ prototypes]; returns outputs by name,
+        as fresh arrays the caller owns (no backend reuses them for a later call)."""
         if self.closed:
             raise RuntimeError(f"this {self.kind} backend is closed; create a new one to run the graph")
         checked = check_inputs(self.inputs, inputs)

@@ -118,3 +118,14 @@ def test_threads_stop_spinning_when_a_run_returns(exported):
             time.sleep(0.05)
             idle_cpu_s.append(time.process_time() - start)
     assert np.median(idle_cpu_s) < 0.005, f"{np.median(idle_cpu_s) * 1e3:.1f} ms of CPU in 50 ms after a run"
+
+
+def test_each_call_returns_fresh_arrays_the_caller_keeps(exported):
+    """The pipeline keeps a frame's features for teaching without copying them."""
+    spec = tiny_spec()
+    graph, path = exported(spec)
+    inputs = inputs_for(spec, frames("random", spec))
+    with OnnxRuntimeBackend(path, spec) as ort_backend, TorchBackend(graph, device="cpu") as torch_backend:
+        for backend in (ort_backend, torch_backend):
+            first, second = backend.infer(inputs), backend.infer(inputs)
+            assert not any(np.shares_memory(first[name], second[name]) for name in first), backend.kind

@@ -91,7 +91,7 @@ class PerceptionNode(Node):
                 camera,
                 prefix=f"{camera.name}/" if several else "",
                 reliable=self.settings.reliable,
-                wake=self._wake.set,
+                wake=self._wake_worker,
             )
             for camera in self.settings.cameras
         }
@@ -165,6 +165,12 @@ class PerceptionNode(Node):
             camera.label_info.publish(messages.to_label_info(labels, self.pipeline.score_threshold, header))
 
     # ----- the worker -----
+    def _wake_worker(self) -> None:
+        self._wake.set()
+        # yield the GIL so the worker starts now, not when this executor thread next blocks in its
+        # wait (measured here: 0.5 ms -> 0.1 ms from image callback to worker)
+        time.sleep(0)
+
     def _work(self) -> None:
         slots = [camera.slot for camera in self.cameras.values()]
         idle_since_ns, timeout_s = 0, IDLE_POLL_S

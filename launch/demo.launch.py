@@ -37,7 +37,7 @@ def generate_launch_description():
         ),
         DeclareLaunchArgument("depth_weights", default_value="random", description="depth head weights, likewise"),
         DeclareLaunchArgument("backend", default_value="onnxruntime", description="onnxruntime | tensorrt | torch"),
-        DeclareLaunchArgument("rate_hz", default_value="10.0", description="synthetic camera frame rate"),
+        DeclareLaunchArgument("rate_hz", default_value="15.0", description="synthetic camera frame rate"),
         DeclareLaunchArgument("rviz", default_value="true", description="start RViz: true | false"),
     ]
     camera = Node(

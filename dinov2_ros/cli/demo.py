@@ -16,7 +16,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--startup-timeout", type=float, default=600.0, help="seconds to wait for the first output")
     parser.add_argument("--backend", default="onnxruntime", choices=["onnxruntime", "torch", "tensorrt"])
     parser.add_argument("--model", default="vits14", help="encoder variant")
-    parser.add_argument("--rate", type=float, default=10.0, help="synthetic camera frame rate (Hz)")
+    parser.add_argument("--rate", type=float, default=15.0, help="synthetic camera frame rate (Hz)")
     parser.set_defaults(func=_run)
 
 

@@ -48,7 +48,7 @@ class DemoSettings:
     startup_timeout_s: float = 600.0
     backend: str = "onnxruntime"
     variant: str = "vits14"
-    rate_hz: float = 10.0
+    rate_hz: float = 15.0
     scene_period_s: float = 8.0
 
 

@@ -93,15 +93,27 @@ class CameraSlot:
         with self._lock:
             self._depth.put(stamp_ns, msg)
 
+    def _partners(self, stamp_ns: int) -> tuple[Any | None, Any | None, bool]:
+        """(camera_info, depth, complete) for the image of `stamp_ns`; call with the lock held."""
+        info = self._camera_info.match(stamp_ns, self.tolerance_ns)
+        depth = self._depth.match(stamp_ns, self.tolerance_ns) if self.needs_depth else None
+        return info, depth, info is not None and (depth is not None or not self.needs_depth)
+
+    def complete_since(self, since_ns: int) -> bool:
+        """Whether the slot holds an image that arrived at or after `since_ns` with all its partners."""
+        with self._lock:
+            if self._image is None or self.image_received_ns < since_ns:
+                return False
+            return self._partners(self._image[0])[2]
+
     def take(self, now_ns: int) -> PairedFrame | str | None:
         """The newest complete frame, else a reason string when the waiting image was given up, else None."""
         with self._lock:
             if self._image is None:
                 return None
             stamp_ns, image = self._image
-            info = self._camera_info.match(stamp_ns, self.tolerance_ns)
-            depth = self._depth.match(stamp_ns, self.tolerance_ns) if self.needs_depth else None
-            if info is not None and (depth is not None or not self.needs_depth):
+            info, depth, complete = self._partners(stamp_ns)
+            if complete:
                 received_ns = self.image_received_ns
                 self._image = self._waiting_since_ns = self.image_received_ns = None
                 return PairedFrame(self.camera, stamp_ns, image, info, depth, received_ns)
@@ -126,8 +138,9 @@ class BatchPolicy:
     # the previous batch wait to be replaced (lowest latency). False: start at once on the newest image
     # (highest output rate, objects up to a camera period older).
     wait_for_new_frame: bool = True
-    # after the first new image, how long to wait for the other live cameras' new images (synchronised
-    # rigs arrive within a few ms; one camera never waits)
+    # after the first new image, how long to wait for every live camera's new image with its
+    # camera_info (and depth): drivers publish the image first, and synchronised rigs arrive within a
+    # few ms of each other
     batch_wait_ns: int = 5_000_000
     # a camera with no image for this long is not waited for
     live_ns: int = 1_000_000_000
@@ -145,11 +158,10 @@ def batch_start_delay(slots: list[CameraSlot], idle_since_ns: int, now_ns: int, 
     new = [received for received in waiting if received >= idle_since_ns]
     if not new:
         return None
-    deadline = min(new) + policy.batch_wait_ns
-    others_alive = any(
+    incomplete = any(
         slot.last_image_received_ns is not None
         and now_ns - slot.last_image_received_ns < policy.live_ns
-        and (slot.image_received_ns is None or slot.image_received_ns < idle_since_ns)
+        and not slot.complete_since(idle_since_ns)
         for slot in slots
     )
-    return max(deadline - now_ns, 0) if others_alive else 0
+    return max(min(new) + policy.batch_wait_ns - now_ns, 0) if incomplete else 0

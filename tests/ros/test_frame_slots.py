@@ -91,7 +91,8 @@ def test_the_reason_names_the_missing_partner_and_the_newest_stamp_seen(missing)
     assert "newest stamp 3.000 s" in reason if missing == "depth image" else "none received" in reason
 
 
-def _slot_with_image(received_ns: int | None, last_ns: int | None = None) -> CameraSlot:
+def _slot_with_image(received_ns: int | None, last_ns: int | None = None, with_info: bool = True) -> CameraSlot:
+    """A slot whose camera last sent an image at `last_ns` (taken), now holding one from `received_ns`."""
     s = slot()
     if last_ns is not None:
         s.put_image(0, "old image", received_ns=last_ns)
@@ -99,6 +100,8 @@ def _slot_with_image(received_ns: int | None, last_ns: int | None = None) -> Cam
         s.take(now_ns=last_ns)
     if received_ns is not None:
         s.put_image(1, "image", received_ns=received_ns)
+        if with_info:
+            s.put_camera_info(1, "info")
     return s
 
 
@@ -108,6 +111,7 @@ def test_by_default_a_batch_starts_only_on_an_image_that_arrived_while_the_worke
     stale = _slot_with_image(received_ns=90 * MS)  # arrived during the previous batch
     assert batch_start_delay([stale], idle_since, 101 * MS, policy) is None
     stale.put_image(2, "newer image", received_ns=120 * MS)
+    stale.put_camera_info(2, "its info")
     assert batch_start_delay([stale], idle_since, 121 * MS, policy) == 0
     assert stale.dropped == 1  # the stale image was replaced, and counted
     assert batch_start_delay([_slot_with_image(None)], idle_since, 101 * MS, policy) is None
@@ -127,7 +131,20 @@ def test_a_batch_waits_briefly_for_the_other_live_cameras_then_takes_their_older
     assert batch_start_delay([front, rear], idle_since, 111 * MS, policy) == 4 * MS
     assert batch_start_delay([front, rear], idle_since, 116 * MS, policy) == 0  # waited long enough
     rear.put_image(3, "rear new", received_ns=112 * MS)
-    assert batch_start_delay([front, rear], idle_since, 112 * MS, policy) == 0  # every camera is new
+    assert batch_start_delay([front, rear], idle_since, 112 * MS, policy) == 3 * MS  # its camera_info is due
+    rear.put_camera_info(3, "rear info")
+    assert batch_start_delay([front, rear], idle_since, 112 * MS, policy) == 0  # every camera is complete
+
+
+def test_an_image_published_before_its_camera_info_waits_for_it_rather_than_going_stale():
+    """Drivers (image_transport's CameraPublisher) publish the image first: a batch that started on
+    the image alone would leave it waiting through an inference, and with two such cameras one starves."""
+    policy = BatchPolicy(batch_wait_ns=5 * MS)
+    idle_since = 100 * MS
+    front = _slot_with_image(received_ns=110 * MS, last_ns=50 * MS, with_info=False)
+    assert batch_start_delay([front], idle_since, 110 * MS, policy) == 5 * MS
+    front.put_camera_info(1, "info")
+    assert batch_start_delay([front], idle_since, 111 * MS, policy) == 0
 
 
 def test_a_camera_that_stopped_publishing_is_not_waited_for():

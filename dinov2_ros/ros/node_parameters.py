@@ -71,7 +71,7 @@ NODE_PARAMETERS: dict[str, Spec] = {
         True, "start inference only on a frame that arrived while idle (latency) rather than at once (rate)"
     ),
     "scheduling.batch_wait_s": Spec(
-        0.005, "with several cameras, how long a batch waits for the others' new frames", range=(0.0, 1.0)
+        0.005, "how long a batch waits for every camera's new image with its camera_info", range=(0.0, 1.0)
     ),
     "output.points": Spec(False, "publish dinov2/points (PointCloud2) from the depth output"),
     "output.points_stride": Spec(4, "use every n-th pixel in each direction for dinov2/points", range=(1, 64)),

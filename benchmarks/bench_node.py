@@ -241,6 +241,12 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=20.0, help="camera time at --rate, in 4 blocks")
     parser.add_argument("--paced-frames", type=int, default=30)
     parser.add_argument("--threads", type=int, default=0, help="ONNX Runtime threads (0: one per core)")
+    parser.add_argument(
+        "--wait-for-new-frame",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="the node's scheduling.wait_for_new_frame (default, lowest latency; --no-... for output rate)",
+    )
     parser.add_argument("--graph-dir", type=Path, default=Path(tempfile.gettempdir()) / "dinov2_ros_bench_graphs")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -264,6 +270,7 @@ def main() -> int:
         "model.graph_dir": str(model.graph_dir),
         "backend.threads": args.threads,
         "diagnostics.period_s": 0.5,
+        "scheduling.wait_for_new_frame": args.wait_for_new_frame,
     }
     with tempfile.TemporaryDirectory() as scratch:
         params = Path(scratch) / "bench.yaml"

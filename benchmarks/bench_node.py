@@ -1,6 +1,7 @@
 """End-to-end ROS latency of perception_node against the bare compiled-graph call, in one run.
 
     .venv/bin/python benchmarks/bench_node.py [--rate 30] [--seconds 20] [--variant vits14]
+        [--backend onnxruntime|torch|tensorrt --device cpu|cuda] [--no-wait-for-new-frame]
 
 1. Opens (exporting once, random weights asked for explicitly) the graph for 640x480 frames exactly
    as the node does; times the node's own per-frame work around the graph call in process
@@ -68,8 +69,8 @@ def settings(args, graph_dir: Path) -> ModelSettings:
         top_k=20,
         max_prototypes=64,
         max_classes=16,
-        backend="onnxruntime",
-        device="cpu",
+        backend=args.backend,
+        device=args.device,
         threads=args.threads,
         graph_dir=graph_dir,
     )
@@ -240,6 +241,8 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=30.0)
     parser.add_argument("--seconds", type=float, default=20.0, help="camera time at --rate, in 4 blocks")
     parser.add_argument("--paced-frames", type=int, default=30)
+    parser.add_argument("--backend", choices=("onnxruntime", "torch", "tensorrt"), default="onnxruntime")
+    parser.add_argument("--device", choices=("cpu", "cuda", "auto"), default="cpu")
     parser.add_argument("--threads", type=int, default=0, help="ONNX Runtime threads (0: one per core)")
     parser.add_argument(
         "--wait-for-new-frame",
@@ -268,6 +271,8 @@ def main() -> int:
         "model.input_height": model.input_height,
         "model.input_width": model.input_width,
         "model.graph_dir": str(model.graph_dir),
+        "backend.kind": args.backend,
+        "backend.device": args.device,
         "backend.threads": args.threads,
         "diagnostics.period_s": 0.5,
         "scheduling.wait_for_new_frame": args.wait_for_new_frame,

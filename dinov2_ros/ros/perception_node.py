@@ -8,6 +8,7 @@ latency stays bounded when cameras are faster than inference. Bad input is a war
 
 from __future__ import annotations
 
+import functools
 import sys
 import threading
 import time
@@ -214,18 +215,16 @@ class PerceptionNode(Node):
             return
         labels = self.pipeline.labels()
         # every camera's objects first (planners wait for them), then depth and the debug outputs
-        for publish in (self._publish_objects, self._publish_secondary):
+        for publish in (self._publish_objects, functools.partial(self._publish_secondary, labels=labels)):
             for taken, result in zip(paired, results, strict=True):
                 try:
-                    publish(self.cameras[taken.camera], taken, result, labels)
+                    publish(self.cameras[taken.camera], taken, result)
                 except Exception as error:  # one bad result must not stop the worker, nor the other cameras
                     if not self.context.ok():
                         return  # shutting down (Ctrl-C): the publishers are gone mid-frame
                     self._reject(taken.camera, "publish", f"{type(error).__name__}: {error}")
 
-    def _publish_objects(
-        self, camera: CameraStreams, taken: PairedFrame, result: FrameResult, labels: dict[int, str]
-    ) -> None:
+    def _publish_objects(self, camera: CameraStreams, taken: PairedFrame, result: FrameResult) -> None:
         header = taken.image.header
         camera.objects.publish(messages.to_detection3d_array(result, header))
         camera.objects_2d.publish(messages.to_detection2d_array(result, header))

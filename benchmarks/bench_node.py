@@ -45,35 +45,30 @@ from dinov2_ros.ros import detection_messages as messages
 from dinov2_ros.ros.camera_streams import camera_qos, stamp_ns
 from dinov2_ros.ros.class_services import add_class_request
 from dinov2_ros.ros.dds_profile import PROFILE_FILE, profile_environment
-from dinov2_ros.ros.graph_source import GraphSource, ModelSettings
 from dinov2_ros.ros.image_conversion import array_to_image, image_to_rgb
 from dinov2_ros.ros.perception_node import camera_model_from_info
 from dinov2_ros.ros.synthetic_camera_node import camera_info_for
+from dinov2_ros.runtime.graph_source import GraphSource
+from dinov2_ros.runtime.model_settings import ModelSettings
 
 REPO = Path(__file__).resolve().parents[1]
 HEIGHT, WIDTH = 480, 640
 RELIABLE = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
 
 
-def settings(args, graph_dir: Path) -> ModelSettings:
-    return ModelSettings(
-        variant=args.variant,
-        weights="random",
-        depth_weights="random",
-        depth_dataset="nyu",
-        depth_kind="linear4",
-        detector="exemplar",
-        input_height=args.input[0],
-        input_width=args.input[1],
-        resize="stretch",
-        top_k=20,
-        max_prototypes=64,
-        max_classes=16,
-        backend=args.backend,
-        device=args.device,
-        threads=args.threads,
-        graph_dir=graph_dir,
-    )
+def node_parameters(args, graph_dir: Path) -> dict[str, object]:
+    """The model and backend parameters of the benchmarked node: its defaults, random weights (asked for)."""
+    return {
+        "model.variant": args.variant,
+        "model.weights": "random",
+        "model.depth_weights": "random",
+        "model.input_height": args.input[0],
+        "model.input_width": args.input[1],
+        "model.graph_dir": str(graph_dir),
+        "backend.kind": args.backend,
+        "backend.device": args.device,
+        "backend.threads": args.threads,
+    }
 
 
 def cpu_seconds(pid: int) -> float:
@@ -257,23 +252,16 @@ def main() -> int:
     # as perception.launch.py sets it up, for the node and for this process (the camera)
     os.environ.update(profile_environment(REPO / "config" / PROFILE_FILE, os.environ))
 
-    model = settings(args, args.graph_dir)
+    model_parameters = node_parameters(args, args.graph_dir)
+    model = ModelSettings.from_values(model_parameters)
     scene = SyntheticSceneGenerator(0, WIDTH, HEIGHT).render(0)
     print(f"graph: {model.describe()}; camera {WIDTH}x{HEIGHT}; {os.cpu_count()} CPUs")
-    backend = GraphSource(model, logging.getLogger("bench"))(HEIGHT, WIDTH)
+    backend = GraphSource(model)(HEIGHT, WIDTH)
     work = node_work_ms(backend, scene, repeats=20)
     bare = BareGraph(backend, scene.image_rgb)
 
     parameters = {
-        "model.variant": model.variant,
-        "model.weights": "random",
-        "model.depth_weights": "random",
-        "model.input_height": model.input_height,
-        "model.input_width": model.input_width,
-        "model.graph_dir": str(model.graph_dir),
-        "backend.kind": args.backend,
-        "backend.device": args.device,
-        "backend.threads": args.threads,
+        **model_parameters,
         "diagnostics.period_s": 0.5,
         "scheduling.wait_for_new_frame": args.wait_for_new_frame,
     }

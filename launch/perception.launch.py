@@ -28,7 +28,8 @@ PARAMETER_ARGUMENTS = {
     "depth_weights": "model.depth_weights",
     "detector": "model.detector",
     "detector_weights": "model.detector_weights",
-    "engine_cache_dir": "model.graph_dir",
+    "precision": "backend.precision",
+    "graph_dir": "model.graph_dir",
 }
 
 
@@ -86,7 +87,10 @@ def generate_launch_description():
             "detector_weights", default_value="", description="train-detector checkpoint, for detector:=center"
         ),
         DeclareLaunchArgument(
-            "engine_cache_dir", default_value="", description="exported graphs and TensorRT engines (default: config)"
+            "precision", default_value="", description="auto | fp32 | fp16 | int8 (default: config)"
+        ),
+        DeclareLaunchArgument(
+            "graph_dir", default_value="", description="artifact store: exported graphs and engines (default: config)"
         ),
         DeclareLaunchArgument(
             "fastdds_profile",

@@ -16,49 +16,45 @@ from pathlib import Path
 
 import numpy as np
 
-from dinov2_ros.cli.export import add_graph_arguments, graph_from_args
+from dinov2_ros.cli.model_options import add_model_options, parse_size, settings_from_args
 
 _LOG = logging.getLogger(__name__)
+# bench runs without weights on disk unless told otherwise: random weights, asked for explicitly
+BENCH_DEFAULTS = {"model.weights": "random", "model.depth_weights": "random"}
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("bench", help="latency and FPS of the whole graph vs the bare encoder")
-    add_graph_arguments(parser)
-    parser.set_defaults(weights="random", depth_weights="random", input=(224, 224))
-    parser.add_argument("--backend", choices=("onnxruntime", "torch", "tensorrt"), default="onnxruntime")
-    parser.add_argument(
-        "--precision",
-        choices=("fp32", "fp16", "int8"),
-        default="fp32",
-        help="int8: ONNX Runtime MatMuls; fp16: TensorRT or torch on CUDA",
-    )
+    add_model_options(parser)
+    parser.add_argument("--camera", type=parse_size, default=(480, 640), help="camera WIDTHxHEIGHT (640x480)")
     parser.add_argument("--batch", type=int, default=1, help="frames per call (cameras)")
     parser.add_argument("--iterations", type=int, default=30)
     parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=0, help="ONNX Runtime intra-op threads (0: one per core)")
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     parser.add_argument("--opset", type=int, default=18)
     parser.set_defaults(func=_bench)
 
 
 def _bench(args: argparse.Namespace) -> int:
+    from dinov2_ros.runtime.graph_source import GraphSource
     from dinov2_ros.runtime.latency import time_interleaved
 
     if args.batch < 1:
         _LOG.error("--batch must be >= 1, got %d", args.batch)
         return 2
     try:
-        graph, _ = graph_from_args(args)
+        settings = settings_from_args(args, BENCH_DEFAULTS)
+        source = GraphSource(settings)
+        graph, _ = source.build_graph(source.spec_for(*args.camera))
         with tempfile.TemporaryDirectory() as scratch:
-            backend, encoder = _open(args, graph, Path(scratch))
+            backend, encoder = _open(args, settings, graph, Path(scratch))
             with backend:
-                stages = _stages(args, graph.spec, backend, encoder)
+                stages = _stages(args, settings, graph.spec, backend, encoder)
                 result = time_interleaved(stages, args.iterations, args.warmup)
     except (ImportError, ValueError) as error:
         _LOG.error("%s", error)
         return 2
     print(
-        f"{graph.spec.key}  backend {args.backend} {args.precision}  batch {args.batch}  "
+        f"{graph.spec.key}  backend {settings.backend} {settings.backend_precision}  batch {args.batch}  "
         f"load average {os.getloadavg()[0]:.2f}"
     )
     for name, latency in result.items():
@@ -72,19 +68,18 @@ def _bench(args: argparse.Namespace) -> int:
     return 0
 
 
-def _open(args: argparse.Namespace, graph, scratch: Path):
+def _open(args: argparse.Namespace, settings, graph, scratch: Path):
     """(backend, bare-encoder callable or None) for the chosen backend and precision."""
     from dinov2_ros.runtime.factory import create_backend
     from dinov2_ros.runtime.perception_graph import BareEncoder
 
     spec = graph.spec
     shape = (args.batch, 3, spec.input_height, spec.input_width)
-    if args.backend == "torch":
+    precision = settings.backend_precision
+    if settings.backend == "torch":
         import torch
 
-        if args.precision == "int8":
-            raise ValueError("--precision int8 is for ONNX Runtime; use fp32 or fp16 with torch")
-        backend = create_backend("torch", spec, graph=graph, device=args.device, precision=args.precision)
+        backend = create_backend("torch", spec, graph=graph, device=settings.device, precision=precision)
         encoder_module = BareEncoder(graph.backbone, spec.input_height, spec.input_width).to(backend.device)
         x = torch.randn(shape, device=backend.device)
         fp16 = backend.precision == "fp16"
@@ -99,15 +94,11 @@ def _open(args: argparse.Namespace, graph, scratch: Path):
     from dinov2_ros.runtime.onnx_export import export_graph
 
     path = export_graph(graph, scratch / f"{spec.key}.onnx", opset=args.opset)
-    if args.backend == "tensorrt":
-        if args.precision == "int8":
-            raise ValueError("--precision int8 is for ONNX Runtime; TensorRT takes fp16 or fp32")
+    if settings.backend == "tensorrt":
         cache = scratch / "engines"
         return create_backend(
-            "tensorrt", spec, onnx_path=path, precision=args.precision, max_batch=args.batch, cache_dir=cache
+            "tensorrt", spec, onnx_path=path, precision=precision, max_batch=args.batch, cache_dir=cache
         ), None
-    if args.precision == "fp16":
-        raise ValueError("--precision fp16 is for TensorRT or torch on CUDA; ONNX Runtime takes fp32 or int8")
     import onnxruntime as ort
 
     from dinov2_ros.runtime.latency import export_bare_encoder
@@ -115,20 +106,20 @@ def _open(args: argparse.Namespace, graph, scratch: Path):
     encoder_path = export_bare_encoder(
         graph.backbone, spec.input_height, spec.input_width, scratch / "encoder.onnx", args.opset
     )
-    if args.precision == "int8":
+    if precision == "int8":
         from dinov2_ros.runtime.quantize import quantize_graph, quantize_matmuls
 
         path = quantize_graph(path, path.with_suffix(".int8.onnx"))
         encoder_path = quantize_matmuls(encoder_path, scratch / "encoder.int8.onnx")
-    backend = create_backend("onnxruntime", spec, onnx_path=path, device=args.device, threads=args.threads)
+    backend = create_backend("onnxruntime", spec, onnx_path=path, device=settings.device, threads=settings.threads)
     options = ort.SessionOptions()
-    options.intra_op_num_threads = args.threads
+    options.intra_op_num_threads = settings.threads
     session = ort.InferenceSession(str(encoder_path), options, providers=backend.providers)
     x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
     return backend, lambda: session.run(None, {"x": x})
 
 
-def _stages(args: argparse.Namespace, spec, backend, encoder) -> dict:
+def _stages(args: argparse.Namespace, settings, spec, backend, encoder) -> dict:
     rng = np.random.default_rng(1)
     frames = [
         rng.integers(0, 256, (spec.camera_height, spec.camera_width, 3), dtype=np.uint8).tobytes()
@@ -139,7 +130,7 @@ def _stages(args: argparse.Namespace, spec, backend, encoder) -> dict:
     if spec.exemplar:
         prototypes = rng.standard_normal((spec.max_prototypes, spec.embed_dim)).astype(np.float32)
         inputs["prototypes"] = prototypes / np.linalg.norm(prototypes, axis=1, keepdims=True)
-        inputs["prototype_classes"] = (np.arange(spec.max_prototypes) % args.max_classes).astype(np.int32)
+        inputs["prototype_classes"] = (np.arange(spec.max_prototypes) % settings.max_classes).astype(np.int32)
     outputs = {}
 
     def copy_in():

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from dinov2_ros.runtime.model_settings import BACKENDS
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -14,7 +16,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--duration", type=float, default=30.0, help="seconds to run after the first output (0: until Ctrl-C)"
     )
     parser.add_argument("--startup-timeout", type=float, default=600.0, help="seconds to wait for the first output")
-    parser.add_argument("--backend", default="onnxruntime", choices=["onnxruntime", "torch", "tensorrt"])
+    parser.add_argument("--backend", default="onnxruntime", choices=BACKENDS)
     parser.add_argument("--model", default="vits14", help="encoder variant")
     parser.add_argument("--rate", type=float, default=15.0, help="synthetic camera frame rate (Hz)")
     parser.set_defaults(func=_run)

@@ -1,44 +1,44 @@
-"""`dinov2-ros build-engine`: build (or find in the cache) the TensorRT engine for an exported graph.
+"""`dinov2-ros build-engine`: build (or find in the artifact store) the TensorRT engines the node will run.
 
-Run it once on the target machine (Jetson, desktop GPU) so the node starts without a minutes-long build.
+Run it once on the target machine (Jetson, desktop GPU) with the node's parameter file, so the node
+starts without a minutes-long build: the engine lands in `<model.graph_dir>/engines`, where the node
+looks. The graph is taken from the store, or exported first (which needs torch).
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
-from pathlib import Path
+
+from dinov2_ros.cli.export import add_camera_option
+from dinov2_ros.cli.model_options import add_model_options, settings_from_args
 
 _LOG = logging.getLogger(__name__)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from dinov2_ros.runtime.tensorrt_backend import DEFAULT_CACHE_DIR
-    from dinov2_ros.runtime.tensorrt_build import PRECISIONS
-
-    parser = subparsers.add_parser("build-engine", help="build and cache the TensorRT engine of an exported graph")
-    parser.add_argument("onnx", type=Path, help="graph written by `dinov2-ros export` (the fp32 file)")
-    parser.add_argument("--precision", choices=PRECISIONS, default="fp16", help="fp16 keeps LayerNorm in fp32")
-    parser.add_argument("--max-batch", type=int, default=4, help="most frames per call (cameras)")
-    parser.add_argument("--workspace-gb", type=float, default=2.0, help="builder workspace limit")
-    parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE_DIR, help="engine cache directory")
+    parser = subparsers.add_parser(
+        "build-engine", help="build the node's TensorRT engines into its artifact store", description=__doc__
+    )
+    add_model_options(parser)
+    add_camera_option(parser)
     parser.set_defaults(func=_build_engine)
 
 
 def _build_engine(args: argparse.Namespace) -> int:
-    from dinov2_ros.runtime.tensorrt_backend import TensorRTBackend
+    from dinov2_ros.runtime.graph_source import GraphSource
 
     try:
-        backend = TensorRTBackend(
-            args.onnx,
-            precision=args.precision,
-            max_batch=args.max_batch,
-            workspace_bytes=int(args.workspace_gb * (1 << 30)),
-            cache_dir=args.cache_dir,
-        )
+        # the node's file may name another backend for this machine: the engine is TensorRT's either way
+        settings = settings_from_args(args).replace(backend="tensorrt")
+        source = GraphSource(settings)
+        for height, width in args.camera or [(480, 640)]:
+            with source(height, width) as backend:
+                print(
+                    f"engine ready for {backend.spec.key} ({settings.backend_precision}, max batch "
+                    f"{settings.max_batch}) in {source.store.engine_dir}"
+                )
     except (ImportError, ValueError, FileNotFoundError) as error:
         _LOG.error("%s", error)
         return 2
-    with backend:
-        print(f"engine ready for {backend.spec.key} ({args.precision}, max batch {args.max_batch}) in {args.cache_dir}")
     return 0

@@ -29,27 +29,15 @@ from dinov2_ros.ros import detection_messages as messages
 from dinov2_ros.ros.camera_streams import CameraStreams
 from dinov2_ros.ros.class_services import ClassServices
 from dinov2_ros.ros.frame_slots import BatchPolicy, PairedFrame, batch_start_delay
-from dinov2_ros.ros.graph_source import GraphSource
 from dinov2_ros.ros.image_conversion import depth_image_to_metres
 from dinov2_ros.ros.node_main import spin_node
 from dinov2_ros.ros.node_parameters import RUNTIME_PARAMETERS, NodeSettings, declare_parameters
+from dinov2_ros.ros.ros_logging import forward_package_logs, stop_forwarding
+from dinov2_ros.runtime.graph_source import GraphSource
 
 NODE_NAME = "perception_node"
 # how often an idle worker looks at the slots without a wake-up (pairing timeouts are reported then)
 IDLE_POLL_S = 0.1
-
-
-class _RosLog:
-    """`logging.Logger`-style calls (`%` arguments) onto a node's logger, for the ROS-free layers."""
-
-    def __init__(self, node: Node) -> None:
-        self._logger = node.get_logger()
-
-    def info(self, message: str, *args: object) -> None:
-        self._logger.info(message % args if args else message)
-
-    def warning(self, message: str, *args: object) -> None:
-        self._logger.warning(message % args if args else message)
 
 
 def camera_model_from_info(info) -> PinholeCameraModel:
@@ -75,12 +63,12 @@ class PerceptionNode(Node):
     def __init__(self, **kwargs) -> None:
         super().__init__(NODE_NAME, **kwargs)
         self.settings: NodeSettings = declare_parameters(self)
-        model = self.settings.model
-        self._log_model_choice()
-        source = GraphSource(model, _RosLog(self))
-        store = self._prototype_store(source) if model.detector == "exemplar" else None
-        class_names = dict(enumerate(source.class_names())) if model.detector == "center" else None
-        self.pipeline = FramePipeline(source, store, class_names, max_classes=model.max_classes)
+        self._log_handler = forward_package_logs(self)
+        try:
+            self.pipeline = self._create_pipeline()
+        except BaseException:
+            stop_forwarding(self._log_handler)
+            raise
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._last_warning: dict[tuple[str, str], float] = {}
@@ -99,7 +87,7 @@ class PerceptionNode(Node):
         self._options: dict[str, object] = {}
         self._apply(self.get_parameters(RUNTIME_PARAMETERS))
         self.add_on_set_parameters_callback(self._on_set_parameters)
-        if store is not None:
+        if self.settings.model.detector == "exemplar":
             self._class_services = ClassServices(self, self.pipeline, names, self._classes_changed)
         self._diagnostics = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.create_timer(self.settings.diagnostics_period_s, self._publish_diagnostics)
@@ -108,6 +96,14 @@ class PerceptionNode(Node):
         self._worker.start()
 
     # ----- set-up -----
+    def _create_pipeline(self) -> FramePipeline:
+        model = self.settings.model
+        self._log_model_choice()
+        source = GraphSource(model)
+        store = self._prototype_store(source) if model.detector == "exemplar" else None
+        class_names = dict(enumerate(source.class_names())) if model.detector == "center" else None
+        return FramePipeline(source, store, class_names, max_classes=model.max_classes)
+
     def _log_model_choice(self) -> None:
         model = self.settings.model
         self.get_logger().info(f"running {model.describe()}")
@@ -288,6 +284,7 @@ class PerceptionNode(Node):
         if self._worker.is_alive():
             self._worker.join(timeout=10.0)
         self.pipeline.close()
+        stop_forwarding(self._log_handler)
         super().destroy_node()
 
 

@@ -23,18 +23,19 @@ from dinov2_ros.perception.synthetic_scenes import Scene, SyntheticSceneGenerato
 from dinov2_ros.ros.detection_messages import bounding_box_2d
 from dinov2_ros.ros.image_conversion import array_to_image
 from dinov2_ros.ros.node_main import spin_node
-from dinov2_ros.ros.node_parameters import Spec, declare
+from dinov2_ros.ros.node_parameters import declare
+from dinov2_ros.runtime.model_settings import Setting
 
 # reliable publishers reach both best-effort and reliable subscribers
 CAMERA_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
-PARAMETERS: dict[str, Spec] = {  # all read-only
-    "width": Spec(640, "image width in pixels", True, (32, 4096)),
-    "height": Spec(480, "image height in pixels", True, (32, 4096)),
-    "rate_hz": Spec(10.0, "frames per second", True, (0.1, 1000.0)),
-    "seed": Spec(0, "scene generator seed", True, (0, 2**31 - 1)),
-    "scene_period_s": Spec(5.0, "seconds before the next scene", True, (0.0, 3600.0)),
-    "frame_id": Spec("camera_optical_frame", "optical frame id", True),
-    "publish_depth": Spec(True, "also publish aligned depth", True),
+PARAMETERS: dict[str, Setting] = {  # all read-only
+    "width": Setting(640, "image width in pixels", True, (32, 4096)),
+    "height": Setting(480, "image height in pixels", True, (32, 4096)),
+    "rate_hz": Setting(10.0, "frames per second", True, (0.1, 1000.0)),
+    "seed": Setting(0, "scene generator seed", True, (0, 2**31 - 1)),
+    "scene_period_s": Setting(5.0, "seconds before the next scene", True, (0.0, 3600.0)),
+    "frame_id": Setting("camera_optical_frame", "optical frame id", True),
+    "publish_depth": Setting(True, "also publish aligned depth", True),
 }
 
 

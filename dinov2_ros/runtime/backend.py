@@ -19,9 +19,11 @@ class Backend(abc.ABC):
     """Runs one perception graph. Use as a context manager, or call `close()` when done.
 
     `last_infer_s` holds the wall time of the latest `infer` call (inputs checked to outputs on the host).
+    `max_batch` (None: unlimited) is the most frames one run takes; `infer` splits larger batches.
     """
 
     kind: str = ""
+    max_batch: int | None = None
 
     def __init__(self, spec: GraphSpec) -> None:
         self.spec = spec
@@ -37,7 +39,14 @@ class Backend(abc.ABC):
             raise RuntimeError(f"this {self.kind} backend is closed; create a new one to run the graph")
         checked = check_inputs(self.inputs, inputs)
         start = time.perf_counter()
-        outputs = self._infer_impl(checked)
+        batch, step = checked["images"].shape[0], self.max_batch or checked["images"].shape[0]
+        if batch <= step:
+            outputs = self._infer_impl(checked)
+        else:  # e.g. five cameras of one size on an engine built for four: two runs, one result
+            parts = [
+                self._infer_impl({**checked, "images": checked["images"][i : i + step]}) for i in range(0, batch, step)
+            ]
+            outputs = {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
         self.last_infer_s = time.perf_counter() - start
         return outputs
 

@@ -10,13 +10,12 @@ from typing import TYPE_CHECKING
 
 from dinov2_ros.runtime.backend import Backend
 from dinov2_ros.runtime.graph_spec import GraphSpec
+from dinov2_ros.runtime.model_settings import BACKENDS
 
 if TYPE_CHECKING:
     from torch import nn
 
     from dinov2_ros.runtime.perception_graph import PerceptionGraph
-
-BACKENDS = ("tensorrt", "onnxruntime", "torch")
 
 
 def create_backend(

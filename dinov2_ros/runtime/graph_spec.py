@@ -68,6 +68,7 @@ class GraphSpec:
     heads: tuple[str, ...] = ("depth",)
     top_k: int = 100
     max_prototypes: int = 64
+    max_classes: int = 16  # class ids the exemplar head reports; 0 (canonical) without it
     embed_dim: int = 384
     features: bool = False
 
@@ -90,12 +91,17 @@ class GraphSpec:
             raise ValueError(f"GraphSpec.heads may contain {HEADS}, got unknown {unknown}")
         if sum(head in DETECTION_HEADS for head in self.heads) > 1:
             raise ValueError(f"GraphSpec.heads may hold one detection head of {DETECTION_HEADS}, got {self.heads}")
-        if self.exemplar and self.max_prototypes < 1:
-            raise ValueError(f"GraphSpec.max_prototypes must be >= 1 with the exemplar head, got {self.max_prototypes}")
+        if self.exemplar and (self.max_prototypes < 1 or self.max_classes < 1):
+            raise ValueError(
+                "GraphSpec.max_prototypes and max_classes must be >= 1 with the exemplar head, got "
+                f"{self.max_prototypes} and {self.max_classes}"
+            )
         if not (self.heads or self.features):
             raise ValueError("GraphSpec has no output: give at least one head or features=True")
-        # canonical order, so equal graphs have equal keys
+        # canonical order and values, so equal graphs have equal keys
         object.__setattr__(self, "heads", tuple(head for head in HEADS if head in self.heads))
+        if not self.exemplar:
+            object.__setattr__(self, "max_classes", 0)
 
     @property
     def depth(self) -> bool:
@@ -130,10 +136,18 @@ class GraphSpec:
         if self.detection:
             parts.append(f"k{self.top_k}")
         if self.exemplar:
-            parts.append(f"p{self.max_prototypes}")
+            parts += [f"p{self.max_prototypes}", f"c{self.max_classes}"]
         if self.features:
             parts.append("feat")
         return "-".join(parts)
+
+    def differences(self, other: GraphSpec) -> list[str]:
+        """Readable `field other -> self` for each field in which `other` differs from this spec."""
+        return [
+            f"{field.name} {getattr(other, field.name)!r} -> {getattr(self, field.name)!r}"
+            for field in dataclasses.fields(self)
+            if getattr(self, field.name) != getattr(other, field.name)
+        ]
 
     def mapping(self) -> ResizeMapping:
         """The exact camera -> model-input mapping the graph applies."""

@@ -31,6 +31,7 @@ SPEC_KEY = "dinov2_ros.graph_spec"
 VERSION_KEY = "dinov2_ros.version"
 PRECISION_KEY = "dinov2_ros.precision"
 CLASS_NAMES_KEY = "dinov2_ros.class_names"  # JSON list: a trained detection head's class names by id
+PROVENANCE_KEY = "dinov2_ros.provenance"  # JSON: what the weights were, by content (artifact_store.Provenance)
 MIN_OPSET = 17
 DEFAULT_OPSET = 18
 MAX_BATCH = 64
@@ -48,12 +49,14 @@ def export_graph(
     opset: int = DEFAULT_OPSET,
     check: bool = True,
     class_names: Sequence[str] | None = None,
+    provenance: str | None = None,
 ) -> Path:
     """Export `graph` (a PerceptionGraph) to `path`, written atomically; returns the path.
 
     Checks the file with onnx.checker and, when `check`, runs it once in ONNX Runtime on batch 3 to
     prove the batch axis is dynamic. `class_names` (a trained head's, by class id) go into the file,
-    so a node running it names its classes without the head's checkpoint or torch.
+    so a node running it names its classes without the head's checkpoint or torch. `provenance`
+    (artifact_store.Provenance JSON) records what the weights were, for the artifact store.
     """
     import onnx
     import torch
@@ -84,6 +87,8 @@ def export_graph(
     metadata = {SPEC_KEY: spec.to_json(), VERSION_KEY: __version__, PRECISION_KEY: "fp32"}
     if class_names is not None:
         metadata[CLASS_NAMES_KEY] = json.dumps(list(class_names))
+    if provenance is not None:
+        metadata[PROVENANCE_KEY] = provenance
     set_metadata(model, metadata)
     onnx.checker.check_model(model, full_check=True)
     save_model_atomic(model, path)

@@ -45,6 +45,11 @@ class PerceptionGraph(nn.Module):
                 f"GraphSpec.embed_dim={spec.embed_dim} but the backbone has embed_dim={backbone.embed_dim}; "
                 "build the spec from the backbone you export"
             )
+        if spec.exemplar and getattr(detection_head, "max_classes", spec.max_classes) != spec.max_classes:
+            raise ValueError(
+                f"GraphSpec.max_classes={spec.max_classes} but the exemplar head reports "
+                f"{detection_head.max_classes} classes; build the head from the spec"
+            )
         self.spec = spec
         self.output_names = tuple(output.name for output in spec.output_specs())
         self.preprocess = Preprocess(spec)

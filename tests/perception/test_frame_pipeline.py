@@ -34,6 +34,7 @@ def tiny_spec(height: int, width: int, resize: str = "stretch") -> GraphSpec:
         heads=("depth", "exemplar"),
         top_k=8,
         max_prototypes=4,
+        max_classes=4,
         embed_dim=DIM,
         features=True,
     )

@@ -169,7 +169,9 @@ def test_a_folder_without_class_sub_folders_is_refused(tmp_path, extractor):
 def test_classes_are_added_and_removed_while_the_exported_graph_runs(tmp_path, extractor):
     """The same ONNX Runtime session serves every class set: prototypes are graph inputs."""
     generator = scene_generator()
-    spec = GraphSpec("tiny", SIZE, SIZE, SIZE, SIZE, heads=("exemplar",), top_k=10, max_prototypes=24, embed_dim=64)
+    spec = GraphSpec(
+        "tiny", SIZE, SIZE, SIZE, SIZE, heads=("exemplar",), top_k=10, max_prototypes=24, max_classes=4, embed_dim=64
+    )
     head = ExemplarHead(max_classes=4, top_k=10, similarity_threshold=0.7)
     backend = OnnxRuntimeBackend(
         export_graph(PerceptionGraph(spec, tiny_encoder(), None, head), tmp_path / "g.onnx"), spec

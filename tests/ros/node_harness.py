@@ -26,9 +26,11 @@ from std_msgs.msg import Header
 from dinov2_ros.model import DinoVisionTransformer, LinearDepthHead
 from dinov2_ros.model.exemplar_head import ExemplarHead
 from dinov2_ros.perception.synthetic_scenes import SyntheticSceneGenerator
-from dinov2_ros.ros.graph_source import ModelSettings
 from dinov2_ros.ros.image_conversion import array_to_image
 from dinov2_ros.ros.synthetic_camera_node import camera_info_for
+from dinov2_ros.runtime.artifact_store import ArtifactStore
+from dinov2_ros.runtime.graph_source import provenance_of
+from dinov2_ros.runtime.model_settings import ModelSettings
 from dinov2_ros.runtime.perception_graph import PerceptionGraph
 
 REPO = Path(__file__).resolve().parents[2]
@@ -61,49 +63,36 @@ def model_parameters(graph_dir: Path, encoder: str = "tiny") -> dict[str, object
 
 
 def settings_for(parameters: dict[str, object]) -> ModelSettings:
-    return ModelSettings(
-        variant=parameters["model.variant"],
-        weights="random",
-        depth_weights="random",
-        depth_dataset="nyu",
-        depth_kind="linear",
-        detector=parameters.get("model.detector", "exemplar"),
-        input_height=parameters["model.input_height"],
-        input_width=parameters["model.input_width"],
-        resize="stretch",
-        top_k=8,
-        max_prototypes=8,
-        max_classes=4,
-        backend="onnxruntime",
-        device="cpu",
-        threads=1,
-        graph_dir=Path(parameters["model.graph_dir"]),
-        detector_weights=parameters.get("model.detector_weights", ""),
-    )
+    """The node's ModelSettings for these parameters, as declare_parameters reads them."""
+    return ModelSettings.from_values({name: value for name, value in parameters.items() if name != "prototypes.file"})
+
+
+def store_graph(graph: PerceptionGraph, settings: ModelSettings, class_names=None) -> Path:
+    """Export `graph` into the artifact store of `settings`, named and stamped as the node expects."""
+    from dinov2_ros.runtime.onnx_export import export_graph
+
+    provenance = provenance_of(settings)
+    path = ArtifactStore(settings.graph_dir).graph_path(graph.spec, provenance)
+    return export_graph(graph.eval(), path, check=False, class_names=class_names, provenance=provenance.to_json())
 
 
 def export_tiny_graphs(graph_dir: Path, encoder: str, sizes: list[tuple[int, int]]) -> None:
     """Export `encoder`'s graph for each (height, width) where the node looks for it."""
-    from dinov2_ros.runtime.onnx_export import export_graph
-
     config = ENCODERS[encoder]
     settings = settings_for(model_parameters(graph_dir, encoder))
-    directory = graph_dir / settings.weights_tag
     for height, width in sizes:
         spec = settings.spec_for(height, width, config["embed_dim"])
         torch.manual_seed(0)
         backbone = DinoVisionTransformer(config["embed_dim"], config["depth"], 2, img_size=112)
         backbone.init_weights()
         depth_head = LinearDepthHead(config["embed_dim"], config["taps"], 0.001, 10.0)
-        graph = PerceptionGraph(spec, backbone, depth_head, ExemplarHead(max_classes=4, top_k=8))
-        export_graph(graph.eval(), directory / f"{spec.key}.onnx", check=False)
+        store_graph(PerceptionGraph(spec, backbone, depth_head, ExemplarHead(max_classes=4, top_k=8)), settings)
 
 
 def export_tiny_center_graph(graph_dir: Path, checkpoint: Path, class_names: tuple[str, ...], size) -> dict:
     """A trained-head checkpoint as `dinov2-ros train-detector` writes it (random weights, asked for),
     and the tiny encoder's graph with that head where the node looks for it; the node's parameters."""
     from dinov2_ros.model.center_head import CenterHead, CenterHeadInfo, save_center_head
-    from dinov2_ros.runtime.onnx_export import export_graph
 
     config = ENCODERS["tiny"]
     torch.manual_seed(0)
@@ -116,10 +105,7 @@ def export_tiny_center_graph(graph_dir: Path, checkpoint: Path, class_names: tup
     backbone = DinoVisionTransformer(config["embed_dim"], config["depth"], 2, img_size=112)
     backbone.init_weights()
     depth_head = LinearDepthHead(config["embed_dim"], config["taps"], 0.001, 10.0)
-    graph = PerceptionGraph(spec, backbone, depth_head, head.eval())
-    export_graph(
-        graph.eval(), graph_dir / settings.weights_tag / f"{spec.key}.onnx", check=False, class_names=class_names
-    )
+    store_graph(PerceptionGraph(spec, backbone, depth_head, head.eval()), settings, class_names)
     return parameters
 
 
@@ -194,15 +180,16 @@ class Harness:
         self.node.destroy_node()
 
 
-def start_node_process(arguments: list[str], log_path: Path) -> subprocess.Popen:
-    """perception_node in its own process with the venv's python (the ROS wheels re-exec it once)."""
+def start_node_process(arguments: list[str], log_path: Path, python_path: tuple[Path, ...] = ()) -> subprocess.Popen:
+    """perception_node in its own process with the venv's python (the ROS wheels re-exec it once);
+    `python_path` folders come before the repository on its module path."""
     log = log_path.open("w")
     return subprocess.Popen(
         [sys.executable, "-m", "dinov2_ros.ros.perception_node", "--ros-args", *arguments],
         cwd=REPO,
         stdout=log,
         stderr=subprocess.STDOUT,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(map(str, (*python_path, REPO)))},
     )
 
 

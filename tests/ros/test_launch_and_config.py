@@ -35,7 +35,7 @@ def _module_constant(path, name: str):
 
 def test_perception_launch_offers_the_issue_arguments_and_maps_them_to_real_parameters():
     declared = _declared_arguments(LAUNCH / "perception.launch.py")
-    wanted = {"image", "camera_info", "depth", "config", "backend", "model", "weights", "engine_cache_dir"}
+    wanted = {"image", "camera_info", "depth", "config", "backend", "model", "weights", "precision", "graph_dir"}
     assert wanted | {"rviz", "use_sim_time"} <= declared
     mapping = _module_constant(LAUNCH / "perception.launch.py", "PARAMETER_ARGUMENTS")
     assert set(mapping) <= declared

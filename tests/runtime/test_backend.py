@@ -95,3 +95,20 @@ def test_closed_backend_refuses_to_run(exported):
         pass
     with pytest.raises(RuntimeError, match="backend is closed; create a new one"):
         backend.infer(good_inputs(spec))
+
+
+def test_a_batch_larger_than_max_batch_runs_in_several_calls_with_the_same_result(backend):
+    """Five cameras of one size on an engine built for two frames: three runs, one result."""
+    from tiny_graphs import frames
+
+    spec = backend.spec
+    inputs = good_inputs(spec) | {"images": frames("random", spec, batch=5)}
+    whole = backend.infer(inputs)
+    calls = []
+    run = backend._infer_impl
+    backend._infer_impl = lambda chunk: calls.append(chunk["images"].shape[0]) or run(chunk)
+    backend.max_batch = 2
+    split = backend.infer(inputs)
+    assert calls == [2, 2, 1]
+    for name, array in whole.items():
+        np.testing.assert_allclose(split[name], array, rtol=1e-5, atol=1e-5, err_msg=name)

@@ -22,7 +22,8 @@ def vga(**overrides) -> GraphSpec:
         ({"heads": ("exemplar", "center")}, r"one detection head"),
         ({"heads": ()}, r"no output"),
         ({"camera_width": 0}, r"camera_width must be >= 1, got 0"),
-        ({"heads": ("exemplar",), "max_prototypes": 0}, r"max_prototypes must be >= 1"),
+        ({"heads": ("exemplar",), "max_prototypes": 0}, r"max_prototypes and max_classes must be >= 1"),
+        ({"heads": ("exemplar",), "max_classes": 0}, r"max_prototypes and max_classes must be >= 1"),
     ],
 )
 def test_invalid_specs_say_what_to_fix(overrides, message):
@@ -33,9 +34,13 @@ def test_invalid_specs_say_what_to_fix(overrides, message):
 def test_key_is_canonical_and_names_every_static_choice():
     spec = vga(heads=("exemplar", "depth"), top_k=50, max_prototypes=32, features=True, resize="letterbox")
     assert spec.heads == ("depth", "exemplar")
-    assert spec.key == "vits14-cam640x480-in224x224-letterbox-depth+exemplar-d384-k50-p32-feat"
+    assert spec.key == "vits14-cam640x480-in224x224-letterbox-depth+exemplar-d384-k50-p32-c16-feat"
     assert spec == vga(heads=("depth", "exemplar"), top_k=50, max_prototypes=32, features=True, resize="letterbox")
     assert vga().key != vga(input_width=448).key != vga(resize="letterbox").key
+    exemplar = vga(heads=("exemplar",))
+    assert exemplar.key != vga(heads=("exemplar",), max_classes=8).key, "max_classes is baked into the graph"
+    assert vga(heads=("depth",), max_classes=8) == vga(heads=("depth",)), "no exemplar head: max_classes is moot"
+    assert exemplar.differences(vga(heads=("exemplar",), max_classes=8)) == ["max_classes 8 -> 16"]
 
 
 def test_json_round_trip_and_refusal():

@@ -14,6 +14,8 @@ import pytest
 import torch
 
 from dinov2_ros.cli import bench, engine, export
+from dinov2_ros.runtime.graph_source import GraphSource
+from dinov2_ros.runtime.model_settings import ModelSettings
 from dinov2_ros.runtime.onnx_export import graph_class_names, load_graph_spec
 from dinov2_ros.runtime.onnxruntime_backend import OnnxRuntimeBackend
 from dinov2_ros.runtime.torch_backend import TorchBackend
@@ -28,32 +30,14 @@ def run(argv: list[str]) -> int:
     return args.func(args)
 
 
+COMMON = ["--weights", "random", "--camera", "112x84", "--input-height", "56", "--input-width", "70"]
+
+
 @pytest.mark.slow
 def test_export_command_writes_a_vits14_graph_that_matches_pytorch(tmp_path, capsys):
-    argv = [
-        "export",
-        "--weights",
-        "random",
-        "--depth-weights",
-        "random",
-        "--camera",
-        "112x84",
-        "--input",
-        "70x56",
-        "--heads",
-        "depth",
-        "exemplar",
-        "--features",
-        "--top-k",
-        "8",
-        "--max-prototypes",
-        "4",
-        "--output-dir",
-        str(tmp_path),
-        "--int8",
-    ]
+    argv = ["export", *COMMON, "--depth-weights", "random", "--top-k", "8", "--max-prototypes", "4"]
     torch.manual_seed(0)
-    assert run(argv) == 0
+    assert run([*argv, "--graph-dir", str(tmp_path), "--precision", "int8"]) == 0
     fp32_path, int8_path = (tmp_path / line for line in capsys.readouterr().out.split())
     spec = load_graph_spec(fp32_path)
     assert (spec.variant, spec.camera_width, spec.camera_height, spec.input_width, spec.input_height) == (
@@ -63,28 +47,26 @@ def test_export_command_writes_a_vits14_graph_that_matches_pytorch(tmp_path, cap
         70,
         56,
     )
+    assert spec.heads == ("depth", "exemplar") and spec.features, "the node's defaults: depth and taught classes"
     assert load_graph_spec(int8_path) == spec
 
-    args = argparse.Namespace(
-        variant="vits14",
-        weights="random",
-        camera=(84, 112),
-        input=(56, 70),
-        resize="stretch",
-        heads=["depth", "exemplar"],
-        depth_weights="random",
-        depth_dataset="nyu",
-        depth_kind="linear",
-        center_head=None,
-        top_k=8,
-        max_prototypes=4,
-        max_classes=16,
-        features=True,
+    settings = ModelSettings.from_values(
+        {
+            "model.weights": "random",
+            "model.depth_weights": "random",
+            "model.input_height": 56,
+            "model.input_width": 70,
+            "model.top_k": 8,
+            "model.max_prototypes": 4,
+            "model.graph_dir": str(tmp_path),
+        }
     )
+    source = GraphSource(settings)
+    assert source.graph(84, 112) == fp32_path, "the node's GraphSource finds what export wrote"
     rng = np.random.default_rng(0)
     inputs = {"images": rng.integers(0, 256, (2, 84, 112, 3), dtype=np.uint8)}
     torch.manual_seed(0)  # the same random draw as the exported graph's
-    graph, _ = export.graph_from_args(args)
+    graph, _ = source.build_graph(spec)
     with TorchBackend(graph, device="cpu") as reference, OnnxRuntimeBackend(fp32_path, spec) as ort_backend:
         features = reference.infer(inputs | probe_prototypes(spec))["features"]
         tokens = features[0].reshape(spec.embed_dim, -1).T[[0, 5, 10, 15]]
@@ -115,20 +97,43 @@ def probe_prototypes(spec) -> dict[str, np.ndarray]:
 
 
 def test_commands_refuse_bad_requests(tmp_path, caplog):
-    assert run(["export", "--heads", "center", "--weights", "random", "--output-dir", str(tmp_path)]) == 2
-    assert "--heads center needs --center-head" in caplog.text
+    assert run(["export", "--detector", "center", "--weights", "random", "--graph-dir", str(tmp_path)]) == 2
+    assert "model.detector is 'center' but model.detector_weights is empty" in caplog.text
+    assert run(["export", "--params-file", str(tmp_path / "missing.yaml")]) == 2
+    assert "cannot read the parameter file" in caplog.text
+    assert run(["export", "--backend", "onnxruntime", "--precision", "fp16", "--weights", "random"]) == 2
+    assert "not available with backend.kind 'onnxruntime'" in caplog.text
     assert run(["bench", "--batch", "0"]) == 2
     assert "--batch must be >= 1" in caplog.text
     with pytest.raises(SystemExit):
         run(["export", "--camera", "640by480"])
-    missing = tmp_path / "missing.onnx"
-    assert run(["build-engine", str(missing)]) == 2
+    assert run(["build-engine", "--weights", "random", "--graph-dir", str(tmp_path)]) == 2
+    assert "tensorrt" in caplog.text.lower()
+    assert not list(tmp_path.glob("*.onnx")), "no minute-long export before finding that TensorRT is missing"
+
+
+def test_export_reads_the_node_parameter_file_and_options_win(tmp_path):
+    from dinov2_ros.cli.model_options import add_model_options, settings_from_args
+
+    params = tmp_path / "robot.yaml"
+    params.write_text(
+        "/**:\n  ros__parameters:\n    model:\n      weights: random\n      top_k: 7\n    cameras: [front]\n"
+        "dinov2:\n  ros__parameters:\n    model.top_k: 9\n    backend.kind: torch\n"
+        "other_node:\n  ros__parameters:\n    model.top_k: 11\n"
+    )
+    parser = argparse.ArgumentParser()
+    add_model_options(parser)
+    settings = settings_from_args(parser.parse_args(["--params-file", str(params)]))
+    assert (settings.weights, settings.top_k, settings.backend) == ("random", 9, "torch")
+    assert settings.input_height == 224, "unset settings take the node's defaults"
+    settings = settings_from_args(parser.parse_args(["--params-file", str(params), "--top-k", "3"]))
+    assert settings.top_k == 3
 
 
 @pytest.mark.slow
 def test_bench_command_times_stages_and_the_bare_encoder(capsys):
-    argv = ["bench", "--camera", "56x42", "--input", "28x28", "--iterations", "2", "--warmup", "0", "--threads", "1"]
-    assert run(argv) == 0
+    argv = ["bench", "--camera", "56x42", "--input-height", "28", "--input-width", "28", "--iterations", "2"]
+    assert run([*argv, "--warmup", "0", "--threads", "1"]) == 0
     out = capsys.readouterr().out
     for stage in ("copy in", "graph", "copy out", "end to end", "bare encoder", "FPS", "graph/encoder"):
         assert f"{stage}:" in out, out
@@ -139,17 +144,16 @@ def test_export_takes_a_trained_center_head_and_refuses_a_mismatched_one(tmp_pat
     """A head saved as train-detector saves it (encoder named by variant and weights) exports; one
     trained with another resize mode is refused with the reason."""
     from dinov2_ros.model.center_head import CenterHead, CenterHeadInfo, save_center_head
+    from dinov2_ros.perception.prototypes import encoder_name
 
     head = CenterHead(384, num_classes=2, hidden_dim=8, top_k=4)
-    checkpoint = save_center_head(
-        tmp_path / "head.pt", head, CenterHeadInfo("vits14:random", (56, 70), "stretch", ("a", "b"), 384, 8)
-    )
-    common = ["export", "--weights", "random", "--camera", "112x84", "--input", "70x56", "--top-k", "4"]
+    info = CenterHeadInfo(encoder_name("vits14", "random"), (56, 70), "stretch", ("a", "b"), 384, 8)
+    checkpoint = save_center_head(tmp_path / "head.pt", head, info)
+    common = ["export", *COMMON, "--top-k", "4", "--detector", "center", "--detector-weights", str(checkpoint)]
     out = tmp_path / "graphs"
-    assert run([*common, "--heads", "center", "--center-head", str(checkpoint), "--output-dir", str(out)]) == 0
+    assert run([*common, "--graph-dir", str(out)]) == 0
     (exported,) = out.glob("*.onnx")
     assert load_graph_spec(exported).detection == "center"
     assert graph_class_names(exported) == ("a", "b"), "the node names the classes from the file alone"
-    letterbox = [*common, "--heads", "center", "--resize", "letterbox", "--center-head", str(checkpoint)]
-    assert run([*letterbox, "--output-dir", str(tmp_path / "refused")]) != 0
+    assert run([*common, "--resize", "letterbox", "--graph-dir", str(tmp_path / "refused")]) != 0
     assert "letterbox" in caplog.text and "stretch" in caplog.text

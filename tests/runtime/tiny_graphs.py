@@ -29,6 +29,7 @@ def tiny_spec(**overrides) -> GraphSpec:
         heads=("depth", "exemplar"),
         top_k=5,
         max_prototypes=4,
+        max_classes=TINY_CLASSES,
         embed_dim=TINY_DIM,
         features=True,
     )
@@ -46,7 +47,7 @@ def tiny_graph(spec: GraphSpec, seed: int = 0) -> PerceptionGraph:
     depth_head = LinearDepthHead(TINY_DIM, (0, TINY_DEPTH - 1), 0.001, 10.0) if spec.depth else None
     detection_head = None
     if spec.detection == "exemplar":
-        detection_head = ExemplarHead(max_classes=TINY_CLASSES, top_k=spec.top_k, similarity_threshold=0.2)
+        detection_head = ExemplarHead(max_classes=spec.max_classes, top_k=spec.top_k, similarity_threshold=0.2)
     elif spec.detection == "center":
         detection_head = CenterHead(TINY_DIM, num_classes=TINY_CLASSES, hidden_dim=16, top_k=spec.top_k)
     return PerceptionGraph(spec, backbone, depth_head, detection_head).eval()

@@ -1,0 +1,127 @@
+"""The artifact store: exported graphs and TensorRT engines in one folder, keyed by what made them.
+
+`<graph_dir>/<spec key>-<content digest>.onnx` holds one exported graph; its metadata carries the
+GraphSpec and the provenance (what the backbone, depth and detector weights ARE, by content, and the
+exporter version), and the digest in its name is taken over both. So `/runs/a/best.pt` and
+`/runs/b/best.pt` give two graphs, and a retrained head never runs an old graph. Engines live in
+`<graph_dir>/engines/`, keyed by the ONNX file's bytes (runtime/engine_cache.py). `dinov2-ros export`
+and `build-engine` write here, and the node searches here and logs why it skips each other file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from dinov2_ros.runtime.graph_spec import GraphSpec
+from dinov2_ros.runtime.onnx_export import PRECISION_KEY, PROVENANCE_KEY, load_graph_metadata
+
+DIGEST_LENGTH = 12  # hex digits of the content digest in a graph file's name
+
+
+UNVERIFIED = "?"  # the identity of weights whose file is not on this machine
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """What a graph was exported from, by content: equal provenance and spec mean the same graph.
+
+    Each weights field is a `weights_identity` (a sha256 for a file, Meta's release name for
+    "pretrained", the seed for "random"); depth also names its dataset and kind. `sources` records
+    the path each file had. A robot may hold the exported graph without the checkpoint it came
+    from: that field is then UNVERIFIED, and a graph matches on the path it was exported from.
+    """
+
+    backbone: str
+    depth: str  # "" without a depth head
+    detector: str  # "" unless a trained (center) head
+    exporter: str
+    sources: dict[str, str] = field(default_factory=dict, compare=False)
+
+    @property
+    def unverified(self) -> list[str]:
+        """The weights fields whose content could not be read here."""
+        return [name for name in _WEIGHTS_FIELDS if getattr(self, name) == UNVERIFIED]
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> Provenance:
+        try:
+            return cls(**json.loads(text))
+        except (ValueError, TypeError) as error:
+            raise ValueError(f"unreadable provenance metadata ({error}); re-export the graph") from error
+
+    def differences(self, other: Provenance) -> list[str]:
+        """Readable `field other -> self` for each field in which `other` (a stored graph's) differs."""
+        found = []
+        for name in (*_WEIGHTS_FIELDS, "exporter"):
+            mine, theirs = getattr(self, name), getattr(other, name)
+            if mine == UNVERIFIED:
+                mine, theirs = self.sources.get(name), other.sources.get(name)
+            if mine != theirs:
+                found.append(f"{name} {theirs!r} -> {mine!r}")
+        return found
+
+
+_WEIGHTS_FIELDS = ("backbone", "depth", "detector")
+
+
+def graph_file_name(spec: GraphSpec, provenance: Provenance) -> str:
+    """`<spec key>-<digest>.onnx`, the digest taken over the spec and the provenance."""
+    digest = hashlib.sha256((spec.to_json() + provenance.to_json()).encode()).hexdigest()
+    return f"{spec.key}-{digest[:DIGEST_LENGTH]}.onnx"
+
+
+class ArtifactStore:
+    """One folder of graphs (and `engines/`); finds the graph for a spec and provenance, saying why not."""
+
+    def __init__(self, directory: str | Path) -> None:
+        self.directory = Path(directory).expanduser()
+
+    @property
+    def engine_dir(self) -> Path:
+        return self.directory / "engines"
+
+    def graph_path(self, spec: GraphSpec, provenance: Provenance) -> Path:
+        """Where the fp32 graph for `spec` and `provenance` is written."""
+        return self.directory / graph_file_name(spec, provenance)
+
+    def find(
+        self, spec: GraphSpec, provenance: Provenance, precision: str = "fp32"
+    ) -> tuple[Path | None, list[tuple[Path, str]]]:
+        """(the graph for `spec`, `provenance` and `precision`, or None; every other file with why it was skipped).
+
+        Reads only the metadata of each `*.onnx` file (a few small reads each, not the weights).
+        """
+        skipped: list[tuple[Path, str]] = []
+        found = None
+        for path in sorted(self.directory.glob("*.onnx")) if self.directory.is_dir() else ():
+            try:
+                stored, metadata = load_graph_metadata(path)
+                stored_provenance = Provenance.from_json(metadata.get(PROVENANCE_KEY, "{}"))
+            except ValueError as error:  # ForeignGraphError is a ValueError
+                skipped.append((path, str(error)))
+                continue
+            reasons = spec.differences(stored) + provenance.differences(stored_provenance)
+            if metadata.get(PRECISION_KEY) != precision:
+                reasons.append(f"precision {metadata.get(PRECISION_KEY)!r} -> {precision!r}")
+            if reasons:
+                skipped.append((path, "it was made for other settings: " + "; ".join(reasons)))
+            elif found is None:
+                found = path
+        return found, skipped
+
+    def graphs(self) -> list[tuple[Path, GraphSpec, dict[str, str]]]:
+        """Every readable dinov2_ros graph in the store with its spec and metadata."""
+        graphs = []
+        for path in sorted(self.directory.glob("*.onnx")) if self.directory.is_dir() else ():
+            try:
+                graphs.append((path, *load_graph_metadata(path)))
+            except ValueError:
+                continue
+        return graphs

@@ -1,0 +1,202 @@
+"""Turns ModelSettings into a ready backend per camera size: a stored graph, else an export, then the engine.
+
+The node and the CLI (`dinov2-ros export`, `build-engine`) both go through GraphSource, so a graph
+exported beforehand is the one the node takes. Running stored graphs on ONNX Runtime or TensorRT
+imports no torch; exporting needs torch and the weights. Progress and every skipped artifact, with
+its reason, are logged on this module's logger (the node forwards it to the ROS log).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+from dinov2_ros import __version__
+from dinov2_ros.runtime.artifact_store import UNVERIFIED, ArtifactStore, Provenance
+from dinov2_ros.runtime.backend import Backend
+from dinov2_ros.runtime.graph_spec import GraphSpec
+from dinov2_ros.runtime.model_settings import ModelSettings
+from dinov2_ros.runtime.onnx_export import graph_class_names
+from dinov2_ros.runtime.weights_identity import weights_identity
+
+LOG = logging.getLogger(__name__)
+
+
+def provenance_of(settings: ModelSettings) -> Provenance:
+    """What the graphs of `settings` are made from, by content (hashes checkpoint files)."""
+    identities, sources = {}, {}
+    for name, weights, prefix in (
+        ("backbone", settings.weights, ""),
+        ("depth", settings.depth_weights, f"{settings.depth_dataset}/{settings.depth_kind}/"),
+        ("detector", settings.detector_weights if settings.detector == "center" else "", ""),
+    ):
+        if not weights:
+            identities[name] = ""
+            continue
+        sources[name] = weights if weights in ("random", "pretrained") else str(Path(weights).expanduser().resolve())
+        try:
+            identities[name] = prefix + weights_identity(weights)
+        except FileNotFoundError:
+            identities[name] = UNVERIFIED
+    return Provenance(**identities, exporter=f"dinov2_ros {__version__}", sources=sources)
+
+
+class GraphSource:
+    """Opens the backend for a camera resolution (`source(height, width)`), exporting first when needed."""
+
+    def __init__(self, settings: ModelSettings) -> None:
+        self.settings = settings
+        self.store = ArtifactStore(settings.graph_dir)
+        self.provenance = provenance_of(settings)
+        for name in self.provenance.unverified:
+            LOG.warning(
+                "the %s weights %s are not on this machine: a stored graph exported from that path is used "
+                "without checking its content",
+                name,
+                self.provenance.sources[name],
+            )
+
+    def embed_dim(self) -> int:
+        """The encoder width: from a stored graph of this variant, else from the model's variant table.
+
+        Stored graphs come first so that running them never imports torch.
+        """
+        for _, spec, _ in self.store.graphs():
+            if spec.variant == self.settings.variant:
+                return spec.embed_dim
+        from dinov2_ros.model.variants import VARIANTS
+
+        if self.settings.variant not in VARIANTS:
+            raise ValueError(
+                f"model.variant {self.settings.variant!r} is not a released DINOv2 variant ({', '.join(VARIANTS)}) "
+                f"and {self.store.directory} holds no graph exported for it"
+            )
+        return VARIANTS[self.settings.variant].embed_dim
+
+    def spec_for(self, height: int, width: int) -> GraphSpec:
+        return self.settings.spec_for(height, width, self.embed_dim())
+
+    def __call__(self, height: int, width: int) -> Backend:
+        from dinov2_ros.runtime.factory import create_backend
+
+        s = self.settings
+        spec = self.spec_for(height, width)
+        precision = s.backend_precision
+        if s.backend == "torch":
+            LOG.info("building the PyTorch graph for %dx%d frames", width, height)
+            return create_backend("torch", spec, graph=self.build_graph(spec)[0], device=s.device, precision=precision)
+        if s.backend == "tensorrt":  # fail at once where TensorRT is missing, not after a minute's export
+            from dinov2_ros.runtime.tensorrt_build import import_tensorrt
+
+            import_tensorrt()
+        path = self.graph(height, width)
+        if s.backend == "onnxruntime":
+            if precision == "int8":
+                path = self._int8_graph(spec, path)
+            return create_backend("onnxruntime", spec, onnx_path=path, device=s.device, threads=s.threads)
+        return create_backend(
+            "tensorrt",
+            spec,
+            onnx_path=path,
+            precision=precision,
+            max_batch=s.max_batch,
+            cache_dir=self.store.engine_dir,
+        )
+
+    def graph(self, height: int, width: int, opset: int | None = None) -> Path:
+        """The stored fp32 graph for `height` x `width` frames, exported first when the store has none."""
+        spec = self.spec_for(height, width)
+        path = self._find(spec, "fp32")
+        if path is None:
+            path = self._export(spec, opset)
+        LOG.info("graph for %dx%d frames: %s", width, height, path)
+        return path
+
+    def artifacts(self, height: int, width: int, opset: int | None = None) -> list[Path]:
+        """The stored files the backend needs for `height` x `width` frames, made where missing.
+
+        The fp32 graph, and its int8 copy for ONNX Runtime at precision int8. TensorRT engines are
+        built by opening the backend (`dinov2-ros build-engine`), on the GPU that will run them.
+        """
+        path = self.graph(height, width, opset)
+        if self.settings.backend == "onnxruntime" and self.settings.backend_precision == "int8":
+            return [path, self._int8_graph(self.spec_for(height, width), path)]
+        return [path]
+
+    def class_names(self) -> tuple[str, ...]:
+        """A trained head's class names by id: from a stored graph of this head (no torch), else its checkpoint."""
+        for path, spec, _ in self.store.graphs():
+            probe = self.settings.spec_for(spec.camera_height, spec.camera_width, spec.embed_dim)
+            if spec == probe and self.store.find(spec, self.provenance)[0] == path:
+                names = graph_class_names(path)
+                if names is not None:
+                    return names
+        return self._center_head(self.settings.top_k)[1]
+
+    def _find(self, spec: GraphSpec, precision: str) -> Path | None:
+        path, skipped = self.store.find(spec, self.provenance, precision)
+        for other, reason in skipped:
+            LOG.info("artifact store: skipping %s: %s", other.name, reason)
+        return path
+
+    def _int8_graph(self, spec: GraphSpec, fp32_path: Path) -> Path:
+        path = self._find(spec, "int8")
+        if path is None:
+            from dinov2_ros.runtime.quantize import quantize_graph
+
+            path = quantize_graph(fp32_path, fp32_path.with_suffix(".int8.onnx"))
+        return path
+
+    def _export(self, spec: GraphSpec, opset: int | None) -> Path:
+        from dinov2_ros.runtime.onnx_export import DEFAULT_OPSET, export_graph
+
+        path = self.store.graph_path(spec, self.provenance)
+        LOG.info(
+            "exporting graph '%s' to %s (once per camera size and model; about a minute for vits14 on a CPU) ...",
+            spec.key,
+            path,
+        )
+        start = time.monotonic()
+        graph, class_names = self.build_graph(spec)
+        export_graph(
+            graph, path, opset=opset or DEFAULT_OPSET, class_names=class_names, provenance=self.provenance.to_json()
+        )
+        LOG.info("exported '%s' in %.0f s", spec.key, time.monotonic() - start)
+        return path
+
+    def _detection_head(self, spec: GraphSpec):
+        """The detection head module for `spec` and, for a trained head, its class names."""
+        if spec.exemplar:
+            from dinov2_ros.model.exemplar_head import ExemplarHead
+
+            return ExemplarHead(max_classes=spec.max_classes, top_k=spec.top_k), None
+        if spec.detection == "center":
+            return self._center_head(spec.top_k)
+        return None, None
+
+    def _center_head(self, top_k: int):
+        from dinov2_ros.model.center_head import load_center_head
+        from dinov2_ros.perception.prototypes import encoder_name
+
+        s = self.settings
+        # train-detector names the encoder by variant and weights and records its input size and resize
+        head, info = load_center_head(
+            Path(s.detector_weights).expanduser(),
+            encoder_name(s.variant, s.weights),
+            (s.input_height, s.input_width),
+            top_k=top_k,
+            expected_resize=s.resize,
+        )
+        return head, info.class_names
+
+    def build_graph(self, spec: GraphSpec):
+        """The PerceptionGraph for `spec` (imports torch) and a trained head's class names, or None."""
+        from dinov2_ros.runtime.factory import build_perception_graph
+
+        s = self.settings
+        head, class_names = self._detection_head(spec)
+        graph = build_perception_graph(
+            spec, s.weights, s.depth_weights or None, s.depth_dataset, s.depth_kind, detection_head=head
+        )
+        return graph, class_names

@@ -12,6 +12,7 @@ from dinov2_ros.model import (
     CheckpointError,
     DepthEstimator,
     LinearDepthHead,
+    create_backbone,
     create_depth_head,
     normalise_bins,
 )
@@ -111,6 +112,42 @@ def test_depth_estimator_feeds_the_head_with_its_final_norm(final_norm: bool, ma
         normed = head(backbone.get_intermediate_layers(x, (1, 3), norm=True), (56, 70))
     assert depth.shape == (1, 1, 56, 70)
     assert torch.equal(depth, normed) == final_norm
+
+
+def meta_intermediate_layers(backbone, x: torch.Tensor, taps: tuple[int, ...], norm: bool) -> list:
+    """Meta's `get_intermediate_layers(x, taps, reshape=True, return_class_token=True, norm=norm)`,
+    written out from the blocks: (patch map (B, D, h, w), cls (B, D)) per tap."""
+    tokens, taken = backbone.prepare_tokens(x), {}
+    for index, block in enumerate(backbone.blocks):
+        tokens = block(tokens)
+        taken[index] = backbone.norm(tokens) if norm else tokens
+    h, w = x.shape[-2] // 14, x.shape[-1] // 14
+    return [(taken[i][:, 1:].reshape(x.shape[0], h, w, -1).permute(0, 3, 1, 2), taken[i][:, 0]) for i in taps]
+
+
+def meta_linear_head(head: LinearDepthHead, layers: list, size: tuple[int, int]) -> torch.Tensor:
+    """Meta's BNHead order: concatenate, upsample x4, 1x1 conv, "linear" bins, weighted centres, resize."""
+    features = torch.cat([torch.cat((p, c[:, :, None, None].expand_as(p)), 1) for p, c in layers], 1)
+    features = F.interpolate(features, scale_factor=4, mode="bilinear", align_corners=False)
+    weights = torch.relu(head.conv_depth(features)) + 0.1
+    weights = weights / weights.sum(1, keepdim=True)
+    depth = torch.einsum("ikmn,k->imn", weights, torch.linspace(head.min_depth, head.max_depth, 256)).unsqueeze(1)
+    return F.interpolate(depth, size=size, mode="bilinear", align_corners=False).clamp(head.min_depth, head.max_depth)
+
+
+def test_default_head_reads_unnormalised_blocks_as_the_hub_builder_taps_them() -> None:
+    """Meta's hub builder for the released heads taps get_intermediate_layers(..., norm=False)."""
+    backbone = create_backbone("vits14", "random")
+    head = create_depth_head("vits14", "nyu", "linear4", "random")
+    assert head.final_norm is False and (head.min_depth, head.max_depth) == (0.001, 10.0)
+    torch.nn.init.normal_(head.conv_depth.weight, std=0.05)
+    x = torch.randn(1, 3, 42, 56, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        depth = DepthEstimator(backbone, head)(x)
+        hub = meta_linear_head(head, meta_intermediate_layers(backbone, x, head.tap_indices, norm=False), (42, 56))
+        normed = meta_linear_head(head, meta_intermediate_layers(backbone, x, head.tap_indices, norm=True), (42, 56))
+    torch.testing.assert_close(depth, hub, rtol=1e-5, atol=1e-5)
+    assert (depth - normed).abs().max() > 1e-2  # the choice matters: norm=True gives another depth
 
 
 def test_pretrained_head_comes_from_the_cache(cache_dir: Path) -> None:

@@ -5,7 +5,6 @@ import json
 import logging
 
 import pytest
-import torch
 from tiny_detection import SIZE, TINY_ENCODER, scene_generator, tiny_encoder
 
 from dinov2_ros.cli import detector as detector_cli
@@ -124,7 +123,6 @@ def _run_cli(module, argv: list[str]) -> int:
 
 def test_the_commands_train_evaluate_and_teach_with_a_real_variant(tmp_path, capsys):
     """`train-detector`, `eval-detector` and `teach` end to end on vits14 with explicit random weights."""
-    torch.manual_seed(0)
     generator = SyntheticSceneGenerator(0, 112, 112, classes=("block", "puck"))
     train = write_coco_dataset(generator, range(6), tmp_path / "train")
     validation = write_coco_dataset(generator, range(100, 103), tmp_path / "val")
@@ -136,7 +134,9 @@ def test_the_commands_train_evaluate_and_teach_with_a_real_variant(tmp_path, cap
     argv = ["eval-detector", "--checkpoint", str(out / "best.pt"), "--annotations", str(validation), *common]
     assert _run_cli(detector_cli, argv) == 0
     assert "mAP@[.5:.95]" in capsys.readouterr().out
-    with pytest.raises(ValueError, match="trained on encoder 'vits14:random' features, not 'vitb14:random'"):
+    with pytest.raises(
+        ValueError, match="trained on encoder 'vits14:random-seed0' features, not 'vitb14:random-seed0'"
+    ):
         _run_cli(detector_cli, [*argv[:-4], "--variant", "vitb14", "--weights", "random"])
 
     examples = tmp_path / "examples" / "block"
@@ -145,5 +145,5 @@ def test_the_commands_train_evaluate_and_teach_with_a_real_variant(tmp_path, cap
     prototypes = tmp_path / "parts.npz"
     argv = ["teach", str(tmp_path / "examples"), "--output", str(prototypes), *common, "--input-size", "112", "112"]
     assert _run_cli(teach_cli, argv) == 0
-    store = PrototypeStore.load(prototypes, encoder="vits14:random", input_size=(112, 112))
+    store = PrototypeStore.load(prototypes, encoder="vits14:random-seed0", input_size=(112, 112))
     assert store.class_ids == {"block": 0} and store.prototype_count == 1

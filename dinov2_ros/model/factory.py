@@ -19,7 +19,7 @@ import torch
 from dinov2_ros.model.checkpoint import load_backbone_state_dict, load_depth_head_state_dict, read_checkpoint
 from dinov2_ros.model.depth_head import LinearDepthHead
 from dinov2_ros.model.random_weights import seeded
-from dinov2_ros.model.variants import WeightFile, depth_range, get_variant
+from dinov2_ros.model.variants import WeightFile, check_head_file_name, depth_range, get_variant
 from dinov2_ros.model.vision_transformer import DinoVisionTransformer
 from dinov2_ros.model.weights import fetch
 
@@ -96,6 +96,8 @@ def create_depth_head(
             final_norm=final_norm,
             backbone_name=backbone_name,
         )
+    if isinstance(weights, str | os.PathLike) and weights not in ("random", "pretrained"):
+        check_head_file_name(Path(weights).name, backbone_name, dataset, kind)
     what = f"{backbone_name} {dataset} {kind} depth head"
     state_dict, source = _resolve_state_dict(weights, lambda: variant.depth_head_file(dataset, kind), cache_dir, what)
     if state_dict is not None:

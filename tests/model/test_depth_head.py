@@ -171,6 +171,27 @@ def test_head_for_another_backbone_says_which_backbone_it_fits(tmp_path: Path) -
         create_depth_head("vitb14", "nyu", "linear", tmp_path / "3072.pth")
 
 
+def test_head_file_named_for_another_backbone_dataset_or_kind_is_refused(tmp_path: Path) -> None:
+    """A vitg14 linear head and a vits14 linear4 head both read 3072 channels: the name tells them apart."""
+    head_file(tmp_path / "dinov2_vitg14_nyu_linear_head.pth", 3072)
+    with pytest.raises(
+        ValueError,
+        match=r"dinov2_vitg14_nyu_linear_head\.pth is named as Meta names a vitg14 nyu linear head .* but a "
+        r"vits14 nyu linear4 head was requested; use dinov2_vits14_nyu_linear4_head\.pth",
+    ):
+        create_depth_head("vits14", "nyu", "linear4", tmp_path / "dinov2_vitg14_nyu_linear_head.pth")
+    head_file(tmp_path / "dinov2_vits14_kitti_linear4_head.pth", 3072)
+    with pytest.raises(ValueError, match=r"a vits14 kitti linear4 head .* but a vits14 nyu linear4 head"):
+        create_depth_head("vits14", "nyu", "linear4", str(tmp_path / "dinov2_vits14_kitti_linear4_head.pth"))
+    with pytest.raises(ValueError, match=r"a vits14 kitti linear4 head .* but a vits14_reg4 kitti linear4 head"):
+        create_depth_head("vits14_reg4", "kitti", "linear4", tmp_path / "dinov2_vits14_kitti_linear4_head.pth")
+    # the name that matches, and names outside Meta's convention, load by shape as before
+    assert create_depth_head("vits14", "kitti", "linear4", tmp_path / "dinov2_vits14_kitti_linear4_head.pth")
+    state = head_file(tmp_path / "my_finetuned_head.pth", 3072)
+    head = create_depth_head("vits14", "nyu", "linear4", tmp_path / "my_finetuned_head.pth")
+    assert torch.equal(head.conv_depth.weight, state["decode_head.conv_depth.weight"])
+
+
 def test_head_file_with_missing_or_extra_keys_is_refused(tmp_path: Path) -> None:
     head_file(tmp_path / "extra.pth", 768, extra={"decode_head.bn.weight": torch.ones(768)})
     with pytest.raises(CheckpointError, match=r"does not fit the model; unexpected keys: bn\.weight"):

@@ -22,8 +22,8 @@ _HTML_TITLE = re.compile(rb"<title[^>]*>([^<]{1,120})</title>", re.IGNORECASE)
 REMEDY = "delete it and fetch again (`dinov2-ros weights fetch`), or fix the path"
 
 
-def not_a_checkpoint(path: str | os.PathLike[str]) -> str | None:
-    """Why `path` cannot be a checkpoint (a sentence with the fix), or None if it may be one.
+def not_a_checkpoint(path: str | os.PathLike[str], remedy: str = REMEDY) -> str | None:
+    """Why `path` cannot be a checkpoint (a sentence ending in `remedy`), or None if it may be one.
 
     None does not promise a loadable file: the format is only recognised, its contents are not read.
     """
@@ -34,7 +34,7 @@ def not_a_checkpoint(path: str | os.PathLike[str]) -> str | None:
         return f"{path} does not exist; fetch it with `dinov2-ros weights fetch` or fix the path"
     size = path.stat().st_size
     if size == 0:
-        return f"{path} is empty (0 bytes), not a checkpoint: the download failed; {REMEDY}"
+        return f"{path} is empty (0 bytes), not a checkpoint: the download failed; {remedy}"
     with path.open("rb") as stream:
         head = stream.read(_HEAD_BYTES)
         stream.seek(max(0, size - _ZIP_TAIL_BYTES))
@@ -42,12 +42,12 @@ def not_a_checkpoint(path: str | os.PathLike[str]) -> str | None:
     if _HTML_START.match(head.lstrip(b"\xef\xbb\xbf")):
         title = _HTML_TITLE.search(head)
         shown = f" (titled {title.group(1).decode(errors='replace').strip()!r})" if title else ""
-        return f"{path} is an HTML page{shown}, not a checkpoint: the download failed; {REMEDY}"
+        return f"{path} is an HTML page{shown}, not a checkpoint: the download failed; {remedy}"
     if head.startswith(_ZIP_LOCAL_HEADER):
         if _ZIP_END_OF_DIRECTORY not in tail:
             return (
                 f"{path} is a truncated zip archive ({size} bytes, no end-of-archive record): the download "
-                f"stopped early; {REMEDY}"
+                f"stopped early; {remedy}"
             )
         return None
     if head.startswith(b"\x80"):  # PyTorch's legacy (pre-1.6) pickle format
@@ -55,9 +55,9 @@ def not_a_checkpoint(path: str | os.PathLike[str]) -> str | None:
     if len(head) > 8 and head[8:9] == b"{":
         header_length = int.from_bytes(head[:8], "little")
         if 8 + header_length > size:
-            return f"{path} is a truncated safetensors file ({size} bytes); {REMEDY}"
+            return f"{path} is a truncated safetensors file ({size} bytes); {remedy}"
         return None
     return (
         f"{path} is not a PyTorch or safetensors checkpoint (it starts with {head[:16]!r}); it may be another "
-        f"kind of file saved under this name; {REMEDY}"
+        f"kind of file saved under this name; {remedy}"
     )

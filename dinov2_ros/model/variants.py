@@ -2,8 +2,9 @@
 
 Imports no torch, so `dinov2-ros weights list` starts fast.
 
-Sizes and sha256 of the released files are None: they could not be downloaded where this table was
-written. `dinov2-ros weights verify` prints the sha256 of a downloaded file so it can be pinned here.
+Sizes and sha256 of the released files are None: Meta publishes no hashes, and the files could not be
+downloaded where this table was written. Downloads record their sha256 instead (trust on first use,
+see digests.py); a pin set here takes precedence.
 """
 
 from __future__ import annotations

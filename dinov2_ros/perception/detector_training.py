@@ -166,8 +166,8 @@ def train_center_head(
 ) -> TrainingResult:
     """Train on `train`, validate on `validation` each epoch, keep `last.pt` and `best.pt` (by val mAP@[.5:.95]).
 
-    `encoder` is the variant name stored in the checkpoint; `encoder_id` also names the weights and keys
-    the feature cache.
+    `encoder` is the encoder name stored in the checkpoint (`prototypes.encoder_name`); `encoder_id`
+    names the encoder's weights by content and keys the feature cache (see `cached_features`).
     """
     if validation is not None and validation.class_names != train.class_names:
         raise ValueError(

@@ -21,7 +21,6 @@ import cv2
 import numpy as np
 
 from dinov2_ros.atomic_file import atomic_write
-from dinov2_ros.model.random_weights import RANDOM_WEIGHTS_TAG
 from dinov2_ros.runtime.graph_spec import PATCH_SIZE, ResizeMapping
 
 PROTOTYPE_FORMAT = "dinov2_ros.prototypes"
@@ -306,8 +305,6 @@ def teach_from_folder(folder: str | os.PathLike, source: FeatureSource, store: P
 
 def encoder_name(variant: str, weights: str) -> str:
     """How prototype files and detector checkpoints name their encoder: variant and backbone weights tag
-    ('pretrained', the checkpoint's file stem, or for 'random' the seeded random network
-    RANDOM_WEIGHTS_TAG, 'random-seed0'), e.g. 'vits14:pretrained', 'vits14:random-seed0'."""
-    if weights == "random":
-        return f"{variant}:{RANDOM_WEIGHTS_TAG}"
-    return f"{variant}:{weights if weights == 'pretrained' else Path(weights).stem}"
+    ('pretrained', 'random' or the checkpoint's file stem), e.g. 'vits14:pretrained'. 'random' names one
+    network, the one seeded with model.random_weights.RANDOM_WEIGHTS_SEED, in every process."""
+    return f"{variant}:{weights if weights in ('pretrained', 'random') else Path(weights).stem}"

@@ -136,9 +136,7 @@ def test_the_commands_train_evaluate_and_teach_with_a_real_variant(tmp_path, cap
     argv = ["eval-detector", "--checkpoint", str(out / "best.pt"), "--annotations", str(validation), *common]
     assert _run_cli(detector_cli, argv) == 0
     assert "mAP@[.5:.95]" in capsys.readouterr().out
-    with pytest.raises(
-        ValueError, match="trained on encoder 'vits14:random-seed0' features, not 'vitb14:random-seed0'"
-    ):
+    with pytest.raises(ValueError, match="trained on encoder 'vits14:random' features, not 'vitb14:random'"):
         _run_cli(detector_cli, [*argv[:-4], "--variant", "vitb14", "--weights", "random"])
 
     examples = tmp_path / "examples" / "block"
@@ -147,15 +145,15 @@ def test_the_commands_train_evaluate_and_teach_with_a_real_variant(tmp_path, cap
     prototypes = tmp_path / "parts.npz"
     argv = ["teach", str(tmp_path / "examples"), "--output", str(prototypes), *common, "--input-size", "112", "112"]
     assert _run_cli(teach_cli, argv) == 0
-    store = PrototypeStore.load(prototypes, encoder="vits14:random-seed0", input_size=(112, 112))
+    store = PrototypeStore.load(prototypes, encoder="vits14:random", input_size=(112, 112))
     assert store.class_ids == {"block": 0} and store.prototype_count == 1
 
 
 @pytest.mark.slow  # ~35 s: vits14 features of 32 images, 10 epochs, then a second process
 def test_eval_detector_in_a_new_process_reproduces_the_validation_map_of_train_detector(tmp_path):
-    """The feature cache and the checkpoint name the encoder by content, and 'random' is one seeded
-    network: a fresh process with a fresh cache computes the same features, so the same mAP (before
-    the seed, it scored 0.000 where training had reported 0.734)."""
+    """The feature cache names the encoder by content, and 'random' is one seeded network: a fresh
+    process with a fresh cache computes the same features, so the same mAP. Before the seed, on these
+    settings: 0.306 reported by train-detector, 0.0001 from eval-detector in a new process."""
     generator = SyntheticSceneGenerator(0, 112, 112, classes=("block", "puck"))
     train = write_coco_dataset(generator, range(24), tmp_path / "train")
     validation = write_coco_dataset(generator, range(100, 108), tmp_path / "val")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 
 _LOG = logging.getLogger(__name__)
 _TRUST_ON_FIRST_USE = (
@@ -12,6 +13,7 @@ _TRUST_ON_FIRST_USE = (
     "record. This catches a file that changed or was damaged after its download, not one that was already wrong "
     "when it was first downloaded. A file placed by hand gets its record at its first check."
 )
+_SHOW_HASHING_BYTES = 200_000_000  # say so before hashing a file that takes a second or more
 _REFERENCE_TEXT = {
     "registry": "matches the registry's pinned sha256",
     "recorded": "matches the sha256 recorded at its download",
@@ -91,6 +93,8 @@ def _verify(args: argparse.Namespace) -> int:
                 _LOG.error("%s is not cached (expected at %s); fetch it first", file.filename, path)
                 failures += 1
             continue
+        if path.is_file() and path.stat().st_size > _SHOW_HASHING_BYTES:
+            print(f"hashing {path} ({path.stat().st_size / 1e9:.1f} GB) ...", file=sys.stderr, flush=True)
         try:
             verification = verify_file(path, file)
         except WeightsError as error:

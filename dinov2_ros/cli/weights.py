@@ -18,6 +18,7 @@ _REFERENCE_TEXT = {
     "registry": "matches the registry's pinned sha256",
     "recorded": "matches the sha256 recorded at its download",
     "recorded now": "no sha256 was recorded (placed by hand?); recorded it now, later checks compare with it",
+    "not recorded": "no sha256 was recorded and the cache is read-only: nothing to compare with",
 }
 
 

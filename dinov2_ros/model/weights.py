@@ -109,7 +109,9 @@ class Verification:
     """The outcome of a check: the file's sha256 and what it was compared with."""
 
     sha256: str
-    reference: str  # "registry", "recorded" (the sidecar of its first download or check), "recorded now"
+    # "registry" (a pin), "recorded" (the sidecar of its first download or check), "recorded now" (first
+    # check), "not recorded" (no record, and none could be written: nothing to compare with)
+    reference: str
 
 
 def verify_file(
@@ -135,7 +137,11 @@ def verify_file(
         return Verification(digest, "registry")
     recorded = recorded_sha256(path)
     if recorded is None:
-        record_sha256(path, digest)
+        try:
+            record_sha256(path, digest)
+        except OSError as error:  # a read-only cache (e.g. a shared mount) still serves its files
+            _LOG.warning("cannot record the sha256 of %s in %s (%s)", path, sidecar_of(path), error)
+            return Verification(digest, "not recorded")
         return Verification(digest, "recorded now")
     if digest != recorded:
         raise WeightsError(

@@ -220,3 +220,15 @@ def test_digest_index_rehashes_a_file_only_when_its_version_changes(tmp_path: Pa
     assert cached_sha256(path, index) == first != sha256_of(path)  # why `weights verify` re-hashes in full
     os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))
     assert cached_sha256(path, index) == sha256_of(path)
+
+
+def test_a_cache_where_no_record_can_be_written_still_serves_its_files(cache_dir: Path, caplog) -> None:
+    """A read-only cache (a shared mount) cannot take a record; the file is still served, and said so.
+    Tests run as root here, so the record is blocked by a folder in its place: the same OSError."""
+    cache_dir.mkdir()
+    (cache_dir / "blob.pth").write_bytes(CONTENT)
+    (cache_dir / "blob.pth.sha256").mkdir()
+    file = WeightFile("blob.pth", "http://127.0.0.1:9/blob.pth")
+    assert fetch(file, cache_dir) == cache_dir / "blob.pth"
+    assert "cannot record the sha256 of" in caplog.text
+    assert verify_file(cache_dir / "blob.pth", file).reference == "not recorded"

@@ -37,6 +37,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--checkpoint", required=True, help="head checkpoint from train-detector (best.pt)")
     evaluate.add_argument("--annotations", required=True, help="COCO annotation file of the evaluation images")
     evaluate.add_argument("--images", help="folder the file names are relative to (default: the file's folder)")
+    evaluate.add_argument("--metrics-json", help="also write the metrics (full precision) to this JSON file")
     _encoder_arguments(evaluate)
     evaluate.set_defaults(func=_evaluate)
 
@@ -44,15 +45,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _encoder_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--variant", default="vits14", help="backbone variant (default: vits14)")
     parser.add_argument("--weights", required=True, help="backbone weights: 'pretrained', 'random' or a checkpoint")
-    parser.add_argument("--cache-dir", help="feature cache folder (default: <output or checkpoint folder>/features)")
+    parser.add_argument(
+        "--cache-dir",
+        help="feature cache folder (default: <output or checkpoint folder>/features); entries are keyed by the "
+        "variant, the sha256 of the weights file (or the seeded 'random' network), input size, resize and "
+        "the dinov2_ros version",
+    )
 
 
-def _cache_key(encoder: str, weights: str) -> str:
-    """The encoder name plus, for a checkpoint file, its path and modification time: other weights, other cache."""
-    from pathlib import Path
+def _cache_key(variant: str, weights: str) -> str:
+    """The feature cache's name for the encoder: variant and the content identity of its weights
+    (`weights_identity`: 'random-seed0' or the checkpoint's sha256), so other weights are another cache."""
+    from dinov2_ros.model import get_variant
+    from dinov2_ros.model.content_identity import weights_identity
 
-    path = Path(weights)
-    return f"{encoder}:{path.resolve()}:{path.stat().st_mtime_ns}" if path.is_file() else encoder
+    return f"{variant}:{weights_identity(weights, get_variant(variant).checkpoint)}"
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -69,12 +76,13 @@ def _train(args: argparse.Namespace) -> int:
         _LOG.warning("RANDOM encoder weights: the head will only work with a graph of the same random weights")
     encoder = encoder_name(args.variant, args.weights)
     config = TrainingConfig(args.epochs, args.batch_size, args.lr, hidden_dim=args.hidden_dim, seed=args.seed)
+    backbone = create_backbone(args.variant, args.weights)  # fetches 'pretrained' before it is hashed
     result = train_center_head(
         train,
         validation,
-        create_backbone(args.variant, args.weights),
+        backbone,
         encoder,
-        _cache_key(encoder, args.weights),
+        _cache_key(args.variant, args.weights),
         tuple(args.input_size),
         args.output,
         args.cache_dir or Path(args.output) / "features",
@@ -108,9 +116,17 @@ def _evaluate(args: argparse.Namespace) -> int:
         )
     extractor = PatchFeatureExtractor(create_backbone(args.variant, args.weights), info.input_size, info.resize)
     cache_dir = args.cache_dir or Path(args.checkpoint).parent / "features"
-    features = cached_features(dataset, extractor, cache_dir, _cache_key(encoder, args.weights))
+    features = cached_features(dataset, extractor, cache_dir, _cache_key(args.variant, args.weights))
     metrics = evaluate_head(head, features, dataset, extractor)
     print(f"mAP@[.5:.95] {metrics.map_50_95:.4f}  mAP@.5 {metrics.map_50:.4f}  ({len(dataset.images)} images)")
     for name, ap in metrics.per_class_ap.items():
         print(f"  {name:<24} AP@[.5:.95] {ap:.4f}")
+    if args.metrics_json:
+        import json
+
+        from dinov2_ros.atomic_file import atomic_write
+
+        summary = {"map_50_95": metrics.map_50_95, "map_50": metrics.map_50, "per_class_ap": metrics.per_class_ap}
+        with atomic_write(args.metrics_json) as temporary:
+            temporary.write_text(json.dumps(summary, indent=1))
     return 0

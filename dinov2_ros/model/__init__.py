@@ -16,13 +16,23 @@ _EXPORTS = {
         "official_to_hf",
         "read_checkpoint",
     ],
+    "content_identity": ["weights_identity"],
     "depth_head": ["LinearDepthHead", "normalise_bins"],
     "depth_model": ["DepthEstimator"],
     "factory": ["create_backbone", "create_depth_head"],
     "pos_embed": ["interpolate_pos_embed"],
+    "random_weights": ["RANDOM_WEIGHTS_SEED", "RANDOM_WEIGHTS_TAG"],
     "variants": ["DEPTH_DATASETS", "VARIANTS", "BackboneVariant", "WeightFile", "get_variant"],
     "vision_transformer": ["DinoVisionTransformer"],
-    "weights": ["REGISTRY", "WeightsError", "fetch", "get_weight_file", "resolve_cache_dir", "verify_file"],
+    "weights": [
+        "REGISTRY",
+        "Verification",
+        "WeightsError",
+        "fetch",
+        "get_weight_file",
+        "resolve_cache_dir",
+        "verify_file",
+    ],
 }
 _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
 __all__ = sorted(_MODULE_OF)

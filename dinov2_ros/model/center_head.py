@@ -19,6 +19,7 @@ from torch import nn
 from dinov2_ros.atomic_file import atomic_write
 from dinov2_ros.model.checkpoint import CheckpointError, load_strictly
 from dinov2_ros.model.exemplar_head import pad_detections
+from dinov2_ros.model.file_kind import not_a_checkpoint
 
 CHECKPOINT_FORMAT = "dinov2_ros.center_head"
 CHECKPOINT_VERSION = 1
@@ -140,6 +141,9 @@ def load_center_head(
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"detector checkpoint {path} does not exist; train one with `dinov2-ros train-detector`")
+    problem = not_a_checkpoint(path, "copy it again or retrain it with `dinov2-ros train-detector`")
+    if problem is not None:
+        raise CheckpointError(problem)
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises several types for corrupt files

@@ -18,12 +18,16 @@ import torch
 from torch import nn
 
 from dinov2_ros.model.depth_head import LinearDepthHead, feature_channels
+from dinov2_ros.model.file_kind import not_a_checkpoint
+from dinov2_ros.model.safe_unpickling import load_weights_only
 from dinov2_ros.model.variants import DEPTH_HEAD_KINDS, VARIANTS
 
 StateDict = dict[str, torch.Tensor]
 HfNaming = Literal["hub", "modules"]
 _MAX_LISTED = 8
 _DAMAGED = "the file is truncated or corrupt: delete it and fetch it again"
+# how torch's weights_only unpickler names what it refused
+_REFUSED_GLOBAL = re.compile(r"GLOBAL ([\w.]+) was not an allowed global|but got <class '([\w.]+)'>")
 
 _TOP_LEVEL = {
     "cls_token": "embeddings.cls_token",
@@ -55,22 +59,30 @@ class CheckpointError(ValueError):
 
 
 def read_checkpoint(path: str | os.PathLike[str]) -> StateDict:
-    """Tensors of a .pth/.pt (unwrapping a {"state_dict": ...} or {"model": ...} wrapper) or .safetensors file."""
+    """Tensors of a .pth/.pt (unwrapping a {"state_dict": ...} or {"model": ...} wrapper) or .safetensors file.
+
+    Loads with torch's safe unpickler (weights_only) plus the numpy values mmcv-style files carry
+    (safe_unpickling.py); never unpickles other objects. Raises CheckpointError naming what the file is
+    when it is not a checkpoint (an HTML page saved by a failed download, an empty file, a folder, a
+    truncated zip), holds other Python objects, or holds no tensors.
+    """
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(
-            f"checkpoint {path} does not exist; fetch it with `dinov2-ros weights fetch` or fix the path"
-        )
+    problem = not_a_checkpoint(path)
+    if problem is not None:
+        raise CheckpointError(problem)
     if path.suffix == ".safetensors":
         return _read_safetensors(path)
     try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
+        data = load_weights_only(path)
     except pickle.UnpicklingError as error:
         if "Weights only load failed" not in str(error):
             raise CheckpointError(f"could not read checkpoint {path} ({error}); {_DAMAGED}") from error
+        found = _REFUSED_GLOBAL.search(str(error))
+        refused = f" ({found.group(1) or found.group(2)})" if found else ""
         raise CheckpointError(
-            f"{path} holds Python objects besides tensors, which safe loading (weights_only) refuses; "
-            "convert it to a plain state_dict with `torch.save(model.state_dict(), path)` where it was made"
+            f"{path} holds Python objects besides tensors and numbers{refused}, which safe loading (weights_only) refuses and "
+            "dinov2_ros never unpickles in full; convert it to a plain state_dict with "
+            "`torch.save(model.state_dict(), path)` where it was made"
         ) from error
     except Exception as error:  # torch raises RuntimeError, EOFError... for truncated files
         raise CheckpointError(

@@ -8,13 +8,18 @@ float rounding: the 1x1 conv runs before the x4 upsampling (both are linear; 16x
 clamp comes after the final resize (bilinear resizing overshoots by rounding; this keeps every pixel
 in range).
 
-Two traps in Meta's torch.hub builder are resolved here, on purpose, and stay configurable:
-- Depth range: the hub hard-codes max_depth 80 m for every linear head, yet the NYU heads were trained
+Two choices, both configurable:
+- Depth range: Meta's torch.hub builder hard-codes max_depth 80 m for every linear head, yet the NYU heads were trained
   with bins over 0.001..10 m (Meta's NYU configs). We default to the training range of the dataset
   (NYU 0.001..10 m, KITTI 0.001..80 m); `min_depth`/`max_depth` override it.
-- Final norm: the hub feeds the heads un-normalised block outputs (norm=False) while Meta's training
-  configs set final_norm=True. We default to `final_norm=True` (what the heads were trained on);
-  `head.final_norm` tells the caller what to pass to `get_intermediate_layers(..., norm=...)`.
+- Final norm: the released heads read **un-normalised** block outputs, so `final_norm=False` is the
+  default. Evidence: Meta's torch.hub builder for these very files (`dinov2/hub/depthers.py`,
+  `_make_dinov2_linear_depther`) taps `get_intermediate_layers(..., norm=False)`; transformers'
+  conversion of Meta's DPT heads (`convert_dinov2_depth_to_hf.py`) builds the backbone with
+  `apply_layernorm=False` and checks the result against Meta's outputs; a copy of Meta's
+  `dinov2_vits14_kitti_linear` config sets `backbone.final_norm=False`. The one public config copy
+  with `final_norm=True` is visibly edited (its work dir names another task). `final_norm=True` stays
+  available; `head.final_norm` tells the caller what to pass to `get_intermediate_layers(..., norm=...)`.
 """
 
 from __future__ import annotations
@@ -52,7 +57,7 @@ class LinearDepthHead(nn.Module):
         tap_indices: Sequence[int],
         min_depth: float,
         max_depth: float,
-        final_norm: bool = True,
+        final_norm: bool = False,
         backbone_name: str = "custom",
     ) -> None:
         super().__init__()

@@ -3,7 +3,9 @@
 `weights` is one of: "pretrained" (Meta's released file, fetched into the cache), a path to a
 checkpoint (Meta or Hugging Face layout, loaded strictly), a state_dict, or "random" (explicit
 random init for tests and benchmarks). There is no default: a model with silently random weights
-produces plausible-looking garbage.
+produces plausible-looking garbage. "random" is one fixed network: it is built under
+`random_weights.seeded()` (seed RANDOM_WEIGHTS_SEED), so every process gets the same weights and the
+caller's RNG state is untouched.
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ import torch
 
 from dinov2_ros.model.checkpoint import load_backbone_state_dict, load_depth_head_state_dict, read_checkpoint
 from dinov2_ros.model.depth_head import LinearDepthHead
-from dinov2_ros.model.variants import WeightFile, depth_range, get_variant
+from dinov2_ros.model.random_weights import seeded
+from dinov2_ros.model.variants import WeightFile, check_head_file_name, depth_range, get_variant
 from dinov2_ros.model.vision_transformer import DinoVisionTransformer
 from dinov2_ros.model.weights import fetch
 
@@ -53,11 +56,13 @@ def create_backbone(
 ) -> DinoVisionTransformer:
     """A DINOv2 backbone (`vits14` ... `vitg14_reg4`) in eval mode with the weights asked for."""
     variant = get_variant(name)
-    model = DinoVisionTransformer.from_variant(variant)
     state_dict, source = _resolve_state_dict(weights, lambda: variant.checkpoint, cache_dir, f"backbone {name}")
     if state_dict is None:
-        model.init_weights()
+        with seeded():
+            model = DinoVisionTransformer.from_variant(variant)
+            model.init_weights()
     else:
+        model = DinoVisionTransformer.from_variant(variant)
         load_backbone_state_dict(model, state_dict, source)
     return model.eval()
 
@@ -71,24 +76,28 @@ def create_depth_head(
     cache_dir: str | os.PathLike[str] | None = None,
     min_depth: float | None = None,
     max_depth: float | None = None,
-    final_norm: bool = True,
+    final_norm: bool = False,
 ) -> LinearDepthHead:
     """Meta's linear/linear4 metric depth head for a backbone, trained on NYU or KITTI.
 
     The depth range defaults to the dataset's training range (NYU 0.001..10 m, KITTI 0.001..80 m), not
-    the hub's 80 m; `final_norm=True` matches training. See depth_head.py for both choices.
+    the hub's 80 m; `final_norm=False` (un-normalised block outputs, as Meta's hub builder taps them) is
+    what the released heads read. See depth_head.py for the evidence behind both choices.
     """
     variant = get_variant(backbone_name)
     taps = variant.depth_taps(kind)
     default_min, default_max = depth_range(dataset)
-    head = LinearDepthHead(
-        variant.embed_dim,
-        taps,
-        default_min if min_depth is None else min_depth,
-        default_max if max_depth is None else max_depth,
-        final_norm=final_norm,
-        backbone_name=backbone_name,
-    )
+    with seeded():  # the conv's default init is the "random" head; loaded weights replace it
+        head = LinearDepthHead(
+            variant.embed_dim,
+            taps,
+            default_min if min_depth is None else min_depth,
+            default_max if max_depth is None else max_depth,
+            final_norm=final_norm,
+            backbone_name=backbone_name,
+        )
+    if isinstance(weights, str | os.PathLike) and weights not in ("random", "pretrained"):
+        check_head_file_name(Path(weights).name, backbone_name, dataset, kind)
     what = f"{backbone_name} {dataset} {kind} depth head"
     state_dict, source = _resolve_state_dict(weights, lambda: variant.depth_head_file(dataset, kind), cache_dir, what)
     if state_dict is not None:

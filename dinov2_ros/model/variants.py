@@ -2,12 +2,14 @@
 
 Imports no torch, so `dinov2-ros weights list` starts fast.
 
-Sizes and sha256 of the released files are None: they could not be downloaded where this table was
-written. `dinov2-ros weights verify` prints the sha256 of a downloaded file so it can be pinned here.
+Sizes and sha256 of the released files are None: Meta publishes no hashes, and the files could not be
+downloaded where this table was written. Downloads record their sha256 instead (trust on first use,
+see digests.py); a pin set here takes precedence.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Literal
 
@@ -17,6 +19,10 @@ PosEmbedRule = Literal["offset", "antialias"]  # see pos_embed.py
 BASE_URL = "https://dl.fbaipublicfiles.com/dinov2"
 DEPTH_DATASETS: dict[str, tuple[float, float]] = {"nyu": (0.001, 10.0), "kitti": (0.001, 80.0)}
 DEPTH_HEAD_KINDS: tuple[str, ...] = ("linear", "linear4")
+# Meta's names for head files, e.g. dinov2_vits14_nyu_linear4_head.pth (depth_head_file below)
+_HEAD_FILE_NAME = re.compile(
+    r"^dinov2_(?P<arch>vit[a-z]\d+(?:_reg\d+)?)_(?P<dataset>[a-z]+)_(?P<kind>[a-z0-9]+)_head\.pth$"
+)
 
 
 def depth_range(dataset: str) -> tuple[float, float]:
@@ -78,6 +84,26 @@ class BackboneVariant:
             )
         filename = f"dinov2_{self.arch}_{dataset}_{kind}_head.pth"
         return WeightFile(filename, f"{BASE_URL}/dinov2_{self.arch}/{filename}")
+
+
+def check_head_file_name(file_name: str, backbone: str, dataset: str, kind: str) -> None:
+    """Refuse a head file whose name follows Meta's `dinov2_{arch}_{dataset}_{kind}_head.pth` but names
+    another backbone, dataset or kind than requested (a vitg14 linear and a vits14 linear4 head both
+    read 3072 channels, so shapes alone cannot tell). Files named otherwise pass unchecked.
+
+    Raises ValueError saying what the name promises and what was asked for.
+    """
+    match = _HEAD_FILE_NAME.match(file_name)
+    if match is None:
+        return
+    named = (match["arch"], match["dataset"], match["kind"])
+    if named != (backbone, dataset, kind):
+        raise ValueError(
+            f"depth head file {file_name} is named as Meta names a {' '.join(named)} head "
+            f"(dinov2_{{backbone}}_{{dataset}}_{{kind}}_head.pth), but a {backbone} {dataset} {kind} head was "
+            f"requested; use dinov2_{backbone}_{dataset}_{kind}_head.pth, ask for the backbone, dataset and kind "
+            "the file was trained for, or rename the file if its name is wrong"
+        )
 
 
 def _pair(

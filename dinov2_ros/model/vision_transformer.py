@@ -191,8 +191,8 @@ class DinoVisionTransformer(nn.Module):
     ) -> list[IntermediateLayer]:
         """Outputs of the chosen blocks, in the order given, as (patch map (B, D, h, w), cls (B, D)).
 
-        `norm=True` applies the final LayerNorm to each, as Meta's depth heads were trained (see
-        `depth_head.py`). Blocks after the last index are not run.
+        `norm=True` applies the final LayerNorm to each (what the detection heads read); Meta's depth
+        heads read `norm=False` outputs (see `depth_head.py`). Blocks after the last index are not run.
         """
         wanted = self._checked_indices(indices)
         grid = self.grid_size(x.shape[-2], x.shape[-1])

@@ -1,8 +1,9 @@
 """COCO-format detection data for the trainable head: frozen encoder features cached on disk, and targets.
 
 The encoder is frozen, so its patch features are computed once per image and kept in a float16
-memory-mapped file keyed by the encoder, the input geometry and the image files; epochs then read
-features instead of running the encoder. Images reach the encoder through the graph's own
+memory-mapped file keyed by the encoder's content identity (variant and `weights_identity`), the
+input geometry, the dinov2_ros version and the image files; epochs then read features instead of
+running the encoder. Images reach the encoder through the graph's own
 preprocessing (`runtime.preprocess.Preprocess`), so training sees what deployment sees.
 """
 
@@ -23,6 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from dinov2_ros import __version__
 from dinov2_ros.runtime.graph_spec import PATCH_SIZE, GraphSpec, ResizeMapping
 from dinov2_ros.runtime.preprocess import Preprocess
 
@@ -147,13 +149,22 @@ def cached_features(
 ) -> np.ndarray:
     """Features (N, D, h, w) float16 of every image, computed once and memory-mapped from `cache_dir`.
 
-    `encoder_id` must name the encoder and its weights: features of other weights are another cache.
+    `encoder_id` must name the encoder and its weights by content (`dinov2-ros train-detector` passes
+    'variant:' + model.content_identity.weights_identity(weights)): features of other weights are another
+    cache. The entry is also keyed by input size, resize mode, the dinov2_ros version (the extraction
+    code) and each image file's name, size and mtime.
     """
     files = []
     for image in dataset.images:
         stat = dataset.image_path(image).stat()
         files.append([image["file_name"], stat.st_size, stat.st_mtime_ns])
-    key = {"encoder": encoder_id, "input_size": extractor.input_size, "resize": extractor.resize, "files": files}
+    key = {
+        "encoder": encoder_id,
+        "input_size": extractor.input_size,
+        "resize": extractor.resize,
+        "package_version": __version__,
+        "files": files,
+    }
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]
     path = Path(cache_dir) / f"features-{digest}.npy"
     if path.is_file():

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dinov2_ros.model.center_head import CenterHead, CenterHeadInfo, save_center_head
+from dinov2_ros.model.random_weights import seeded
 from dinov2_ros.perception.coco_evaluation import CocoMetrics, evaluate_detections
 from dinov2_ros.perception.detector_dataset import (
     CenterTargets,
@@ -165,8 +166,8 @@ def train_center_head(
 ) -> TrainingResult:
     """Train on `train`, validate on `validation` each epoch, keep `last.pt` and `best.pt` (by val mAP@[.5:.95]).
 
-    `encoder` is the variant name stored in the checkpoint; `encoder_id` also names the weights and keys
-    the feature cache.
+    `encoder` is the encoder name stored in the checkpoint (`prototypes.encoder_name`); `encoder_id`
+    names the encoder's weights by content and keys the feature cache (see `cached_features`).
     """
     if validation is not None and validation.class_names != train.class_names:
         raise ValueError(
@@ -177,12 +178,12 @@ def train_center_head(
         raise ValueError(f"need epochs >= 1 and batch_size >= 1, got {config.epochs} and {config.batch_size}")
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(config.seed)
     extractor = PatchFeatureExtractor(backbone, input_size, resize)
     train_features = cached_features(train, extractor, cache_dir, encoder_id)
     val_features = cached_features(validation, extractor, cache_dir, encoder_id) if validation else None
     targets = build_targets(train, extractor)
-    head = CenterHead(extractor.embed_dim, len(train.class_names), config.hidden_dim, config.top_k)
+    with seeded(config.seed):  # the head's initial weights follow the config's seed, not the caller's RNG
+        head = CenterHead(extractor.embed_dim, len(train.class_names), config.hidden_dim, config.top_k)
     info = CenterHeadInfo(
         encoder, extractor.input_size, resize, train.class_names, extractor.embed_dim, config.hidden_dim
     )

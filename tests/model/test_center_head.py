@@ -91,6 +91,9 @@ def test_foreign_stale_and_damaged_checkpoints_are_refused(tmp_path):
         load_center_head(tmp_path / "damaged.pt")
     with pytest.raises(CheckpointError, match="does not exist; train one with `dinov2-ros train-detector`"):
         load_center_head(tmp_path / "nothing.pt")
+    (tmp_path / "cut.pt").write_bytes(path.read_bytes()[:-100])
+    with pytest.raises(CheckpointError, match=r"cut\.pt is a truncated zip archive .*copy it again or retrain it"):
+        load_center_head(tmp_path / "cut.pt")
 
 
 def test_info_that_does_not_describe_the_head_is_refused(tmp_path):

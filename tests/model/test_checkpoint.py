@@ -7,8 +7,10 @@ memory); files are written at full width for vits14 and at scaled-down widths fo
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -155,14 +157,14 @@ def test_truncated_and_foreign_files_are_refused(make_tiny, tmp_path: Path) -> N
     torch.save(make_tiny().state_dict(), whole)
     truncated = tmp_path / "truncated.pth"
     truncated.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
-    with pytest.raises(CheckpointError, match=r"truncated\.pth .*truncated or corrupt: delete it and fetch it again"):
+    with pytest.raises(CheckpointError, match=r"truncated\.pth is a truncated zip archive .*delete it and fetch again"):
         read_checkpoint(truncated)
     from safetensors.torch import save_file
 
     save_file(make_tiny().state_dict(), tmp_path / "whole.safetensors")
     cut = tmp_path / "cut.safetensors"
     cut.write_bytes((tmp_path / "whole.safetensors").read_bytes()[:5000])
-    with pytest.raises(CheckpointError, match=r"cut\.safetensors .*truncated or corrupt"):
+    with pytest.raises(CheckpointError, match=r"cut\.safetensors is a truncated safetensors file"):
         read_checkpoint(cut)
     not_weights = tmp_path / "config.pth"
     torch.save({"lr": torch.tensor(0.1), "epochs": 3}, not_weights)
@@ -170,7 +172,7 @@ def test_truncated_and_foreign_files_are_refused(make_tiny, tmp_path: Path) -> N
         read_checkpoint(not_weights)
     pickled = tmp_path / "pickled.pth"
     torch.save({"state_dict": make_tiny().state_dict(), "optimizer": Path("/tmp")}, pickled)
-    with pytest.raises(CheckpointError, match="holds Python objects besides tensors, which safe loading"):
+    with pytest.raises(CheckpointError, match=r"holds Python objects besides tensors and numbers \(pathlib\.\w*Path\)"):
         read_checkpoint(pickled)
     with pytest.raises(CheckpointError, match="does not exist; fetch it with `dinov2-ros weights fetch`"):
         read_checkpoint(tmp_path / "absent.pth")
@@ -180,3 +182,82 @@ def test_wrapped_state_dict_is_unwrapped(make_tiny, tmp_path: Path) -> None:
     state = make_tiny().state_dict()
     torch.save({"state_dict": state, "meta": {"epoch": 1}}, tmp_path / "wrapped.pth")
     assert read_checkpoint(tmp_path / "wrapped.pth").keys() == state.keys()
+
+
+class NotANumber:
+    """A class of the test module: any such object in a checkpoint could run code when unpickled."""
+
+
+def with_numpy_1_module_names(path: Path) -> None:
+    """Rewrite a torch.save file as numpy 1.x pickles numpy values (`numpy.core.multiarray.*`, which
+    numpy 2 renamed `numpy._core`); the protocol-2 GLOBAL opcode names it in plain text."""
+    import zipfile
+
+    with zipfile.ZipFile(path) as source:
+        members = [(info, source.read(info)) for info in source.infolist()]
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as target:
+        for info, data in members:
+            if info.filename.endswith("/data.pkl"):
+                assert b"cnumpy._core.multiarray\n" in data
+                data = data.replace(b"cnumpy._core.multiarray\n", b"cnumpy.core.multiarray\n")
+            target.writestr(info, data)
+
+
+MMCV_META = {
+    "epoch": np.int64(38400),
+    "seed": np.uint32(2023),
+    "best_score": np.float64(0.352),
+    "scale": np.float32(1.5),
+    "flip": np.bool_(False),
+    "hist": np.linspace(0, 1, 5),
+    "classes": np.arange(3, dtype=np.int16),
+}
+
+
+@pytest.mark.parametrize("numpy_names", ["numpy 2", "numpy 1.x"])
+def test_mmcv_head_file_with_numpy_values_in_meta_loads_safely(numpy_names: str, tmp_path: Path) -> None:
+    path = tmp_path / "dinov2_vits14_nyu_linear_head.pth"
+    state = {
+        "decode_head.conv_depth.weight": torch.randn(256, 768, 1, 1),
+        "decode_head.conv_depth.bias": torch.randn(256),
+    }
+    torch.save({"meta": MMCV_META, "state_dict": state}, path)
+    if numpy_names == "numpy 1.x":
+        with_numpy_1_module_names(path)
+    with pytest.raises(pickle.UnpicklingError, match="Weights only load failed"):
+        torch.load(path, weights_only=True)  # what plain safe loading does with these files
+    loaded = read_checkpoint(path)
+    assert loaded.keys() == state.keys() and all(torch.equal(loaded[k], v) for k, v in state.items())
+
+
+@pytest.mark.parametrize(
+    "intruder", [NotANumber(), np.array([NotANumber()], dtype=object), np.datetime64("2023-01-01")]
+)
+def test_other_objects_beside_numpy_values_are_refused_never_fully_unpickled(intruder, tmp_path: Path) -> None:
+    path = tmp_path / "head.pth"
+    torch.save({"meta": {**MMCV_META, "extra": intruder}, "state_dict": {"w": torch.zeros(2)}}, path)
+    with pytest.raises(CheckpointError, match=r"holds Python objects besides tensors and numbers \(.+\), which safe"):
+        read_checkpoint(path)
+
+
+def test_files_that_are_no_checkpoint_are_named_for_what_they_are(make_tiny, tmp_path: Path) -> None:
+    html = tmp_path / "dinov2_vits14_pretrain.pth"
+    html.write_text("<!DOCTYPE html>\n<html><head><title>403 Forbidden</title></head><body>denied</body></html>")
+    with pytest.raises(
+        CheckpointError,
+        match=r"is an HTML page \(titled '403 Forbidden'\), not a checkpoint: the download failed; delete it and fetch again",
+    ):
+        read_checkpoint(html)
+    empty = tmp_path / "empty.pth"
+    empty.write_bytes(b"")
+    with pytest.raises(CheckpointError, match=r"empty\.pth is empty \(0 bytes\), not a checkpoint"):
+        read_checkpoint(empty)
+    (tmp_path / "folder.pth").mkdir()
+    with pytest.raises(CheckpointError, match=r"folder\.pth is a folder, not a checkpoint file"):
+        read_checkpoint(tmp_path / "folder.pth")
+    text = tmp_path / "notes.pth"
+    text.write_text("weights are on the shared drive")
+    with pytest.raises(
+        CheckpointError, match=r"notes\.pth is not a PyTorch or safetensors checkpoint \(it starts with b'weights"
+    ):
+        read_checkpoint(text)

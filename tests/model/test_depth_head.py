@@ -12,6 +12,7 @@ from dinov2_ros.model import (
     CheckpointError,
     DepthEstimator,
     LinearDepthHead,
+    create_backbone,
     create_depth_head,
     normalise_bins,
 )
@@ -113,6 +114,42 @@ def test_depth_estimator_feeds_the_head_with_its_final_norm(final_norm: bool, ma
     assert torch.equal(depth, normed) == final_norm
 
 
+def meta_intermediate_layers(backbone, x: torch.Tensor, taps: tuple[int, ...], norm: bool) -> list:
+    """Meta's `get_intermediate_layers(x, taps, reshape=True, return_class_token=True, norm=norm)`,
+    written out from the blocks: (patch map (B, D, h, w), cls (B, D)) per tap."""
+    tokens, taken = backbone.prepare_tokens(x), {}
+    for index, block in enumerate(backbone.blocks):
+        tokens = block(tokens)
+        taken[index] = backbone.norm(tokens) if norm else tokens
+    h, w = x.shape[-2] // 14, x.shape[-1] // 14
+    return [(taken[i][:, 1:].reshape(x.shape[0], h, w, -1).permute(0, 3, 1, 2), taken[i][:, 0]) for i in taps]
+
+
+def meta_linear_head(head: LinearDepthHead, layers: list, size: tuple[int, int]) -> torch.Tensor:
+    """Meta's BNHead order: concatenate, upsample x4, 1x1 conv, "linear" bins, weighted centres, resize."""
+    features = torch.cat([torch.cat((p, c[:, :, None, None].expand_as(p)), 1) for p, c in layers], 1)
+    features = F.interpolate(features, scale_factor=4, mode="bilinear", align_corners=False)
+    weights = torch.relu(head.conv_depth(features)) + 0.1
+    weights = weights / weights.sum(1, keepdim=True)
+    depth = torch.einsum("ikmn,k->imn", weights, torch.linspace(head.min_depth, head.max_depth, 256)).unsqueeze(1)
+    return F.interpolate(depth, size=size, mode="bilinear", align_corners=False).clamp(head.min_depth, head.max_depth)
+
+
+def test_default_head_reads_unnormalised_blocks_as_the_hub_builder_taps_them() -> None:
+    """Meta's hub builder for the released heads taps get_intermediate_layers(..., norm=False)."""
+    backbone = create_backbone("vits14", "random")
+    head = create_depth_head("vits14", "nyu", "linear4", "random")
+    assert head.final_norm is False and (head.min_depth, head.max_depth) == (0.001, 10.0)
+    torch.nn.init.normal_(head.conv_depth.weight, std=0.05)
+    x = torch.randn(1, 3, 42, 56, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        depth = DepthEstimator(backbone, head)(x)
+        hub = meta_linear_head(head, meta_intermediate_layers(backbone, x, head.tap_indices, norm=False), (42, 56))
+        normed = meta_linear_head(head, meta_intermediate_layers(backbone, x, head.tap_indices, norm=True), (42, 56))
+    torch.testing.assert_close(depth, hub, rtol=1e-5, atol=1e-5)
+    assert (depth - normed).abs().max() > 1e-2  # the choice matters: norm=True gives another depth
+
+
 def test_pretrained_head_comes_from_the_cache(cache_dir: Path) -> None:
     cache_dir.mkdir()
     state = head_file(cache_dir / "dinov2_vits14_kitti_linear4_head.pth", 2 * 384 * 4)
@@ -132,6 +169,27 @@ def test_head_for_another_backbone_says_which_backbone_it_fits(tmp_path: Path) -
     head_file(tmp_path / "3072.pth", 3072)
     with pytest.raises(CheckpointError, match="fits vits14 linear4 or vitg14 linear; this vitb14 head"):
         create_depth_head("vitb14", "nyu", "linear", tmp_path / "3072.pth")
+
+
+def test_head_file_named_for_another_backbone_dataset_or_kind_is_refused(tmp_path: Path) -> None:
+    """A vitg14 linear head and a vits14 linear4 head both read 3072 channels: the name tells them apart."""
+    head_file(tmp_path / "dinov2_vitg14_nyu_linear_head.pth", 3072)
+    with pytest.raises(
+        ValueError,
+        match=r"dinov2_vitg14_nyu_linear_head\.pth is named as Meta names a vitg14 nyu linear head .* but a "
+        r"vits14 nyu linear4 head was requested; use dinov2_vits14_nyu_linear4_head\.pth",
+    ):
+        create_depth_head("vits14", "nyu", "linear4", tmp_path / "dinov2_vitg14_nyu_linear_head.pth")
+    head_file(tmp_path / "dinov2_vits14_kitti_linear4_head.pth", 3072)
+    with pytest.raises(ValueError, match=r"a vits14 kitti linear4 head .* but a vits14 nyu linear4 head"):
+        create_depth_head("vits14", "nyu", "linear4", str(tmp_path / "dinov2_vits14_kitti_linear4_head.pth"))
+    with pytest.raises(ValueError, match=r"a vits14 kitti linear4 head .* but a vits14_reg4 kitti linear4 head"):
+        create_depth_head("vits14_reg4", "kitti", "linear4", tmp_path / "dinov2_vits14_kitti_linear4_head.pth")
+    # the name that matches, and names outside Meta's convention, load by shape as before
+    assert create_depth_head("vits14", "kitti", "linear4", tmp_path / "dinov2_vits14_kitti_linear4_head.pth")
+    state = head_file(tmp_path / "my_finetuned_head.pth", 3072)
+    head = create_depth_head("vits14", "nyu", "linear4", tmp_path / "my_finetuned_head.pth")
+    assert torch.equal(head.conv_depth.weight, state["decode_head.conv_depth.weight"])
 
 
 def test_head_file_with_missing_or_extra_keys_is_refused(tmp_path: Path) -> None:

@@ -4,16 +4,28 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import socket
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+import torch
 
 from dinov2_ros.model import REGISTRY, VARIANTS, WeightFile, WeightsError, fetch, get_weight_file, resolve_cache_dir
+from dinov2_ros.model.digests import cached_sha256, sha256_of
 from dinov2_ros.model.download import ProgressBar
+from dinov2_ros.model.weights import Verification, verify_file
 
-CONTENT = bytes(range(256)) * 4000  # ~1 MB, a little more than one download chunk
+
+def checkpoint_bytes(numel: int = 262_000) -> bytes:
+    """A real torch.save file (zip format, as Meta ships): ~1 MB, a little more than one download chunk."""
+    buffer = io.BytesIO()
+    torch.save({"w": torch.arange(numel, dtype=torch.float32)}, buffer)
+    return buffer.getvalue()
+
+
+CONTENT = checkpoint_bytes()
 
 
 def served_file(server, content: bytes = CONTENT, *, size: int | None = None, sha256: str | None = None):
@@ -32,6 +44,8 @@ def test_download_is_verified_and_renamed_into_place(http_server, cache_dir: Pat
     assert path.read_bytes() == CONTENT
     assert not (cache_dir / "blob.pth.part").exists()
     assert "blob.pth: 1.0 / 1.0 MB (100%)" in capsys.readouterr().err
+    digest = hashlib.sha256(CONTENT).hexdigest()
+    assert (cache_dir / "blob.pth.sha256").read_text() == f"{digest}  blob.pth\n"  # sha256sum format
 
 
 def test_partial_download_resumes_with_a_range_request(http_server, cache_dir: Path) -> None:
@@ -76,7 +90,7 @@ def test_truncated_download_is_refused(http_server, cache_dir: Path) -> None:
 def test_damaged_cached_file_is_reported_not_used(http_server, cache_dir: Path) -> None:
     file = served_file(http_server)
     cache_dir.mkdir()
-    (cache_dir / "blob.pth").write_bytes(CONTENT[:-1] + b"!")
+    (cache_dir / "blob.pth").write_bytes(CONTENT[:-1] + b"!")  # the zip's end record survives
     with pytest.raises(WeightsError, match=r"blob\.pth is corrupt: .*delete it and fetch it again"):
         fetch(file, cache_dir)
     assert http_server.range_headers == []
@@ -163,3 +177,58 @@ def test_unusable_cache_directory_is_explained(tmp_path: Path) -> None:
     blocker.write_text("")
     with pytest.raises(WeightsError, match=r"cannot create the weights cache .*set \$DINOV2_ROS_CACHE"):
         fetch(WeightFile("blob.pth", "http://127.0.0.1:9/blob.pth"), blocker / "cache")
+
+
+def test_the_sha256_recorded_at_download_catches_a_later_change(http_server, cache_dir: Path) -> None:
+    file = WeightFile("blob.pth", served_file(http_server).url)  # no pins, like every released file
+    path = fetch(file, cache_dir, progress=False)
+    assert verify_file(path, file).reference == "recorded"
+    other = checkpoint_bytes(261_999)  # still a checkpoint, other bytes
+    path.write_bytes(other)
+    with pytest.raises(WeightsError, match=r"blob\.pth changed since its sha256 was recorded at download: sha256 "):
+        fetch(file, cache_dir, progress=False)
+    assert http_server.range_headers == [None]  # refused, not silently downloaded again
+
+
+def test_a_file_placed_by_hand_is_recorded_at_its_first_check(cache_dir: Path, caplog) -> None:
+    cache_dir.mkdir()
+    (cache_dir / "blob.pth").write_bytes(CONTENT)
+    file = WeightFile("blob.pth", "http://127.0.0.1:9/blob.pth")
+    assert fetch(file, cache_dir) == cache_dir / "blob.pth"
+    assert "has no recorded sha256 (placed by hand?); recorded" in caplog.text
+    assert verify_file(cache_dir / "blob.pth", file) == Verification(hashlib.sha256(CONTENT).hexdigest(), "recorded")
+
+
+def test_an_html_error_page_served_as_the_file_is_refused_and_deleted(http_server, cache_dir: Path) -> None:
+    http_server.files["/weights/blob.pth"] = b"<html><head><title>Access Denied</title></head></html>"
+    file = WeightFile("blob.pth", f"{http_server.url}/weights/blob.pth")
+    with pytest.raises(
+        WeightsError, match=r"is an HTML page \(titled 'Access Denied'\), not a checkpoint: the download"
+    ):
+        fetch(file, cache_dir, progress=False)
+    assert [path.name for path in cache_dir.iterdir()] == ["blob.pth.lock"]  # no file, part or record
+
+
+def test_digest_index_rehashes_a_file_only_when_its_version_changes(tmp_path: Path) -> None:
+    path, index = tmp_path / "w.pth", tmp_path / "cache" / "sha256-index.json"
+    path.write_bytes(CONTENT)
+    first = cached_sha256(path, index)
+    assert first == sha256_of(path) and index.is_file()
+    stat = path.stat()
+    path.write_bytes(CONTENT[:-1] + b"!")  # same size; restore the mtime: the index cannot tell
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert cached_sha256(path, index) == first != sha256_of(path)  # why `weights verify` re-hashes in full
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))
+    assert cached_sha256(path, index) == sha256_of(path)
+
+
+def test_a_cache_where_no_record_can_be_written_still_serves_its_files(cache_dir: Path, caplog) -> None:
+    """A read-only cache (a shared mount) cannot take a record; the file is still served, and said so.
+    Tests run as root here, so the record is blocked by a folder in its place: the same OSError."""
+    cache_dir.mkdir()
+    (cache_dir / "blob.pth").write_bytes(CONTENT)
+    (cache_dir / "blob.pth.sha256").mkdir()
+    file = WeightFile("blob.pth", "http://127.0.0.1:9/blob.pth")
+    assert fetch(file, cache_dir) == cache_dir / "blob.pth"
+    assert "cannot record the sha256 of" in caplog.text
+    assert verify_file(cache_dir / "blob.pth", file).reference == "not recorded"

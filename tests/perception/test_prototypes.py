@@ -123,6 +123,7 @@ def test_box_coverage_is_exact_per_patch():
 
 def test_encoder_names_match_between_teaching_and_the_node():
     assert encoder_name("vits14", "pretrained") == "vits14:pretrained"
+    assert encoder_name("vits14", "random") == "vits14:random"  # the one seeded random network
     assert encoder_name("vitb14_reg4", "/weights/my_finetune.pth") == "vitb14_reg4:my_finetune"
 
 

@@ -66,9 +66,9 @@ def _train(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from dinov2_ros.model import create_backbone
+    from dinov2_ros.model.content_identity import encoder_name
     from dinov2_ros.perception.detector_dataset import load_coco
     from dinov2_ros.perception.detector_training import TrainingConfig, train_center_head
-    from dinov2_ros.perception.prototypes import encoder_name
 
     train = load_coco(args.train, args.train_images)
     validation = load_coco(args.val, args.val_images) if args.val else None
@@ -102,9 +102,9 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     from dinov2_ros.model import create_backbone
     from dinov2_ros.model.center_head import load_center_head
+    from dinov2_ros.model.content_identity import encoder_name
     from dinov2_ros.perception.detector_dataset import PatchFeatureExtractor, cached_features, load_coco
     from dinov2_ros.perception.detector_training import evaluate_head
-    from dinov2_ros.perception.prototypes import encoder_name
 
     encoder = encoder_name(args.variant, args.weights)
     head, info = load_center_head(args.checkpoint, expected_encoder=encoder)

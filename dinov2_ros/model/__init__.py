@@ -16,7 +16,7 @@ _EXPORTS = {
         "official_to_hf",
         "read_checkpoint",
     ],
-    "content_identity": ["weights_identity"],
+    "content_identity": ["encoder_name", "weights_identity"],
     "depth_head": ["LinearDepthHead", "normalise_bins"],
     "depth_model": ["DepthEstimator"],
     "factory": ["create_backbone", "create_depth_head"],

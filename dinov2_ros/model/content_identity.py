@@ -51,3 +51,10 @@ def weights_identity(
                 f"weights {str(weights)!r} is neither 'random', 'pretrained' nor a checkpoint file; pass one of those"
             )
     return f"sha256:{cached_sha256(path, resolve_cache_dir(cache_dir) / INDEX_NAME)}"
+
+
+def encoder_name(variant: str, weights: str) -> str:
+    """How prototype files and detector checkpoints name their encoder: variant and backbone weights tag
+    ('pretrained', 'random' or the checkpoint's file stem), e.g. 'vits14:pretrained'. 'random' names one
+    network, the one seeded with model.random_weights.RANDOM_WEIGHTS_SEED, in every process."""
+    return f"{variant}:{weights if weights in ('pretrained', 'random') else Path(weights).stem}"

@@ -301,10 +301,3 @@ def teach_from_folder(folder: str | os.PathLike, source: FeatureSource, store: P
         store.add_prototypes(name, np.stack(prototypes))
         counts[name] = len(paths)
     return counts
-
-
-def encoder_name(variant: str, weights: str) -> str:
-    """How prototype files and detector checkpoints name their encoder: variant and backbone weights tag
-    ('pretrained', 'random' or the checkpoint's file stem), e.g. 'vits14:pretrained'. 'random' names one
-    network, the one seeded with model.random_weights.RANDOM_WEIGHTS_SEED, in every process."""
-    return f"{variant}:{weights if weights in ('pretrained', 'random') else Path(weights).stem}"

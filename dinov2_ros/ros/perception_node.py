@@ -22,9 +22,10 @@ from rclpy.node import Node
 from rclpy.parameter import Parameter
 from std_msgs.msg import Header
 
+from dinov2_ros.model.content_identity import encoder_name
 from dinov2_ros.perception.camera_model import PinholeCameraModel
 from dinov2_ros.perception.frame_pipeline import CameraFrame, FramePipeline, FrameResult
-from dinov2_ros.perception.prototypes import PrototypeStore, encoder_name
+from dinov2_ros.perception.prototypes import PrototypeStore
 from dinov2_ros.ros import detection_messages as messages
 from dinov2_ros.ros.camera_streams import CameraStreams
 from dinov2_ros.ros.class_services import ClassServices

@@ -13,33 +13,49 @@ import time
 from pathlib import Path
 
 from dinov2_ros import __version__
+from dinov2_ros.model.content_identity import weights_identity
 from dinov2_ros.runtime.artifact_store import UNVERIFIED, ArtifactStore, Provenance
 from dinov2_ros.runtime.backend import Backend
 from dinov2_ros.runtime.graph_spec import GraphSpec
 from dinov2_ros.runtime.model_settings import ModelSettings
 from dinov2_ros.runtime.onnx_export import graph_class_names
-from dinov2_ros.runtime.weights_identity import weights_identity
 
 LOG = logging.getLogger(__name__)
 
 
 def provenance_of(settings: ModelSettings) -> Provenance:
-    """What the graphs of `settings` are made from, by content (hashes checkpoint files)."""
-    identities, sources = {}, {}
-    for name, weights, prefix in (
-        ("backbone", settings.weights, ""),
-        ("depth", settings.depth_weights, f"{settings.depth_dataset}/{settings.depth_kind}/"),
-        ("detector", settings.detector_weights if settings.detector == "center" else "", ""),
-    ):
-        if not weights:
-            identities[name] = ""
-            continue
-        sources[name] = weights if weights in ("random", "pretrained") else str(Path(weights).expanduser().resolve())
-        try:
-            identities[name] = prefix + weights_identity(weights)
-        except FileNotFoundError:
-            identities[name] = UNVERIFIED
+    """What the graphs of `settings` are made from, by content.
+
+    A checkpoint file is its sha256 (`model.content_identity.weights_identity`, cached per file
+    version); "pretrained" is the name of Meta's released file, whose URL never serves other bytes,
+    so a robot without the file still finds its graph; "random" is the seeded network. A checkpoint
+    path that is not on this machine is UNVERIFIED (matched by the path it was exported from).
+    """
+    from dinov2_ros.model.variants import get_variant
+
+    def identity(weights: str, pretrained) -> str:
+        if weights == "pretrained":
+            return f"pretrained:{pretrained().filename}"
+        if weights != "random" and not Path(weights).expanduser().is_file():
+            return UNVERIFIED
+        return weights_identity(Path(weights).expanduser() if weights != "random" else weights)
+
+    s = settings
+    identities, sources = {"backbone": "", "depth": "", "detector": ""}, {}
+    identities["backbone"] = identity(s.weights, lambda: get_variant(s.variant).checkpoint)
+    sources["backbone"] = _source(s.weights)
+    if s.depth_weights:
+        file = identity(s.depth_weights, lambda: get_variant(s.variant).depth_head_file(s.depth_dataset, s.depth_kind))
+        identities["depth"] = file if file == UNVERIFIED else f"{s.depth_dataset}/{s.depth_kind}/{file}"
+        sources["depth"] = _source(s.depth_weights)
+    if s.detector == "center":
+        identities["detector"] = identity(s.detector_weights, None)
+        sources["detector"] = _source(s.detector_weights)
     return Provenance(**identities, exporter=f"dinov2_ros {__version__}", sources=sources)
+
+
+def _source(weights: str) -> str:
+    return weights if weights in ("random", "pretrained") else str(Path(weights).expanduser().resolve())
 
 
 class GraphSource:
@@ -177,7 +193,7 @@ class GraphSource:
 
     def _center_head(self, top_k: int):
         from dinov2_ros.model.center_head import load_center_head
-        from dinov2_ros.perception.prototypes import encoder_name
+        from dinov2_ros.model.content_identity import encoder_name
 
         s = self.settings
         # train-detector names the encoder by variant and weights and records its input size and resize

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from tiny_detection import SIZE, TINY_ENCODER, scene_generator, teach_from_scenes, tiny_encoder
 
+from dinov2_ros.model.content_identity import encoder_name
 from dinov2_ros.model.exemplar_head import ExemplarHead
 from dinov2_ros.perception.detector_dataset import PatchFeatureExtractor
 from dinov2_ros.perception.prototypes import (
@@ -13,7 +14,6 @@ from dinov2_ros.perception.prototypes import (
     PrototypeStore,
     condense,
     coverage_from_box,
-    encoder_name,
     teach_from_folder,
 )
 from dinov2_ros.runtime.graph_spec import GraphSpec, ResizeMapping

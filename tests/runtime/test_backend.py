@@ -67,7 +67,7 @@ def test_good_inputs_run_and_are_timed(backend):
 @pytest.mark.parametrize(
     ("kind", "arguments", "message"),
     [
-        ("openvino", {}, r"backend must be one of \('tensorrt', 'onnxruntime', 'torch'\)"),
+        ("openvino", {}, r"backend must be one of \('onnxruntime', 'tensorrt', 'torch'\)"),
         ("torch", {}, "pass graph="),
         ("onnxruntime", {}, "pass onnx_path"),
         ("onnxruntime", {"threads": -1}, "threads must be >= 0"),

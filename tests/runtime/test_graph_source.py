@@ -122,3 +122,13 @@ def test_random_weights_and_a_checkpoint_are_told_apart(tmp_path):
 def test_settings_refuse_bad_values_with_the_parameter_name(tmp_path, values, message):
     with pytest.raises(ValueError, match=message):
         settings(tmp_path, **values)
+
+
+def test_pretrained_weights_are_named_by_their_release_file_even_where_it_is_not_downloaded(tmp_path, monkeypatch):
+    """A robot that runs stored graphs of Meta's weights never needs the files to find its graph."""
+    monkeypatch.setenv("DINOV2_ROS_CACHE", str(tmp_path / "empty_cache"))
+    model = settings(tmp_path, **{"model.variant": "vits14", "model.weights": "pretrained"})
+    provenance = provenance_of(model.replace(depth_weights="pretrained", depth_kind="linear4"))
+    assert provenance.backbone == "pretrained:dinov2_vits14_pretrain.pth"
+    assert provenance.depth == "nyu/linear4/pretrained:dinov2_vits14_nyu_linear4_head.pth"
+    assert provenance.unverified == []

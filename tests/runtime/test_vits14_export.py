@@ -144,7 +144,7 @@ def test_export_takes_a_trained_center_head_and_refuses_a_mismatched_one(tmp_pat
     """A head saved as train-detector saves it (encoder named by variant and weights) exports; one
     trained with another resize mode is refused with the reason."""
     from dinov2_ros.model.center_head import CenterHead, CenterHeadInfo, save_center_head
-    from dinov2_ros.perception.prototypes import encoder_name
+    from dinov2_ros.model.content_identity import encoder_name
 
     head = CenterHead(384, num_classes=2, hidden_dim=8, top_k=4)
     info = CenterHeadInfo(encoder_name("vits14", "random"), (56, 70), "stretch", ("a", "b"), 384, 8)

@@ -32,3 +32,4 @@ else
 fi
 
 scripts/build_vision_msgs.sh "$venv"
+scripts/prepare_tensorrt_api.sh "$venv"

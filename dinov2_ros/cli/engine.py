@@ -26,6 +26,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _build_engine(args: argparse.Namespace) -> int:
+    from dinov2_ros.runtime.cuda_runtime import CudaUnavailableError
     from dinov2_ros.runtime.tensorrt_backend import TensorRTBackend
 
     try:
@@ -36,7 +37,7 @@ def _build_engine(args: argparse.Namespace) -> int:
             workspace_bytes=int(args.workspace_gb * (1 << 30)),
             cache_dir=args.cache_dir,
         )
-    except (ImportError, ValueError, FileNotFoundError) as error:
+    except (ImportError, ValueError, FileNotFoundError, CudaUnavailableError) as error:
         _LOG.error("%s", error)
         return 2
     with backend:

@@ -33,12 +33,29 @@ from dinov2_ros.runtime.tensorrt_build import (
     PRECISIONS,
     build_serialized_engine,
     import_tensorrt,
+    plan_build,
     shapes_signature,
 )
+from dinov2_ros.runtime.tensorrt_compat import max_topk
 
 LOG = logging.getLogger(__name__)
 
 DEFAULT_CACHE_DIR = Path("~/.cache/dinov2_ros/engines")  # expanded by EngineCache
+# every `tensorrt` name the run path below touches (tests check each TensorRT version's bindings for them)
+RUNTIME_API = (
+    "__version__",
+    "Logger",
+    "Logger.WARNING",
+    "Runtime",
+    "Runtime.deserialize_cuda_engine",
+    "ICudaEngine.create_execution_context",
+    "ICudaEngine.get_tensor_dtype",
+    "IExecutionContext.set_tensor_address",
+    "IExecutionContext.set_input_shape",
+    "IExecutionContext.execute_async_v3",
+    "IExecutionContext.get_tensor_shape",
+    "nptype",
+)
 
 
 class TensorRTBackend(Backend):
@@ -68,10 +85,17 @@ class TensorRTBackend(Backend):
         if stored_precision != "fp32":
             raise ValueError(
                 f"{onnx_path} is a {stored_precision} graph; TensorRT builds from the fp32 export "
-                "(it applies its own fp16), so pass the file `dinov2-ros export` wrote before quantising"
+                "(the fp16 route makes its own mixed-precision copy), so pass the file `dinov2-ros export` "
+                "wrote before quantising"
             )
         super().__init__(spec)
         trt = import_tensorrt()
+        plan_build(trt.__version__, precision)  # refuses a TensorRT version it cannot build for
+        if spec.detection and spec.top_k > max_topk(trt.__version__):
+            raise ValueError(
+                f"top_k {spec.top_k} is more than TensorRT {trt.__version__}'s TopK takes "
+                f"(K <= {max_topk(trt.__version__)}); export the graph with a smaller top_k"
+            )
         self._cudart = cudart = import_cudart()
         require_cuda(cudart)
         gpu = gpu_identity(cudart)

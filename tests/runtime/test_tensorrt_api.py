@@ -1,0 +1,183 @@
+"""Our TensorRT build and run code against each supported version's real `tensorrt` bindings, without a GPU.
+
+Two halves, so that neither passes vacuously:
+- `build_serialized_engine` runs against a recording stand-in for `tensorrt` (TensorRT cannot run
+  here): every attribute, enum member and method it touches must be in `plan_build(...).api`, and
+  the plan may list nothing the build does not touch (bar the parser-error path).
+- In a subprocess per version, the real bindings (scripts/prepare_tensorrt_api.sh, stub libraries)
+  must have every name of that version's plan and of the run path (`RUNTIME_API`), and report
+  the version asked for. A version whose wheel is missing skips with the reason.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import pytest
+from tensorrt_modules import bindings_versions, missing, run_python
+from tiny_graphs import tiny_spec
+
+from dinov2_ros.runtime.tensorrt_backend import RUNTIME_API
+from dinov2_ros.runtime.tensorrt_build import PRECISIONS, UnsupportedTensorRTError, build_serialized_engine, plan_build
+from dinov2_ros.runtime.tensorrt_compat import parse_version
+
+VERSIONS = bindings_versions()
+SUPPORTED = [v for v in VERSIONS if parse_version(v) >= (10, 0)]
+ERROR_PATH_ONLY = {"OnnxParser.num_errors", "OnnxParser.get_error"}  # read when parsing fails
+
+# what a constructor or method returns, by the TensorRT class it is documented to return
+RETURNS = {
+    "Logger": "Logger",
+    "Builder": "Builder",
+    "OnnxParser": "OnnxParser",
+    "Builder.create_network": "INetworkDefinition",
+    "Builder.create_builder_config": "IBuilderConfig",
+    "Builder.create_optimization_profile": "IOptimizationProfile",
+    "INetworkDefinition.get_layer": "ILayer",
+}
+
+
+class Recorder:
+    """Stands in for `tensorrt` and everything reached from it, recording each dotted name touched.
+
+    An object made by a constructor or method is named by its TensorRT class (`Builder.create_network`
+    gives an INetworkDefinition), so names read like the bindings' API. Values are chosen so every
+    branch of the weakly typed route runs: one layer, a NORMALIZATION layer, one output, parse succeeds.
+    """
+
+    def __init__(self, log: set[str], prefix: str, callee: str = "") -> None:
+        object.__setattr__(self, "_log", log)
+        object.__setattr__(self, "_prefix", prefix)
+        object.__setattr__(self, "_callee", callee)
+
+    def _name(self, attribute: str) -> str:
+        return f"{self._prefix}.{attribute}" if self._prefix else attribute
+
+    def __getattr__(self, attribute: str):
+        name = self._name(attribute)
+        self._log.add(name)
+        if name == "IProgressMonitor":  # subclassed by the build code: a class is needed
+
+            class IProgressMonitor:
+                def __init__(self) -> None:
+                    pass
+
+            return IProgressMonitor
+        return Recorder(self._log, name, callee=name)
+
+    def __setattr__(self, attribute: str, value) -> None:
+        self._log.add(self._name(attribute))
+
+    def __call__(self, *args, **kwargs):
+        return Recorder(self._log, RETURNS.get(self._callee, f"<result of {self._callee}>"))
+
+    def __int__(self) -> int:
+        return 0
+
+    def __index__(self) -> int:
+        return 1
+
+    def __eq__(self, other) -> bool:
+        return True
+
+    __hash__ = object.__hash__
+
+    def __bytes__(self) -> bytes:
+        return b"serialised engine"
+
+
+class RecordingTensorRT(Recorder):
+    def __init__(self, log: set[str], version: str) -> None:
+        super().__init__(log, "")
+        object.__setattr__(self, "__version__", version)
+
+    def __getattribute__(self, attribute: str):
+        if attribute == "__version__":
+            object.__getattribute__(self, "_log").add("__version__")
+        return object.__getattribute__(self, attribute)
+
+
+@pytest.mark.parametrize("precision", PRECISIONS)
+@pytest.mark.parametrize("version", SUPPORTED)
+def test_build_touches_exactly_what_its_plan_lists(exported, monkeypatch, version, precision):
+    spec = tiny_spec()
+    _, path = exported(spec)
+    touched: set[str] = set()
+    monkeypatch.setitem(sys.modules, "tensorrt", RecordingTensorRT(touched, version))
+    assert build_serialized_engine(path, spec, precision, max_batch=2, workspace_bytes=1 << 20) == b"serialised engine"
+    touched, planned = leaves(touched), leaves(plan_build(version, precision).api)
+    assert touched - planned == set(), "touched but not in the plan"
+    assert planned - touched <= ERROR_PATH_ONLY, "planned but never touched"
+
+
+def leaves(names) -> set[str]:
+    """Dotted names without those that only lead to another ("BuilderFlag" of "BuilderFlag.FP16"), and
+    without the import system's dunders (`import tensorrt` reads `__spec__`)."""
+    names = {name for name in names if not name.startswith("__") or name == "__version__"}
+    return {name for name in names if not any(other.startswith(name + ".") for other in names)}
+
+
+def test_build_refuses_a_graph_the_version_cannot_parse_before_touching_the_builder(exported, monkeypatch, tmp_path):
+    import onnx
+
+    spec = tiny_spec()
+    _, path = exported(spec)
+    model = onnx.load(path)
+    next(entry for entry in model.opset_import if entry.domain == "").version = 21
+    too_new = tmp_path / "opset21.onnx"
+    onnx.save(model, too_new)
+    touched: set[str] = set()
+    monkeypatch.setitem(sys.modules, "tensorrt", RecordingTensorRT(touched, "10.3.0"))
+    with pytest.raises(UnsupportedTensorRTError, match=r"cannot be built with TensorRT 10\.3\.0: opset 21"):
+        build_serialized_engine(too_new, spec, "fp16", max_batch=2, workspace_bytes=1 << 20)
+    assert "Builder" not in touched
+
+
+CHECK_API = """
+import json, sys, tensorrt
+names = json.loads(sys.argv[1]) if len(sys.argv) > 1 else json.loads({names!r})
+absent = []
+for name in names:
+    owner = tensorrt
+    for part in name.split("."):
+        if not hasattr(owner, part):
+            absent.append(name)
+            break
+        owner = getattr(owner, part)
+print(json.dumps({{"version": tensorrt.__version__, "absent": absent}}))
+"""
+
+
+def real_api(version: str, names) -> dict:
+    reason = missing(version)
+    if reason:
+        pytest.skip(reason)
+    result = run_python(CHECK_API.format(names=json.dumps(sorted(set(names)))), version=version)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+@pytest.mark.parametrize("version", SUPPORTED)
+def test_real_bindings_have_everything_the_build_and_run_code_use(version):
+    names = [*RUNTIME_API, *(name for precision in PRECISIONS for name in plan_build(version, precision).api)]
+    found = real_api(version, names)
+    assert found["version"] == version
+    assert found["absent"] == []
+
+
+@pytest.mark.parametrize("version", [v for v in VERSIONS if v.startswith("11.")])
+def test_weak_typing_is_gone_in_tensorrt_11(version):
+    """What the old fp16 build used is absent in 11.x: the checks above can see a missing name."""
+    weak = ["BuilderFlag.FP16", "BuilderFlag.OBEY_PRECISION_CONSTRAINTS", "ILayer.precision", "ILayer.set_output_type"]
+    found = real_api(version, weak)
+    assert found["version"] == version
+    assert found["absent"] == weak
+    assert not plan_build(version, "fp16").pin_layernorm_fp32
+
+
+def test_tensorrt_8_6_bindings_are_refused_by_version():
+    found = real_api("8.6.1", ["__version__"])
+    assert found["version"] == "8.6.1"
+    with pytest.raises(UnsupportedTensorRTError, match="TensorRT 10 or newer"):
+        plan_build(found["version"], "fp16")

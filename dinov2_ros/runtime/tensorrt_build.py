@@ -191,7 +191,7 @@ def build_serialized_engine(
     if not parser.parse(model.SerializeToString()):
         errors = "; ".join(str(parser.get_error(index)) for index in range(parser.num_errors))
         raise RuntimeError(f"TensorRT could not parse {onnx_path}: {errors}")
-    del model
+    del model  # the build needs the network, not this copy (hundreds of MB for the larger encoders)
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_bytes)
     for flag in plan.builder_flags:

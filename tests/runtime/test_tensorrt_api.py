@@ -181,3 +181,40 @@ def test_tensorrt_8_6_bindings_are_refused_by_version():
     assert found["version"] == "8.6.1"
     with pytest.raises(UnsupportedTensorRTError, match="TensorRT 10 or newer"):
         plan_build(found["version"], "fp16")
+
+
+BACKEND = """
+from dinov2_ros.runtime.tensorrt_backend import TensorRTBackend
+try:
+    TensorRTBackend({path!r})
+except Exception as error:
+    print(type(error).__name__, error)
+"""
+
+
+@pytest.mark.parametrize(
+    ("version", "top_k", "expected"),
+    [
+        ("8.6.1", 5, "UnsupportedTensorRTError TensorRT 8.6.1 is not supported"),
+        ("10.16.0.72", 3840, "ValueError top_k 3840 is more than TensorRT 10.16.0.72's TopK takes (K <= 3839)"),
+    ],
+)
+def test_backend_refuses_before_touching_cuda(exported, tmp_path, version, top_k, expected):
+    """The real bindings (stub libraries, no cuda-python on the path): refused by version or top_k first."""
+    import dataclasses
+
+    import onnx
+
+    from dinov2_ros.runtime.onnx_export import SPEC_KEY, set_metadata
+
+    reason = missing(version)
+    if reason:
+        pytest.skip(reason)
+    spec = tiny_spec()
+    _, path = exported(spec)
+    model = onnx.load(path)
+    set_metadata(model, {SPEC_KEY: dataclasses.replace(spec, top_k=top_k).to_json()})
+    onnx.save(model, tmp_path / "graph.onnx")
+    result = run_python(BACKEND.format(path=str(tmp_path / "graph.onnx")), version=version)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(expected), result.stdout

@@ -1,9 +1,11 @@
 """Our TensorRT build and run code against each supported version's real `tensorrt` bindings, without a GPU.
 
 Two halves, so that neither passes vacuously:
-- `build_serialized_engine` runs against a recording stand-in for `tensorrt` (TensorRT cannot run
-  here): every attribute, enum member and method it touches must be in `plan_build(...).api`, and
-  the plan may list nothing the build does not touch (bar the parser-error path).
+- `build_serialized_engine`, and `TensorRTBackend` end to end (build, cache, allocate, one batch),
+  run against a recording stand-in for `tensorrt` and a host-only stand-in for cuda-python (TensorRT
+  and CUDA cannot run here): every attribute, enum member and method they touch must be in
+  `plan_build(...).api` or `RUNTIME_API`, and those may list nothing that is not touched (bar the
+  parser-error path).
 - In a subprocess per version, the real bindings (scripts/prepare_tensorrt_api.sh, stub libraries)
   must have every name of that version's plan and of the run path (`RUNTIME_API`), and report
   the version asked for. A version whose wheel is missing skips with the reason.
@@ -11,13 +13,16 @@ Two halves, so that neither passes vacuously:
 
 from __future__ import annotations
 
+import ctypes
 import json
 import sys
+from types import SimpleNamespace
 
 import pytest
 from tensorrt_modules import bindings_versions, missing, run_python
-from tiny_graphs import tiny_spec
+from tiny_graphs import frames, inputs_for, tiny_spec
 
+from dinov2_ros.runtime import tensorrt_backend
 from dinov2_ros.runtime.tensorrt_backend import RUNTIME_API
 from dinov2_ros.runtime.tensorrt_build import PRECISIONS, UnsupportedTensorRTError, build_serialized_engine, plan_build
 from dinov2_ros.runtime.tensorrt_compat import parse_version
@@ -35,6 +40,9 @@ RETURNS = {
     "Builder.create_builder_config": "IBuilderConfig",
     "Builder.create_optimization_profile": "IOptimizationProfile",
     "INetworkDefinition.get_layer": "ILayer",
+    "Runtime": "Runtime",
+    "Runtime.deserialize_cuda_engine": "ICudaEngine",
+    "ICudaEngine.create_execution_context": "IExecutionContext",
 }
 
 
@@ -46,10 +54,12 @@ class Recorder:
     branch of the weakly typed route runs: one layer, a NORMALIZATION layer, one output, parse succeeds.
     """
 
-    def __init__(self, log: set[str], prefix: str, callee: str = "") -> None:
+    def __init__(self, log: set[str], prefix: str, callee: str = "", values=None, args=()) -> None:
         object.__setattr__(self, "_log", log)
         object.__setattr__(self, "_prefix", prefix)
         object.__setattr__(self, "_callee", callee)
+        object.__setattr__(self, "_values", values or {})  # callee -> function giving its concrete result
+        object.__setattr__(self, "_args", args)
 
     def _name(self, attribute: str) -> str:
         return f"{self._prefix}.{attribute}" if self._prefix else attribute
@@ -64,13 +74,16 @@ class Recorder:
                     pass
 
             return IProgressMonitor
-        return Recorder(self._log, name, callee=name)
+        return Recorder(self._log, name, callee=name, values=self._values)
 
     def __setattr__(self, attribute: str, value) -> None:
         self._log.add(self._name(attribute))
 
     def __call__(self, *args, **kwargs):
-        return Recorder(self._log, RETURNS.get(self._callee, f"<result of {self._callee}>"))
+        if self._callee in self._values:
+            return self._values[self._callee](*args)
+        kind = RETURNS.get(self._callee, f"<result of {self._callee}>")
+        return Recorder(self._log, kind, values=self._values, args=args)
 
     def __int__(self) -> int:
         return 0
@@ -88,8 +101,8 @@ class Recorder:
 
 
 class RecordingTensorRT(Recorder):
-    def __init__(self, log: set[str], version: str) -> None:
-        super().__init__(log, "")
+    def __init__(self, log: set[str], version: str, values=None) -> None:
+        super().__init__(log, "", values=values)
         object.__setattr__(self, "__version__", version)
 
     def __getattribute__(self, attribute: str):
@@ -116,6 +129,75 @@ def leaves(names) -> set[str]:
     without the import system's dunders (`import tensorrt` reads `__spec__`)."""
     names = {name for name in names if not name.startswith("__") or name == "__version__"}
     return {name for name in names if not any(other.startswith(name + ".") for other in names)}
+
+
+class HostOnlyCudart:
+    """cuda-python's runtime API without a GPU: "device" memory is host memory, every call succeeds.
+
+    Stands in for CUDA, which cannot run here; copies really copy, so the backend's buffer handling runs.
+    """
+
+    cudaMemcpyKind = SimpleNamespace(cudaMemcpyHostToDevice=1, cudaMemcpyDeviceToHost=2)
+
+    def __init__(self) -> None:
+        self.buffers = []
+
+    def cudaDriverGetVersion(self):
+        return 0, 12060
+
+    def cudaRuntimeGetVersion(self):
+        return 0, 12090
+
+    def cudaGetDeviceCount(self):
+        return 0, 1
+
+    def cudaGetDevice(self):
+        return 0, 0
+
+    def cudaGetDeviceProperties(self, device):
+        return 0, SimpleNamespace(name=b"host-only stand-in", major=8, minor=7, multiProcessorCount=16)
+
+    def cudaStreamCreate(self):
+        return 0, 1
+
+    def cudaMallocHost(self, nbytes):
+        self.buffers.append(ctypes.create_string_buffer(nbytes))
+        return 0, ctypes.addressof(self.buffers[-1])
+
+    cudaMalloc = cudaMallocHost
+
+    def cudaMemcpyAsync(self, target, source, nbytes, kind, stream):
+        ctypes.memmove(target, source, nbytes)
+        return (0,)
+
+    def cudaStreamSynchronize(self, stream):
+        return (0,)
+
+    cudaFree = cudaFreeHost = cudaStreamDestroy = cudaStreamSynchronize
+
+
+@pytest.mark.parametrize("version", SUPPORTED)
+def test_backend_touches_only_what_runtime_api_and_the_plan_list(exported, monkeypatch, tmp_path, version):
+    """TensorRTBackend builds (recording stand-in), caches, allocates and runs one batch end to end."""
+    spec = tiny_spec()
+    _, path = exported(spec)
+    batch = 2
+    tensors = {tensor.name: tensor for tensor in (*spec.input_specs(), *spec.output_specs())}
+    values = {
+        "nptype": lambda dtype: tensors[dtype._args[0]].dtype.type,  # get_tensor_dtype(name) -> name's dtype
+        "IExecutionContext.get_tensor_shape": lambda name: (batch, *tensors[name].shape[1:]),
+    }
+    touched: set[str] = set()
+    monkeypatch.setitem(sys.modules, "tensorrt", RecordingTensorRT(touched, version, values))
+    monkeypatch.setattr(tensorrt_backend, "import_cudart", HostOnlyCudart)
+    with tensorrt_backend.TensorRTBackend(path, spec, max_batch=batch, cache_dir=tmp_path) as backend:
+        outputs = backend.infer(inputs_for(spec, frames("random", spec, batch)))
+    assert {name: array.shape for name, array in outputs.items()} == {
+        tensor.name: (batch, *tensor.shape[1:]) for tensor in spec.output_specs()
+    }
+    touched, planned = leaves(touched), leaves([*RUNTIME_API, *plan_build(version, "fp16").api])
+    assert touched - planned == set(), "touched but in neither RUNTIME_API nor the build plan"
+    assert leaves(RUNTIME_API) - touched == set(), "in RUNTIME_API but never touched"
 
 
 def test_build_refuses_a_graph_the_version_cannot_parse_before_touching_the_builder(exported, monkeypatch, tmp_path):

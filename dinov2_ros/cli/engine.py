@@ -26,6 +26,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _build_engine(args: argparse.Namespace) -> int:
+    from dinov2_ros.runtime.cuda_runtime import CudaUnavailableError
     from dinov2_ros.runtime.graph_source import GraphSource
 
     try:
@@ -38,7 +39,7 @@ def _build_engine(args: argparse.Namespace) -> int:
                     f"engine ready for {backend.spec.key} ({settings.backend_precision}, max batch "
                     f"{settings.max_batch}) in {source.store.engine_dir}"
                 )
-    except (ImportError, ValueError, FileNotFoundError) as error:
+    except (ImportError, ValueError, FileNotFoundError, CudaUnavailableError) as error:
         _LOG.error("%s", error)
         return 2
     return 0

@@ -1,7 +1,8 @@
 """On-disk cache of serialised TensorRT engines, keyed by everything an engine is tied to.
 
 An engine only runs with the TensorRT version and GPU that built it, for the ONNX bytes, precision and
-shapes it was built from. Each entry is one file named after the graph and precision, holding a small
+shapes it was built from; the same GPU model under another driver can fail too (NVIDIA/TensorRT#3829),
+so the driver's and CUDA runtime's versions and the SM count are part of the key. Each entry is one file named after the graph and precision, holding a small
 header with its EngineKey and then the engine bytes; a stale key or an engine that fails to
 deserialise is rebuilt in place, with a log line saying why. Writes go to a temporary file that is
 renamed into place, so a crash or a concurrent reader never sees half an engine.
@@ -36,6 +37,9 @@ class EngineKey:
     tensorrt_version: str
     gpu_name: str
     compute_capability: str
+    multiprocessors: int  # SM count: one GPU model comes in configurations (Jetson Orin NX 8/16 GB)
+    cuda_driver_version: int  # CUDA's encoding, 1000 * major + 10 * minor (cudaDriverGetVersion)
+    cuda_runtime_version: int  # cuda-python's CUDA runtime (cudaRuntimeGetVersion)
     precision: str
     shapes: str  # e.g. "images:1x480x640x3/2x480x640x3/4x480x640x3" (min/opt/max of each profile)
 

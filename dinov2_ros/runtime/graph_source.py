@@ -102,10 +102,12 @@ class GraphSource:
         if s.backend == "torch":
             LOG.info("building the PyTorch graph for %dx%d frames", width, height)
             return create_backend("torch", spec, graph=self.build_graph(spec)[0], device=s.device, precision=precision)
-        if s.backend == "tensorrt":  # fail at once where TensorRT is missing, not after a minute's export
+        if s.backend == "tensorrt":  # fail at once without TensorRT or CUDA, not after a minute's export
+            from dinov2_ros.runtime.cuda_runtime import import_cudart, require_cuda
             from dinov2_ros.runtime.tensorrt_build import import_tensorrt
 
             import_tensorrt()
+            require_cuda(import_cudart())
         path = self.graph(height, width)
         if s.backend == "onnxruntime":
             if precision == "int8":

@@ -54,12 +54,17 @@ def export_graph(
     """Export `graph` (a PerceptionGraph) to `path`, written atomically; returns the path.
 
     Checks the file with onnx.checker and, when `check`, runs it once in ONNX Runtime on batch 3 to
-    prove the batch axis is dynamic. `class_names` (a trained head's, by class id) go into the file,
-    so a node running it names its classes without the head's checkpoint or torch. `provenance`
-    (artifact_store.Provenance JSON) records what the weights were, for the artifact store.
+    prove the batch axis is dynamic. RuntimeError, before anything is saved, when torch.onnx wrote
+    another opset than `opset` (it keeps 18 when asked for 17); every Shape of the uint8 `images` is
+    read from its Cast (TensorRT's rule, see `onnx_rewrite`). `class_names` (a trained head's, by
+    class id) go into the file, so a node running it names its classes without the head's checkpoint
+    or torch. `provenance` (artifact_store.Provenance JSON) records what the weights were, for the
+    artifact store.
     """
     import onnx
     import torch
+
+    from dinov2_ros.runtime.onnx_rewrite import read_shapes_after_cast
 
     if opset < MIN_OPSET:
         raise ValueError(f"opset must be >= {MIN_OPSET} (LayerNormalization), got {opset}; use {DEFAULT_OPSET}")
@@ -84,6 +89,14 @@ def export_graph(
             verbose=False,
         )
     model = program.model_proto
+    written = graph_opset(model)
+    if written != opset:
+        raise RuntimeError(
+            f"torch.onnx wrote opset {written} where opset {opset} was asked for (its version conversion "
+            f"failed); nothing was saved. Export with --opset {written}: TensorRT >= 10 parses it (JetPack 6.1+, "
+            "TensorRT 10.3); TensorRT 8.6 (JetPack 6.0) needs opset 17 and is not supported"
+        )
+    read_shapes_after_cast(model)  # TensorRT: a uint8 input may only feed a Cast
     metadata = {SPEC_KEY: spec.to_json(), VERSION_KEY: __version__, PRECISION_KEY: "fp32"}
     if class_names is not None:
         metadata[CLASS_NAMES_KEY] = json.dumps(list(class_names))
@@ -126,6 +139,14 @@ def quiet_onnx_tools() -> Iterator[None]:
         root.removeFilter(warnings_only)
         for logger, level in zip(loggers, levels, strict=True):
             logger.setLevel(level)
+
+
+def graph_opset(model) -> int:
+    """The default-domain (ai.onnx) opset a model imports; ValueError when it imports none."""
+    versions = [entry.version for entry in model.opset_import if entry.domain in ("", "ai.onnx")]
+    if not versions:
+        raise ValueError("the ONNX model imports no ai.onnx opset")
+    return max(versions)
 
 
 def save_model_atomic(model, path: Path) -> None:

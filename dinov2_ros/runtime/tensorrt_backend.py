@@ -9,6 +9,8 @@ pycuda: NVIDIA maintains it next to TensorRT and its own TensorRT samples use it
 wheels for x86_64 and aarch64 (pycuda compiles against the CUDA toolkit at install, which often fails
 on Jetson), and it uses the primary context TensorRT itself uses instead of creating its own.
 `tensorrt` and cuda-python are imported when a backend is created, so the package imports anywhere.
+Without a usable GPU (no driver, a driver older than cuda-python's CUDA) the constructor raises
+`cuda_runtime.CudaUnavailableError` saying which, before touching TensorRT.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import numpy as np
 
 from dinov2_ros.model.weights import sha256_of
 from dinov2_ros.runtime.backend import Backend
+from dinov2_ros.runtime.cuda_runtime import cuda_call, gpu_identity, import_cudart, require_cuda
 from dinov2_ros.runtime.engine_cache import EngineCache, EngineKey
 from dinov2_ros.runtime.graph_spec import GraphSpec
 from dinov2_ros.runtime.onnx_export import PRECISION_KEY, load_graph_metadata
@@ -30,51 +33,37 @@ from dinov2_ros.runtime.tensorrt_build import (
     PRECISIONS,
     build_serialized_engine,
     import_tensorrt,
+    plan_build,
     shapes_signature,
 )
+from dinov2_ros.runtime.tensorrt_compat import max_topk
 
 LOG = logging.getLogger(__name__)
 
 DEFAULT_CACHE_DIR = Path("~/.cache/dinov2_ros/engines")  # expanded by EngineCache
-
-
-def import_cudart():
-    """cuda-python's runtime API module (new and old import paths), or ImportError saying how to get it."""
-    try:
-        from cuda.bindings import runtime as cudart
-    except ImportError:
-        try:
-            from cuda import cudart
-        except ImportError as error:
-            raise ImportError(
-                "the TensorRT backend needs cuda-python for device memory: `pip install cuda-python` "
-                "matching your CUDA major version"
-            ) from error
-    return cudart
-
-
-def cuda_call(result):
-    """Unpack a cuda-python `(error, *values)` result, raising RuntimeError on a CUDA error."""
-    error, *values = result
-    if int(error) != 0:
-        raise RuntimeError(f"CUDA error {error}")
-    return values[0] if len(values) == 1 else values or None
-
-
-def gpu_identity(cudart) -> tuple[str, str]:
-    """(GPU name, compute capability "major.minor") of the current CUDA device."""
-    device = cuda_call(cudart.cudaGetDevice())
-    properties = cuda_call(cudart.cudaGetDeviceProperties(device))
-    name = properties.name
-    name = name.decode(errors="replace") if isinstance(name, bytes) else str(name)
-    return name.rstrip("\x00").strip(), f"{properties.major}.{properties.minor}"
+# every `tensorrt` name the run path below touches (tests check each TensorRT version's bindings for them)
+RUNTIME_API = (
+    "__version__",
+    "Logger",
+    "Logger.WARNING",
+    "Runtime",
+    "Runtime.deserialize_cuda_engine",
+    "ICudaEngine.create_execution_context",
+    "ICudaEngine.get_tensor_dtype",
+    "IExecutionContext.set_tensor_address",
+    "IExecutionContext.set_input_shape",
+    "IExecutionContext.execute_async_v3",
+    "IExecutionContext.get_tensor_shape",
+    "nptype",
+)
 
 
 class TensorRTBackend(Backend):
     """Runs an exported graph as a TensorRT engine, built on first use and cached on disk.
 
     The engine cache lives in `cache_dir`; a cached engine is reused only when its key (ONNX sha256,
-    TensorRT version, GPU, compute capability, precision, shapes) matches.
+    TensorRT version, GPU, compute capability, SM count, CUDA driver and runtime versions, precision,
+    shapes) matches.
     """
 
     kind = "tensorrt"
@@ -96,17 +85,28 @@ class TensorRTBackend(Backend):
         if stored_precision != "fp32":
             raise ValueError(
                 f"{onnx_path} is a {stored_precision} graph; TensorRT builds from the fp32 export "
-                "(it applies its own fp16), so pass the file `dinov2-ros export` wrote before quantising"
+                "(the fp16 route makes its own mixed-precision copy), so pass the file `dinov2-ros export` "
+                "wrote before quantising"
             )
         super().__init__(spec)
         trt = import_tensorrt()
+        plan_build(trt.__version__, precision)  # refuses a TensorRT version it cannot build for
+        if spec.detection and spec.top_k > max_topk(trt.__version__):
+            raise ValueError(
+                f"top_k {spec.top_k} is more than TensorRT {trt.__version__}'s TopK takes "
+                f"(K <= {max_topk(trt.__version__)}); export the graph with a smaller top_k"
+            )
         self._cudart = cudart = import_cudart()
-        gpu_name, capability = gpu_identity(cudart)
+        require_cuda(cudart)
+        gpu = gpu_identity(cudart)
         key = EngineKey(
             onnx_sha256=sha256_of(onnx_path),
             tensorrt_version=trt.__version__,
-            gpu_name=gpu_name,
-            compute_capability=capability,
+            gpu_name=gpu.name,
+            compute_capability=gpu.compute_capability,
+            multiprocessors=gpu.multiprocessors,
+            cuda_driver_version=gpu.versions.driver,
+            cuda_runtime_version=gpu.versions.runtime,
             precision=precision,
             shapes=shapes_signature(spec, max_batch),
         )
@@ -119,7 +119,7 @@ class TensorRTBackend(Backend):
         )
         self.max_batch = max_batch
         self.context = self.engine.create_execution_context()
-        self._stream = cuda_call(cudart.cudaStreamCreate())
+        self._stream = cuda_call(cudart, cudart.cudaStreamCreate())
         self._host: dict[str, np.ndarray] = {}
         self._host_ptr: dict[str, int] = {}
         self._device: dict[str, int] = {}
@@ -134,12 +134,16 @@ class TensorRTBackend(Backend):
             raise RuntimeError(f"engine tensor '{name}' is {engine_dtype}, the graph spec says {dtype}; re-export")
         count = int(np.prod(shape))
         nbytes = count * dtype.itemsize
-        host = cuda_call(self._cudart.cudaMallocHost(nbytes))
+        host = cuda_call(self._cudart, self._cudart.cudaMallocHost(nbytes))
         self._host_ptr[name] = int(host)
         buffer = (ctypes.c_byte * nbytes).from_address(int(host))
         self._host[name] = np.frombuffer(buffer, dtype=dtype, count=count)
-        self._device[name] = int(cuda_call(self._cudart.cudaMalloc(nbytes)))
-        self.context.set_tensor_address(name, self._device[name])
+        self._device[name] = int(cuda_call(self._cudart, self._cudart.cudaMalloc(nbytes)))
+        if not self.context.set_tensor_address(name, self._device[name]):
+            raise RuntimeError(
+                f"TensorRT refused the device address of tensor '{name}' {list(shape)} {dtype}: the engine "
+                "does not have this tensor or needs other alignment; rebuild it (delete the cached engine)"
+            )
 
     def _infer_impl(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         cudart = self._cudart
@@ -151,16 +155,21 @@ class TensorRTBackend(Backend):
             )
         stream = self._stream
         for name, array in inputs.items():
-            self.context.set_input_shape(name, array.shape)
+            if not self.context.set_input_shape(name, array.shape):
+                raise ValueError(
+                    f"TensorRT refused shape {list(array.shape)} for input '{name}': the engine's profile "
+                    f"takes batch 1..{self.max_batch} and the GraphSpec's other sizes; check the input"
+                )
             self._host[name][: array.size] = array.reshape(-1)
             cuda_call(
+                cudart,
                 cudart.cudaMemcpyAsync(
                     self._device[name],
                     self._host_ptr[name],
                     array.nbytes,
                     cudart.cudaMemcpyKind.cudaMemcpyHostToDevice,
                     stream,
-                )
+                ),
             )
         if not self.context.execute_async_v3(int(stream)):
             raise RuntimeError("TensorRT execute_async_v3 failed; see the TensorRT log")
@@ -170,15 +179,16 @@ class TensorRTBackend(Backend):
             shapes[tensor.name] = shape
             nbytes = int(np.prod(shape)) * tensor.dtype.itemsize
             cuda_call(
+                cudart,
                 cudart.cudaMemcpyAsync(
                     self._host_ptr[tensor.name],
                     self._device[tensor.name],
                     nbytes,
                     cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost,
                     stream,
-                )
+                ),
             )
-        cuda_call(cudart.cudaStreamSynchronize(stream))
+        cuda_call(cudart, cudart.cudaStreamSynchronize(stream))
         # copies: the page-locked buffers are reused by the next call
         return {name: self._host[name][: int(np.prod(shape))].reshape(shape).copy() for name, shape in shapes.items()}
 

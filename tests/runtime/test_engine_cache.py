@@ -7,8 +7,10 @@ engines from another build. The cache logic under test is the real one.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import struct
 import threading
 
 import pytest
@@ -43,10 +45,26 @@ def key(**changes) -> EngineKey:
         tensorrt_version="10.12.0",
         gpu_name="NVIDIA Jetson AGX Orin",
         compute_capability="8.7",
+        multiprocessors=16,
+        cuda_driver_version=12060,
+        cuda_runtime_version=12090,
         precision="fp16",
         shapes="images:1x480x640x3/4x480x640x3/4x480x640x3",
     )
     return EngineKey(**(fields | changes))
+
+
+# a header written before the key held the CUDA driver and runtime versions and the SM count
+OLD_HEADER = json.dumps(
+    {
+        "onnx_sha256": "ab" * 32,
+        "tensorrt_version": "10.12.0",
+        "gpu_name": "NVIDIA Jetson AGX Orin",
+        "compute_capability": "8.7",
+        "precision": "fp16",
+        "shapes": "images:1x480x640x3/4x480x640x3/4x480x640x3",
+    }
+).encode()
 
 
 def test_key_from_file_and_spec(tmp_path):
@@ -78,6 +96,9 @@ def test_first_use_builds_then_reuses(tmp_path, caplog):
         ({"onnx_sha256": "cd" * 32}, "onnx_sha256"),
         ({"gpu_name": "NVIDIA H100", "compute_capability": "9.0"}, "compute_capability '8.7' -> '9.0'"),
         ({"precision": "fp32"}, "precision 'fp16' -> 'fp32'"),
+        ({"multiprocessors": 8}, "multiprocessors 16 -> 8"),
+        ({"cuda_driver_version": 12080}, "cuda_driver_version 12060 -> 12080"),
+        ({"cuda_runtime_version": 12060}, "cuda_runtime_version 12090 -> 12060"),
         ({"shapes": "images:1x480x640x3/8x480x640x3/8x480x640x3"}, "shapes"),
     ],
 )
@@ -97,6 +118,7 @@ def test_key_mismatch_rebuilds_and_says_why(tmp_path, caplog, changed, reason):
         (b"", "not a dinov2_ros engine cache file"),
         (b"\x00\x01 a TensorRT engine from trtexec", "not a dinov2_ros engine cache file"),
         (b"D2RENG01\x05\x00\x00\x00{bad}", "header is unreadable"),
+        (b"D2RENG01" + struct.pack("<I", len(OLD_HEADER)) + OLD_HEADER + b"engine", "header is unreadable"),
     ],
 )
 def test_foreign_or_corrupt_file_is_rebuilt(tmp_path, caplog, content, reason):

@@ -114,3 +114,21 @@ def test_export_keeps_the_onnx_tool_chain_quiet(tmp_path, caplog):
     chatty = [r for r in caplog.records if r.levelno < logging.WARNING and not r.name.startswith("dinov2_ros")]
     assert not chatty, f"{len(chatty)} INFO lines from the tool chain, e.g. {chatty[0].name}: {chatty[0].getMessage()}"
     assert {name: logging.getLogger(name).level for name in levels} == levels  # restored afterwards
+
+
+def test_opset_the_exporter_cannot_write_is_refused_before_saving(tmp_path):
+    """torch.onnx keeps opset 18 when asked for 17 (its down-conversion fails); export_graph says so."""
+    path = tmp_path / "opset17.onnx"
+    with pytest.raises(RuntimeError, match=r"torch\.onnx wrote opset 18 where opset 17 was asked for"):
+        export_graph(tiny_graph(tiny_spec()), path, opset=17)
+    assert not path.exists()
+
+
+def test_uint8_images_feed_only_the_cast(exported):
+    """TensorRT's rule for uint8 network inputs: the one consumer of `images` is a Cast."""
+    _, path = exported(tiny_spec())
+    model = onnx.load(path)
+    consumers = [node.op_type for node in model.graph.node if "images" in node.input]
+    assert consumers == ["Cast"]
+    cast = next(node for node in model.graph.node if "images" in node.input)
+    assert any(node.op_type == "Shape" and cast.output[0] in node.input for node in model.graph.node)

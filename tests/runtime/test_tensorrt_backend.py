@@ -12,7 +12,7 @@ import logging
 import numpy as np
 import pytest
 
-from dinov2_ros.runtime.tensorrt_backend import import_cudart
+from dinov2_ros.runtime.cuda_runtime import import_cudart
 from dinov2_ros.runtime.tensorrt_build import import_tensorrt
 
 try:

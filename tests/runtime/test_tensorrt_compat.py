@@ -57,7 +57,7 @@ def node_default_graph(registers: int) -> tuple[GraphSpec, PerceptionGraph]:
         backbone.pos_embed.normal_(std=0.5)
         backbone.cls_token.normal_(std=0.5)
     depth_head = LinearDepthHead(TINY_DIM, tuple(range(BLOCKS)), 0.001, 10.0)  # linear4: four taps
-    detection = ExemplarHead(max_classes=4, top_k=spec.top_k, similarity_threshold=0.2)
+    detection = ExemplarHead(max_classes=spec.max_classes, top_k=spec.top_k, similarity_threshold=0.2)
     return spec, PerceptionGraph(spec, backbone, depth_head, detection).eval()
 
 

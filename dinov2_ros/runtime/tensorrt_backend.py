@@ -23,10 +23,12 @@ from pathlib import Path
 import numpy as np
 
 from dinov2_ros.model.weights import sha256_of
+from dinov2_ros.runtime.artifact_store import ArtifactStore
 from dinov2_ros.runtime.backend import Backend
 from dinov2_ros.runtime.cuda_runtime import cuda_call, gpu_identity, import_cudart, require_cuda
 from dinov2_ros.runtime.engine_cache import EngineCache, EngineKey
 from dinov2_ros.runtime.graph_spec import GraphSpec
+from dinov2_ros.runtime.model_settings import DEFAULT_GRAPH_DIR
 from dinov2_ros.runtime.onnx_export import PRECISION_KEY, load_graph_metadata
 from dinov2_ros.runtime.tensorrt_build import (
     DEFAULT_WORKSPACE_BYTES,
@@ -40,7 +42,7 @@ from dinov2_ros.runtime.tensorrt_compat import max_topk
 
 LOG = logging.getLogger(__name__)
 
-DEFAULT_CACHE_DIR = Path("~/.cache/dinov2_ros/engines")  # expanded by EngineCache
+DEFAULT_CACHE_DIR = ArtifactStore(DEFAULT_GRAPH_DIR).engine_dir  # where the node and build-engine look
 # every `tensorrt` name the run path below touches (tests check each TensorRT version's bindings for them)
 RUNTIME_API = (
     "__version__",
@@ -147,12 +149,6 @@ class TensorRTBackend(Backend):
 
     def _infer_impl(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         cudart = self._cudart
-        batch = inputs["images"].shape[0]
-        if batch > self.max_batch:
-            raise ValueError(
-                f"batch {batch} exceeds the engine's max_batch {self.max_batch}; split the batch or "
-                f"build the engine with max_batch >= {batch}"
-            )
         stream = self._stream
         for name, array in inputs.items():
             if not self.context.set_input_shape(name, array.shape):

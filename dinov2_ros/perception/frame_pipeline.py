@@ -21,6 +21,7 @@ import numpy as np
 
 from dinov2_ros.perception.camera_model import PinholeCameraModel
 from dinov2_ros.perception.object_lifting import IDENTITY_ORIENTATION_XYZW, ObjectLifter, nan_where_no_return
+from dinov2_ros.perception.oriented_box import OrientedBox, fit_from_depth
 from dinov2_ros.perception.prototypes import PrototypeStore, prototype_from_box
 from dinov2_ros.runtime.backend import Backend
 from dinov2_ros.runtime.graph_spec import PATCH_SIZE, GraphSpec
@@ -73,9 +74,10 @@ class Detection:
     box: np.ndarray  # (4,) float32 x1, y1, x2, y2 camera pixels
     mask: np.ndarray | None  # (H, W) bool, None when the graph gives no masks
     centre: np.ndarray | None = None  # (3,) metres in the camera optical frame
-    size: np.ndarray | None = None  # (3,) metres along the optical frame's axes
+    size: np.ndarray | None = None  # (3,) metres along the box's axes (`orientation` turns them)
     orientation: tuple[float, float, float, float] = IDENTITY_ORIENTATION_XYZW  # x, y, z, w
     no_pose_reason: str = ""
+    axis_aligned_reason: str = ""  # why a posed detection has no oriented box (identity orientation)
 
 
 @dataclass(frozen=True)
@@ -264,6 +266,13 @@ class FramePipeline:
         detections = []
         for i, box, mask, obj in zip(keep, boxes, masks, lifted, strict=True):
             class_id = int(rows[i, 5])
+            centre, size, orientation, why = obj.center, obj.size, obj.orientation_xyzw, ""
+            if obj.has_pose:  # an oriented box where the points support one, else the axis-aligned one and why
+                oriented = fit_from_depth(lift_depth, frame.camera_model, mask, box)
+                if isinstance(oriented, OrientedBox):
+                    centre, size, orientation = oriented.center, oriented.size, oriented.quaternion_xyzw
+                else:
+                    why = oriented
             detections.append(
                 Detection(
                     class_id=class_id,
@@ -271,10 +280,11 @@ class FramePipeline:
                     score=float(rows[i, 4]),
                     box=box,
                     mask=mask,
-                    centre=obj.center,
-                    size=obj.size,
-                    orientation=obj.orientation_xyzw,
+                    centre=centre,
+                    size=size,
+                    orientation=orientation,
                     no_pose_reason=obj.reason,
+                    axis_aligned_reason=why,
                 )
             )
         return detections

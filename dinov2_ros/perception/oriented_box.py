@@ -16,6 +16,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from dinov2_ros.perception.camera_model import PinholeCameraModel
+
 MIN_PART_POINTS = 30
 MIN_SUPPORT_POINTS = 30
 MIN_ASPECT = 1.2  # footprints closer to square than this are checked for roundness
@@ -49,6 +51,30 @@ def region_and_ring(mask: np.ndarray, gap_px: int = 3, width_px: int = 12) -> tu
     near = cv2.dilate(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * gap_px + 1,) * 2))
     region = cv2.dilate(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * (gap_px + width_px) + 1,) * 2)) > 0
     return region, region & (near == 0)
+
+
+def fit_from_depth(
+    depth_m: np.ndarray, camera: PinholeCameraModel, mask: np.ndarray | None, box: np.ndarray, reach_px: int = 15
+) -> OrientedBox | str:
+    """`fit_oriented_box` for one detection: its mask (H, W) bool (None: the box) and box (4,) xyxy
+    camera pixels on a depth image (H, W) metres (NaN: no return), back-projected with `camera`;
+    works on the box's crop grown by `reach_px`, so its cost does not grow with the frame."""
+    height, width = depth_m.shape
+    x1, y1 = (max(0, int(np.floor(v)) - reach_px) for v in box[:2])
+    x2, y2 = (min(limit, int(np.ceil(v)) + reach_px) for v, limit in zip(box[2:], (width, height), strict=True))
+    crop = depth_m[y1:y2, x1:x2]
+    if mask is None:
+        mask = np.zeros(depth_m.shape, bool)
+        mask[int(box[1]) : int(np.ceil(box[3])), int(box[0]) : int(np.ceil(box[2]))] = True
+    crop_mask = mask[y1:y2, x1:x2]
+    region, ring = region_and_ring(crop_mask, gap_px=3, width_px=reach_px - 3)
+    valid = np.isfinite(crop)
+
+    def points(pixels: np.ndarray) -> np.ndarray:
+        rows, cols = np.nonzero(pixels & valid)
+        return camera.back_project(np.column_stack([cols + x1, rows + y1]), crop[rows, cols])
+
+    return fit_oriented_box(points(region), points(ring))
 
 
 def fit_plane(points: np.ndarray, iterations: int = 4) -> tuple[np.ndarray, np.ndarray, float]:

@@ -28,7 +28,7 @@ from dinov2_ros.perception.prototypes import PrototypeStore, encoder_name
 from dinov2_ros.ros import detection_messages as messages
 from dinov2_ros.ros.camera_streams import CameraStreams
 from dinov2_ros.ros.class_services import ClassServices
-from dinov2_ros.ros.frame_slots import BatchPolicy, PairedFrame, batch_start_delay
+from dinov2_ros.ros.frame_slots import BatchPolicy, PairedFrame, Unpaired, batch_start_delay
 from dinov2_ros.ros.image_conversion import depth_image_to_metres
 from dinov2_ros.ros.node_main import spin_node
 from dinov2_ros.ros.node_parameters import RUNTIME_PARAMETERS, NodeSettings, declare_parameters
@@ -186,8 +186,8 @@ class PerceptionNode(Node):
         paired, frames = [], []
         for camera in self.cameras.values():
             taken = camera.slot.take(time.monotonic_ns())
-            if isinstance(taken, str):
-                self._reject(camera.name, "pairing", taken)
+            if isinstance(taken, Unpaired):
+                self._reject(camera.name, "pairing", str(taken))
             elif taken is not None:
                 try:
                     frames.append(self._to_frame(camera, taken))

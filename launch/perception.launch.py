@@ -86,9 +86,7 @@ def generate_launch_description():
         DeclareLaunchArgument(
             "detector_weights", default_value="", description="train-detector checkpoint, for detector:=center"
         ),
-        DeclareLaunchArgument(
-            "precision", default_value="", description="auto | fp32 | fp16 | int8 (default: config)"
-        ),
+        DeclareLaunchArgument("precision", default_value="", description="auto | fp32 | fp16 | int8 (default: config)"),
         DeclareLaunchArgument(
             "graph_dir", default_value="", description="artifact store: exported graphs and engines (default: config)"
         ),

@@ -91,6 +91,6 @@ def test_rviz_config_shows_the_node_outputs():
         for d in displays
         if d["Class"] != "rviz_default_plugins/Grid"
     }
-    assert {"/dinov2/debug_image", "/dinov2/depth", "/dinov2/markers"} <= topics
+    assert {"/dinov2/debug/image", "/dinov2/depth/image", "/dinov2/markers"} <= topics
     classes = {d["Class"] for d in displays}
     assert {"rviz_default_plugins/Image", "rviz_default_plugins/MarkerArray"} <= classes

@@ -65,9 +65,9 @@ class CameraStreams:
         prefix: str,
         reliable: bool,
         wake: Callable[[], None],
-        warn: Callable[[str, str], None],
+        warn: Callable[..., None],
     ) -> None:
-        """`warn(problem, text)` logs a warning about this camera, throttled per problem (the node's)."""
+        """`warn(problem, text, error=False)` logs about this camera, throttled per problem (the node's)."""
         self.name = settings.name
         self.rectified = settings.rectified  # project with P and no distortion (image_rect streams)
         self.slot = CameraSlot(settings.name, settings.use_depth, 0, 0)  # the node sets the pairing parameters
@@ -112,6 +112,7 @@ class CameraStreams:
                 f"incompatible QoS on {name}",
                 f"the publisher of {name} offers QoS incompatible with this node's subscription (policy "
                 f"{policy}); no messages will arrive. Fix: set {fix}",
+                error=True,
             )
 
         events = SubscriptionEventCallbacks(incompatible_qos=incompatible)

@@ -304,9 +304,11 @@ class PerceptionNode(Node):
         self.cameras[camera].statistics.frame_rejected(category, detail)
         self._warn(camera, f"{category}: {problem}", f"frame skipped ({category}): {detail}")
 
-    def _warn(self, camera: str, problem: str, text: str) -> None:
+    def _warn(self, camera: str, problem: str, text: str, error: bool = False) -> None:
+        """Log about one camera at most once per warnings.throttle_s and (camera, problem)."""
         if self._throttle.allow((camera, problem)):
-            self.get_logger().warning(f"camera '{camera}': {text}")
+            logger = self.get_logger()
+            (logger.error if error else logger.warning)(f"camera '{camera}': {text}")
 
     def _warn_uncalibrated(self, camera: str) -> None:
         """Once per camera. No Detection3DArray is published for such a frame rather than an empty
@@ -315,7 +317,8 @@ class PerceptionNode(Node):
         if camera not in self._warned_uncalibrated:
             self._warned_uncalibrated.add(camera)
             self.get_logger().warning(
-                f"camera '{camera}': CameraInfo K is all zeros, the convention for an uncalibrated camera: "
+                f"camera '{camera}': CameraInfo K (P for a rectified camera) is all zeros, the convention for "
+                "an uncalibrated camera: "
                 "publishing dinov2/objects_2d and depth, but no 3D objects (dinov2/objects) until the camera is "
                 "calibrated (camera_calibration; the driver's camera_info_url)"
             )

@@ -114,27 +114,48 @@ def _binned(info: CameraInfo, binning: int) -> CameraInfo:
     return full
 
 
-def test_a_binned_camera_places_objects_where_the_unbinned_camera_does(context, graph_dir, harness, tmp_path):
-    """One scene through two cameras: one publishes its CameraInfo at the image's resolution, the
-    other the full 320x240 sensor calibration with binning 2 (REP 104); the 3D centres must agree."""
+def _rectified_with_distortion(info: CameraInfo) -> CameraInfo:
+    """An image_rect stream's CameraInfo: the raw camera's K and D, and P the rectified image's intrinsics."""
+    raw = copy.deepcopy(info)
+    raw.d = [-0.3, 0.1, 0.001, 0.002, 0.0]
+    raw.k = [v * 1.1 if i in (0, 4) else v for i, v in enumerate(info.k)]  # P (unchanged) is the image's
+    return raw
+
+
+SAME_GEOMETRY = {  # the other camera's CameraInfo for the same pixels, and its parameters
+    "binned_2x2": (lambda info: _binned(info, 2), {}),
+    "rectified_with_d": (_rectified_with_distortion, {"other.rectified": True}),
+}
+
+
+@pytest.mark.parametrize("case", list(SAME_GEOMETRY))
+def test_a_camera_described_otherwise_places_objects_where_the_plain_camera_does(
+    context, graph_dir, harness, tmp_path, case
+):
+    """One scene through two cameras: one publishes a plain CameraInfo at the image's resolution, the
+    other the full 320x240 sensor calibration with binning 2 (REP 104), or the CameraInfo of a
+    rectified image that still carries the raw camera's K and D (with `rectified`); the 3D centres
+    must agree. (Without `rectified`, the second case's centres differ: checked when written.)"""
+    describe, other_parameters = SAME_GEOMETRY[case]
+    namespace = "same_" + case
     parameters = export_tiny_center_graph(graph_dir, tmp_path / "parts.pt", ("bolt", "nut"), (120, 160))
     node = start_node(
         context,
         graph_dir,
-        "bin",
+        namespace,
         **parameters,
-        **{"cameras": ["full", "binned"], "full.use_depth": True, "binned.use_depth": True},
+        **{"cameras": ["plain", "other"], "plain.use_depth": True, "other.use_depth": True},
         **{"detection.score_threshold": 0.0, "qos.reliable": True},
+        **other_parameters,
     )
     harness.add_node(node)
     camera = SceneCamera(160, 120)
+    streams = ((Image, "image"), (CameraInfo, "camera_info"), (Image, "depth"))
     publishers = {
-        name: [harness.publisher(kind, f"/bin/{name}/{topic}") for kind, topic in streams]
-        for name, streams in {
-            name: ((Image, "image"), (CameraInfo, "camera_info"), (Image, "depth")) for name in ("full", "binned")
-        }.items()
+        name: [harness.publisher(kind, f"/{namespace}/{name}/{topic}") for kind, topic in streams]
+        for name in ("plain", "other")
     }
-    objects = {name: harness.record(Detection3DArray, f"/bin/{name}/dinov2/objects") for name in publishers}
+    objects = {name: harness.record(Detection3DArray, f"/{namespace}/{name}/dinov2/objects") for name in publishers}
 
     def both_placed() -> set[int]:
         stamps = [{stamp_of(m) for m in objects[name] if m.detections} for name in publishers]
@@ -143,7 +164,7 @@ def test_a_binned_camera_places_objects_where_the_unbinned_camera_does(context, 
     try:
         for index in range(1, 100):
             image, info, depth = camera.messages(index * SECOND)
-            for name, sent_info in (("full", info), ("binned", _binned(info, 2))):
+            for name, sent_info in (("plain", info), ("other", describe(info))):
                 image_pub, info_pub, depth_pub = publishers[name]
                 info_pub.publish(sent_info)
                 depth_pub.publish(depth)
@@ -151,9 +172,9 @@ def test_a_binned_camera_places_objects_where_the_unbinned_camera_does(context, 
             if harness.spin_until(lambda: both_placed(), timeout_s=0.2):
                 break
         stamp = max(both_placed())
-        full, binned = (next(m for m in objects[name] if stamp_of(m) == stamp) for name in ("full", "binned"))
-        rejected = node.cameras["binned"].statistics.rejected
-        assert not rejected, node.cameras["binned"].statistics.last_rejection
+        plain, other = (next(m for m in objects[name] if stamp_of(m) == stamp) for name in ("plain", "other"))
+        rejected = node.cameras["other"].statistics.rejected
+        assert not rejected, node.cameras["other"].statistics.last_rejection
 
         def centres(array: Detection3DArray) -> dict[str, tuple[float, float, float]]:
             return {
@@ -161,10 +182,10 @@ def test_a_binned_camera_places_objects_where_the_unbinned_camera_does(context, 
                 for d in array.detections
             }
 
-        assert centres(full).keys() == centres(binned).keys()
-        for key, centre in centres(full).items():
-            np.testing.assert_allclose(centres(binned)[key], centre, atol=1e-6)
-        assert any(abs(x) > 0.01 for x, _, _ in centres(full).values()), "a centre off the axis checks fx and cx"
+        assert centres(plain).keys() == centres(other).keys()
+        for key, centre in centres(plain).items():
+            np.testing.assert_allclose(centres(other)[key], centre, atol=1e-6)
+        assert any(abs(x) > 0.01 for x, _, _ in centres(plain).values()), "a centre off the axis checks fx and cx"
     finally:
         node.destroy_node()
 

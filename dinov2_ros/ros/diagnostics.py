@@ -58,6 +58,8 @@ class CameraStatistics:
         self.published = 0
         self.rejected: Counter[str] = Counter()
         self.last_rejection = ""
+        # the newest frame's CameraInfo had K all zeros: 2D objects only (the node sets it per frame)
+        self.uncalibrated = False
 
     def image_received(self, now_s: float, age_s: float | None) -> None:
         """`age_s`: the image's stamp to its arrival here (camera driver and DDS delivery); None for
@@ -124,6 +126,8 @@ class CameraStatistics:
             return DiagnosticStatus.WARN, f"no image for {silent_s:.1f} s"
         if self._outputs.rate(now_s) == 0.0:
             return DiagnosticStatus.WARN, "images arrive but no output: see 'last rejection'"
+        if self.uncalibrated:
+            return DiagnosticStatus.WARN, "camera uncalibrated (CameraInfo K all zeros): 2D objects only, no 3D"
         return DiagnosticStatus.OK, "ok"
 
 

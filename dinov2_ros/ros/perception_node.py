@@ -71,11 +71,11 @@ def _image_size_problem(info, model: PinholeCameraModel, image: np.ndarray) -> s
     if (model.width, model.height) == (width, height):
         return ""
     roi = info.roi
+    crop = f"roi {roi.width}x{roi.height} at ({roi.x_offset}, {roi.y_offset})" if roi.width else "no roi"
     return (
         f"CameraInfo describes a {model.width}x{model.height} image (sensor {info.width}x{info.height}, binning "
-        f"{info.binning_x}x{info.binning_y}, roi {roi.width}x{roi.height} at {roi.x_offset},{roi.y_offset}; REP 104) "
-        f"but the image is {width}x{height}; publish the camera_info of this image stream, with the binning and "
-        "roi the driver applied"
+        f"{info.binning_x}x{info.binning_y}, {crop}; REP 104) but the image is {width}x{height}; publish the "
+        "camera_info of this image stream, with the binning and roi the driver applied"
     )
 
 
@@ -235,7 +235,8 @@ class PerceptionNode(Node):
     def _to_frame(self, camera: CameraStreams, paired: PairedFrame) -> CameraFrame:
         image = _checked("image", camera.to_rgb, paired.image)
         info = paired.camera_info
-        if is_uncalibrated(info, camera.rectified):
+        camera.statistics.uncalibrated = is_uncalibrated(info, camera.rectified)
+        if camera.statistics.uncalibrated:
             model = None  # 2D objects and depth still come; 3D objects need intrinsics
             self._warn_uncalibrated(camera.name)
         else:

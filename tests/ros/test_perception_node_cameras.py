@@ -9,6 +9,7 @@ import time
 
 import numpy as np
 import pytest
+from diagnostic_msgs.msg import DiagnosticStatus
 from node_harness import Harness, SceneCamera, export_tiny_center_graph, model_parameters, stamp_of
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, ReliabilityPolicy
@@ -211,6 +212,8 @@ def test_an_uncalibrated_camera_keeps_its_2d_objects_and_depth_and_says_so_once(
         assert len(objects_2d) >= 3 and len(depth) >= 3
         assert objects == [], "no 3D objects without intrinsics (and no empty array claiming none are there)"
         assert not node.cameras["camera"].statistics.rejected
+        status = node.cameras["camera"].status(node.get_name())
+        assert status.level == DiagnosticStatus.WARN and "uncalibrated" in status.message
     finally:
         node.destroy_node()
     logged = capfd.readouterr().err

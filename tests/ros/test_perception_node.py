@@ -101,6 +101,11 @@ def _no_camera_info(image, info, depth):
     return image, None, depth
 
 
+def _camera_info_of_another_size(image, info, depth):
+    info.width, info.height = 320, 240  # no binning: the calibration of another resolution
+    return image, info, depth
+
+
 def _depth_of_another_size(image, info, depth):
     small = Image(header=depth.header, height=60, width=80, encoding="32FC1", step=320)
     small.data = np.ones((60, 80), np.float32).tobytes()
@@ -120,6 +125,12 @@ BAD_INPUTS = {
     ),
     "negative focal length": (_negative_focal_length, {}, "camera_info", "focal lengths must be positive"),
     "camera_info never arrives": (_no_camera_info, {}, "pairing", "no camera_info with the image stamp"),
+    "camera_info of another size": (
+        _camera_info_of_another_size,
+        {},
+        "size",
+        "CameraInfo describes a 320x240 image (sensor 320x240, binning 0x0, no roi; REP 104) but the image is 160x120",
+    ),
     "depth of another size": (
         _depth_of_another_size,
         {"camera.use_depth": True},

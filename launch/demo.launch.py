@@ -6,19 +6,20 @@ By default the encoder and depth head run with RANDOM weights (nothing is downlo
 objects are meaningless; the node says so in its log and on /diagnostics. Pass weights:=pretrained
 depth_weights:=pretrained (or checkpoint paths) for real output. The demo monitor teaches each
 synthetic part through the /dinov2/add_class service (see dinov2_ros/ros/class_services.py) and logs
-what the node finds; watch the parts appear in RViz.
+what the node finds; watch the parts appear in RViz, which starts where it is installed.
+
+The node is started here rather than through perception.launch.py, whose camera arguments
+(image:=, camera_info:=, ...) the demo would override: `--show-args` lists only what the demo uses.
 """
 
 import os
 
-from ament_index_python.packages import get_package_share_directory
+from ament_index_python.packages import PackageNotFoundError, get_package_prefix, get_package_share_directory
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, IncludeLaunchDescription, LogInfo
-from launch.launch_description_sources import PythonLaunchDescriptionSource
-from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
+from launch.actions import DeclareLaunchArgument, LogInfo, OpaqueFunction
+from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 from launch_ros.parameter_descriptions import ParameterValue
-from launch_ros.substitutions import FindPackageShare
 
 from dinov2_ros.ros.dds_profile import PROFILE_FILE, profile_environment
 
@@ -27,10 +28,29 @@ DEMO_TOPICS = {
     "camera_info": "/demo_camera/camera_info",
     "depth": "/demo_camera/depth",
 }
+# launch argument -> the perception node's parameter it sets
+PARAMETER_ARGUMENTS = {"weights": "model.weights", "depth_weights": "model.depth_weights", "backend": "backend.kind"}
+
+
+def _rviz_where_installed(context):
+    """RViz when asked for (rviz:=true, the default) and installed; otherwise a line saying why not,
+    so a machine without rviz2 runs the demo instead of failing to launch it."""
+    if LaunchConfiguration("rviz").perform(context).lower() not in ("true", "1"):
+        return []
+    try:
+        get_package_prefix("rviz2")
+    except PackageNotFoundError:
+        return [LogInfo(msg="RViz skipped: the rviz2 package is not installed (install ros-<distro>-rviz2)")]
+    share = get_package_share_directory("dinov2_ros")
+    return [
+        Node(package="rviz2", executable="rviz2", arguments=["-d", os.path.join(share, "config", "perception.rviz")])
+    ]
 
 
 def generate_launch_description():
-    share = FindPackageShare("dinov2_ros")
+    share = get_package_share_directory("dinov2_ros")
+    # 640x480 frames: shared memory for both senders (the camera's images, the node's depth and debug images)
+    environment = profile_environment(os.path.join(share, "config", PROFILE_FILE), os.environ)
     arguments = [
         DeclareLaunchArgument(
             "weights", default_value="random", description="encoder weights: random | pretrained | path"
@@ -38,28 +58,30 @@ def generate_launch_description():
         DeclareLaunchArgument("depth_weights", default_value="random", description="depth head weights, likewise"),
         DeclareLaunchArgument("backend", default_value="onnxruntime", description="onnxruntime | tensorrt | torch"),
         DeclareLaunchArgument("rate_hz", default_value="15.0", description="synthetic camera frame rate"),
-        DeclareLaunchArgument("rviz", default_value="true", description="start RViz: true | false"),
+        DeclareLaunchArgument(
+            "rviz", default_value="true", description="start RViz where it is installed: true | false"
+        ),
     ]
     camera = Node(
         package="dinov2_ros",
         executable="synthetic_camera_node",
         name="demo_camera",
-        # 640x480 frames: shared memory, as perception.launch.py gives the node
-        additional_env=profile_environment(
-            os.path.join(get_package_share_directory("dinov2_ros"), "config", PROFILE_FILE), os.environ
-        ),
+        additional_env=environment,
         parameters=[{"rate_hz": ParameterValue(LaunchConfiguration("rate_hz"), value_type=float)}],
         remappings=[*DEMO_TOPICS.items(), ("ground_truth", "/demo_camera/ground_truth")],
     )
-    perception = IncludeLaunchDescription(
-        PythonLaunchDescriptionSource(PathJoinSubstitution([share, "launch", "perception.launch.py"])),
-        launch_arguments={
-            **DEMO_TOPICS,
-            "weights": LaunchConfiguration("weights"),
-            "depth_weights": LaunchConfiguration("depth_weights"),
-            "backend": LaunchConfiguration("backend"),
-            "rviz": LaunchConfiguration("rviz"),
-        }.items(),
+    perception = Node(
+        package="dinov2_ros",
+        executable="perception_node",
+        name="dinov2",
+        output="screen",
+        emulate_tty=True,
+        additional_env=environment,
+        parameters=[
+            os.path.join(share, "config", "perception.yaml"),
+            {parameter: LaunchConfiguration(argument) for argument, parameter in PARAMETER_ARGUMENTS.items()},
+        ],
+        remappings=list(DEMO_TOPICS.items()),
     )
     notice = LogInfo(
         msg=[
@@ -74,4 +96,6 @@ def generate_launch_description():
     )
     # teaches each synthetic part through dinov2/add_class and logs what is found against the truth
     monitor = Node(package="dinov2_ros", executable="demo_monitor", output="screen")
-    return LaunchDescription([*arguments, notice, camera, perception, monitor])
+    return LaunchDescription(
+        [*arguments, notice, camera, perception, monitor, OpaqueFunction(function=_rviz_where_installed)]
+    )

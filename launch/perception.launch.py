@@ -1,4 +1,4 @@
-"""Start the DINOv2 perception node (and RViz) for one camera.
+"""Start the DINOv2 perception node (and, with rviz:=true, RViz) for one camera.
 
     ros2 launch dinov2_ros perception.launch.py image:=/camera/color/image_raw \
         camera_info:=/camera/color/camera_info weights:=pretrained depth_weights:=pretrained
@@ -95,7 +95,8 @@ def generate_launch_description():
             default_value=PathJoinSubstitution([share, "config", PROFILE_FILE]),
             description="Fast DDS profile of the node (large images over shared memory); empty: none",
         ),
-        DeclareLaunchArgument("rviz", default_value="true", description="start RViz: true | false"),
+        # off by default: a robot usually has no display, and where rviz2 is missing `ros2 launch` would fail
+        DeclareLaunchArgument("rviz", default_value="false", description="also start RViz (rviz2): true | false"),
         DeclareLaunchArgument("use_sim_time", default_value="false", description="use /clock (bags, simulators)"),
         DeclareLaunchArgument("namespace", default_value="", description="namespace of the node and its topics"),
         DeclareLaunchArgument("node_name", default_value="dinov2", description="name of the node"),

@@ -2,7 +2,8 @@
 
 Pixels are in the image the detections and depth come from (the camera's image as published, not
 rectified): when the distortion coefficients are non-zero, pixels are undistorted before they are
-turned into rays, and 3D points are distorted when projected back.
+turned into rays, and 3D points are distorted when projected back. Invalid calibrations raise
+InputError (a ValueError) saying what to fix.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from collections.abc import Sequence
 
 import cv2
 import numpy as np
+
+from dinov2_ros.perception.input_error import InputError
 
 _PLANE_MODELS = ("plumb_bob", "rational_polynomial")
 _FISHEYE_MODEL = "equidistant"
@@ -25,28 +28,37 @@ class PinholeCameraModel:
         K = np.asarray(K, np.float64)
         D = np.asarray(D, np.float64).reshape(-1)
         if K.shape != (3, 3):
-            raise ValueError(f"camera K must be 3x3 (9 values), got shape {K.shape}")
+            raise InputError("K shape", f"camera K must be 3x3 (9 values), got shape {K.shape}")
         if not np.isfinite(K).all() or not np.isfinite(D).all():
-            raise ValueError("camera K or D contains NaN or infinity; republish a valid CameraInfo")
+            raise InputError(
+                "K or D not finite", "camera K or D contains NaN or infinity; republish a valid CameraInfo"
+            )
         if not np.any(K):
-            raise ValueError(
+            raise InputError(
+                "K all zeros",
                 "camera K is all zeros: the camera is not calibrated; calibrate it (camera_calibration) "
-                "or set its camera_info_url, 3D objects need intrinsics"
+                "or set its camera_info_url, 3D objects need intrinsics",
             )
         if K[0, 0] <= 0 or K[1, 1] <= 0:
-            raise ValueError(
-                f"camera focal lengths must be positive, got fx={K[0, 0]} fy={K[1, 1]}; check CameraInfo K"
+            raise InputError(
+                "focal length",
+                f"camera focal lengths must be positive, got fx={K[0, 0]} fy={K[1, 1]}; check CameraInfo K",
             )
         if width <= 0 or height <= 0:
-            raise ValueError(f"camera image size must be positive, got {width}x{height}; check CameraInfo width/height")
+            raise InputError(
+                "image size", f"camera image size must be positive, got {width}x{height}; check CameraInfo width/height"
+            )
         if np.any(D) and distortion_model not in (*_PLANE_MODELS, _FISHEYE_MODEL):
-            raise ValueError(
+            raise InputError(
+                "distortion model",
                 f"unsupported distortion model {distortion_model!r}; "
                 f"supported: {', '.join((*_PLANE_MODELS, _FISHEYE_MODEL))}; "
-                "or publish rectified images with D=0"
+                "or publish rectified images with D=0",
             )
         if np.any(D) and distortion_model == _FISHEYE_MODEL and D.size != 4:
-            raise ValueError(f"the equidistant model needs 4 coefficients in D, got {D.size}")
+            raise InputError(
+                "equidistant coefficients", f"the equidistant model needs 4 coefficients in D, got {D.size}"
+            )
         self.K = K
         self.D = D
         self.width = int(width)
@@ -63,21 +75,50 @@ class PinholeCameraModel:
         height: int,
         distortion_model: str = "plumb_bob",
         rectified: bool = False,
+        binning: tuple[int, int] = (0, 0),
+        roi: tuple[int, int, int, int] = (0, 0, 0, 0),
     ) -> PinholeCameraModel:
-        """From CameraInfo's fields: k (9 values), d, p (12 values, row-major), width, height.
+        """From CameraInfo's fields: k (9 values), d, p (12 values, row-major), width, height (the full
+        sensor resolution the calibration is for), binning (binning_x, binning_y) and roi (x_offset,
+        y_offset, width, height of RegionOfInterest, full-resolution pixels).
 
         The published image (`image_raw`, or an aligned depth image) is described by K and D. Set
         `rectified` when the pixels come from a rectified image (`image_rect`): then P's left 3x3 is the
         intrinsic matrix and there is no distortion, as image_geometry does.
+
+        Binned or cropped images (REP 104): as image_geometry's `PinholeCameraModel::fromCameraInfo`,
+        binning 0 means 1 and an all-zero ROI the full image; the principal point moves by the ROI
+        offset, then focal length and principal point divide by the binning, and the model's size is
+        the image's: ROI size // binning. Distortion stays as calibrated (image_geometry's convention).
         """
         k, p = np.asarray(k, np.float64).reshape(-1), np.asarray(p, np.float64).reshape(-1)
         if k.size != 9 or p.size != 12:
-            raise ValueError(f"CameraInfo k must have 9 values and p 12, got {k.size} and {p.size}")
+            raise InputError("k or p size", f"CameraInfo k must have 9 values and p 12, got {k.size} and {p.size}")
         if rectified:
             if not np.any(p):
-                raise ValueError("CameraInfo P is all zeros but rectified=True; calibrate the camera or use K")
-            return cls(p.reshape(3, 4)[:, :3], np.zeros(0), width, height, distortion_model)
-        return cls(k.reshape(3, 3), np.asarray(d, np.float64), width, height, distortion_model)
+                raise InputError(
+                    "P all zeros", "CameraInfo P is all zeros but rectified=True; calibrate the camera or use K"
+                )
+            matrix, d = p.reshape(3, 4)[:, :3].copy(), np.zeros(0)
+        else:
+            matrix = k.reshape(3, 3).copy()
+            if not np.any(matrix):
+                cls(matrix, np.zeros(0), width, height)  # raises the uncalibrated camera's error
+        binning_x, binning_y = (max(int(b), 1) for b in binning)
+        x_offset, y_offset, roi_width, roi_height = (int(v) for v in roi)
+        if not any(roi):
+            roi_width, roi_height = int(width), int(height)
+        elif x_offset + roi_width > width or y_offset + roi_height > height or not (roi_width and roi_height):
+            raise InputError(
+                "roi outside the sensor",
+                f"CameraInfo roi (x_offset {x_offset}, y_offset {y_offset}, {roi_width}x{roi_height}) does not "
+                f"lie inside the {width}x{height} sensor; the driver's roi or width/height is wrong",
+            )
+        matrix[0, 2] -= x_offset
+        matrix[1, 2] -= y_offset
+        matrix[0] /= (binning_x, 1, binning_x)  # fx and cx; fy and cy below (image_geometry: K(0,0), K(0,2))
+        matrix[1] /= (1, binning_y, binning_y)
+        return cls(matrix, np.asarray(d, np.float64), roi_width // binning_x, roi_height // binning_y, distortion_model)
 
     @property
     def fx(self) -> float:

@@ -2,7 +2,10 @@
 
 Topic names are relative, so namespaces and remapping apply. With one camera they are `image`,
 `camera_info`, `depth` in and `dinov2/...` out; with several, each camera's live under its name
-(`front/image`, `front/dinov2/objects`, ...).
+(`front/image`, `front/dinov2/objects`, ...). Every output image has its CameraInfo beside it, as
+image_transport's CameraPublisher names them (`<ns>/image` and `<ns>/camera_info`), so image_pipeline
+and RViz's Camera and DepthCloud displays pair them: `dinov2/depth/image` with
+`dinov2/depth/camera_info`, `dinov2/debug/image` with `dinov2/debug/camera_info`.
 """
 
 from __future__ import annotations
@@ -62,12 +65,16 @@ class CameraStreams:
         prefix: str,
         reliable: bool,
         wake: Callable[[], None],
+        warn: Callable[..., None],
     ) -> None:
+        """`warn(problem, text, error=False)` logs about this camera, throttled per problem (the node's)."""
         self.name = settings.name
+        self.rectified = settings.rectified  # project with P and no distortion (image_rect streams)
         self.slot = CameraSlot(settings.name, settings.use_depth, 0, 0)  # the node sets the pairing parameters
         self.statistics = CameraStatistics(settings.name)
         self._node = node
         self._wake = wake
+        self._warn = warn
         qos = camera_qos(reliable)
         if settings.transport == "compressed":
             self._subscribe(CompressedImage, f"{prefix}image/compressed", self._on_image, qos)
@@ -82,11 +89,13 @@ class CameraStreams:
         self.objects = node.create_publisher(Detection3DArray, out + "objects", OUTPUT_QOS)
         self.objects_2d = node.create_publisher(Detection2DArray, out + "objects_2d", OUTPUT_QOS)
         self.label_info = node.create_publisher(LabelInfo, out + "label_info", LATCHED_QOS)
-        self.depth = node.create_publisher(Image, out + "depth", OUTPUT_QOS)
+        self.depth = node.create_publisher(Image, out + "depth/image", OUTPUT_QOS)
         self.depth_info = node.create_publisher(CameraInfo, out + "depth/camera_info", OUTPUT_QOS)
         self.points = node.create_publisher(PointCloud2, out + "points", OUTPUT_QOS)
         self.markers = node.create_publisher(MarkerArray, out + "markers", OUTPUT_QOS)
-        self.debug_image = node.create_publisher(Image, out + "debug_image", OUTPUT_QOS)
+        # the picture is pixel-aligned with the camera image, so the input's CameraInfo describes it
+        self.debug_image = node.create_publisher(Image, out + "debug/image", OUTPUT_QOS)
+        self.debug_info = node.create_publisher(CameraInfo, out + "debug/camera_info", OUTPUT_QOS)
 
     def _subscribe(self, msg_type, topic: str, callback, qos: QoSProfile) -> None:
         subscriptions = []
@@ -98,19 +107,35 @@ class CameraStreams:
                 if "RELIABILITY" in policy
                 else f"the publisher's {policy} policy to the default"
             )
-            self._node.get_logger().error(
-                f"camera '{self.name}': the publisher of {subscriptions[0].topic_name} offers QoS incompatible "
-                f"with this node's subscription (policy {policy}); no messages will arrive. Fix: set {fix}",
-                throttle_duration_sec=10.0,
+            name = subscriptions[0].topic_name
+            self._warn(  # throttled per topic: camera_info's problem is not hidden by the image's
+                f"incompatible QoS on {name}",
+                f"the publisher of {name} offers QoS incompatible with this node's subscription (policy "
+                f"{policy}); no messages will arrive. Fix: set {fix}",
+                error=True,
             )
 
         events = SubscriptionEventCallbacks(incompatible_qos=incompatible)
         subscriptions.append(self._node.create_subscription(msg_type, topic, callback, qos, event_callbacks=events))
 
     def _on_image(self, msg) -> None:
-        age_s = (self._node.get_clock().now().nanoseconds - stamp_ns(msg)) / 1e9
+        stamp = stamp_ns(msg)
+        if stamp == 0:
+            self._warn(
+                "zero stamp",
+                "image header stamp is 0: expected the capture time; the frames are processed but left out of "
+                "the latency and image-age statistics. Set header.stamp in the camera driver",
+            )
+        if not msg.header.frame_id:
+            self._warn(
+                "empty frame_id",
+                "image header frame_id is empty: expected the camera's optical frame (REP 103, e.g. "
+                "camera_color_optical_frame); the outputs carry it, so TF cannot place them. Set the "
+                "driver's frame_id",
+            )
+        age_s = (self._node.get_clock().now().nanoseconds - stamp) / 1e9 if stamp else None
         self.statistics.image_received(time.monotonic(), age_s)
-        self.slot.put_image(stamp_ns(msg), msg, time.monotonic_ns())
+        self.slot.put_image(stamp, msg, time.monotonic_ns())
         self._wake()
 
     def _on_camera_info(self, msg: CameraInfo) -> None:

@@ -87,10 +87,10 @@ def to_label_info(labels: dict[int, str], threshold: float, header: Header) -> L
     return LabelInfo(header=header, class_map=class_map, threshold=float(threshold))
 
 
-def to_depth_messages(result: FrameResult, header: Header, camera_info: CameraInfo) -> tuple[Image, CameraInfo]:
-    """Depth image (32FC1 metres, NaN invalid) and its CameraInfo: the input's, under the image header."""
-    image = array_to_image(result.depth, "32FC1", header)
-    info = CameraInfo(
+def camera_info_for_output(camera_info: CameraInfo, header: Header) -> CameraInfo:
+    """The input's CameraInfo under an output image's header: the outputs are pixel-aligned with the
+    camera image, so the same calibration, binning and ROI describe them."""
+    return CameraInfo(
         header=header,
         height=camera_info.height,
         width=camera_info.width,
@@ -103,7 +103,12 @@ def to_depth_messages(result: FrameResult, header: Header, camera_info: CameraIn
         binning_y=camera_info.binning_y,
         roi=camera_info.roi,
     )
-    return image, info
+
+
+def to_depth_messages(result: FrameResult, header: Header, camera_info: CameraInfo) -> tuple[Image, CameraInfo]:
+    """Depth image (32FC1 metres, NaN invalid) and its CameraInfo: the input's, under the image header;
+    published as siblings `dinov2/depth/image` and `dinov2/depth/camera_info` (image_transport's rule)."""
+    return array_to_image(result.depth, "32FC1", header), camera_info_for_output(camera_info, header)
 
 
 _XYZ_FIELDS = [

@@ -48,6 +48,7 @@ class CameraStatistics:
         self.camera = camera
         self._lock = threading.Lock()
         self._inputs = _Window(window_s)
+        self._ages = _Window(window_s)
         self._outputs = _Window(window_s)
         self._latencies = _Window(window_s)
         self._inference = _Window(window_s)
@@ -57,12 +58,17 @@ class CameraStatistics:
         self.published = 0
         self.rejected: Counter[str] = Counter()
         self.last_rejection = ""
+        # the newest frame's CameraInfo had K all zeros: 2D objects only (the node sets it per frame)
+        self.uncalibrated = False
 
-    def image_received(self, now_s: float, age_s: float) -> None:
-        """`age_s`: the image's stamp to its arrival here (camera driver and DDS delivery)."""
+    def image_received(self, now_s: float, age_s: float | None) -> None:
+        """`age_s`: the image's stamp to its arrival here (camera driver and DDS delivery); None for
+        an image without a stamp, which counts towards the input rate but not the age statistics."""
         with self._lock:
             self.received += 1
-            self._inputs.add(now_s, age_s)
+            self._inputs.add(now_s)
+            if age_s is not None:
+                self._ages.add(now_s, age_s)
             self._last_input_s = now_s
 
     def frame_rejected(self, category: str, detail: str) -> None:
@@ -70,12 +76,15 @@ class CameraStatistics:
             self.rejected[category] += 1
             self.last_rejection = f"{category}: {detail}"
 
-    def result_published(self, now_s: float, latency_s: float, inference_s: float, in_node_s: float) -> None:
-        """`in_node_s`: image receipt to objects published, less the graph call (what the node adds)."""
+    def result_published(self, now_s: float, latency_s: float | None, inference_s: float, in_node_s: float) -> None:
+        """`latency_s`: image stamp to objects published, None for an image without a stamp (left out
+        of the latency statistics); `in_node_s`: image receipt to objects published, less the graph
+        call (what the node adds)."""
         with self._lock:
             self.published += 1
             self._outputs.add(now_s)
-            self._latencies.add(now_s, latency_s)
+            if latency_s is not None:
+                self._latencies.add(now_s, latency_s)
             self._inference.add(now_s, inference_s)
             self._in_node.add(now_s, in_node_s)
 
@@ -89,7 +98,7 @@ class CameraStatistics:
                 "output rate (Hz)": f"{self._outputs.rate(now_s):.2f}",
                 "latency median (ms)": _milliseconds(latencies, 50),
                 "latency max (ms)": _milliseconds(latencies, 100),
-                "image age at receipt median (ms)": _milliseconds(self._inputs.values(now_s), 50),
+                "image age at receipt median (ms)": _milliseconds(self._ages.values(now_s), 50),
                 "inference median (ms)": _milliseconds(inference, 50),
                 "in node besides inference median (ms)": _milliseconds(self._in_node.values(now_s), 50),
                 "frames received": str(self.received),
@@ -117,6 +126,8 @@ class CameraStatistics:
             return DiagnosticStatus.WARN, f"no image for {silent_s:.1f} s"
         if self._outputs.rate(now_s) == 0.0:
             return DiagnosticStatus.WARN, "images arrive but no output: see 'last rejection'"
+        if self.uncalibrated:
+            return DiagnosticStatus.WARN, "camera uncalibrated (CameraInfo K all zeros): 2D objects only, no 3D"
         return DiagnosticStatus.OK, "ok"
 
 

@@ -2,8 +2,10 @@
 
 Subscription callbacks only store messages here; the worker thread takes the newest complete frame.
 An image replaced before the worker took it is counted as dropped, so latency stays bounded when the
-camera is faster than inference. An image whose partners do not arrive within the pairing timeout is
-given up and reported, so a missing camera_info shows as a reason rather than as silence.
+camera is faster than inference. Each image waits for its partners (camera_info, depth) at most the
+pairing timeout from its own arrival; only while no image has found its partners does the wait of a
+newer image count from the first of them, so a camera_info that never arrives is given up and
+reported as a reason rather than as silence, even when images replace each other faster than the timeout.
 
 `batch_start_delay` decides when to start: by default only on an image that arrived while the worker
 was idle, so a published object is one graph call old rather than up to a camera period older.
@@ -12,12 +14,14 @@ was idle, so a published object is one graph call old rather than up to a camera
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from dataclasses import dataclass
 from typing import Any
 
 # camera_info / depth messages kept per camera while waiting for their image
 PARTNER_HISTORY = 8
+# images since the last one that found its partners whose partners may still arrive late
+UNPAIRED_HISTORY = 2 * PARTNER_HISTORY
 
 
 @dataclass(frozen=True)
@@ -30,6 +34,17 @@ class PairedFrame:
     camera_info: Any
     depth: Any | None
     received_ns: int = 0  # when the image arrived (the slot's clock)
+
+
+@dataclass(frozen=True)
+class Unpaired:
+    """An image given up because a partner did not arrive within the pairing timeout."""
+
+    missing: str  # "camera_info" or "depth image": the warning throttle's problem key
+    reason: str  # what was expected, what was seen, what to check
+
+    def __str__(self) -> str:
+        return self.reason
 
 
 class _Partners:
@@ -69,8 +84,10 @@ class CameraSlot:
         self._image: tuple[int, Any] | None = None  # (stamp, msg)
         self.image_received_ns: int | None = None  # when the image in the slot arrived
         self.last_image_received_ns: int | None = None  # when any image last arrived (camera alive?)
-        # when the images waiting now began to wait for partners: a newer image that replaces an
-        # unpaired one inherits it, so a camera_info that never arrives is reported, not just dropped
+        # (stamp, arrival) of the images since the last one that found its partners, oldest first;
+        # the wait of the image in the slot counts from the first of them (its own arrival, unless the
+        # images before it never found partners either: then a missing stream is reported, not only dropped)
+        self._unpaired: deque[tuple[int, int]] = deque(maxlen=UNPAIRED_HISTORY)
         self._waiting_since_ns: int | None = None
         self._camera_info = _Partners()
         self._depth = _Partners()
@@ -80,18 +97,36 @@ class CameraSlot:
         with self._lock:
             if self._image is not None:
                 self.dropped += 1
-            elif self._waiting_since_ns is None:
+            if self._waiting_since_ns is None:
                 self._waiting_since_ns = received_ns
+            self._unpaired.append((stamp_ns, received_ns))
             self._image = (stamp_ns, msg)
             self.image_received_ns = self.last_image_received_ns = received_ns
+            self._forget_paired()
 
     def put_camera_info(self, stamp_ns: int, msg: Any) -> None:
         with self._lock:
             self._camera_info.put(stamp_ns, msg)
+            self._forget_paired()
 
     def put_depth(self, stamp_ns: int, msg: Any) -> None:
         with self._lock:
             self._depth.put(stamp_ns, msg)
+            self._forget_paired()
+
+    def _forget_paired(self) -> None:
+        """Drop the images up to the newest one whose partners are here (taken or replaced, they were
+        paired): the waits of the images after it start at their own arrival. Call with the lock held."""
+        for index in range(len(self._unpaired) - 1, -1, -1):
+            if self._partners(self._unpaired[index][0])[2]:
+                for _ in range(index + 1):
+                    self._unpaired.popleft()
+                self._waiting_since_ns = self._unpaired[0][1] if self._unpaired else None
+                return
+
+    def _clear(self) -> None:
+        self._image = self._waiting_since_ns = self.image_received_ns = None
+        self._unpaired.clear()
 
     def _partners(self, stamp_ns: int) -> tuple[Any | None, Any | None, bool]:
         """(camera_info, depth, complete) for the image of `stamp_ns`; call with the lock held."""
@@ -106,8 +141,8 @@ class CameraSlot:
                 return False
             return self._partners(self._image[0])[2]
 
-    def take(self, now_ns: int) -> PairedFrame | str | None:
-        """The newest complete frame, else a reason string when the waiting image was given up, else None."""
+    def take(self, now_ns: int) -> PairedFrame | Unpaired | None:
+        """The newest complete frame, else an Unpaired when the waiting image was given up, else None."""
         with self._lock:
             if self._image is None:
                 return None
@@ -115,18 +150,20 @@ class CameraSlot:
             info, depth, complete = self._partners(stamp_ns)
             if complete:
                 received_ns = self.image_received_ns
-                self._image = self._waiting_since_ns = self.image_received_ns = None
+                self._clear()
                 return PairedFrame(self.camera, stamp_ns, image, info, depth, received_ns)
-            if now_ns - self._waiting_since_ns < self.timeout_ns:
+            waited_ns = now_ns - self._waiting_since_ns
+            if waited_ns < self.timeout_ns:
                 return None
-            self._image = self._waiting_since_ns = self.image_received_ns = None
+            self._clear()
             missing = "camera_info" if info is None else "depth image"
             newest = (self._camera_info if info is None else self._depth).newest_stamp()
             seen = "none received" if newest is None else f"newest stamp {newest / 1e9:.3f} s"
-            return (
+            return Unpaired(
+                missing,
                 f"no {missing} with the image stamp {stamp_ns / 1e9:.3f} s within "
-                f"{self.timeout_ns / 1e9:.2f} s ({seen}); check that the {missing} topic is "
-                "published with the same stamps, or raise pairing.tolerance_s"
+                f"{self.timeout_ns / 1e9:.2f} s (waited {waited_ns / 1e9:.2f} s; {seen}); check that the "
+                f"{missing} topic is published with the same stamps, or raise pairing.tolerance_s",
             )
 
 

@@ -1,8 +1,10 @@
 """sensor_msgs/Image and CompressedImage <-> NumPy without cv_bridge.
 
-Raw images become zero-copy views of `msg.data` (rclpy stores it as an array.array), so a frame costs
-nothing until the pipeline copies it into the batch. Every malformed message raises ValueError naming
-the field that is wrong, so the node can skip the frame, count it and keep running.
+Raw images become zero-copy views of `msg.data` (rclpy stores it as an array.array), so an rgb8 frame
+costs nothing until the pipeline copies it into the batch; every other encoding cv_bridge converts to
+rgb8 (BGR, RGBA, mono, 16-bit, YUV 4:2:2, Bayer) is converted as cv_bridge does, with OpenCV. Every
+malformed message raises InputError (a ValueError) naming the field that is wrong and the kind of
+problem, so the node can skip the frame, count it, warn once per problem and keep running.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import numpy as np
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 
+from dinov2_ros.perception.input_error import InputError
 from dinov2_ros.perception.object_lifting import depth_to_metres
 
 
@@ -22,49 +25,76 @@ from dinov2_ros.perception.object_lifting import depth_to_metres
 class _Encoding:
     dtype: np.dtype
     channels: int
+    # cv2.cvtColor code to RGB at the source bit depth (cv_bridge's getConversionCode(encoding, rgb8));
+    # None: the channels are already in RGB order (or a depth encoding)
+    to_rgb: int | None = None
 
 
-ENCODINGS: dict[str, _Encoding] = {
-    "rgb8": _Encoding(np.dtype(np.uint8), 3),
-    "bgr8": _Encoding(np.dtype(np.uint8), 3),
-    "rgba8": _Encoding(np.dtype(np.uint8), 4),
-    "bgra8": _Encoding(np.dtype(np.uint8), 4),
-    "mono8": _Encoding(np.dtype(np.uint8), 1),
-    "16UC1": _Encoding(np.dtype(np.uint16), 1),
-    "32FC1": _Encoding(np.dtype(np.float32), 1),
+_U8, _U16 = np.dtype(np.uint8), np.dtype(np.uint16)
+# every encoding cv_bridge converts to rgb8 (sensor_msgs/image_encodings.hpp names)
+COLOUR_ENCODINGS: dict[str, _Encoding] = {
+    "rgb8": _Encoding(_U8, 3),
+    "bgr8": _Encoding(_U8, 3, cv2.COLOR_BGR2RGB),
+    "rgba8": _Encoding(_U8, 4, cv2.COLOR_RGBA2RGB),
+    "bgra8": _Encoding(_U8, 4, cv2.COLOR_BGRA2RGB),
+    "mono8": _Encoding(_U8, 1, cv2.COLOR_GRAY2RGB),
+    "rgb16": _Encoding(_U16, 3),
+    "bgr16": _Encoding(_U16, 3, cv2.COLOR_BGR2RGB),
+    "rgba16": _Encoding(_U16, 4, cv2.COLOR_RGBA2RGB),
+    "bgra16": _Encoding(_U16, 4, cv2.COLOR_BGRA2RGB),
+    "mono16": _Encoding(_U16, 1, cv2.COLOR_GRAY2RGB),
+    "yuv422": _Encoding(_U8, 2, cv2.COLOR_YUV2RGB_UYVY),  # UYVY
+    "yuv422_yuy2": _Encoding(_U8, 2, cv2.COLOR_YUV2RGB_YUY2),  # YUYV, usb_cam's default
+    # OpenCV names a Bayer pattern by the second row's first two pixels: ROS rggb is OpenCV BG
+    **{
+        f"bayer_{pattern}{bits}": _Encoding(dtype, 1, code)
+        for pattern, code in (
+            ("rggb", cv2.COLOR_BayerBG2RGB),
+            ("bggr", cv2.COLOR_BayerRG2RGB),
+            ("gbrg", cv2.COLOR_BayerGR2RGB),
+            ("grbg", cv2.COLOR_BayerGB2RGB),
+        )
+        for bits, dtype in ((8, _U8), (16, _U16))
+    },
 }
-COLOUR_ENCODINGS = ("rgb8", "bgr8", "rgba8", "bgra8", "mono8")
-DEPTH_ENCODINGS = ("16UC1", "32FC1")
-_TO_RGB = {
-    "bgr8": cv2.COLOR_BGR2RGB,
-    "rgba8": cv2.COLOR_RGBA2RGB,
-    "bgra8": cv2.COLOR_BGRA2RGB,
-    "mono8": cv2.COLOR_GRAY2RGB,
-}
+DEPTH_ENCODINGS: dict[str, _Encoding] = {"16UC1": _Encoding(_U16, 1), "32FC1": _Encoding(np.dtype(np.float32), 1)}
+ENCODINGS = {**COLOUR_ENCODINGS, **DEPTH_ENCODINGS}
+# cv_bridge scales 16-bit to 8-bit channels by 255 / 65535 (toCvCopyImpl), rounding as OpenCV's convertTo
+_SIXTEEN_TO_EIGHT_BITS = 255.0 / 65535.0
 _HOST_IS_BIG_ENDIAN = sys.byteorder == "big"
 
 
-def image_view(msg: Image) -> np.ndarray:
-    """Zero-copy (H, W) or (H, W, C) view of a raw image; ValueError if any field disagrees."""
-    encoding = ENCODINGS.get(msg.encoding)
-    if encoding is None:
-        raise ValueError(
-            f"unsupported image encoding {msg.encoding!r}: expected one of {', '.join(ENCODINGS)}; "
-            "convert the stream (e.g. with image_proc) or publish one of those encodings"
+def _unknown_colour_encoding(encoding: str) -> InputError:
+    if encoding in DEPTH_ENCODINGS:
+        return InputError(
+            "depth encoding on the image topic",
+            f"camera image encoding {encoding!r} is not a colour encoding: expected one of "
+            f"{', '.join(COLOUR_ENCODINGS)}; is a depth topic remapped onto the image topic?",
         )
+    return InputError(
+        f"unknown encoding {encoding!r}",
+        f"unsupported image encoding {encoding!r}: expected one of {', '.join(COLOUR_ENCODINGS)}; "
+        "convert the stream (e.g. with image_proc) or publish one of those encodings",
+    )
+
+
+def _view(msg: Image, encoding: _Encoding) -> np.ndarray:
     height, width, step = int(msg.height), int(msg.width), int(msg.step)
     if height == 0 or width == 0:
-        raise ValueError(f"empty image: {width}x{height} pixels; the publisher sent no picture")
+        raise InputError("empty", f"empty image: {width}x{height} pixels; the publisher sent no picture")
     pixel_bytes = encoding.dtype.itemsize * encoding.channels
     if step < width * pixel_bytes:
-        raise ValueError(
+        raise InputError(
+            "step",
             f"wrong step for {msg.encoding}: step {step} bytes is shorter than width {width} x "
-            f"{pixel_bytes} bytes per pixel = {width * pixel_bytes}; the publisher's step field is wrong"
+            f"{pixel_bytes} bytes per pixel = {width * pixel_bytes}; the publisher's step field is wrong",
         )
     size = len(msg.data)
     if size != step * height:
         kind = "truncated" if size < step * height else "oversized"
-        raise ValueError(f"{kind} image data: {size} bytes, expected step {step} x height {height} = {step * height}")
+        raise InputError(
+            kind, f"{kind} image data: {size} bytes, expected step {step} x height {height} = {step * height}"
+        )
     dtype = encoding.dtype
     if dtype.itemsize > 1 and bool(msg.is_bigendian) != _HOST_IS_BIG_ENDIAN:
         dtype = dtype.newbyteorder()
@@ -77,40 +107,124 @@ def image_view(msg: Image) -> np.ndarray:
     return np.ndarray(shape, dtype=dtype, buffer=buffer, strides=strides)
 
 
-def image_to_rgb(msg: Image) -> np.ndarray:
-    """(H, W, 3) uint8 RGB: a view for rgb8, one OpenCV conversion for the other colour encodings."""
-    if msg.encoding in DEPTH_ENCODINGS:
-        raise ValueError(
-            f"camera image encoding {msg.encoding!r} is not a colour encoding: expected one of "
-            f"{', '.join(COLOUR_ENCODINGS)}; is a depth topic remapped onto the image topic?"
+def image_view(msg: Image) -> np.ndarray:
+    """Zero-copy (H, W) or (H, W, C) view of a raw image in its own byte order (`is_bigendian`);
+    rows may be longer than the pixels (`step` padding). InputError if any field disagrees."""
+    encoding = ENCODINGS.get(msg.encoding)
+    if encoding is None:
+        raise InputError(
+            f"unknown encoding {msg.encoding!r}",
+            f"unsupported image encoding {msg.encoding!r}: expected one of {', '.join(ENCODINGS)}",
         )
-    view = image_view(msg)
-    conversion = _TO_RGB.get(msg.encoding)
-    return view if conversion is None else cv2.cvtColor(view, conversion)
+    return _view(msg, encoding)
+
+
+def pixels_to_rgb(pixels: np.ndarray, encoding: str) -> np.ndarray:
+    """(H, W, 3) uint8 RGB from the pixels of a colour encoding, converted as cv_bridge's
+    `cvtColor(image, "rgb8")` does: OpenCV's colour conversion at the source bit depth, then 16-bit
+    channels scaled by 255/65535. rgb8 comes back as the same array (no copy). InputError when the
+    encoding is not a colour encoding or the pixels do not fit it."""
+    spec = COLOUR_ENCODINGS.get(encoding)
+    if spec is None:
+        raise _unknown_colour_encoding(encoding)
+    if spec.to_rgb in (cv2.COLOR_YUV2RGB_UYVY, cv2.COLOR_YUV2RGB_YUY2) and pixels.shape[1] % 2:
+        raise InputError(
+            "odd width for yuv422",
+            f"{encoding} packs two pixels in four bytes, so its width must be even, got {pixels.shape[1]}; "
+            "check the driver's image size",
+        )
+    if pixels.dtype.byteorder not in "=|":
+        pixels = pixels.astype(pixels.dtype.newbyteorder("="))  # OpenCV reads native byte order only
+    try:
+        rgb = pixels if spec.to_rgb is None else cv2.cvtColor(pixels, spec.to_rgb)
+    except cv2.error as error:
+        raise InputError(
+            f"cannot convert {encoding}",
+            f"OpenCV cannot convert a {pixels.shape[1]}x{pixels.shape[0]} {encoding} image to rgb8 "
+            f"({error.msg}); check the image size and encoding the driver publishes",
+        ) from error
+    if spec.dtype == _U16:
+        rgb = cv2.convertScaleAbs(rgb, alpha=_SIXTEEN_TO_EIGHT_BITS)
+    return rgb
+
+
+def image_to_rgb(msg: Image) -> np.ndarray:
+    """(H, W, 3) uint8 RGB of a raw image in any of COLOUR_ENCODINGS (see pixels_to_rgb); a zero-copy
+    view for rgb8. InputError naming the problem for an unknown encoding or malformed message."""
+    spec = COLOUR_ENCODINGS.get(msg.encoding)
+    if spec is None:
+        raise _unknown_colour_encoding(msg.encoding)
+    return pixels_to_rgb(_view(msg, spec), msg.encoding)
 
 
 def depth_image_to_metres(msg: Image) -> np.ndarray:
-    """(H, W) float32 metres with NaN where invalid: 16UC1 is millimetres (0 invalid), 32FC1 metres."""
-    if msg.encoding in COLOUR_ENCODINGS:
-        raise ValueError(
+    """(H, W) float32 metres with NaN where invalid: 16UC1 is millimetres (0 invalid), 32FC1 metres (REP 118)."""
+    spec = DEPTH_ENCODINGS.get(msg.encoding)
+    if spec is None:
+        raise InputError(
+            f"depth encoding {msg.encoding!r}",
             f"depth image encoding {msg.encoding!r} is not a depth encoding: expected 16UC1 (mm) or "
-            "32FC1 (m); remap the camera's aligned depth topic (e.g. aligned_depth_to_color/image_raw)"
+            "32FC1 (m); remap the camera's aligned depth topic (e.g. aligned_depth_to_color/image_raw)",
         )
-    return depth_to_metres(image_view(msg), msg.encoding)
+    return depth_to_metres(_view(msg, spec), msg.encoding)
+
+
+@dataclass(frozen=True)
+class CompressedFormat:
+    """image_transport_plugins' CompressedImage.format, e.g. "rgb8; jpeg compressed bgr8"."""
+
+    source: str | None  # the raw image's encoding before compression; None for a bare "jpeg" or "png"
+    codec: str  # "jpeg", "png", "tiff", ... or "compressedDepth"
+    pixels: str | None  # the encoding of the compressed (decoded) pixels; None: those of `source`
+
+
+def parse_compressed_format(text: str) -> CompressedFormat:
+    """Split a format string as compressed_image_transport writes it: "<source>; <codec> compressed
+    [<pixels>]" (PNG of a non-colour image leaves <pixels> empty), "<source>; compressedDepth [<codec>]"
+    (compressed_depth_image_transport), or the bare codec of older publishers."""
+    source, separator, rest = (part.strip() for part in text.partition(";"))
+    if not separator:
+        source, rest = None, source
+    if rest.startswith("compressedDepth"):
+        return CompressedFormat(source, "compressedDepth", None)
+    codec, _, pixels = (part.strip() for part in rest.partition("compressed"))
+    return CompressedFormat(source or None, codec, pixels or None)
 
 
 def compressed_to_rgb(msg: CompressedImage) -> np.ndarray:
-    """Decode a JPEG/PNG CompressedImage to (H, W, 3) uint8 RGB; ValueError for undecodable data."""
-    if "compressedDepth" in msg.format:
-        raise ValueError(f"compressed depth ({msg.format!r}) is not a camera image; subscribe to the raw depth topic")
-    data = np.frombuffer(msg.data, dtype=np.uint8)
-    decoded = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
-    if decoded is None:
-        raise ValueError(
-            f"corrupt compressed image: OpenCV could not decode {data.size} bytes of format "
-            f"{msg.format!r}; check the publisher or use the raw image topic"
+    """Decode a CompressedImage to (H, W, 3) uint8 RGB as image_transport's compressed subscriber
+    does: the format's pixel encoding (else its source encoding, else the decoded channels: 1 mono,
+    3 BGR, 4 BGRA, as OpenCV decodes colour) says how to read the decoded pixels. InputError for
+    compressedDepth, a non-colour source encoding, or data that does not decode to that encoding."""
+    form = parse_compressed_format(msg.format)
+    if form.codec == "compressedDepth" or "compressedDepth" in msg.format:
+        raise InputError(
+            "compressedDepth on the image topic",
+            f"compressed depth ({msg.format!r}) is not a camera image: the colour input expects "
+            "'<encoding>; jpeg compressed bgr8', '<encoding>; png compressed bgr8' or 'jpeg'; subscribe to "
+            "the colour camera's image/compressed topic (depth goes raw to the depth input, camera.use_depth)",
         )
-    return cv2.cvtColor(decoded, cv2.COLOR_BGR2RGB)
+    if form.source is not None and form.source not in COLOUR_ENCODINGS:
+        raise _unknown_colour_encoding(form.source)
+    data = np.frombuffer(msg.data, dtype=np.uint8)
+    decoded = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+    if decoded is None:
+        raise InputError(
+            "corrupt compressed image",
+            f"corrupt compressed image: OpenCV could not decode {data.size} bytes of format "
+            f"{msg.format!r}; check the publisher or use the raw image topic",
+        )
+    channels = 1 if decoded.ndim == 2 else decoded.shape[2]
+    bits = 8 * decoded.dtype.itemsize
+    encoding = form.pixels or form.source or {1: "mono", 3: "bgr", 4: "bgra"}.get(channels, "?") + str(bits)
+    spec = COLOUR_ENCODINGS.get(encoding)
+    if spec is None or spec.channels != channels or spec.dtype != decoded.dtype:
+        raise InputError(
+            f"compressed pixels are not {encoding}",
+            f"compressed image of format {msg.format!r} decodes to {channels} channel(s) of {bits} bits, "
+            f"not {encoding}; check the publisher's format string",
+        )
+    return pixels_to_rgb(decoded, encoding)
 
 
 def array_to_image(array: np.ndarray, encoding: str, header: Header) -> Image:

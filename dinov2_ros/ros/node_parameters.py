@@ -38,7 +38,7 @@ NODE_PARAMETERS: dict[str, Setting] = {
     "output.points": Setting(False, "publish dinov2/points (PointCloud2) from the depth output"),
     "output.points_stride": Setting(4, "use every n-th pixel in each direction for dinov2/points", range=(1, 64)),
     "output.debug_max_depth_m": Setting(
-        5.0, "depth shown at the end of the colour map in dinov2/debug_image", range=(0.1, 100.0)
+        5.0, "depth shown at the end of the colour map in dinov2/debug/image", range=(0.1, 100.0)
     ),
     "diagnostics.period_s": Setting(1.0, "period of /diagnostics messages", True, (0.1, 60.0)),
     "warnings.throttle_s": Setting(
@@ -48,6 +48,9 @@ NODE_PARAMETERS: dict[str, Setting] = {
 CAMERA_PARAMETERS: dict[str, Setting] = {
     "transport": Setting("raw", "image transport: raw (sensor_msgs/Image) or compressed", True, choices=TRANSPORTS),
     "use_depth": Setting(False, "subscribe to an aligned depth image and lift objects with it", True),
+    "rectified": Setting(
+        False, "the image is rectified (image_rect): project with CameraInfo P and no distortion", True
+    ),
 }
 # the parameters the node applies while running (validated by their descriptors' ranges)
 RUNTIME_PARAMETERS = tuple(name for name, spec in NODE_PARAMETERS.items() if not spec.read_only)
@@ -78,6 +81,7 @@ class CameraSettings:
     name: str
     transport: str
     use_depth: bool
+    rectified: bool
 
 
 @dataclass(frozen=True)

@@ -29,11 +29,12 @@ from dinov2_ros.perception.prototypes import PrototypeStore
 from dinov2_ros.ros import detection_messages as messages
 from dinov2_ros.ros.camera_streams import CameraStreams
 from dinov2_ros.ros.class_services import ClassServices
-from dinov2_ros.ros.frame_slots import BatchPolicy, PairedFrame, batch_start_delay
+from dinov2_ros.ros.frame_slots import BatchPolicy, PairedFrame, Unpaired, batch_start_delay
 from dinov2_ros.ros.image_conversion import depth_image_to_metres
 from dinov2_ros.ros.node_main import spin_node
 from dinov2_ros.ros.node_parameters import RUNTIME_PARAMETERS, NodeSettings, declare_parameters
 from dinov2_ros.ros.ros_logging import forward_package_logs, stop_forwarding
+from dinov2_ros.ros.warning_throttle import WarningThrottle
 from dinov2_ros.runtime.graph_source import GraphSource
 
 NODE_NAME = "perception_node"
@@ -41,10 +42,41 @@ NODE_NAME = "perception_node"
 IDLE_POLL_S = 0.1
 
 
-def camera_model_from_info(info) -> PinholeCameraModel:
-    """PinholeCameraModel of a sensor_msgs/CameraInfo; ValueError for missing or invalid intrinsics."""
+def is_uncalibrated(info, rectified: bool = False) -> bool:
+    """CameraInfo's convention for an uncalibrated camera: K (P for a rectified image) all zeros, as
+    camera_info_manager publishes without a calibration file (usb_cam, v4l2_camera)."""
+    return not any(info.p if rectified else info.k)
+
+
+def camera_model_from_info(info, rectified: bool = False) -> PinholeCameraModel:
+    """PinholeCameraModel of the image a sensor_msgs/CameraInfo describes, binning and ROI applied as
+    image_geometry's fromCameraInfo does (REP 104; see PinholeCameraModel.from_camera_info), with P
+    and no distortion for a `rectified` image. ValueError for missing or invalid intrinsics."""
+    roi = info.roi
     return PinholeCameraModel.from_camera_info(
-        info.k, info.d, info.p, info.width, info.height, info.distortion_model or "plumb_bob"
+        info.k,
+        info.d,
+        info.p,
+        info.width,
+        info.height,
+        info.distortion_model or "plumb_bob",
+        rectified=rectified,
+        binning=(info.binning_x, info.binning_y),
+        roi=(roi.x_offset, roi.y_offset, roi.width, roi.height),
+    )
+
+
+def _image_size_problem(info, model: PinholeCameraModel, image: np.ndarray) -> str:
+    """Why the image does not fit its CameraInfo, or ''."""
+    height, width = image.shape[:2]
+    if (model.width, model.height) == (width, height):
+        return ""
+    roi = info.roi
+    crop = f"roi {roi.width}x{roi.height} at ({roi.x_offset}, {roi.y_offset})" if roi.width else "no roi"
+    return (
+        f"CameraInfo describes a {model.width}x{model.height} image (sensor {info.width}x{info.height}, binning "
+        f"{info.binning_x}x{info.binning_y}, {crop}; REP 104) but the image is {width}x{height}; publish the "
+        "camera_info of this image stream, with the binning and roi the driver applied"
     )
 
 
@@ -72,7 +104,8 @@ class PerceptionNode(Node):
             raise
         self._wake = threading.Event()
         self._stop = threading.Event()
-        self._last_warning: dict[tuple[str, str], float] = {}
+        self._throttle = WarningThrottle(0.0)  # interval: warnings.throttle_s, set by _apply
+        self._warned_uncalibrated: set[str] = set()
         names = [camera.name for camera in self.settings.cameras]
         several = len(names) > 1
         self.cameras = {
@@ -82,6 +115,7 @@ class PerceptionNode(Node):
                 prefix=f"{camera.name}/" if several else "",
                 reliable=self.settings.reliable,
                 wake=self._wake_worker,
+                warn=functools.partial(self._warn, camera.name),
             )
             for camera in self.settings.cameras
         }
@@ -139,6 +173,8 @@ class PerceptionNode(Node):
         values = {p.name: p.value for p in parameters if p.name in RUNTIME_PARAMETERS}
         if "detection.score_threshold" in values:
             self.pipeline.score_threshold = values["detection.score_threshold"]
+        if "warnings.throttle_s" in values:
+            self._throttle.interval_s = values["warnings.throttle_s"]
         for camera in self.cameras.values():
             if "pairing.tolerance_s" in values:
                 camera.slot.tolerance_ns = int(values["pairing.tolerance_s"] * 1e9)
@@ -187,19 +223,27 @@ class PerceptionNode(Node):
         paired, frames = [], []
         for camera in self.cameras.values():
             taken = camera.slot.take(time.monotonic_ns())
-            if isinstance(taken, str):
-                self._reject(camera.name, "pairing", taken)
+            if isinstance(taken, Unpaired):
+                self._reject(camera.name, "pairing", str(taken), problem=f"no {taken.missing}")
             elif taken is not None:
                 try:
                     frames.append(self._to_frame(camera, taken))
                     paired.append(taken)
                 except _Rejected as rejected:
-                    self._reject(camera.name, rejected.category, str(rejected))
+                    self._reject(camera.name, rejected.category, str(rejected), rejected.problem)
         return paired, frames
 
     def _to_frame(self, camera: CameraStreams, paired: PairedFrame) -> CameraFrame:
         image = _checked("image", camera.to_rgb, paired.image)
-        model = _checked("camera_info", camera_model_from_info, paired.camera_info)
+        info = paired.camera_info
+        camera.statistics.uncalibrated = is_uncalibrated(info, camera.rectified)
+        if camera.statistics.uncalibrated:
+            model = None  # 2D objects and depth still come; 3D objects need intrinsics
+            self._warn_uncalibrated(camera.name)
+        else:
+            model = _checked("camera_info", camera_model_from_info, info, camera.rectified)
+            if problem := _image_size_problem(info, model, image):
+                raise _Rejected("size", problem, "camera_info size")
         depth = _checked("depth", depth_image_to_metres, paired.depth) if paired.depth is not None else None
         return _checked("size", lambda: CameraFrame(camera.name, image, depth, model, paired.stamp_ns))
 
@@ -223,9 +267,11 @@ class PerceptionNode(Node):
 
     def _publish_objects(self, camera: CameraStreams, taken: PairedFrame, result: FrameResult) -> None:
         header = taken.image.header
-        camera.objects.publish(messages.to_detection3d_array(result, header))
+        if result.frame.camera_model is not None:  # uncalibrated: no 3D objects (see _warn_uncalibrated)
+            camera.objects.publish(messages.to_detection3d_array(result, header))
         camera.objects_2d.publish(messages.to_detection2d_array(result, header))
-        latency_s = (self.get_clock().now().nanoseconds - taken.stamp_ns) / 1e9
+        # a zero stamp (warned on receipt) would read as 56 years of latency
+        latency_s = (self.get_clock().now().nanoseconds - taken.stamp_ns) / 1e9 if taken.stamp_ns else None
         in_node_s = (time.monotonic_ns() - taken.received_ns) / 1e9 - result.inference_s
         camera.statistics.result_published(time.monotonic(), latency_s, result.inference_s, in_node_s)
 
@@ -241,6 +287,8 @@ class PerceptionNode(Node):
             depth, info = messages.to_depth_messages(result, header, taken.camera_info)
             camera.depth.publish(depth)
             camera.depth_info.publish(info)
+        if camera.debug_info.get_subscription_count():
+            camera.debug_info.publish(messages.camera_info_for_output(taken.camera_info, header))
         wants_points = self._options["output.points"] and camera.points.get_subscription_count()
         if wants_points and result.depth is not None and result.frame.camera_model is not None:
             points = depth_points(result, self._options["output.points_stride"])
@@ -252,13 +300,30 @@ class PerceptionNode(Node):
                 messages.debug_image_message(result, labels, self._options["output.debug_max_depth_m"], header)
             )
 
-    def _reject(self, camera: str, category: str, detail: str) -> None:
+    def _reject(self, camera: str, category: str, detail: str, problem: str = "") -> None:
+        """Count a skipped frame and warn, throttled per camera and problem (`problem` tells faults of
+        one category apart, e.g. an unknown encoding from a truncated image)."""
         self.cameras[camera].statistics.frame_rejected(category, detail)
-        now = time.monotonic()
-        key = (camera, category)
-        if now - self._last_warning.get(key, -np.inf) >= self._options["warnings.throttle_s"]:
-            self._last_warning[key] = now
-            self.get_logger().warning(f"camera '{camera}': frame skipped ({category}): {detail}")
+        self._warn(camera, f"{category}: {problem}", f"frame skipped ({category}): {detail}")
+
+    def _warn(self, camera: str, problem: str, text: str, error: bool = False) -> None:
+        """Log about one camera at most once per warnings.throttle_s and (camera, problem)."""
+        if self._throttle.allow((camera, problem)):
+            logger = self.get_logger()
+            (logger.error if error else logger.warning)(f"camera '{camera}': {text}")
+
+    def _warn_uncalibrated(self, camera: str) -> None:
+        """Once per camera. No Detection3DArray is published for such a frame rather than an empty
+        one: an empty array says "no objects in view", on which a planner clears its scene, while
+        silence on dinov2/objects (and the WARN on /diagnostics) says "no 3D information"."""
+        if camera not in self._warned_uncalibrated:
+            self._warned_uncalibrated.add(camera)
+            self.get_logger().warning(
+                f"camera '{camera}': CameraInfo K (P for a rectified camera) is all zeros, the convention for "
+                "an uncalibrated camera: "
+                "publishing dinov2/objects_2d and depth, but no 3D objects (dinov2/objects) until the camera is "
+                "calibrated (camera_calibration; the driver's camera_info_url)"
+            )
 
     # ----- diagnostics -----
     def _publish_diagnostics(self) -> None:
@@ -290,18 +355,20 @@ class PerceptionNode(Node):
 
 
 class _Rejected(ValueError):
-    """A frame that cannot be processed, with the kind of problem for /diagnostics."""
+    """A frame that cannot be processed: the input at fault (`category`, for /diagnostics) and the
+    kind of problem (`problem`, for the warning throttle)."""
 
-    def __init__(self, category: str, detail: str) -> None:
+    def __init__(self, category: str, detail: str, problem: str = "") -> None:
         super().__init__(detail)
         self.category = category
+        self.problem = problem
 
 
 def _checked(category: str, convert, *args):
     try:
         return convert(*args)
     except ValueError as error:
-        raise _Rejected(category, str(error)) from error
+        raise _Rejected(category, str(error), getattr(error, "problem", "")) from error
 
 
 def main(args: list[str] | None = None) -> int:

@@ -63,3 +63,37 @@ def test_missing_or_invalid_intrinsics_are_refused_with_the_fix(k, d, p, size, m
 def test_points_behind_the_camera_do_not_project():
     with pytest.raises(ValueError, match="in front of the camera"):
         camera().project_3d_to_pixel(np.array([0.0, 0.0, -1.0]))
+
+
+@pytest.mark.parametrize("rectified", [False, True])
+def test_a_binned_camera_sees_the_same_rays_as_the_full_resolution_camera(rectified):
+    """REP 104: K and P are for the full sensor; binning 2x2 halves fx, fy, cx, cy (image_geometry)."""
+    d = DISTORTIONS["plumb_bob"][1]
+    full = PinholeCameraModel.from_camera_info(K, d, P, 640, 480, rectified=rectified)
+    binned = PinholeCameraModel.from_camera_info(K, d, P, 640, 480, rectified=rectified, binning=(2, 2))
+    assert (binned.width, binned.height) == (320, 240)
+    assert (binned.fx, binned.fy, binned.cx, binned.cy) == (full.fx / 2, full.fy / 2, full.cx / 2, full.cy / 2)
+    if not rectified:  # distortion applies to normalised coordinates: the same for both
+        binned_uv = np.array([[10.0, 20.0], [160.0, 120.0], [300.0, 230.0]])
+        np.testing.assert_allclose(
+            binned.normalized_coordinates(binned_uv), full.normalized_coordinates(binned_uv * 2), atol=1e-9
+        )
+    assert (full.width, full.height) == (640, 480)
+    zero_means_one = PinholeCameraModel.from_camera_info(K, d, P, 640, 480, binning=(0, 0))
+    np.testing.assert_array_equal(zero_means_one.K, camera("plumb_bob").K)
+
+
+def test_a_roi_crop_moves_the_principal_point_and_sees_the_same_points():
+    crop = PinholeCameraModel.from_camera_info(K, [], P, 640, 480, roi=(100, 60, 320, 240))
+    assert (crop.width, crop.height) == (320, 240)
+    assert (crop.cx, crop.cy) == (K[2] - 100, K[5] - 60)
+    points = np.array([[0.1, -0.05, 1.0], [-0.2, 0.1, 2.0]])
+    np.testing.assert_allclose(crop.project_3d_to_pixel(points), camera().project_3d_to_pixel(points) - (100, 60))
+    binned_crop = PinholeCameraModel.from_camera_info(K, [], P, 640, 480, binning=(2, 2), roi=(100, 60, 320, 240))
+    assert (binned_crop.width, binned_crop.height) == (160, 120)
+    np.testing.assert_allclose(binned_crop.project_3d_to_pixel(points), crop.project_3d_to_pixel(points) / 2)
+
+
+def test_a_roi_outside_the_sensor_is_refused():
+    with pytest.raises(ValueError, match="does not lie inside the 640x480 sensor"):
+        PinholeCameraModel.from_camera_info(K, [], P, 640, 480, roi=(400, 0, 320, 240))

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from dinov2_ros.ros.frame_slots import PARTNER_HISTORY, BatchPolicy, CameraSlot, PairedFrame, batch_start_delay
+from dinov2_ros.ros.frame_slots import (
+    PARTNER_HISTORY,
+    BatchPolicy,
+    CameraSlot,
+    PairedFrame,
+    Unpaired,
+    batch_start_delay,
+)
 
 MS = 1_000_000
 
@@ -65,10 +72,56 @@ def test_a_camera_info_that_never_arrives_is_reported_even_when_images_keep_repl
     for step in range(30):  # a 100 Hz camera for 300 ms, no camera_info at all
         s.put_image(step * 10 * MS, "image", received_ns=step * 10 * MS)
         taken = s.take(now_ns=step * 10 * MS)
-        if isinstance(taken, str):
-            reasons.append(taken)
+        if isinstance(taken, Unpaired):
+            reasons.append(str(taken))
     assert len(reasons) == 2
     assert "no camera_info with the image stamp" in reasons[0] and "none received" in reasons[0]
+
+
+def _late_camera_info_stream(timeout_ns: int, stall: range) -> tuple[int, list[str], int]:
+    """40 images at 10 Hz, each one's camera_info (same stamp) 20 ms after it; the worker takes 8 ms
+    after each image and 1 ms after each camera_info, except during `stall` (frame indices) where it
+    is busy. Returns (frames taken, reasons given, images dropped)."""
+    s = slot(timeout_ns=timeout_ns)
+    events = []  # (time, kind, stamp)
+    for index in range(40):
+        arrival = 1000 * MS + index * 100 * MS
+        stamp = 5 * SECOND + index * 100 * MS
+        events += [(arrival, "image", stamp), (arrival + 20 * MS, "info", stamp)]
+        events += [(arrival + 8 * MS, "take", index), (arrival + 21 * MS, "take", index)]
+    taken, reasons = 0, []
+    for now, kind, value in sorted(events):
+        if kind == "image":
+            s.put_image(value, "image", received_ns=now)
+        elif kind == "info":
+            s.put_camera_info(value, "info")
+        elif value not in stall:
+            result = s.take(now_ns=now)
+            taken += isinstance(result, PairedFrame)
+            reasons += [str(result)] if isinstance(result, Unpaired) else []
+    return taken, reasons, s.dropped
+
+
+SECOND = 1000 * MS
+
+
+@pytest.mark.parametrize("timeout_ms", [150, 1000])
+def test_each_image_waits_the_pairing_timeout_from_its_own_arrival_even_after_a_stall(timeout_ms):
+    """The 8 ms take finds the image without its camera_info; a 2 s worker stall (frames 5..24) must
+    not count against the first image after it."""
+    taken, reasons, dropped = _late_camera_info_stream(timeout_ms * MS, stall=range(5, 25))
+    assert reasons == []  # no good frame lost to pairing
+    assert (taken, dropped) == (20, 20)  # every frame outside the stall; those inside were replaced
+
+
+def test_an_image_whose_camera_info_arrives_after_it_was_replaced_still_ends_the_wait():
+    s = slot(timeout_ns=150 * MS)
+    s.put_image(1, "image1", received_ns=0)
+    s.put_image(2, "image2", received_ns=140 * MS)  # replaced before its camera_info arrived
+    s.put_camera_info(1, "info1")  # late, but it came: the stream is paired
+    assert s.take(now_ns=160 * MS) is None  # image2 has waited 20 ms, not 160
+    s.put_camera_info(2, "info2")
+    assert s.take(now_ns=170 * MS).image == "image2"
 
 
 def test_partner_history_is_bounded():
@@ -87,6 +140,8 @@ def test_the_reason_names_the_missing_partner_and_the_newest_stamp_seen(missing)
     s.put_depth(3 * 1_000_000_000, "old depth")
     s.put_image(5 * 1_000_000_000, "image", received_ns=0)
     reason = s.take(now_ns=20 * MS)
+    assert isinstance(reason, Unpaired) and reason.missing == missing
+    reason = str(reason)
     assert reason.startswith(f"no {missing} with the image stamp 5.000 s")
     assert "newest stamp 3.000 s" in reason if missing == "depth image" else "none received" in reason
 

@@ -52,16 +52,51 @@ def test_launch_files_start_the_packaged_executables():
                 assert f"{executable} = dinov2_ros.ros." in setup, f"{path.name}: {executable}"
 
 
-def test_demo_includes_the_perception_launch_with_random_weights_by_default():
-    text = (LAUNCH / "demo.launch.py").read_text()
-    assert '"perception.launch.py"' in text and "synthetic_camera_node" in text
-    tree = ast.parse(text)
-    defaults = {
-        call.args[0].value: next(k.value.value for k in call.keywords if k.arg == "default_value")
-        for call in ast.walk(tree)
+def _argument_defaults(path) -> dict[str, str | None]:
+    """Declared launch arguments and their literal defaults (None for a substitution)."""
+    return {
+        call.args[0].value: next(getattr(k.value, "value", None) for k in call.keywords if k.arg == "default_value")
+        for call in ast.walk(ast.parse(path.read_text()))
         if isinstance(call, ast.Call) and getattr(call.func, "id", "") == "DeclareLaunchArgument"
     }
+
+
+def _used_configurations(path) -> set[str]:
+    return {
+        call.args[0].value
+        for call in ast.walk(ast.parse(path.read_text()))
+        if isinstance(call, ast.Call)
+        and getattr(call.func, "id", "") == "LaunchConfiguration"
+        and isinstance(call.args[0], ast.Constant)
+    }
+
+
+def test_demo_starts_the_node_with_random_weights_by_default():
+    text = (LAUNCH / "demo.launch.py").read_text()
+    assert "perception_node" in text and "synthetic_camera_node" in text and "demo_monitor" in text
+    defaults = _argument_defaults(LAUNCH / "demo.launch.py")
     assert defaults["weights"] == "random" and defaults["depth_weights"] == "random"
+    mapping = _module_constant(LAUNCH / "demo.launch.py", "PARAMETER_ARGUMENTS")
+    assert set(mapping) <= set(defaults) and set(mapping.values()) <= set(NODE_PARAMETERS)
+
+
+def test_demo_lists_only_the_arguments_it_uses():
+    """`ros2 launch --show-args` lists an included file's arguments too, and the demo sets the camera
+    topics itself: so it includes no launch file, and every argument it declares is read."""
+    path = LAUNCH / "demo.launch.py"
+    assert "IncludeLaunchDescription" not in path.read_text()
+    assert set(_argument_defaults(path)) == _used_configurations(path)
+
+
+def test_rviz_is_off_by_default_for_a_robot_and_the_demo_starts_it_only_where_installed():
+    assert _argument_defaults(LAUNCH / "perception.launch.py")["rviz"] == "false"
+    tree = ast.parse((LAUNCH / "demo.launch.py").read_text())
+    function = next(f for f in tree.body if isinstance(f, ast.FunctionDef) and f.name == "_rviz_where_installed")
+    source = ast.unparse(function)
+    assert "get_package_prefix('rviz2')" in source and "except PackageNotFoundError" in source
+    assert "RViz skipped" in source, "a skipped RViz is logged"
+    generate = next(f for f in tree.body if isinstance(f, ast.FunctionDef) and f.name == "generate_launch_description")
+    assert "rviz2" not in ast.unparse(generate).replace("_rviz_where_installed", ""), "RViz only via the check"
 
 
 def test_the_parameter_file_sets_and_documents_every_parameter():
@@ -91,6 +126,6 @@ def test_rviz_config_shows_the_node_outputs():
         for d in displays
         if d["Class"] != "rviz_default_plugins/Grid"
     }
-    assert {"/dinov2/debug_image", "/dinov2/depth", "/dinov2/markers"} <= topics
+    assert {"/dinov2/debug/image", "/dinov2/depth/image", "/dinov2/markers"} <= topics
     classes = {d["Class"] for d in displays}
     assert {"rviz_default_plugins/Image", "rviz_default_plugins/MarkerArray"} <= classes

@@ -45,7 +45,7 @@ def test_two_cameras_of_different_resolutions_in_one_node(context, graph_dir, ha
         )
         for name, cam in cameras.items()
     }
-    depth = {name: harness.record(Image, f"/two/{name}/dinov2/depth") for name in cameras}
+    depth = {name: harness.record(Image, f"/two/{name}/dinov2/depth/image") for name in cameras}
     try:
         for index in range(1, 100):
             for name, camera in cameras.items():
@@ -70,7 +70,7 @@ def _jpeg(camera: SceneCamera, stamp_ns: int) -> CompressedImage:
 
 
 def _unknown_encoding(image, info, depth):
-    image.encoding = "yuv422"
+    image.encoding = "nv12"
     return image, info, depth
 
 
@@ -88,13 +88,22 @@ def _corrupt_jpeg(image, info, depth):
     return CompressedImage(header=image.header, format="jpeg", data=b"\xff\xd8\xff\xe0 not a jpeg"), info, depth
 
 
-def _zero_intrinsics(image, info, depth):
-    info.k = [0.0] * 9
+def _negative_focal_length(image, info, depth):
+    info.k = [-100.0, *info.k[1:]]
     return image, info, depth
+
+
+def _compressed_depth(image, info, depth):
+    return CompressedImage(header=image.header, format="16UC1; compressedDepth png", data=b"\x89PNG"), info, depth
 
 
 def _no_camera_info(image, info, depth):
     return image, None, depth
+
+
+def _camera_info_of_another_size(image, info, depth):
+    info.width, info.height = 320, 240  # no binning: the calibration of another resolution
+    return image, info, depth
 
 
 def _depth_of_another_size(image, info, depth):
@@ -104,12 +113,24 @@ def _depth_of_another_size(image, info, depth):
 
 
 BAD_INPUTS = {
-    "unknown encoding": (_unknown_encoding, {}, "image", "unsupported image encoding 'yuv422'"),
+    "unknown encoding": (_unknown_encoding, {}, "image", "unsupported image encoding 'nv12'"),
     "wrong step": (_wrong_step, {}, "image", "wrong step for rgb8"),
     "truncated data": (_truncated, {}, "image", "truncated image data"),
     "corrupt jpeg": (_corrupt_jpeg, {"camera.transport": "compressed"}, "image", "corrupt compressed image"),
-    "all-zero intrinsics": (_zero_intrinsics, {}, "camera_info", "camera K is all zeros"),
+    "compressed depth on the image topic": (
+        _compressed_depth,
+        {"camera.transport": "compressed"},
+        "image",
+        "compressed depth ('16UC1; compressedDepth png') is not a camera image",
+    ),
+    "negative focal length": (_negative_focal_length, {}, "camera_info", "focal lengths must be positive"),
     "camera_info never arrives": (_no_camera_info, {}, "pairing", "no camera_info with the image stamp"),
+    "camera_info of another size": (
+        _camera_info_of_another_size,
+        {},
+        "size",
+        "CameraInfo describes a 320x240 image (sensor 320x240, binning 0x0, no roi; REP 104) but the image is 160x120",
+    ),
     "depth of another size": (
         _depth_of_another_size,
         {"camera.use_depth": True},

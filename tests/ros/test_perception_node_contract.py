@@ -100,10 +100,10 @@ def test_message_contract_across_processes(node_process, context):
     topic = f"/{NAMESPACE}/dinov2/"
     objects = harness.record(Detection3DArray, topic + "objects")
     objects_2d = harness.record(Detection2DArray, topic + "objects_2d")
-    depth = harness.record(Image, topic + "depth")
+    depth = harness.record(Image, topic + "depth/image")
     depth_info = harness.record(CameraInfo, topic + "depth/camera_info")
     markers = harness.record(MarkerArray, topic + "markers")
-    debug = harness.record(Image, topic + "debug_image")
+    debug = harness.record(Image, topic + "debug/image")
     sent: dict[int, tuple] = {}
     stamp = [0]
 

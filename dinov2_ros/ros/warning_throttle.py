@@ -1,0 +1,26 @@
+"""At most one log message per key and interval: the node's warnings per (camera, problem)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Hashable
+
+
+class WarningThrottle:
+    """Thread-safe: `allow(key)` is True for a key's first message and then once per `interval_s`
+    seconds (monotonic clock); the node changes `interval_s` at run time (warnings.throttle_s)."""
+
+    def __init__(self, interval_s: float) -> None:
+        self.interval_s = interval_s
+        self._lock = threading.Lock()
+        self._last_s: dict[Hashable, float] = {}
+
+    def allow(self, key: Hashable, now_s: float | None = None) -> bool:
+        now_s = time.monotonic() if now_s is None else now_s
+        with self._lock:
+            last_s = self._last_s.get(key)
+            if last_s is not None and now_s - last_s < self.interval_s:
+                return False
+            self._last_s[key] = now_s
+            return True

@@ -12,7 +12,9 @@ from pathlib import Path
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside `path` to write; on success it is flushed to disk and renamed
-    onto `path`, on any error it is removed and `path` is left as it was."""
+    onto `path` with the permissions a plainly created file gets (0666 less the umask: mkstemp's
+    0600 would keep graphs copied to a robot from a node running as another user), on any error it
+    is removed and `path` is left as it was."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -21,7 +23,19 @@ def atomic_write(path: str | os.PathLike) -> Iterator[Path]:
         yield Path(temporary)
         with open(temporary, "rb") as written:
             os.fsync(written.fileno())
+        os.chmod(temporary, 0o666 & ~_umask())
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    """The process umask, read from /proc (Linux) rather than set and restored: os.umask would change
+    it for the node's other threads for that moment."""
+    with contextlib.suppress(OSError, StopIteration, ValueError):
+        status = Path("/proc/self/status").read_text()
+        return int(next(line for line in status.splitlines() if line.startswith("Umask:")).split()[1], 8)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask

@@ -1,13 +1,15 @@
 """Test-session settings shared by every layer's tests.
 
 DDS traffic stays on this machine and in a domain of its own, so concurrent test runs (CI, a
-developer's shell) never see each other's topics, and Fast DDS gets the package's large-image profile. Set before anything initialises rclpy; child
+developer's shell) never see each other's topics, and Fast DDS gets the package's large-image
+profile; the weights cache is the session's own. Set before anything initialises rclpy; child
 processes inherit it.
 """
 
 import os
 import random
 import sys
+import tempfile
 from pathlib import Path
 
 from dinov2_ros.ros.dds_profile import PROFILE_FILE, profile_environment
@@ -20,3 +22,7 @@ os.environ.update(profile_environment(Path(__file__).parents[1] / "config" / PRO
 # Outside a sourced ROS install, the virtualenv is the ament prefix: the ROS wheels and the local
 # vision_msgs build install their share/ folders into it.
 os.environ.setdefault("AMENT_PREFIX_PATH", sys.prefix)
+
+# The weights cache (downloads, recorded hashes, the sha256 index of checkpoint files) of a test
+# session is its own, so tests never write into the user's ~/.cache/dinov2_ros.
+os.environ["DINOV2_ROS_CACHE"] = tempfile.mkdtemp(prefix="dinov2_ros_test_cache_")

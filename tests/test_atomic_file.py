@@ -19,3 +19,17 @@ def test_the_file_appears_whole_and_a_failed_write_keeps_the_old_one(tmp_path):
         raise RuntimeError("disk full")
     assert target.read_bytes() == b"first"
     assert [p.name for p in target.parent.iterdir()] == ["classes.npz"], "the temporary file is removed"
+
+
+def test_the_file_gets_the_permissions_of_a_plainly_created_file(tmp_path):
+    """Not mkstemp's 0600: a graph store copied to a robot must be readable by the node's user."""
+    import os
+
+    previous = os.umask(0o022)
+    try:
+        with atomic_write(tmp_path / "graph.onnx") as temporary:
+            temporary.write_bytes(b"graph")
+        (tmp_path / "plain").write_bytes(b"x")
+    finally:
+        os.umask(previous)
+    assert (tmp_path / "graph.onnx").stat().st_mode & 0o777 == 0o644 == (tmp_path / "plain").stat().st_mode & 0o777

@@ -79,14 +79,21 @@ def _fetch(args: argparse.Namespace) -> int:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    from dinov2_ros.model.weights import REGISTRY, WeightsError, cached_path, get_weight_file, verify_file
+    from dinov2_ros.model.weights import (
+        REGISTRY,
+        WeightsError,
+        cached_path,
+        get_weight_file,
+        resolve_cache_dir,
+        verify_file,
+    )
 
     try:
         files = [get_weight_file(name) for name in args.names] if args.names else list(REGISTRY.values())
     except ValueError as error:
         _LOG.error("%s", error)
         return 1
-    failures = 0
+    failures = checked = 0
     for file in files:
         path = cached_path(file, args.cache_dir)
         if not path.exists():
@@ -102,5 +109,9 @@ def _verify(args: argparse.Namespace) -> int:
             _LOG.error("FAILED %s", error)
             failures += 1
             continue
+        checked += 1
         print(f"ok  {file.filename}  sha256 {verification.sha256}  ({_REFERENCE_TEXT[verification.reference]})")
+    if not (checked or failures):
+        print(f"nothing to verify: no weight file is cached in {resolve_cache_dir(args.cache_dir)}; "
+              "`dinov2-ros weights fetch NAME` downloads one")  # fmt: skip
     return 1 if failures else 0

@@ -60,7 +60,7 @@ def to_detection3d_array(result: FrameResult, header: Header) -> Detection3DArra
         hypothesis.pose.pose = _pose(detection)
         sx, sy, sz = (float(v) for v in detection.size)
         bbox = BoundingBox3D(center=hypothesis.pose.pose, size=Vector3(x=sx, y=sy, z=sz))
-        array.detections.append(Detection3D(header=header, results=[hypothesis], bbox=bbox, id=str(index)))
+        array.detections.append(Detection3D(header=header, results=[hypothesis], bbox=bbox, id=detection_id(index)))
     return array
 
 
@@ -77,7 +77,9 @@ def to_detection2d_array(result: FrameResult, header: Header) -> Detection2DArra
     array = Detection2DArray(header=header)
     for index, detection in enumerate(result.detections):
         bbox = bounding_box_2d(*(float(v) for v in detection.box))
-        array.detections.append(Detection2D(header=header, results=[_hypothesis(detection)], bbox=bbox, id=str(index)))
+        array.detections.append(
+            Detection2D(header=header, results=[_hypothesis(detection)], bbox=bbox, id=detection_id(index))
+        )
     return array
 
 
@@ -103,6 +105,36 @@ def camera_info_for_output(camera_info: CameraInfo, header: Header) -> CameraInf
         binning_y=camera_info.binning_y,
         roi=camera_info.roi,
     )
+
+
+def detection_id(index: int) -> str:
+    """`id` of the frame's `index`-th detection in objects_2d and objects: 1, 2, ... so that the
+    instances image can use it as the label and keep 0 for background."""
+    return str(index + 1)
+
+
+def instance_labels(result: FrameResult) -> np.ndarray:
+    """(H, W) uint16 labels at camera resolution: 0 background, else the `detection_id` of the detection
+    the pixel belongs to; where masks overlap, the higher score wins. A detection without a mask
+    covers its box. Masks come from the patch grid (14 model-input pixels) upsampled bilinearly, so
+    their edges are as coarse as a patch at camera scale."""
+    height, width = result.frame.size
+    labels = np.zeros((height, width), np.uint16)
+    order = sorted(range(len(result.detections)), key=lambda i: result.detections[i].score)
+    for index in order:  # lowest score first: higher scores paint over it
+        detection = result.detections[index]
+        if detection.mask is not None:
+            labels[detection.mask] = index + 1
+        else:
+            x1, y1, x2, y2 = (round(float(v)) for v in detection.box)
+            labels[max(0, y1) : y2, max(0, x1) : x2] = index + 1
+    return labels
+
+
+def to_instances_messages(result: FrameResult, header: Header, camera_info: CameraInfo) -> tuple[Image, CameraInfo]:
+    """Instance label image (16UC1, `instance_labels`) and its CameraInfo, published as siblings
+    `dinov2/instances/image` and `dinov2/instances/camera_info`."""
+    return array_to_image(instance_labels(result), "16UC1", header), camera_info_for_output(camera_info, header)
 
 
 def to_depth_messages(result: FrameResult, header: Header, camera_info: CameraInfo) -> tuple[Image, CameraInfo]:

@@ -12,6 +12,7 @@ import json
 import logging
 import mmap
 import os
+import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -37,6 +38,11 @@ DEFAULT_OPSET = 18
 MAX_BATCH = 64
 # libraries that log one INFO line per initializer or constant while torch.onnx optimises the graph
 _CHATTY_LOGGERS = ("onnx_ir", "onnxscript")
+# warnings every export prints that concern nothing the graph uses: torchvision's ops (never used
+# here, never installed) and a deprecation inside torch.export's own pytree code
+_REGISTRATION_LOGGER = "torch.onnx._internal.exporter._registration"
+_IRRELEVANT_WARNING = "torchvision is not installed"
+_IRRELEVANT_FUTURE_WARNING = r"`isinstance\(treespec, LeafSpec\)` is deprecated"
 
 
 class ForeignGraphError(ValueError):
@@ -113,7 +119,8 @@ def export_graph(
 
 @contextlib.contextmanager
 def quiet_onnx_tools() -> Iterator[None]:
-    """Hold the ONNX tool chain's INFO lines back while it runs; warnings and this package's lines pass.
+    """Hold the ONNX tool chain's INFO lines back while it runs; warnings and this package's lines pass,
+    except two that every export prints about things the graph does not use.
 
     Under the CLI's INFO logging, torch.onnx's optimiser (onnx_ir, onnxscript) logs about a thousand
     lines per vits14 export, and onnxruntime.quantization one per tensor it leaves alone, through
@@ -130,12 +137,20 @@ def quiet_onnx_tools() -> Iterator[None]:
     def warnings_only(record: logging.LogRecord) -> bool:
         return record.levelno >= logging.WARNING
 
+    def relevant(record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith(_IRRELEVANT_WARNING)
+
+    registration = logging.getLogger(_REGISTRATION_LOGGER)
     for logger in loggers:
         logger.setLevel(max(logger.getEffectiveLevel(), logging.WARNING))
     root.addFilter(warnings_only)
+    registration.addFilter(relevant)
     try:
-        yield
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=_IRRELEVANT_FUTURE_WARNING, category=FutureWarning)
+            yield
     finally:
+        registration.removeFilter(relevant)
         root.removeFilter(warnings_only)
         for logger, level in zip(loggers, levels, strict=True):
             logger.setLevel(level)

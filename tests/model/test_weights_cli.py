@@ -62,6 +62,11 @@ def test_verify_reports_missing_and_unknown_names(cache_dir: Path, caplog) -> No
     assert "unknown weight file 'vitq14'" in caplog.text
 
 
+def test_verify_with_nothing_cached_says_so(cache_dir: Path, capsys) -> None:
+    assert main(["weights", "verify", "--cache-dir", str(cache_dir)]) == 0
+    assert f"nothing to verify: no weight file is cached in {cache_dir}" in capsys.readouterr().out
+
+
 def test_verify_records_a_hand_placed_file_and_names_files_that_are_no_checkpoint(
     cache_dir: Path, capsys, caplog
 ) -> None:

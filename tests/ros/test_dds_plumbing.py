@@ -42,7 +42,7 @@ def make_detections() -> Detection3DArray:
     hypothesis.hypothesis.class_id = "bolt"
     hypothesis.hypothesis.score = 0.875
     hypothesis.pose.pose.position = Point(x=0.1, y=-0.2, z=0.75)
-    detection = Detection3D(results=[hypothesis], id="0")
+    detection = Detection3D(results=[hypothesis], id="1")
     detection.bbox.center.position = Point(x=0.1, y=-0.2, z=0.75)
     detection.bbox.size.x, detection.bbox.size.y, detection.bbox.size.z = 0.03, 0.03, 0.08
     msg = Detection3DArray(detections=[detection])

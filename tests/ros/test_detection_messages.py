@@ -43,7 +43,7 @@ def test_objects_3d_hold_only_measured_poses_with_the_input_header():
     array = messages.to_detection3d_array(result(), HEADER)
     assert array.header == HEADER and len(array.detections) == 1
     detection = array.detections[0]
-    assert detection.header == HEADER and detection.id == "0"
+    assert detection.header == HEADER and detection.id == "1"
     assert (detection.results[0].hypothesis.class_id, detection.results[0].hypothesis.score) == ("3", 0.9)
     assert detection.bbox.center.position.z == 2.0 and detection.bbox.center.orientation.w == 1.0
     assert (detection.bbox.size.x, detection.bbox.size.y, detection.bbox.size.z) == pytest.approx((0.4, 0.2, 0.05))
@@ -53,8 +53,24 @@ def test_objects_3d_hold_only_measured_poses_with_the_input_header():
 def test_objects_2d_hold_every_detection_as_centre_and_size_in_pixels():
     array = messages.to_detection2d_array(result(), HEADER)
     assert [d.results[0].hypothesis.class_id for d in array.detections] == ["3", "5"]
+    assert [d.id for d in array.detections] == ["1", "2"], "ids are the instances image's labels"
     box = array.detections[1].bbox
     assert (box.center.position.x, box.center.position.y, box.size_x, box.size_y) == (45.0, 10.0, 10.0, 10.0)
+
+
+def test_instances_image_labels_each_pixel_with_its_detection_id_and_the_higher_score_wins():
+    frame_result = result()
+    overlapping = Detection(7, "washer", 0.95, np.array([25, 12, 45, 18], np.float32), None)
+    frame_result.detections.append(overlapping)
+    image, info = messages.to_instances_messages(frame_result, HEADER, CameraInfo(width=60, height=40))
+    assert (image.encoding, image.width, image.height, image.header) == ("16UC1", 60, 40, HEADER)
+    assert (info.header, info.width, info.height) == (HEADER, 60, 40)
+    labels = np.frombuffer(image.data, np.uint16).reshape(40, 60)
+    assert labels[15, 15] == 1, "the bolt's mask"
+    assert labels[10, 45] == 2, "the nut has no mask: its box"
+    assert labels[15, 28] == 3, "where the bolt (0.9) and the washer (0.95) overlap, the washer"
+    assert labels[30, 5] == 0 and labels[15, 5] == 0, "background"
+    assert set(np.unique(labels)) == {0, 1, 2, 3}
 
 
 def test_label_info_names_the_ids():

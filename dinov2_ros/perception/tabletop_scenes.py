@@ -5,11 +5,13 @@ how a part lies. Here the table is a plane at `distance` metres along the optica
 the camera by `tilt_deg` about the optical frame's x axis; each part is a cuboid standing on it,
 rotated about the table normal by a known yaw. Depth is the exact ray-cast z (REP 118 metres) with
 optional noise; masks are the pixels whose nearest hit is the part. Frames follow REP 103/104: the
-camera optical frame has x right, y down, z forward.
+camera optical frame has x right, y down, z forward. `conveyor_sequence` moves parts across the view
+at a known speed, with occasional missed frames, for tracking ground truth.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -109,3 +111,46 @@ def _ray_box_depth(rays: np.ndarray, center: np.ndarray, rotation: np.ndarray, s
     near = np.nanmax(np.minimum(t1, t2), axis=-1)
     far = np.nanmin(np.maximum(t1, t2), axis=-1)
     return np.where((near <= far) & (near > 0), near, np.inf)  # rays have z = 1: t is the depth
+
+
+@dataclass(frozen=True)
+class ConveyorFrame:
+    """One delivered frame of a conveyor sequence: its stamp (s), the scene, and each part's track id
+    (in scene.parts order; ids are never reused)."""
+
+    stamp_s: float
+    scene: TabletopScene
+    track_ids: tuple[int, ...]
+
+
+def conveyor_sequence(
+    frames: int,
+    rate_hz: float = 10.0,
+    speed_m_s: float = 0.05,
+    spawn_every_s: float = 1.5,
+    missed_fraction: float = 0.05,
+    tilt_deg: float = 15.0,
+    seed: int = 0,
+    **render_options,
+) -> Iterator[ConveyorFrame]:
+    """Parts enter on the left of the table, move along its x axis at `speed_m_s`, and leave on the
+    right; a random `missed_fraction` of the `frames` camera frames is not delivered (a dropped
+    frame), so a tracker sees the gaps a real stream has. Each part has a random class, lane and yaw."""
+    rng = np.random.default_rng(seed)
+    names = tuple(TABLETOP_PARTS)
+    enter, leave = -0.3, 0.3
+    parts: list[tuple[int, str, float, float, float]] = []  # (track id, name, entry time, lane, yaw)
+    next_id, next_spawn = 1, 0.0
+    for index in range(frames):
+        t = index / rate_hz
+        while t >= next_spawn:
+            parts.append(
+                (next_id, names[rng.integers(len(names))], next_spawn, rng.uniform(-0.1, 0.1), rng.uniform(-90, 90))
+            )
+            next_id, next_spawn = next_id + 1, next_spawn + spawn_every_s
+        parts = [p for p in parts if enter + speed_m_s * (t - p[2]) <= leave]
+        if rng.random() < missed_fraction:
+            continue
+        layout = [(name, enter + speed_m_s * (t - entered), lane, yaw) for _, name, entered, lane, yaw in parts]
+        scene = render_tabletop(layout, tilt_deg=tilt_deg, seed=seed * 100_003 + index, **render_options)
+        yield ConveyorFrame(t, scene, tuple(track_id for track_id, *_ in parts))

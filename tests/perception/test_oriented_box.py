@@ -123,3 +123,22 @@ def test_quaternions_rebuild_their_rotation(yaw):
     )
     np.testing.assert_allclose(rebuilt, rotation, atol=1e-9)
     assert w >= 0 and abs(np.linalg.det(rotation) - 1) < 1e-9
+
+
+def test_conveyor_parts_move_at_the_known_speed_keep_their_ids_and_some_frames_go_missing():
+    from dinov2_ros.perception.tabletop_scenes import conveyor_sequence
+
+    frames = list(
+        conveyor_sequence(60, rate_hz=10.0, speed_m_s=0.05, missed_fraction=0.1, seed=2, width=320, height=240)
+    )
+    assert 40 <= len(frames) < 60, "about a tenth of the frames are not delivered"
+    seen: dict[int, list[tuple[float, np.ndarray]]] = {}
+    for frame in frames:
+        assert len(frame.track_ids) == len(frame.scene.parts) == len(set(frame.track_ids))
+        for track_id, part in zip(frame.track_ids, frame.scene.parts, strict=True):
+            seen.setdefault(track_id, []).append((frame.stamp_s, part.center))
+    assert len(seen) >= 3
+    for track in seen.values():
+        (t0, c0), (t1, c1) = track[0], track[-1]
+        if t1 > t0:
+            np.testing.assert_allclose(np.linalg.norm(c1 - c0) / (t1 - t0), 0.05, rtol=1e-9)

@@ -72,6 +72,9 @@ class LinearDepthHead(nn.Module):
         self.backbone_name = backbone_name
         self.conv_depth = nn.Conv2d(feature_channels(embed_dim, len(self.tap_indices)), NUM_BINS, kernel_size=1)
         self.register_buffer("bin_centres", torch.linspace(min_depth, max_depth, NUM_BINS), persistent=False)
+        # (2, 256, 1, 1): row 0 the bin centres, row 1 ones
+        sums = torch.stack([self.bin_centres, torch.ones(NUM_BINS)])[:, :, None, None]
+        self.register_buffer("bin_sums", sums, persistent=False)
 
     def forward(self, intermediates: Sequence[IntermediateLayer], image_size: tuple[int, int]) -> torch.Tensor:
         """[(patch map (B, D, h, w), cls (B, D))] per tap -> depth (B, 1, H, W) in metres at image_size."""
@@ -91,7 +94,11 @@ class LinearDepthHead(nn.Module):
         logits = F.interpolate(
             logits, size=(grid[0] * UPSAMPLE, grid[1] * UPSAMPLE), mode="bilinear", align_corners=False
         )
-        probabilities = normalise_bins(logits)
-        depth = (probabilities * self.bin_centres.view(1, -1, 1, 1)).sum(dim=1, keepdim=True)
+        # Meta's sum(normalise_bins(logits) * centres) as one 1x1 conv to (sum of w * centre, sum of w)
+        # and one division per pixel: the same value, without a divided and a weighted copy of all
+        # 256 bins at 4x the patch grid (the head's largest tensors)
+        weights = torch.relu(logits) + BIN_EPS
+        sums = F.conv2d(weights, self.bin_sums)
+        depth = sums[:, :1] / sums[:, 1:]
         depth = F.interpolate(depth, size=tuple(image_size), mode="bilinear", align_corners=False)
         return depth.clamp(self.min_depth, self.max_depth)

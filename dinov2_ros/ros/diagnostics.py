@@ -15,6 +15,14 @@ from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
 
 # no image for this long turns the camera's status to WARN
 STALE_INPUT_S = 2.0
+# what the WARN says when the image topic has a publisher but no image arrives
+SILENT_PUBLISHER_CAUSE = (
+    "likely cause: a best-effort frame larger than the sender's Fast DDS shared-memory segment is dropped "
+    "without a log (config/fastdds_large_images.xml allows 16 MiB; 12 MP rgb8 is 36 MB). Fix: raise "
+    "segment_size and maxMessageSize in the camera driver's profile above the frame size (README, \"Large "
+    'images over Fast DDS"), or send image/compressed (transport: compressed); else check the log for '
+    "incompatible QoS"
+)
 
 
 class _Window:
@@ -54,6 +62,7 @@ class CameraStatistics:
         self._inference = _Window(window_s)
         self._in_node = _Window(window_s)
         self._last_input_s: float | None = None
+        self._subscribed_s: float | None = None
         self.received = 0
         self.published = 0
         self.rejected: Counter[str] = Counter()
@@ -70,6 +79,12 @@ class CameraStatistics:
             if age_s is not None:
                 self._ages.add(now_s, age_s)
             self._last_input_s = now_s
+
+    def subscribed(self, now_s: float) -> None:
+        """The camera's topics were subscribed (node activated): its silence counts from now."""
+        with self._lock:
+            self._subscribed_s = now_s
+            self._last_input_s = None
 
     def frame_rejected(self, category: str, detail: str) -> None:
         with self._lock:
@@ -88,8 +103,11 @@ class CameraStatistics:
             self._inference.add(now_s, inference_s)
             self._in_node.add(now_s, in_node_s)
 
-    def to_status(self, now_s: float, node_name: str, dropped: int) -> DiagnosticStatus:
-        """The camera's status; `dropped` counts the images replaced before they were processed (its slot's)."""
+    def to_status(
+        self, now_s: float, node_name: str, dropped: int, image_topic: tuple[str, int] = ("", 0)
+    ) -> DiagnosticStatus:
+        """The camera's status; `dropped` counts the images replaced before they were processed (its slot's);
+        `image_topic`: the image topic's name and how many publishers it has (count_publishers)."""
         with self._lock:
             latencies = self._latencies.values(now_s)
             inference = self._inference.values(now_s)
@@ -109,7 +127,11 @@ class CameraStatistics:
             values.update({f"rejected: {reason}": str(n) for reason, n in sorted(self.rejected.items())})
             if self.last_rejection:
                 values["last rejection"] = self.last_rejection
-            level, message = self._level(now_s)
+            topic, publishers = image_topic
+            if topic:
+                values["image topic"] = topic
+                values["image publishers"] = str(publishers)
+            level, message = self._level(now_s, topic, publishers)
         return DiagnosticStatus(
             level=level,
             name=f"{node_name}: camera {self.camera}",
@@ -118,10 +140,21 @@ class CameraStatistics:
             values=[KeyValue(key=key, value=value) for key, value in values.items()],
         )
 
-    def _level(self, now_s: float) -> tuple[bytes, str]:
+    def _level(self, now_s: float, topic: str, publishers: int) -> tuple[bytes, str]:
+        since_s = self._last_input_s if self._last_input_s is not None else self._subscribed_s
+        silent_s = now_s - since_s if since_s is not None else 0.0
+        if silent_s > STALE_INPUT_S and topic:
+            if publishers:
+                return DiagnosticStatus.WARN, (
+                    f"no image for {silent_s:.1f} s although {topic} has {publishers} publisher(s); "
+                    + SILENT_PUBLISHER_CAUSE
+                )
+            return DiagnosticStatus.WARN, (
+                f"no image for {silent_s:.1f} s: no publisher on {topic}; start the camera driver, or remap "
+                "image (and camera_info) to its topics"
+            )
         if self._last_input_s is None:
             return DiagnosticStatus.WARN, "no image received yet"
-        silent_s = now_s - self._last_input_s
         if silent_s > STALE_INPUT_S:
             return DiagnosticStatus.WARN, f"no image for {silent_s:.1f} s"
         if self._outputs.rate(now_s) == 0.0:

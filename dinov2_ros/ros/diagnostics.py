@@ -65,6 +65,7 @@ class CameraStatistics:
         self._subscribed_s: float | None = None
         self.received = 0
         self.published = 0
+        self.waited_for_graph = 0  # frames skipped while their size's graph was being opened
         self.rejected: Counter[str] = Counter()
         self.last_rejection = ""
         # the newest frame's CameraInfo had K all zeros: 2D objects only (the node sets it per frame)
@@ -85,6 +86,10 @@ class CameraStatistics:
         with self._lock:
             self._subscribed_s = now_s
             self._last_input_s = None
+
+    def frame_waited_for_graph(self) -> None:
+        with self._lock:
+            self.waited_for_graph += 1
 
     def frame_rejected(self, category: str, detail: str) -> None:
         with self._lock:
@@ -122,6 +127,7 @@ class CameraStatistics:
                 "frames received": str(self.received),
                 "frames published": str(self.published),
                 "frames dropped": str(dropped),
+                "frames dropped while preparing a graph": str(self.waited_for_graph),
                 "frames rejected": str(sum(self.rejected.values())),
             }
             values.update({f"rejected: {reason}": str(n) for reason, n in sorted(self.rejected.items())})

@@ -17,6 +17,10 @@ from dataclasses import dataclass
 from dinov2_ros.perception.frame_pipeline import FramePipeline
 from dinov2_ros.ros.node_parameters import CameraSettings
 
+# the category of a frame skipped only because its graph is still being opened: counted apart from
+# the rejected frames (nothing is wrong with it)
+WAITING_FOR_GRAPH = "waiting for graph"
+
 
 @dataclass(frozen=True)
 class Refusal:
@@ -111,7 +115,7 @@ class GraphPreparation:
         if size in self._opening:
             started = self._opening[size][1]
             return Refusal(
-                "graph preparing",
+                WAITING_FOR_GRAPH,
                 f"preparing {_size(size)}",
                 f"the graph for {_size(size)} frames is being prepared (for {time.monotonic() - started:.0f} s); "
                 "this camera's frames are skipped until it is ready, the other cameras keep running",

@@ -31,7 +31,7 @@ from dinov2_ros.ros import detection_messages as messages
 from dinov2_ros.ros.camera_streams import CameraStreams
 from dinov2_ros.ros.class_services import ClassServices
 from dinov2_ros.ros.frame_slots import BatchPolicy, PairedFrame, Unpaired, batch_start_delay
-from dinov2_ros.ros.graph_preparation import GraphPreparation
+from dinov2_ros.ros.graph_preparation import WAITING_FOR_GRAPH, GraphPreparation
 from dinov2_ros.ros.image_conversion import depth_image_to_metres
 from dinov2_ros.ros.node_main import spin_node
 from dinov2_ros.ros.node_parameters import RUNTIME_PARAMETERS, NodeSettings, declare_parameters
@@ -323,7 +323,11 @@ class PerceptionNode(LifecycleNode):
                     frames.append(self._to_frame(camera, taken))
                     paired.append(taken)
                 except _Rejected as rejected:
-                    self._reject(camera.name, rejected.category, str(rejected), rejected.problem)
+                    if rejected.category == WAITING_FOR_GRAPH:  # dropped and counted, nothing wrong with it
+                        camera.statistics.frame_waited_for_graph()
+                        self._warn(camera.name, rejected.problem, f"frame skipped: {rejected}")
+                    else:
+                        self._reject(camera.name, rejected.category, str(rejected), rejected.problem)
         return paired, frames
 
     def _to_frame(self, camera: CameraStreams, paired: PairedFrame) -> CameraFrame:

@@ -57,7 +57,9 @@ def stall_first_batch(node: PerceptionNode, seconds: float) -> None:
 def test_no_good_frame_is_lost_to_pairing_when_camera_info_comes_20_ms_late_after_a_2_s_stall(
     context, graph_dir, harness
 ):
-    node = start_node(context, graph_dir, "late_info", **{"pairing.timeout_s": 0.15, "qos.reliable": True})
+    # the size configured: its graph is open before the first frame, so no frame waits for it
+    overrides = {"pairing.timeout_s": 0.15, "qos.reliable": True, "camera.width": 160, "camera.height": 120}
+    node = start_node(context, graph_dir, "late_info", **overrides)
     harness.add_node(node)
     stall_first_batch(node, 2.0)
     camera = SceneCamera(160, 120)

@@ -111,7 +111,8 @@ class CameraStatistics:
     def to_status(
         self, now_s: float, node_name: str, dropped: int, image_topic: tuple[str, int] = ("", 0)
     ) -> DiagnosticStatus:
-        """The camera's status; `dropped` counts the images replaced before they were processed (its slot's);
+        """The camera's status; `dropped` counts the images replaced before they were processed (its slot's;
+        the frames skipped while their graph was being opened are added to it);
         `image_topic`: the image topic's name and how many publishers it has (count_publishers)."""
         with self._lock:
             latencies = self._latencies.values(now_s)
@@ -126,7 +127,8 @@ class CameraStatistics:
                 "in node besides inference median (ms)": _milliseconds(self._in_node.values(now_s), 50),
                 "frames received": str(self.received),
                 "frames published": str(self.published),
-                "frames dropped": str(dropped),
+                # received = dropped + published + rejected (+ one in flight)
+                "frames dropped": str(dropped + self.waited_for_graph),
                 "frames dropped while preparing a graph": str(self.waited_for_graph),
                 "frames rejected": str(sum(self.rejected.values())),
             }

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from dinov2_ros.perception.frame_pipeline import FramePipeline
@@ -38,9 +38,14 @@ def _size(size: tuple[int, int]) -> str:
 class GraphPreparation:
     """The expected size of each camera and the graphs opened for them (sizes are (height, width) pixels)."""
 
-    def __init__(self, pipeline: FramePipeline, max_open: int, logger) -> None:
-        """`logger`: the node's (info for progress, warning for a graph that cannot be opened)."""
+    def __init__(
+        self, pipeline: FramePipeline, max_open: int, logger, export: Callable[[int, int], bool] | None = None
+    ) -> None:
+        """`logger`: the node's (info for progress, warning for a graph that cannot be opened);
+        `export(height, width)` writes a missing graph into the store before it is opened, in a
+        process of its own (graph_export.export_in_subprocess), True when it did."""
         self._pipeline = pipeline
+        self._export = export
         self._max_open = max_open
         self._log = logger.info
         self._warn = logger.warning
@@ -65,7 +70,7 @@ class GraphPreparation:
         for index, (size, names) in enumerate(sizes.items(), start=1):
             self._log(f"preparing graph {index}/{len(sizes)} for {_size(size)} frames (cameras {', '.join(names)}) ...")
             start = time.monotonic()
-            spec = self._pipeline.open_graph(*size)
+            spec = self._open_graph(size)
             self._log(f"graph {index}/{len(sizes)} '{spec.key}' ready in {time.monotonic() - start:.1f} s")
 
     def admit(self, camera: str, size: tuple[int, int]) -> Refusal | None:
@@ -137,7 +142,7 @@ class GraphPreparation:
     def _open(self, size: tuple[int, int]) -> None:
         start = time.monotonic()
         try:
-            spec = self._pipeline.open_graph(*size)
+            spec = self._open_graph(size)
         except Exception as error:  # reported per frame of that size (Refusal "graph failed")
             with self._lock:
                 self._failures[size] = f"{type(error).__name__}: {error}"
@@ -147,6 +152,11 @@ class GraphPreparation:
         with self._lock:
             del self._opening[size]
         self._log(f"graph '{spec.key}' for {_size(size)} frames ready in {time.monotonic() - start:.1f} s")
+
+    def _open_graph(self, size: tuple[int, int]):
+        if self._export is not None and self._export(*size):
+            self._log(f"exported the graph for {_size(size)} frames in a separate process")
+        return self._pipeline.open_graph(*size)
 
     def wait(self) -> None:
         """Wait for the graphs being opened (before the pipeline is closed)."""

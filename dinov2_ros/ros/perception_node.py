@@ -31,6 +31,7 @@ from dinov2_ros.ros import detection_messages as messages
 from dinov2_ros.ros.camera_streams import CameraStreams
 from dinov2_ros.ros.class_services import ClassServices
 from dinov2_ros.ros.frame_slots import BatchPolicy, PairedFrame, Unpaired, batch_start_delay
+from dinov2_ros.ros.graph_export import export_in_subprocess
 from dinov2_ros.ros.graph_preparation import WAITING_FOR_GRAPH, GraphPreparation
 from dinov2_ros.ros.image_conversion import depth_image_to_metres
 from dinov2_ros.ros.node_main import spin_node
@@ -142,8 +143,10 @@ class PerceptionNode(LifecycleNode):
 
     def _configure(self) -> None:
         model = self.settings.model
-        self.pipeline = self._create_pipeline()
-        self._preparation = GraphPreparation(self.pipeline, self.settings.max_open_graphs, self.get_logger())
+        source = GraphSource(model)
+        self.pipeline = self._create_pipeline(source)
+        export = functools.partial(export_in_subprocess, source) if model.backend != "torch" else None
+        self._preparation = GraphPreparation(self.pipeline, self.settings.max_open_graphs, self.get_logger(), export)
         self._preparation.prepare_configured(self.settings.cameras)
         names = [camera.name for camera in self.settings.cameras]
         several = len(names) > 1
@@ -221,10 +224,9 @@ class PerceptionNode(LifecycleNode):
             self.pipeline = None
 
     # ----- set-up -----
-    def _create_pipeline(self) -> FramePipeline:
+    def _create_pipeline(self, source: GraphSource) -> FramePipeline:
         model = self.settings.model
         self._log_model_choice()
-        source = GraphSource(model)
         store = self._prototype_store(source) if model.detector == "exemplar" else None
         class_names = dict(enumerate(source.class_names())) if model.detector == "center" else None
         return FramePipeline(source, store, class_names, max_classes=model.max_classes)

@@ -6,7 +6,14 @@ from __future__ import annotations
 from diagnostic_msgs.msg import DiagnosticArray
 from lifecycle_msgs.msg import Transition
 from lifecycle_msgs.srv import ChangeState, GetState
-from node_harness import Harness, SceneCamera, model_parameters
+from node_harness import (
+    Harness,
+    SceneCamera,
+    model_parameters,
+    start_node_process,
+    stop_node_process,
+    write_parameters,
+)
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image
@@ -21,11 +28,12 @@ LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability
 class LifecycleClient:
     """The lifecycle services of one node, called from the harness's node."""
 
-    def __init__(self, harness: Harness, node_name: str) -> None:
+    def __init__(self, harness: Harness, node_name: str, timeout_s: float = 10.0) -> None:
         self._harness = harness
         self._change = harness.node.create_client(ChangeState, f"{node_name}/change_state")
         self._get = harness.node.create_client(GetState, f"{node_name}/get_state")
-        assert harness.spin_until(lambda: self._change.service_is_ready() and self._get.service_is_ready())
+        ready = harness.spin_until(lambda: self._change.service_is_ready() and self._get.service_is_ready(), timeout_s)
+        assert ready, f"no lifecycle services of {node_name}"
 
     def _call(self, client, request):
         future = client.call_async(request)
@@ -137,3 +145,38 @@ def test_a_refused_configuration_stays_unconfigured_and_says_why(context, graph_
     finally:
         node.destroy_node()
         harness.close()
+
+
+def test_the_executable_with_autostart_false_waits_unconfigured_for_a_lifecycle_manager(context, graph_dir, tmp_path):
+    values = model_parameters(graph_dir) | {"autostart": False, "camera.width": 160, "camera.height": 120}
+    params = write_parameters(tmp_path / "managed.yaml", values)
+    log = tmp_path / "node.log"
+    process = start_node_process(["--params-file", str(params), "-r", "__ns:=/auto"], log)
+    harness = Harness(context, "auto_manager")
+    camera = SceneCamera(160, 120)
+    image_pub, info_pub = harness.publisher(Image, "/auto/image"), harness.publisher(CameraInfo, "/auto/camera_info")
+    outputs = harness.record(Detection2DArray, "/auto/dinov2/objects_2d")
+    try:
+        lifecycle = LifecycleClient(harness, "/auto/perception_node", timeout_s=60.0)
+        assert lifecycle.state() == "unconfigured", log.read_text()
+        for index in range(20):  # no output before a manager brings it up
+            image, info, _ = camera.messages((index + 1) * SECOND)
+            info_pub.publish(info)
+            image_pub.publish(image)
+            harness.spin_for(0.05)
+        assert not outputs
+        assert lifecycle.change(Transition.TRANSITION_CONFIGURE), log.read_text()
+        assert lifecycle.change(Transition.TRANSITION_ACTIVATE), log.read_text()
+        for index in range(20, 400):
+            image, info, _ = camera.messages((index + 1) * SECOND)
+            info_pub.publish(info)
+            image_pub.publish(image)
+            if harness.spin_until(lambda: len(outputs) >= 3, timeout_s=0.1):
+                break
+        assert len(outputs) >= 3, log.read_text()
+    finally:
+        harness.close()
+        assert stop_node_process(process) == 0, log.read_text()
+    text = log.read_text()
+    assert "autostart is false: unconfigured, waiting for a lifecycle manager" in text
+    assert text.index("autostart is false") < text.index("preparing graph 1/1 for 160x120 frames")

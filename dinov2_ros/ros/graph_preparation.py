@@ -51,6 +51,7 @@ class GraphPreparation:
         self._warn = logger.warning
         self._lock = threading.Lock()
         self._expected: dict[str, tuple[int, int]] = {}  # camera -> size, configured or learned
+        self._configured: set[str] = set()  # the cameras whose size is a parameter, not learned
         self._opening: dict[tuple[int, int], tuple[threading.Thread, float]] = {}  # size -> (thread, start)
         self._failures: dict[tuple[int, int], str] = {}
 
@@ -61,6 +62,7 @@ class GraphPreparation:
         for camera in cameras:
             if camera.size is not None:
                 self._expected[camera.name] = camera.size
+                self._configured.add(camera.name)
                 sizes.setdefault(camera.size, []).append(camera.name)
         if len(sizes) > self._max_open:
             raise ValueError(
@@ -77,11 +79,14 @@ class GraphPreparation:
         """None when a frame of `size` from `camera` can be processed now, else why it is skipped.
 
         The first frame of a camera without a configured size starts opening its graph on a thread
-        of its own; that camera's frames are skipped (and counted) until the graph is open.
+        of its own; that camera's frames are skipped (and counted) until the graph is open. When it
+        cannot be opened, the camera learns its size again from its next frame of another size.
         """
         with self._lock:
             expected = self._expected.get(camera)
             if expected is None:
+                if size in self._failures:
+                    return self._readiness(size)
                 if (refusal := self._over_limit(camera, size)) is not None:
                     return refusal
                 self._expected[camera] = expected = size
@@ -147,6 +152,10 @@ class GraphPreparation:
             with self._lock:
                 self._failures[size] = f"{type(error).__name__}: {error}"
                 del self._opening[size]
+                # a camera that learned this size learns again from its next frame (one odd first
+                # frame does not decide its size for good)
+                for camera in [c for c, s in self._expected.items() if s == size and c not in self._configured]:
+                    del self._expected[camera]
             self._warn(f"the graph for {_size(size)} frames could not be opened: {type(error).__name__}: {error}")
             return
         with self._lock:

@@ -152,3 +152,29 @@ def test_a_new_size_beyond_graphs_max_open_is_refused_naming_the_parameter(conte
         )
     finally:
         node.destroy_node()
+
+
+def test_a_first_frame_whose_graph_cannot_be_made_does_not_decide_the_cameras_size(context, graph_dir, harness, capfd):
+    """200x150 has no stored graph and the tiny test encoder cannot be exported: the real exporter
+    runs in its child process and fails; the camera's next frames, of a servable size, run."""
+    node = start_node(context, "relearn", graph_dir)
+    harness.add_node(node)
+    cameras = TwoCameras(harness, "relearn")
+    front = node.cameras["front"].statistics
+    try:
+        cameras.stream(1.0, None)
+        before = cameras.stream(2.0, None)
+        odd = BlankCamera(200, 150)
+        during = 0.0
+        for _ in range(30):  # until the export has failed (the child process imports torch first)
+            during = cameras.stream(1.0, [odd])
+            if front.rejected["graph failed"]:
+                break
+        assert front.rejected["graph failed"] >= 1, front.last_rejection
+        assert during > 0.8 * before, f"side camera {during:.1f} Hz while the export failed, {before:.1f} Hz before"
+        cameras.stream(3.0, [SceneCamera(160, 120, "front_optical")])
+        assert len(cameras.outputs["front"]) >= 5, front.last_rejection
+        logged = capfd.readouterr()
+        assert "exporting the graph for 200x150 frames failed" in logged.out + logged.err
+    finally:
+        node.destroy_node()

@@ -133,8 +133,8 @@ class GraphPreparation:
         return None
 
     def _start_opening(self, camera: str, size: tuple[int, int]) -> None:
-        """Open the graph of `size` on its own thread; call with the lock held."""
-        if size in self._pipeline.graphs:
+        """Open the graph of `size` on its own thread (one per size); call with the lock held."""
+        if size in self._pipeline.graphs or size in self._opening:
             return
         self._log(
             f"camera '{camera}': preparing the graph for its {_size(size)} frames on a separate thread (set "

@@ -18,7 +18,7 @@ STALE_INPUT_S = 2.0
 # what the WARN says when the image topic has a publisher but no image arrives
 SILENT_PUBLISHER_CAUSE = (
     "likely cause: a best-effort frame larger than the sender's Fast DDS shared-memory segment is dropped "
-    "without a log (config/fastdds_large_images.xml allows 16 MiB; 12 MP rgb8 is 36 MB). Fix: raise "
+    "without a log (config/fastdds_large_images.xml allows 16 MiB; 12 MP rgb8 is 34 MiB). Fix: raise "
     "segment_size and maxMessageSize in the camera driver's profile above the frame size (README, \"Large "
     'images over Fast DDS"), or send image/compressed (transport: compressed); else check the log for '
     "incompatible QoS"

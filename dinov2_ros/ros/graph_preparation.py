@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from dinov2_ros.perception.frame_pipeline import FramePipeline
 from dinov2_ros.ros.node_parameters import CameraSettings
+from dinov2_ros.runtime.graph_spec import GraphSpec
 
 # the category of a frame skipped only because its graph is still being opened: counted apart from
 # the rejected frames (nothing is wrong with it)
@@ -162,7 +163,7 @@ class GraphPreparation:
             del self._opening[size]
         self._log(f"graph '{spec.key}' for {_size(size)} frames ready in {time.monotonic() - start:.1f} s")
 
-    def _open_graph(self, size: tuple[int, int]):
+    def _open_graph(self, size: tuple[int, int]) -> GraphSpec:
         if self._export is not None and self._export(*size):
             self._log(f"exported the graph for {_size(size)} frames in a separate process")
         return self._pipeline.open_graph(*size)

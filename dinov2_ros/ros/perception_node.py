@@ -3,7 +3,9 @@
 Subscription callbacks only store the newest message per camera; one worker thread takes every
 camera's newest complete frame and runs them through the FramePipeline in one batched call, so
 latency stays bounded when cameras are faster than inference. Bad input is a warning and a count in
-/diagnostics, never a crash, and never costs the good frames around it.
+/diagnostics, never a crash, and never costs the good frames around it. It is a lifecycle node
+(configure loads, activate runs; see PerceptionNode), which the executable brings to active itself
+unless its autostart parameter is false.
 """
 
 from __future__ import annotations

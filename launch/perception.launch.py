@@ -4,7 +4,8 @@
         camera_info:=/camera/color/camera_info weights:=pretrained depth_weights:=pretrained
 
 The node reads config/perception.yaml (or config:=FILE); the launch arguments below override it only
-when given. Its Fast DDS gets config/fastdds_large_images.xml (fastdds_profile:=) unless a profile is
+when given. The node is a lifecycle node that brings itself to active; with autostart:=false it
+stays unconfigured for a lifecycle manager (e.g. nav2_lifecycle_manager). Its Fast DDS gets config/fastdds_large_images.xml (fastdds_profile:=) unless a profile is
 already set. Uses only launch and launch_ros APIs common to Humble, Jazzy and Kilted.
 """
 
@@ -39,6 +40,7 @@ def _perception_node(context):
 
     overrides = {parameter: value(argument) for argument, parameter in PARAMETER_ARGUMENTS.items() if value(argument)}
     overrides["use_sim_time"] = value("use_sim_time").lower() in ("true", "1")
+    overrides["autostart"] = value("autostart").lower() in ("true", "1")
     image = value("image")
     node = Node(
         additional_env=profile_environment(value("fastdds_profile"), os.environ),
@@ -97,6 +99,11 @@ def generate_launch_description():
         ),
         # off by default: a robot usually has no display, and where rviz2 is missing `ros2 launch` would fail
         DeclareLaunchArgument("rviz", default_value="false", description="also start RViz (rviz2): true | false"),
+        DeclareLaunchArgument(
+            "autostart",
+            default_value="true",
+            description="configure and activate the node at start; false: leave it to a lifecycle manager",
+        ),
         DeclareLaunchArgument("use_sim_time", default_value="false", description="use /clock (bags, simulators)"),
         DeclareLaunchArgument("namespace", default_value="", description="namespace of the node and its topics"),
         DeclareLaunchArgument("node_name", default_value="dinov2", description="name of the node"),

@@ -1,6 +1,7 @@
 """The per-frame work the ROS node drives, without ROS: frames in, depth and 3D objects out.
 
-One compiled graph (and backend) per camera resolution, opened on first use; frames of the same
+One compiled graph (and backend) per camera resolution, opened by `open_graph` (which may export for
+minutes; `process` keeps running the open sizes meanwhile) or else on first use; frames of the same
 resolution go through one `infer` call. Results come back in camera pixels, detections are lifted to
 3D with the camera model, and the prototype store is held here so classes change between frames
 without rebuilding anything. Tests drive this class directly.
@@ -155,6 +156,7 @@ class FramePipeline:
         self._lifter = lifter or ObjectLifter()
         self._graphs: dict[tuple[int, int], _Graph] = {}
         self._open_failures: dict[tuple[int, int], str] = {}
+        self._open_lock = threading.Lock()  # one opening at a time; never held by process() for open sizes
         self._lock = threading.Lock()
         self._prototype_inputs: tuple[np.ndarray, np.ndarray] | None = None
         self._features: dict[str, tuple[np.ndarray, GraphSpec]] = {}
@@ -182,28 +184,42 @@ class FramePipeline:
                 return {class_id: name for name, class_id in self._prototypes.class_ids.items()}
             return dict(self._class_names)
 
+    def open_graph(self, height: int, width: int) -> GraphSpec:
+        """Open the graph for `height` x `width` camera frames now (pixels) and return its spec.
+
+        Safe on another thread while `process` runs frames of the sizes already open: it never waits
+        for an opening. Raises what the opener raised (once; later calls raise ValueError naming it).
+        """
+        return self._graph(height, width).spec
+
     def _graph(self, height: int, width: int) -> _Graph:
         graph = self._graphs.get((height, width))
-        if graph is None:
-            failure = self._open_failures.get((height, width))
-            if failure is not None:  # opening may export for minutes: do not retry a broken set-up per frame
-                raise ValueError(f"the graph for {width}x{height} frames could not be opened: {failure}")
-            try:
-                backend = self._open_backend(height, width)
-            except Exception as error:
-                self._open_failures[(height, width)] = f"{type(error).__name__}: {error}"
-                raise
-            spec = backend.spec
-            if (spec.camera_height, spec.camera_width) != (height, width):
-                raise ValueError(
-                    f"the backend opened for {width}x{height} frames runs graph '{spec.key}' for "
-                    f"{spec.camera_width}x{spec.camera_height}; export the graph for this camera size"
-                )
-            if spec.exemplar and self._prototypes is None:
-                raise ValueError(f"graph '{spec.key}' has the exemplar head: give FramePipeline a PrototypeStore")
-            batch = np.empty((0, height, width, 3), np.uint8)
-            graph = _Graph(backend, spec, batch, camera_to_grid_affine(spec))
-            self._graphs[(height, width)] = graph
+        if graph is not None:
+            return graph
+        with self._open_lock:
+            return self._graphs.get((height, width)) or self._open(height, width)
+
+    def _open(self, height: int, width: int) -> _Graph:
+        """Open one graph; call with the opening lock held."""
+        failure = self._open_failures.get((height, width))
+        if failure is not None:  # opening may export for minutes: do not retry a broken set-up per frame
+            raise ValueError(f"the graph for {width}x{height} frames could not be opened: {failure}")
+        try:
+            backend = self._open_backend(height, width)
+        except Exception as error:
+            self._open_failures[(height, width)] = f"{type(error).__name__}: {error}"
+            raise
+        spec = backend.spec
+        if (spec.camera_height, spec.camera_width) != (height, width):
+            raise ValueError(
+                f"the backend opened for {width}x{height} frames runs graph '{spec.key}' for "
+                f"{spec.camera_width}x{spec.camera_height}; export the graph for this camera size"
+            )
+        if spec.exemplar and self._prototypes is None:
+            raise ValueError(f"graph '{spec.key}' has the exemplar head: give FramePipeline a PrototypeStore")
+        batch = np.empty((0, height, width, 3), np.uint8)
+        graph = _Graph(backend, spec, batch, camera_to_grid_affine(spec))
+        self._graphs[(height, width)] = graph
         return graph
 
     def process(self, frames: Sequence[CameraFrame]) -> list[FrameResult]:

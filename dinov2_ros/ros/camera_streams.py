@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 
 from diagnostic_msgs.msg import DiagnosticStatus
-from rclpy.node import Node
+from rclpy.lifecycle import Node
 from rclpy.qos import (
     DurabilityPolicy,
     HistoryPolicy,
@@ -56,7 +56,9 @@ def stamp_ns(msg) -> int:
 
 
 class CameraStreams:
-    """Subscriptions, slot, statistics and publishers of one camera."""
+    """Publishers, slot and statistics of one camera (created at configure), and its subscriptions
+    (`subscribe` at activate, `unsubscribe` at deactivate). The publishers are lifecycle publishers:
+    they publish only while the node is active."""
 
     def __init__(
         self,
@@ -75,27 +77,53 @@ class CameraStreams:
         self._node = node
         self._wake = wake
         self._warn = warn
-        qos = camera_qos(reliable)
-        if settings.transport == "compressed":
+        self._settings = settings
+        self._prefix = prefix
+        self._qos = camera_qos(reliable)
+        self._subscriptions: list = []
+        self.image_topic = ""  # the image subscription's resolved name (remapped), while subscribed
+        # the image message -> (H, W, 3) uint8 RGB; ValueError if malformed
+        self.to_rgb = compressed_to_rgb if settings.transport == "compressed" else image_to_rgb
+        out = f"{prefix}dinov2/"
+        publish = node.create_lifecycle_publisher
+        self.objects = publish(Detection3DArray, out + "objects", OUTPUT_QOS)
+        self.objects_2d = publish(Detection2DArray, out + "objects_2d", OUTPUT_QOS)
+        self.label_info = publish(LabelInfo, out + "label_info", LATCHED_QOS)
+        self.depth = publish(Image, out + "depth/image", OUTPUT_QOS)
+        self.depth_info = publish(CameraInfo, out + "depth/camera_info", OUTPUT_QOS)
+        self.points = publish(PointCloud2, out + "points", OUTPUT_QOS)
+        self.markers = publish(MarkerArray, out + "markers", OUTPUT_QOS)
+        # the picture is pixel-aligned with the camera image, so the input's CameraInfo describes it
+        self.debug_image = publish(Image, out + "debug/image", OUTPUT_QOS)
+        self.debug_info = publish(CameraInfo, out + "debug/camera_info", OUTPUT_QOS)
+        self._publishers = [self.objects, self.objects_2d, self.label_info, self.depth, self.depth_info]
+        self._publishers += [self.points, self.markers, self.debug_image, self.debug_info]
+
+    def subscribe(self) -> None:
+        """Subscribe to the camera's topics (the node's activation)."""
+        prefix, qos = self._prefix, self._qos
+        if self._settings.transport == "compressed":
             self._subscribe(CompressedImage, f"{prefix}image/compressed", self._on_image, qos)
-            self.to_rgb = compressed_to_rgb  # the image message -> (H, W, 3) uint8 RGB; ValueError if malformed
         else:
             self._subscribe(Image, f"{prefix}image", self._on_image, qos)
-            self.to_rgb = image_to_rgb
+        self.image_topic = self._subscriptions[0].topic_name
         self._subscribe(CameraInfo, f"{prefix}camera_info", self._on_camera_info, qos)
-        if settings.use_depth:
+        if self._settings.use_depth:
             self._subscribe(Image, f"{prefix}depth", self._on_depth, qos)
-        out = f"{prefix}dinov2/"
-        self.objects = node.create_publisher(Detection3DArray, out + "objects", OUTPUT_QOS)
-        self.objects_2d = node.create_publisher(Detection2DArray, out + "objects_2d", OUTPUT_QOS)
-        self.label_info = node.create_publisher(LabelInfo, out + "label_info", LATCHED_QOS)
-        self.depth = node.create_publisher(Image, out + "depth/image", OUTPUT_QOS)
-        self.depth_info = node.create_publisher(CameraInfo, out + "depth/camera_info", OUTPUT_QOS)
-        self.points = node.create_publisher(PointCloud2, out + "points", OUTPUT_QOS)
-        self.markers = node.create_publisher(MarkerArray, out + "markers", OUTPUT_QOS)
-        # the picture is pixel-aligned with the camera image, so the input's CameraInfo describes it
-        self.debug_image = node.create_publisher(Image, out + "debug/image", OUTPUT_QOS)
-        self.debug_info = node.create_publisher(CameraInfo, out + "debug/camera_info", OUTPUT_QOS)
+        self.statistics.subscribed(time.monotonic())
+
+    def unsubscribe(self) -> None:
+        """Stop receiving (the node's deactivation) and forget the frames not processed yet."""
+        for subscription in self._subscriptions:
+            self._node.destroy_subscription(subscription)
+        self._subscriptions.clear()
+        self.slot.clear()
+
+    def destroy(self) -> None:
+        """Destroy the subscriptions and publishers (the node's cleanup)."""
+        self.unsubscribe()
+        for publisher in self._publishers:
+            self._node.destroy_lifecycle_publisher(publisher)
 
     def _subscribe(self, msg_type, topic: str, callback, qos: QoSProfile) -> None:
         subscriptions = []
@@ -117,6 +145,7 @@ class CameraStreams:
 
         events = SubscriptionEventCallbacks(incompatible_qos=incompatible)
         subscriptions.append(self._node.create_subscription(msg_type, topic, callback, qos, event_callbacks=events))
+        self._subscriptions.append(subscriptions[0])
 
     def _on_image(self, msg) -> None:
         stamp = stamp_ns(msg)
@@ -147,4 +176,7 @@ class CameraStreams:
         self._wake()
 
     def status(self, node_name: str) -> DiagnosticStatus:
-        return self.statistics.to_status(time.monotonic(), node_name, dropped=self.slot.dropped)
+        publishers = self._node.count_publishers(self.image_topic) if self.image_topic else 0
+        return self.statistics.to_status(
+            time.monotonic(), node_name, dropped=self.slot.dropped, image_topic=(self.image_topic, publishers)
+        )

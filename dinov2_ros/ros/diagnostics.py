@@ -15,6 +15,14 @@ from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
 
 # no image for this long turns the camera's status to WARN
 STALE_INPUT_S = 2.0
+# what the WARN says when the image topic has a publisher but no image arrives
+SILENT_PUBLISHER_CAUSE = (
+    "likely cause: a best-effort frame larger than the sender's Fast DDS shared-memory segment is dropped "
+    "without a log (config/fastdds_large_images.xml allows 16 MiB; 12 MP rgb8 is 34 MiB). Fix: raise "
+    "segment_size and maxMessageSize in the camera driver's profile above the frame size (README, \"Large "
+    'images over Fast DDS"), or send image/compressed (transport: compressed); else check the log for '
+    "incompatible QoS"
+)
 
 
 class _Window:
@@ -54,8 +62,10 @@ class CameraStatistics:
         self._inference = _Window(window_s)
         self._in_node = _Window(window_s)
         self._last_input_s: float | None = None
+        self._subscribed_s: float | None = None
         self.received = 0
         self.published = 0
+        self.waited_for_graph = 0  # frames skipped while their size's graph was being opened
         self.rejected: Counter[str] = Counter()
         self.last_rejection = ""
         # the newest frame's CameraInfo had K all zeros: 2D objects only (the node sets it per frame)
@@ -70,6 +80,16 @@ class CameraStatistics:
             if age_s is not None:
                 self._ages.add(now_s, age_s)
             self._last_input_s = now_s
+
+    def subscribed(self, now_s: float) -> None:
+        """The camera's topics were subscribed (node activated): its silence counts from now."""
+        with self._lock:
+            self._subscribed_s = now_s
+            self._last_input_s = None
+
+    def frame_waited_for_graph(self) -> None:
+        with self._lock:
+            self.waited_for_graph += 1
 
     def frame_rejected(self, category: str, detail: str) -> None:
         with self._lock:
@@ -88,8 +108,12 @@ class CameraStatistics:
             self._inference.add(now_s, inference_s)
             self._in_node.add(now_s, in_node_s)
 
-    def to_status(self, now_s: float, node_name: str, dropped: int) -> DiagnosticStatus:
-        """The camera's status; `dropped` counts the images replaced before they were processed (its slot's)."""
+    def to_status(
+        self, now_s: float, node_name: str, dropped: int, image_topic: tuple[str, int] = ("", 0)
+    ) -> DiagnosticStatus:
+        """The camera's status; `dropped` counts the images replaced before they were processed (its slot's;
+        the frames skipped while their graph was being opened are added to it);
+        `image_topic`: the image topic's name and how many publishers it has (count_publishers)."""
         with self._lock:
             latencies = self._latencies.values(now_s)
             inference = self._inference.values(now_s)
@@ -103,13 +127,19 @@ class CameraStatistics:
                 "in node besides inference median (ms)": _milliseconds(self._in_node.values(now_s), 50),
                 "frames received": str(self.received),
                 "frames published": str(self.published),
-                "frames dropped": str(dropped),
+                # received = dropped + published + rejected (+ one in flight)
+                "frames dropped": str(dropped + self.waited_for_graph),
+                "frames dropped while preparing a graph": str(self.waited_for_graph),
                 "frames rejected": str(sum(self.rejected.values())),
             }
             values.update({f"rejected: {reason}": str(n) for reason, n in sorted(self.rejected.items())})
             if self.last_rejection:
                 values["last rejection"] = self.last_rejection
-            level, message = self._level(now_s)
+            topic, publishers = image_topic
+            if topic:
+                values["image topic"] = topic
+                values["image publishers"] = str(publishers)
+            level, message = self._level(now_s, topic, publishers)
         return DiagnosticStatus(
             level=level,
             name=f"{node_name}: camera {self.camera}",
@@ -118,10 +148,21 @@ class CameraStatistics:
             values=[KeyValue(key=key, value=value) for key, value in values.items()],
         )
 
-    def _level(self, now_s: float) -> tuple[bytes, str]:
+    def _level(self, now_s: float, topic: str, publishers: int) -> tuple[bytes, str]:
+        since_s = self._last_input_s if self._last_input_s is not None else self._subscribed_s
+        silent_s = now_s - since_s if since_s is not None else 0.0
+        if silent_s > STALE_INPUT_S and topic:
+            if publishers:
+                return DiagnosticStatus.WARN, (
+                    f"no image for {silent_s:.1f} s although {topic} has {publishers} publisher(s); "
+                    + SILENT_PUBLISHER_CAUSE
+                )
+            return DiagnosticStatus.WARN, (
+                f"no image for {silent_s:.1f} s: no publisher on {topic}; start the camera driver, or remap "
+                "image (and camera_info) to its topics"
+            )
         if self._last_input_s is None:
             return DiagnosticStatus.WARN, "no image received yet"
-        silent_s = now_s - self._last_input_s
         if silent_s > STALE_INPUT_S:
             return DiagnosticStatus.WARN, f"no image for {silent_s:.1f} s"
         if self._outputs.rate(now_s) == 0.0:

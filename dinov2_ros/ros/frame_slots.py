@@ -124,6 +124,14 @@ class CameraSlot:
                 self._waiting_since_ns = self._unpaired[0][1] if self._unpaired else None
                 return
 
+    def clear(self) -> None:
+        """Forget the waiting image and its partners (the node stops receiving); counts are kept."""
+        with self._lock:
+            self._clear()
+            self._camera_info = _Partners()
+            self._depth = _Partners()
+            self.last_image_received_ns = None
+
     def _clear(self) -> None:
         self._image = self._waiting_since_ns = self.image_received_ns = None
         self._unpaired.clear()

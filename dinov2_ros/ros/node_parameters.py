@@ -20,6 +20,9 @@ from dinov2_ros.runtime.model_settings import MODEL_SETTINGS, ModelSettings, Set
 TRANSPORTS = ("raw", "compressed")
 
 NODE_PARAMETERS: dict[str, Setting] = {
+    "autostart": Setting(
+        True, "the executable configures and activates the node itself; false: a lifecycle manager does", True
+    ),
     "cameras": Setting(["camera"], "camera names; with several, each camera's topics live under its name", True),
     "qos.reliable": Setting(False, "subscribe to cameras with reliable QoS instead of best effort (sensor data)", True),
     **MODEL_SETTINGS,  # model.* and backend.*: declared once for the node and the CLI
@@ -40,6 +43,9 @@ NODE_PARAMETERS: dict[str, Setting] = {
     "output.debug_max_depth_m": Setting(
         5.0, "depth shown at the end of the colour map in dinov2/debug/image", range=(0.1, 100.0)
     ),
+    "graphs.max_open": Setting(
+        4, "most camera sizes with an open graph; a frame of a further size is refused", True, (1, 64)
+    ),
     "diagnostics.period_s": Setting(1.0, "period of /diagnostics messages", True, (0.1, 60.0)),
     "warnings.throttle_s": Setting(
         5.0, "shortest interval between two warnings of one camera and problem", range=(0.0, 3600.0)
@@ -50,6 +56,12 @@ CAMERA_PARAMETERS: dict[str, Setting] = {
     "use_depth": Setting(False, "subscribe to an aligned depth image and lift objects with it", True),
     "rectified": Setting(
         False, "the image is rectified (image_rect): project with CameraInfo P and no distortion", True
+    ),
+    "width": Setting(
+        0, "image width (pixels) the camera sends; its graph is prepared at configure; 0: learn", True, (0, 16384)
+    ),
+    "height": Setting(
+        0, "image height (pixels) the camera sends; 0 (with width 0): learn from the first frame", True, (0, 16384)
     ),
 }
 # the parameters the node applies while running (validated by their descriptors' ranges)
@@ -82,6 +94,13 @@ class CameraSettings:
     transport: str
     use_depth: bool
     rectified: bool
+    width: int = 0  # the expected image size in pixels; 0 and 0: learned from the first frame
+    height: int = 0
+
+    @property
+    def size(self) -> tuple[int, int] | None:
+        """The expected (height, width) in pixels, or None when it is learned from the first frame."""
+        return (self.height, self.width) if self.width else None
 
 
 @dataclass(frozen=True)
@@ -91,6 +110,8 @@ class NodeSettings:
     model: ModelSettings
     prototypes_file: str
     diagnostics_period_s: float
+    autostart: bool = True
+    max_open_graphs: int = 4
 
 
 def declare_parameters(node: Node) -> NodeSettings:
@@ -103,9 +124,21 @@ def declare_parameters(node: Node) -> NodeSettings:
         CameraSettings(name, *(declare(node, f"{name}.{key}", spec) for key, spec in CAMERA_PARAMETERS.items()))
         for name in names
     )
+    for camera in cameras:
+        if (camera.width == 0) != (camera.height == 0):
+            raise ValueError(
+                f"parameters {camera.name}.width and {camera.name}.height are {camera.width} and {camera.height}: "
+                "set both to the size the camera sends, or both to 0 to learn it from the first frame"
+            )
     model = ModelSettings.from_values({name: values[name] for name in MODEL_SETTINGS})
     return NodeSettings(
-        cameras, values["qos.reliable"], model, values["prototypes.file"], values["diagnostics.period_s"]
+        cameras,
+        values["qos.reliable"],
+        model,
+        values["prototypes.file"],
+        values["diagnostics.period_s"],
+        values["autostart"],
+        values["graphs.max_open"],
     )
 
 

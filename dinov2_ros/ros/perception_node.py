@@ -3,7 +3,9 @@
 Subscription callbacks only store the newest message per camera; one worker thread takes every
 camera's newest complete frame and runs them through the FramePipeline in one batched call, so
 latency stays bounded when cameras are faster than inference. Bad input is a warning and a count in
-/diagnostics, never a crash, and never costs the good frames around it.
+/diagnostics, never a crash, and never costs the good frames around it. It is a lifecycle node
+(configure loads, activate runs; see PerceptionNode), which the executable brings to active itself
+unless its autostart parameter is false.
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ from pathlib import Path
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import SetParametersResult
-from rclpy.node import Node
+from rclpy.lifecycle import Node as LifecycleNode
+from rclpy.lifecycle import State, TransitionCallbackReturn
 from rclpy.parameter import Parameter
 from std_msgs.msg import Header
 
@@ -30,6 +33,8 @@ from dinov2_ros.ros import detection_messages as messages
 from dinov2_ros.ros.camera_streams import CameraStreams
 from dinov2_ros.ros.class_services import ClassServices
 from dinov2_ros.ros.frame_slots import BatchPolicy, PairedFrame, Unpaired, batch_start_delay
+from dinov2_ros.ros.graph_export import export_in_subprocess
+from dinov2_ros.ros.graph_preparation import WAITING_FOR_GRAPH, GraphPreparation
 from dinov2_ros.ros.image_conversion import depth_image_to_metres
 from dinov2_ros.ros.node_main import spin_node
 from dinov2_ros.ros.node_parameters import RUNTIME_PARAMETERS, NodeSettings, declare_parameters
@@ -90,26 +95,65 @@ def depth_points(result: FrameResult, stride: int) -> np.ndarray:
     return model.back_project(uv, z[valid])
 
 
-class PerceptionNode(Node):
-    """See the module docstring; parameters are documented in config/perception.yaml."""
+class PerceptionNode(LifecycleNode):
+    """See the module docstring; parameters are documented in config/perception.yaml.
+
+    A managed (lifecycle) node. Constructed, it is unconfigured: parameters declared, /diagnostics
+    published, nothing loaded. configure loads the weights, opens the graphs of the configured camera
+    sizes and creates the publishers and the class services; activate subscribes to the cameras and
+    starts the worker; deactivate unsubscribes and stops inference, keeping everything loaded;
+    cleanup closes the backends (their GPU memory) and forgets classes not saved to prototypes.file.
+    `bring_up` (what the executable does unless autostart is false) configures and activates it.
+    """
 
     def __init__(self, **kwargs) -> None:
         super().__init__(NODE_NAME, **kwargs)
-        self.settings: NodeSettings = declare_parameters(self)
-        self._log_handler = forward_package_logs(self)
-        try:
-            self.pipeline = self._create_pipeline()
-        except BaseException:
-            stop_forwarding(self._log_handler)
-            raise
+        # what destroy_node releases: set first, as rclpy destroys a node whose parameters were refused too
+        self.pipeline: FramePipeline | None = None
+        self.cameras: dict[str, CameraStreams] = {}
+        self.configure_error: Exception | None = None  # why the last configure failed
+        self._preparation: GraphPreparation | None = None
+        self._class_services: list = []
+        self._worker: threading.Thread | None = None
         self._wake = threading.Event()
         self._stop = threading.Event()
+        self._state = "unconfigured"
+        self._log_handler = None
+        self.settings: NodeSettings = declare_parameters(self)
+        self._log_handler = forward_package_logs(self)
         self._throttle = WarningThrottle(0.0)  # interval: warnings.throttle_s, set by _apply
         self._warned_uncalibrated: set[str] = set()
+        self._options: dict[str, object] = {}
+        self._apply(self.get_parameters(RUNTIME_PARAMETERS))
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+        self._diagnostics = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self.create_timer(self.settings.diagnostics_period_s, self._publish_diagnostics)
+
+    # ----- lifecycle -----
+    def on_configure(self, state: State) -> TransitionCallbackReturn:
+        self.configure_error = None
+        try:
+            self._configure()
+        except Exception as error:  # a refused configuration: say what to change, stay unconfigured
+            self.configure_error = error
+            self.get_logger().error(f"configure failed: {type(error).__name__}: {error}")
+            self._release()
+            return TransitionCallbackReturn.FAILURE
+        self._state = "inactive"
+        self.get_logger().info("configured: activate to subscribe to the cameras and publish")
+        return TransitionCallbackReturn.SUCCESS
+
+    def _configure(self) -> None:
+        model = self.settings.model
+        source = GraphSource(model)
+        self.pipeline = self._create_pipeline(source)
+        export = functools.partial(export_in_subprocess, source) if model.backend != "torch" else None
+        self._preparation = GraphPreparation(self.pipeline, self.settings.max_open_graphs, self.get_logger(), export)
+        self._preparation.prepare_configured(self.settings.cameras)
         names = [camera.name for camera in self.settings.cameras]
         several = len(names) > 1
-        self.cameras = {
-            camera.name: CameraStreams(
+        for camera in self.settings.cameras:
+            self.cameras[camera.name] = CameraStreams(
                 self,
                 camera,
                 prefix=f"{camera.name}/" if several else "",
@@ -117,24 +161,74 @@ class PerceptionNode(Node):
                 wake=self._wake_worker,
                 warn=functools.partial(self._warn, camera.name),
             )
-            for camera in self.settings.cameras
-        }
-        self._options: dict[str, object] = {}
-        self._apply(self.get_parameters(RUNTIME_PARAMETERS))
-        self.add_on_set_parameters_callback(self._on_set_parameters)
-        if self.settings.model.detector == "exemplar":
-            self._class_services = ClassServices(self, self.pipeline, names, self._classes_changed)
-        self._diagnostics = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        self.create_timer(self.settings.diagnostics_period_s, self._publish_diagnostics)
+        self._apply(self.get_parameters(RUNTIME_PARAMETERS))  # the score threshold, the new slots' pairing
+        if model.detector == "exemplar":
+            before = set(self.services)
+            ClassServices(self, self.pipeline, names, self._classes_changed)
+            self._class_services = [service for service in self.services if service not in before]
+
+    def on_activate(self, state: State) -> TransitionCallbackReturn:
+        result = super().on_activate(state)  # the lifecycle publishers
+        self._state = "active"
         self._publish_label_info()
+        for camera in self.cameras.values():
+            camera.subscribe()
+        self._stop.clear()
         self._worker = threading.Thread(target=self._work, name="dinov2_worker", daemon=True)
         self._worker.start()
+        self.get_logger().info(f"active: subscribed to {', '.join(c.image_topic for c in self.cameras.values())}")
+        return result
+
+    def on_deactivate(self, state: State) -> TransitionCallbackReturn:
+        self._stop_worker()
+        self._state = "inactive"
+        self.get_logger().info("inactive: unsubscribed, inference stopped; graphs and classes kept")
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: State) -> TransitionCallbackReturn:
+        self._release()
+        self.get_logger().info("cleaned up: backends closed; configure to load them again")
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: State) -> TransitionCallbackReturn:
+        self._release()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_error(self, state: State) -> TransitionCallbackReturn:
+        self._release()
+        return TransitionCallbackReturn.SUCCESS  # back to unconfigured: configure can be tried again
+
+    def _stop_worker(self) -> None:
+        """Unsubscribe and end the worker after its current batch."""
+        for camera in self.cameras.values():
+            camera.unsubscribe()
+        self._stop.set()
+        self._wake.set()
+        if self._worker is not None and self._worker is not threading.current_thread():
+            self._worker.join(timeout=30.0)
+        self._worker = None
+
+    def _release(self) -> None:
+        """Back to unconfigured from any state: stop, destroy the endpoints, close the backends."""
+        self._stop_worker()
+        self._state = "unconfigured"
+        for service in self._class_services:
+            self.destroy_service(service)
+        self._class_services = []
+        for camera in self.cameras.values():
+            camera.destroy()
+        self.cameras = {}
+        if self._preparation is not None:
+            self._preparation.wait()  # a graph being opened is closed with the others
+            self._preparation = None
+        if self.pipeline is not None:
+            self.pipeline.close()
+            self.pipeline = None
 
     # ----- set-up -----
-    def _create_pipeline(self) -> FramePipeline:
+    def _create_pipeline(self, source: GraphSource) -> FramePipeline:
         model = self.settings.model
         self._log_model_choice()
-        source = GraphSource(model)
         store = self._prototype_store(source) if model.detector == "exemplar" else None
         class_names = dict(enumerate(source.class_names())) if model.detector == "center" else None
         return FramePipeline(source, store, class_names, max_classes=model.max_classes)
@@ -171,7 +265,7 @@ class PerceptionNode(Node):
 
     def _apply(self, parameters: Sequence[Parameter]) -> None:
         values = {p.name: p.value for p in parameters if p.name in RUNTIME_PARAMETERS}
-        if "detection.score_threshold" in values:
+        if "detection.score_threshold" in values and self.pipeline is not None:
             self.pipeline.score_threshold = values["detection.score_threshold"]
         if "warnings.throttle_s" in values:
             self._throttle.interval_s = values["warnings.throttle_s"]
@@ -193,6 +287,9 @@ class PerceptionNode(Node):
         self._publish_label_info()
 
     def _publish_label_info(self) -> None:
+        """Latch the class names (only while active: activation publishes them again)."""
+        if self._state != "active":
+            return
         labels = self.pipeline.labels()
         for camera in self.cameras.values():
             header = Header(stamp=self.get_clock().now().to_msg())
@@ -230,11 +327,17 @@ class PerceptionNode(Node):
                     frames.append(self._to_frame(camera, taken))
                     paired.append(taken)
                 except _Rejected as rejected:
-                    self._reject(camera.name, rejected.category, str(rejected), rejected.problem)
+                    if rejected.category == WAITING_FOR_GRAPH:  # dropped and counted, nothing wrong with it
+                        camera.statistics.frame_waited_for_graph()
+                        self._warn(camera.name, rejected.problem, f"frame skipped: {rejected}")
+                    else:
+                        self._reject(camera.name, rejected.category, str(rejected), rejected.problem)
         return paired, frames
 
     def _to_frame(self, camera: CameraStreams, paired: PairedFrame) -> CameraFrame:
         image = _checked("image", camera.to_rgb, paired.image)
+        if refusal := self._preparation.admit(camera.name, image.shape[:2]):
+            raise _Rejected(refusal.category, refusal.detail, refusal.problem)
         info = paired.camera_info
         camera.statistics.uncalibrated = is_uncalibrated(info, camera.rectified)
         if camera.statistics.uncalibrated:
@@ -327,30 +430,40 @@ class PerceptionNode(Node):
 
     # ----- diagnostics -----
     def _publish_diagnostics(self) -> None:
+        """The model's status in every state (its message names the lifecycle state unless active),
+        and each camera's while active."""
         model = self.settings.model
-        level = DiagnosticStatus.WARN if model.uses_random_weights else DiagnosticStatus.OK
+        graphs = self.pipeline.graphs.values() if self.pipeline is not None else ()
+        if self._state != "active":
+            level, message = DiagnosticStatus.OK, f"{self._state}: no inference (a lifecycle manager activates it)"
+            if self.configure_error is not None:
+                level, message = DiagnosticStatus.ERROR, f"configure failed: {self.configure_error}"
+        elif model.uses_random_weights:
+            level, message = DiagnosticStatus.WARN, "RANDOM WEIGHTS (demo/tests only)"
+        else:
+            level, message = DiagnosticStatus.OK, "ok"
         node_status = DiagnosticStatus(
             level=level,
             name=f"{self.get_name()}: model",
-            message="RANDOM WEIGHTS (demo/tests only)" if model.uses_random_weights else "ok",
+            message=message,
             hardware_id=model.backend,
             values=[
+                KeyValue(key="lifecycle state", value=self._state),
                 KeyValue(key="model", value=model.describe()),
-                KeyValue(key="graphs", value=", ".join(spec.key for spec in self.pipeline.graphs.values())),
+                KeyValue(key="graphs", value=", ".join(spec.key for spec in graphs)),
             ],
         )
         array = DiagnosticArray(status=[node_status])
         array.header.stamp = self.get_clock().now().to_msg()
-        array.status += [camera.status(self.get_name()) for camera in self.cameras.values()]
+        if self._state == "active":
+            array.status += [camera.status(self.get_name()) for camera in self.cameras.values()]
         self._diagnostics.publish(array)
 
     def destroy_node(self) -> None:
-        self._stop.set()
-        self._wake.set()
-        if self._worker.is_alive():
-            self._worker.join(timeout=10.0)
-        self.pipeline.close()
-        stop_forwarding(self._log_handler)
+        self._release()
+        if self._log_handler is not None:
+            stop_forwarding(self._log_handler)
+            self._log_handler = None
         super().destroy_node()
 
 
@@ -371,8 +484,33 @@ def _checked(category: str, convert, *args):
         raise _Rejected(category, str(error), getattr(error, "problem", "")) from error
 
 
+def bring_up(node: PerceptionNode) -> None:
+    """Configure and activate `node`, what the executable does with autostart (the default).
+
+    Raises the error that refused the configuration (a ValueError says what to change), or
+    RuntimeError when activation fails.
+    """
+    if node.trigger_configure() != TransitionCallbackReturn.SUCCESS:
+        raise node.configure_error or RuntimeError("configuring perception_node failed: see its log")
+    if node.trigger_activate() != TransitionCallbackReturn.SUCCESS:
+        raise RuntimeError("activating perception_node failed: see its log")
+
+
+def _started_node() -> PerceptionNode:
+    node = PerceptionNode()
+    if node.settings.autostart:
+        try:
+            bring_up(node)
+        except BaseException:
+            node.destroy_node()
+            raise
+    else:
+        node.get_logger().info("autostart is false: unconfigured, waiting for a lifecycle manager")
+    return node
+
+
 def main(args: list[str] | None = None) -> int:
-    return spin_node(PerceptionNode, NODE_NAME, args)
+    return spin_node(_started_node, NODE_NAME, args)
 
 
 if __name__ == "__main__":

@@ -142,6 +142,18 @@ class GraphSource:
             return [path, self._int8_graph(self.spec_for(height, width), path)]
         return [path]
 
+    def needs_export(self, height: int, width: int) -> bool:
+        """Whether opening the backend for `height` x `width` frames would first write a graph to the
+        store (an export, which needs torch, or ONNX Runtime's int8 copy). False when the store holds
+        them, and for the torch backend, which runs its graph unstored."""
+        if self.settings.backend == "torch":
+            return False
+        spec = self.spec_for(height, width)
+        if self._find(spec, "fp32") is None:
+            return True
+        int8 = self.settings.backend == "onnxruntime" and self.settings.backend_precision == "int8"
+        return int8 and self._find(spec, "int8") is None
+
     def class_names(self) -> tuple[str, ...]:
         """A trained head's class names by id: from a stored graph of this head (no torch), else its checkpoint."""
         for path, spec, _ in self.store.graphs():

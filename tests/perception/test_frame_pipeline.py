@@ -3,6 +3,9 @@ the real linear depth head and exemplar head, exported once per camera size."""
 
 from __future__ import annotations
 
+import threading
+import time
+
 import numpy as np
 import pytest
 import torch
@@ -259,3 +262,31 @@ def test_a_non_finite_detection_row_is_dropped_and_the_rest_of_the_frame_kept(gr
     assert len(overflowed.detections) == len(clean.detections) - 1
     assert all(np.isfinite(d.box).all() for d in overflowed.detections)
     np.testing.assert_array_equal(np.isnan(overflowed.depth), np.isnan(clean.depth))
+
+
+def test_frames_of_open_sizes_run_while_another_size_is_being_opened(backends):
+    """Opening a graph may export for minutes: `process` of the sizes already open never waits for it."""
+    open_backend, _ = backends
+    exporting, release = threading.Event(), threading.Event()
+
+    def slow_for_the_second_size(height: int, width: int):
+        if (height, width) == SIZES[1]:
+            exporting.set()
+            assert release.wait(timeout=30.0), "the test never released the export"
+        return open_backend(height, width)
+
+    pipeline = FramePipeline(slow_for_the_second_size, PrototypeStore("tiny", (INPUT, INPUT), DIM), max_classes=4)
+    pipeline.open_graph(*SIZES[0])
+    opening = threading.Thread(target=pipeline.open_graph, args=SIZES[1])
+    opening.start()
+    try:
+        assert exporting.wait(timeout=10.0)
+        frame, _ = scene_frame("front", SIZES[0])
+        start = time.perf_counter()
+        results = [pipeline.process([frame]) for _ in range(5)]
+        assert time.perf_counter() - start < 5.0 and all(len(r) == 1 for r in results)
+        assert set(pipeline.graphs) == {SIZES[0]}, "the second size is not open until its opener returns"
+    finally:
+        release.set()
+        opening.join(timeout=30.0)
+    assert set(pipeline.graphs) == set(SIZES)

@@ -208,3 +208,16 @@ def test_a_camera_that_stopped_publishing_is_not_waited_for():
     silent = _slot_with_image(None, last_ns=1000 * MS)  # nothing for 4 s
     never = slot()
     assert batch_start_delay([front, silent, never], 4990 * MS, 5001 * MS, policy) == 0
+
+
+def test_clearing_forgets_the_waiting_image_and_its_partners_but_keeps_the_counts():
+    """What deactivation does: no frame from before it is processed after the next activation."""
+    s = slot()
+    s.put_image(1, "image1", received_ns=0)
+    s.put_image(2, "image2", received_ns=1)
+    s.put_camera_info(3, "info3")
+    s.clear()
+    assert s.take(now_ns=10**12) is None and s.image_received_ns is None and s.last_image_received_ns is None
+    s.put_image(3, "image3", received_ns=2)
+    assert s.take(now_ns=3) is None, "the camera_info from before the clear is gone"
+    assert s.dropped == 1

@@ -42,6 +42,17 @@ def test_perception_launch_offers_the_issue_arguments_and_maps_them_to_real_para
     assert set(mapping.values()) <= set(NODE_PARAMETERS)
 
 
+def test_perception_launch_can_leave_the_node_to_a_lifecycle_manager():
+    """autostart:=false reaches the node's autostart parameter as a bool; the default brings it up."""
+    path = LAUNCH / "perception.launch.py"
+    assert _argument_defaults(path)["autostart"] == "true"
+    assert NODE_PARAMETERS["autostart"].default is True
+    source = ast.unparse(
+        next(f for f in ast.parse(path.read_text()).body if getattr(f, "name", "") == "_perception_node")
+    )
+    assert "overrides['autostart'] = value('autostart').lower() in ('true', '1')" in source
+
+
 def test_launch_files_start_the_packaged_executables():
     setup = (REPO / "setup.py").read_text()
     for path in LAUNCH.glob("*.launch.py"):

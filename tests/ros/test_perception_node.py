@@ -16,7 +16,7 @@ from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CompressedImage, Image
 from vision_msgs.msg import Detection2DArray, LabelInfo
 
-from dinov2_ros.ros.perception_node import PerceptionNode
+from dinov2_ros.ros.perception_node import PerceptionNode, bring_up
 
 SECOND = 1_000_000_000
 
@@ -24,7 +24,13 @@ SECOND = 1_000_000_000
 def start_node(context, graph_dir, namespace: str, **overrides) -> PerceptionNode:
     values = model_parameters(graph_dir) | {"warnings.throttle_s": 0.0, "diagnostics.period_s": 0.2} | overrides
     parameters = [Parameter(name, value=value) for name, value in values.items()]
-    return PerceptionNode(context=context, namespace=namespace, parameter_overrides=parameters)
+    node = PerceptionNode(context=context, namespace=namespace, parameter_overrides=parameters)
+    try:
+        bring_up(node)  # configure and activate, as the executable does with autostart
+    except BaseException:
+        node.destroy_node()
+        raise
+    return node
 
 
 @pytest.fixture

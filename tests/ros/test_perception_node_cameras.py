@@ -16,7 +16,7 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image
 from vision_msgs.msg import Detection2DArray, Detection3DArray
 
-from dinov2_ros.ros.perception_node import PerceptionNode
+from dinov2_ros.ros.perception_node import PerceptionNode, bring_up
 
 SECOND = 1_000_000_000
 
@@ -24,7 +24,13 @@ SECOND = 1_000_000_000
 def start_node(context, graph_dir, namespace: str, **overrides) -> PerceptionNode:
     values = model_parameters(graph_dir) | {"diagnostics.period_s": 0.2} | overrides
     parameters = [Parameter(name, value=value) for name, value in values.items()]
-    return PerceptionNode(context=context, namespace=namespace, parameter_overrides=parameters)
+    node = PerceptionNode(context=context, namespace=namespace, parameter_overrides=parameters)
+    try:
+        bring_up(node)  # configure and activate, as the executable does with autostart
+    except BaseException:
+        node.destroy_node()
+        raise
+    return node
 
 
 @pytest.fixture
@@ -51,7 +57,9 @@ def stall_first_batch(node: PerceptionNode, seconds: float) -> None:
 def test_no_good_frame_is_lost_to_pairing_when_camera_info_comes_20_ms_late_after_a_2_s_stall(
     context, graph_dir, harness
 ):
-    node = start_node(context, graph_dir, "late_info", **{"pairing.timeout_s": 0.15, "qos.reliable": True})
+    # the size configured: its graph is open before the first frame, so no frame waits for it
+    overrides = {"pairing.timeout_s": 0.15, "qos.reliable": True, "camera.width": 160, "camera.height": 120}
+    node = start_node(context, graph_dir, "late_info", **overrides)
     harness.add_node(node)
     stall_first_batch(node, 2.0)
     camera = SceneCamera(160, 120)

@@ -16,7 +16,7 @@ from rclpy.parameter import Parameter
 from sensor_msgs.msg import CameraInfo, Image
 from vision_msgs.msg import Detection2DArray
 
-from dinov2_ros.ros.perception_node import PerceptionNode
+from dinov2_ros.ros.perception_node import PerceptionNode, bring_up
 
 SECOND = 1_000_000_000
 CALL = re.compile(r'ros2 service call (\S+) (\S+) "(.*?)"', re.S)
@@ -68,6 +68,7 @@ def test_the_readme_service_calls_work_as_written(context, graph_dir, harness):
     node = PerceptionNode(
         context=context, parameter_overrides=[Parameter(name, value=value) for name, value in values.items()]
     )
+    bring_up(node)
     harness.add_node(node)
     camera = SceneCamera(640, 480)
     image_pub, info_pub = harness.publisher(Image, "/image"), harness.publisher(CameraInfo, "/camera_info")

@@ -1,0 +1,52 @@
+"""Exporting a graph in a process of its own, so the node's cameras keep running meanwhile.
+
+An export traces the model with torch for 14-35 s (vits14 here) and holds the interpreter's lock for
+much of it; in the node's process it would slow every camera's inference, and its 0.7-2 GB of memory
+would stay with the node. `dinov2-ros export` in a child process at low CPU priority writes the graph
+where the node looks (the same settings, the same artifact store), and then exits, freeing its memory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+
+from dinov2_ros.runtime.graph_source import GraphSource
+from dinov2_ros.runtime.model_settings import MODEL_SETTINGS
+
+# the child's CPU priority (nice): the cameras' inference comes first
+EXPORT_NICENESS = 10
+
+
+def export_command(source: GraphSource, height: int, width: int) -> list[str]:
+    """The `dinov2-ros export` command line for `source`'s settings and `height` x `width` frames (pixels)."""
+    command = [sys.executable, "-m", "dinov2_ros.cli", "export", "--camera", f"{width}x{height}"]
+    for setting in MODEL_SETTINGS.values():
+        command += [setting.flag, str(getattr(source.settings, setting.field))]
+    return command
+
+
+def export_in_subprocess(source: GraphSource, height: int, width: int) -> bool:
+    """Write the stored graph for `height` x `width` frames in a child process when the store lacks it.
+
+    True when it exported, False when nothing was missing. RuntimeError with the exporter's last log
+    lines when it fails (e.g. no torch on this machine: export on a workstation and copy model.graph_dir).
+    """
+    if not source.needs_export(height, width):
+        return False
+    process = subprocess.Popen(
+        export_command(source, height, width), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    with contextlib.suppress(OSError, AttributeError):  # not Linux, or the child has already exited
+        os.setpriority(os.PRIO_PROCESS, process.pid, EXPORT_NICENESS)
+    output, _ = process.communicate()
+    if process.returncode != 0:
+        tail = " | ".join(line for line in output.strip().splitlines()[-4:] if line.strip())
+        raise RuntimeError(
+            f"exporting the graph for {width}x{height} frames failed (`dinov2-ros export` exit {process.returncode}): "
+            f"{tail}; run `dinov2-ros export --params-file <the node's parameter file> --camera {width}x{height}` "
+            "to see the whole error"
+        )
+    return True

@@ -1,0 +1,30 @@
+"""The node exports a missing graph in a child process (`dinov2-ros export`) with its own settings."""
+
+from __future__ import annotations
+
+import pytest
+from node_harness import model_parameters, settings_for
+
+from dinov2_ros.cli import build_parser
+from dinov2_ros.cli.model_options import settings_from_args
+from dinov2_ros.ros.graph_export import export_command, export_in_subprocess
+from dinov2_ros.runtime.graph_source import GraphSource
+
+
+def test_the_export_command_carries_every_setting_of_the_node(graph_dir):
+    source = GraphSource(settings_for(model_parameters(graph_dir)))
+    command = export_command(source, 120, 160)
+    assert command[1:6] == ["-m", "dinov2_ros.cli", "export", "--camera", "160x120"]
+    args = build_parser().parse_args(command[3:])
+    assert settings_from_args(args) == source.settings
+    assert args.camera == [(120, 160)]
+
+
+def test_a_stored_graph_needs_no_export_and_a_failed_export_says_what_to_run(graph_dir):
+    source = GraphSource(settings_for(model_parameters(graph_dir)))
+    assert not source.needs_export(120, 160)
+    assert not export_in_subprocess(source, 120, 160), "nothing to do: no child process"
+    assert source.needs_export(150, 200)
+    # the tiny test encoder is no released variant, so the real exporter refuses it
+    with pytest.raises(RuntimeError, match=r"exporting the graph for 200x150 frames failed .*--camera 200x150"):
+        export_in_subprocess(source, 150, 200)

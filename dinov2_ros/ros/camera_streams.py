@@ -5,7 +5,8 @@ Topic names are relative, so namespaces and remapping apply. With one camera the
 (`front/image`, `front/dinov2/objects`, ...). Every output image has its CameraInfo beside it, as
 image_transport's CameraPublisher names them (`<ns>/image` and `<ns>/camera_info`), so image_pipeline
 and RViz's Camera and DepthCloud displays pair them: `dinov2/depth/image` with
-`dinov2/depth/camera_info`, `dinov2/debug/image` with `dinov2/debug/camera_info`.
+`dinov2/depth/camera_info`, `dinov2/debug/image` with `dinov2/debug/camera_info`,
+`dinov2/instances/image` with `dinov2/instances/camera_info`.
 """
 
 from __future__ import annotations
@@ -96,8 +97,12 @@ class CameraStreams:
         # the picture is pixel-aligned with the camera image, so the input's CameraInfo describes it
         self.debug_image = publish(Image, out + "debug/image", OUTPUT_QOS)
         self.debug_info = publish(CameraInfo, out + "debug/camera_info", OUTPUT_QOS)
+        # instance labels: 0 background, else the detection's id in objects_2d and objects
+        self.instances = publish(Image, out + "instances/image", OUTPUT_QOS)
+        self.instances_info = publish(CameraInfo, out + "instances/camera_info", OUTPUT_QOS)
         self._publishers = [self.objects, self.objects_2d, self.label_info, self.depth, self.depth_info]
         self._publishers += [self.points, self.markers, self.debug_image, self.debug_info]
+        self._publishers += [self.instances, self.instances_info]
 
     def subscribe(self) -> None:
         """Subscribe to the camera's topics (the node's activation)."""

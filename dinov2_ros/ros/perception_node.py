@@ -392,6 +392,10 @@ class PerceptionNode(LifecycleNode):
             camera.depth_info.publish(info)
         if camera.debug_info.get_subscription_count():
             camera.debug_info.publish(messages.camera_info_for_output(taken.camera_info, header))
+        if camera.instances.get_subscription_count() or camera.instances_info.get_subscription_count():
+            instances, info = messages.to_instances_messages(result, header, taken.camera_info)
+            camera.instances.publish(instances)
+            camera.instances_info.publish(info)
         wants_points = self._options["output.points"] and camera.points.get_subscription_count()
         if wants_points and result.depth is not None and result.frame.camera_model is not None:
             points = depth_points(result, self._options["output.points_stride"])

@@ -325,7 +325,7 @@ def test_every_output_image_has_its_camera_info_beside_it(context, graph_dir, ca
     finally:
         node.destroy_node()
     images = [topic for topic, types in published.items() if "sensor_msgs/msg/Image" in types]
-    assert len(images) == 2 * len(cameras)  # depth and debug per camera
+    assert len(images) == 3 * len(cameras)  # depth, debug and instances per camera
     for topic in images:
         namespace, _, leaf = topic.rpartition("/")
         assert leaf == "image", f"{topic}: an image topic is named <ns>/image"

@@ -104,6 +104,8 @@ def test_message_contract_across_processes(node_process, context):
     depth_info = harness.record(CameraInfo, topic + "depth/camera_info")
     markers = harness.record(MarkerArray, topic + "markers")
     debug = harness.record(Image, topic + "debug/image")
+    instances = harness.record(Image, topic + "instances/image")
+    instances_info = harness.record(CameraInfo, topic + "instances/camera_info")
     sent: dict[int, tuple] = {}
     stamp = [0]
 
@@ -123,11 +125,13 @@ def test_message_contract_across_processes(node_process, context):
         assert frames_until(lambda: len(objects_2d) >= 1), "no output from the node process"
         teach(harness, camera.scene.boxes[0])
         shown = len(objects)
-        assert frames_until(lambda: any(len(m.detections) for m in objects[shown:]) and debug and markers)
+        assert frames_until(
+            lambda: any(len(m.detections) for m in objects[shown:]) and debug and markers and instances_info
+        )
         harness.spin_for(0.5)  # the other outputs of the same frame
 
         # headers: the input image's stamp and optical frame on every per-frame output
-        for msg in [*objects, *objects_2d, *depth, *depth_info, *markers[-1].markers, *debug]:
+        for msg in [*objects, *objects_2d, *depth, *depth_info, *markers[-1].markers, *debug, *instances]:
             assert msg.header.frame_id == camera.frame_id
             assert stamp_of(msg) in sent
         latest = next(m for m in reversed(objects) if m.detections)
@@ -151,13 +155,28 @@ def test_message_contract_across_processes(node_process, context):
             assert hypothesis.class_id == "0" and 0.5 <= hypothesis.score <= 1.0
             p, s = detection.bbox.center.position, detection.bbox.size
             assert all(math.isfinite(v) for v in (p.x, p.y, p.z, s.x, s.y, s.z)) and p.z > 0
-            assert s.x > 0 and s.y > 0 and s.z >= 0 and detection.bbox.center.orientation.w == 1.0
+            q = detection.bbox.center.orientation
+            assert s.x > 0 and s.y > 0 and s.z >= 0 and math.isclose(math.hypot(q.x, q.y, q.z, q.w), 1.0)
         match_2d = next(m for m in objects_2d if stamp_of(m) == stamp_of(latest))
         for detection in match_2d.detections:
             box = detection.bbox
             assert box.center.position.x - box.size_x / 2 >= 0 and box.center.position.x + box.size_x / 2 <= 160
             assert box.center.position.y - box.size_y / 2 >= 0 and box.center.position.y + box.size_y / 2 <= 120
             assert detection.results[0].hypothesis.class_id == "0"
+
+        # instances: 16UC1 labels at camera resolution, each the id of a detection of that frame whose
+        # box holds the pixel, 0 elsewhere; its CameraInfo beside it
+        frame_2d = {stamp_of(m): m for m in objects_2d}
+        labelled = next(m for m in reversed(instances) if stamp_of(m) in frame_2d and frame_2d[stamp_of(m)].detections)
+        assert (labelled.encoding, labelled.width, labelled.height) == ("16UC1", 160, 120)
+        label_map = np.frombuffer(labelled.data, np.uint16).reshape(120, 160)
+        boxes = {int(d.id): d.bbox for d in frame_2d[stamp_of(labelled)].detections}
+        assert set(np.unique(label_map)) - {0} <= set(boxes) and (label_map > 0).any()
+        for label, box in boxes.items():
+            rows, cols = np.nonzero(label_map == label)
+            assert np.all(np.abs(cols + 0.5 - box.center.position.x) <= box.size_x / 2 + 0.5)
+            assert np.all(np.abs(rows + 0.5 - box.center.position.y) <= box.size_y / 2 + 0.5)
+        assert (instances_info[-1].width, instances_info[-1].height) == (160, 120)
 
         # markers and debug image (published only while subscribed)
         kinds = [m.type for m in markers[-1].markers]

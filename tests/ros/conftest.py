@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import rclpy
-from node_harness import export_tiny_graphs
+from node_harness import Harness, export_tiny_graphs
 
 # camera sizes (height, width) the node tests use, per tiny encoder
 GRAPH_SIZES = {"tiny": [(120, 160), (96, 128)], "slow": [(480, 640)]}
@@ -24,3 +24,11 @@ def context():
     rclpy.init(context=ctx)
     yield ctx
     ctx.try_shutdown()
+
+
+@pytest.fixture
+def harness(context):
+    """A test node on its own executor (node_harness.Harness), closed after the test."""
+    harness = Harness(context)
+    yield harness
+    harness.close()

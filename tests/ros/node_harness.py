@@ -20,6 +20,7 @@ import rclpy
 import torch
 import yaml
 from rclpy.executors import SingleThreadedExecutor
+from rclpy.parameter import Parameter
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from std_msgs.msg import Header
 
@@ -178,6 +179,22 @@ class Harness:
     def close(self) -> None:
         self.executor.shutdown()
         self.node.destroy_node()
+
+
+def start_node(context, graph_dir: Path, namespace: str = "", encoder: str = "tiny", **overrides):
+    """perception_node in this process on the session's graphs of `encoder`, with `overrides`,
+    configured and active as the executable brings itself up (autostart); destroyed if that fails."""
+    from dinov2_ros.ros.perception_node import PerceptionNode, bring_up
+
+    values = model_parameters(graph_dir, encoder) | overrides
+    parameters = [Parameter(name, value=value) for name, value in values.items()]
+    node = PerceptionNode(context=context, namespace=namespace, parameter_overrides=parameters)
+    try:
+        bring_up(node)
+    except BaseException:
+        node.destroy_node()
+        raise
+    return node
 
 
 def start_node_process(arguments: list[str], log_path: Path, python_path: tuple[Path, ...] = ()) -> subprocess.Popen:

@@ -8,7 +8,8 @@ import cv2
 import numpy as np
 import pytest
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
-from node_harness import Harness, SceneCamera, export_tiny_center_graph, model_parameters, stamp_of
+from node_harness import SceneCamera, export_tiny_center_graph, stamp_of
+from node_harness import start_node as start_tiny_node
 from rcl_interfaces.msg import Parameter as ParameterMsg
 from rcl_interfaces.srv import ListParameters, SetParameters
 from rclpy.parameter import Parameter
@@ -16,28 +17,15 @@ from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CompressedImage, Image
 from vision_msgs.msg import Detection2DArray, LabelInfo
 
-from dinov2_ros.ros.perception_node import PerceptionNode, bring_up
+from dinov2_ros.ros.perception_node import PerceptionNode
 
 SECOND = 1_000_000_000
 
 
 def start_node(context, graph_dir, namespace: str, **overrides) -> PerceptionNode:
-    values = model_parameters(graph_dir) | {"warnings.throttle_s": 0.0, "diagnostics.period_s": 0.2} | overrides
-    parameters = [Parameter(name, value=value) for name, value in values.items()]
-    node = PerceptionNode(context=context, namespace=namespace, parameter_overrides=parameters)
-    try:
-        bring_up(node)  # configure and activate, as the executable does with autostart
-    except BaseException:
-        node.destroy_node()
-        raise
-    return node
-
-
-@pytest.fixture
-def harness(context):
-    harness = Harness(context)
-    yield harness
-    harness.close()
+    return start_tiny_node(
+        context, graph_dir, namespace, **({"warnings.throttle_s": 0.0, "diagnostics.period_s": 0.2} | overrides)
+    )
 
 
 def test_two_cameras_of_different_resolutions_in_one_node(context, graph_dir, harness):

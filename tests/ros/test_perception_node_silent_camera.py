@@ -4,20 +4,14 @@ the sender's Fast DDS shared-memory segment vanishes without a log) from one wit
 from __future__ import annotations
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
-from node_harness import Harness, model_parameters
-from rclpy.parameter import Parameter
+from node_harness import Harness
+from node_harness import start_node as start_tiny_node
 from sensor_msgs.msg import Image
-
-from dinov2_ros.ros.perception_node import PerceptionNode, bring_up
 
 
 def test_a_publisher_that_sends_no_frame_is_named_with_the_likely_cause_and_fix(context, graph_dir):
     harness = Harness(context)
-    values = model_parameters(graph_dir) | {"cameras": ["front", "side"], "diagnostics.period_s": 0.2}
-    node = PerceptionNode(
-        context=context, namespace="silent", parameter_overrides=[Parameter(n, value=v) for n, v in values.items()]
-    )
-    bring_up(node)
+    node = start_tiny_node(context, graph_dir, "silent", cameras=["front", "side"], **{"diagnostics.period_s": 0.2})
     harness.add_node(node)
     harness.publisher(Image, "/silent/front/image")  # a real publisher that never publishes; side has none
     diagnostics = harness.record(DiagnosticArray, "/diagnostics")

@@ -5,14 +5,13 @@ of their own. Real DDS, the tiny graphs of node_harness; the other camera's outp
 from __future__ import annotations
 
 import numpy as np
-import pytest
-from node_harness import Harness, SceneCamera, model_parameters
-from rclpy.parameter import Parameter
+from node_harness import Harness, SceneCamera
+from node_harness import start_node as start_tiny_node
 from sensor_msgs.msg import CameraInfo, Image
 from vision_msgs.msg import Detection2DArray
 
 from dinov2_ros.ros.image_conversion import array_to_image
-from dinov2_ros.ros.perception_node import PerceptionNode, bring_up
+from dinov2_ros.ros.perception_node import PerceptionNode
 from dinov2_ros.ros.synthetic_camera_node import camera_info_for
 
 SECOND = 1_000_000_000
@@ -33,13 +32,9 @@ class BlankCamera(SceneCamera):
 
 
 def start_node(context, namespace: str, graph_dir, **overrides) -> PerceptionNode:
-    values = model_parameters(graph_dir) | {"warnings.throttle_s": 0.0, "qos.reliable": True}
+    values = {"warnings.throttle_s": 0.0, "qos.reliable": True}
     values |= {"cameras": ["front", "side"], "side.width": 128, "side.height": 96} | overrides
-    node = PerceptionNode(
-        context=context, namespace=namespace, parameter_overrides=[Parameter(n, value=v) for n, v in values.items()]
-    )
-    bring_up(node)
-    return node
+    return start_tiny_node(context, graph_dir, namespace, **values)
 
 
 class TwoCameras:
@@ -73,13 +68,6 @@ class TwoCameras:
                 self.publishers[name][0].publish(image)
             self.harness.spin_for(PERIOD_S)
         return (len(self.outputs["side"]) - before) / seconds
-
-
-@pytest.fixture
-def harness(context):
-    harness = Harness(context)
-    yield harness
-    harness.close()
 
 
 def test_frames_of_another_size_are_refused_and_the_other_camera_keeps_its_rate(context, graph_dir, harness, capfd):

@@ -9,14 +9,11 @@ from __future__ import annotations
 import importlib
 import re
 
-import pytest
 import yaml
-from node_harness import REPO, Harness, SceneCamera, model_parameters
-from rclpy.parameter import Parameter
+from node_harness import REPO, SceneCamera
+from node_harness import start_node as start_tiny_node
 from sensor_msgs.msg import CameraInfo, Image
 from vision_msgs.msg import Detection2DArray
-
-from dinov2_ros.ros.perception_node import PerceptionNode, bring_up
 
 SECOND = 1_000_000_000
 CALL = re.compile(r'ros2 service call (\S+) (\S+) "(.*?)"', re.S)
@@ -56,19 +53,8 @@ def test_the_readme_has_an_example_for_each_service():
     }
 
 
-@pytest.fixture
-def harness(context):
-    harness = Harness(context)
-    yield harness
-    harness.close()
-
-
 def test_the_readme_service_calls_work_as_written(context, graph_dir, harness):
-    values = model_parameters(graph_dir, "slow")  # 640x480, where the README's box lies
-    node = PerceptionNode(
-        context=context, parameter_overrides=[Parameter(name, value=value) for name, value in values.items()]
-    )
-    bring_up(node)
+    node = start_tiny_node(context, graph_dir, encoder="slow")  # 640x480, where the README's box lies
     harness.add_node(node)
     camera = SceneCamera(640, 480)
     image_pub, info_pub = harness.publisher(Image, "/image"), harness.publisher(CameraInfo, "/camera_info")

@@ -100,28 +100,36 @@ class ArtifactStore:
         """
         skipped: list[tuple[Path, str]] = []
         found = None
-        for path in sorted(self.directory.glob("*.onnx")) if self.directory.is_dir() else ():
-            try:
-                stored, metadata = load_graph_metadata(path)
-                stored_provenance = Provenance.from_json(metadata.get(PROVENANCE_KEY, "{}"))
-            except ValueError as error:  # ForeignGraphError is a ValueError
-                skipped.append((path, str(error)))
-                continue
-            reasons = spec.differences(stored) + provenance.differences(stored_provenance)
-            if metadata.get(PRECISION_KEY) != precision:
-                reasons.append(f"precision {metadata.get(PRECISION_KEY)!r} -> {precision!r}")
+        for path, stored, metadata, error in self._entries():
+            reasons = [error] if error else mismatches(stored, metadata, spec, provenance, precision)
             if reasons:
-                skipped.append((path, "it was made for other settings: " + "; ".join(reasons)))
+                skipped.append((path, reasons[0] if error else "it was made for other settings: " + "; ".join(reasons)))
             elif found is None:
                 found = path
         return found, skipped
 
     def graphs(self) -> list[tuple[Path, GraphSpec, dict[str, str]]]:
         """Every readable dinov2_ros graph in the store with its spec and metadata."""
-        graphs = []
+        return [(path, spec, metadata) for path, spec, metadata, error in self._entries() if not error]
+
+    def _entries(self):
+        """(path, spec, metadata, "") of each `*.onnx` file, or (path, None, None, why it is unreadable)."""
         for path in sorted(self.directory.glob("*.onnx")) if self.directory.is_dir() else ():
             try:
-                graphs.append((path, *load_graph_metadata(path)))
-            except ValueError:
-                continue
-        return graphs
+                yield (path, *load_graph_metadata(path), "")
+            except ValueError as error:  # ForeignGraphError is a ValueError
+                yield path, None, None, str(error)
+
+
+def mismatches(
+    stored: GraphSpec, metadata: dict[str, str], spec: GraphSpec, provenance: Provenance, precision: str = "fp32"
+) -> list[str]:
+    """Why a stored graph (its spec and metadata) is not the one for `spec`, `provenance`, `precision`; [] if it is."""
+    try:
+        stored_provenance = Provenance.from_json(metadata.get(PROVENANCE_KEY, "{}"))
+    except ValueError as error:
+        return [str(error)]
+    reasons = spec.differences(stored) + provenance.differences(stored_provenance)
+    if metadata.get(PRECISION_KEY) != precision:
+        reasons.append(f"precision {metadata.get(PRECISION_KEY)!r} -> {precision!r}")
+    return reasons

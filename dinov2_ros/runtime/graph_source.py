@@ -14,7 +14,7 @@ from pathlib import Path
 
 from dinov2_ros import __version__
 from dinov2_ros.model.content_identity import weights_identity
-from dinov2_ros.runtime.artifact_store import UNVERIFIED, ArtifactStore, Provenance
+from dinov2_ros.runtime.artifact_store import UNVERIFIED, ArtifactStore, Provenance, mismatches
 from dinov2_ros.runtime.backend import Backend
 from dinov2_ros.runtime.graph_spec import GraphSpec
 from dinov2_ros.runtime.model_settings import ModelSettings
@@ -65,6 +65,7 @@ class GraphSource:
         self.settings = settings
         self.store = ArtifactStore(settings.graph_dir)
         self.provenance = provenance_of(settings)
+        self._embed_dim: int | None = None
         for name in self.provenance.unverified:
             LOG.warning(
                 "the %s weights %s are not on this machine: a stored graph exported from that path is used "
@@ -76,8 +77,14 @@ class GraphSource:
     def embed_dim(self) -> int:
         """The encoder width: from a stored graph of this variant, else from the model's variant table.
 
-        Stored graphs come first so that running them never imports torch.
+        Stored graphs come first so that running them never imports torch. Found once: a variant's
+        width does not change, and every spec_for would otherwise re-read the store.
         """
+        if self._embed_dim is None:
+            self._embed_dim = self._find_embed_dim()
+        return self._embed_dim
+
+    def _find_embed_dim(self) -> int:
         for _, spec, _ in self.store.graphs():
             if spec.variant == self.settings.variant:
                 return spec.embed_dim
@@ -156,9 +163,9 @@ class GraphSource:
 
     def class_names(self) -> tuple[str, ...]:
         """A trained head's class names by id: from a stored graph of this head (no torch), else its checkpoint."""
-        for path, spec, _ in self.store.graphs():
-            probe = self.settings.spec_for(spec.camera_height, spec.camera_width, spec.embed_dim)
-            if spec == probe and self.store.find(spec, self.provenance)[0] == path:
+        for path, spec, metadata in self.store.graphs():
+            wanted = self.settings.spec_for(spec.camera_height, spec.camera_width, spec.embed_dim)
+            if not mismatches(spec, metadata, wanted, self.provenance):
                 names = graph_class_names(path)
                 if names is not None:
                     return names

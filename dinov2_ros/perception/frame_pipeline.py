@@ -79,6 +79,7 @@ class Detection:
     orientation: tuple[float, float, float, float] = IDENTITY_ORIENTATION_XYZW  # x, y, z, w
     no_pose_reason: str = ""
     axis_aligned_reason: str = ""  # why a posed detection has no oriented box (identity orientation)
+    track_id: int = 0  # per-camera track id (object_tracking.py), 0 when not tracked
 
 
 @dataclass(frozen=True)

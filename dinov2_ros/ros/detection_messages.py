@@ -60,7 +60,9 @@ def to_detection3d_array(result: FrameResult, header: Header) -> Detection3DArra
         hypothesis.pose.pose = _pose(detection)
         sx, sy, sz = (float(v) for v in detection.size)
         bbox = BoundingBox3D(center=hypothesis.pose.pose, size=Vector3(x=sx, y=sy, z=sz))
-        array.detections.append(Detection3D(header=header, results=[hypothesis], bbox=bbox, id=detection_id(index)))
+        array.detections.append(
+            Detection3D(header=header, results=[hypothesis], bbox=bbox, id=detection_id(detection, index))
+        )
     return array
 
 
@@ -78,7 +80,7 @@ def to_detection2d_array(result: FrameResult, header: Header) -> Detection2DArra
     for index, detection in enumerate(result.detections):
         bbox = bounding_box_2d(*(float(v) for v in detection.box))
         array.detections.append(
-            Detection2D(header=header, results=[_hypothesis(detection)], bbox=bbox, id=detection_id(index))
+            Detection2D(header=header, results=[_hypothesis(detection)], bbox=bbox, id=detection_id(detection, index))
         )
     return array
 
@@ -107,34 +109,41 @@ def camera_info_for_output(camera_info: CameraInfo, header: Header) -> CameraInf
     )
 
 
-def detection_id(index: int) -> str:
-    """`id` of the frame's `index`-th detection in objects_2d and objects: 1, 2, ... so that the
-    instances image can use it as the label and keep 0 for background."""
-    return str(index + 1)
+def detection_number(detection: Detection, index: int) -> int:
+    """The detection's id as a number: its track id, or (tracking off) 1, 2, ... by `index` in the
+    frame; never 0, which the instances image keeps for background."""
+    return detection.track_id or index + 1
+
+
+def detection_id(detection: Detection, index: int) -> str:
+    """`id` of the detection in objects_2d and objects (and its label in the instances image)."""
+    return str(detection_number(detection, index))
 
 
 def instance_labels(result: FrameResult) -> np.ndarray:
-    """(H, W) uint16 labels at camera resolution: 0 background, else the `detection_id` of the detection
-    the pixel belongs to; where masks overlap, the higher score wins. A detection without a mask
+    """(H, W) int32 labels at camera resolution: 0 background, else the `detection_id` of the detection
+    the pixel belongs to (int32, so a label equals a track id however long the run: 16 bits would wrap
+    after 65,535 parts); where masks overlap, the higher score wins. A detection without a mask
     covers its box. Masks come from the patch grid (14 model-input pixels) upsampled bilinearly, so
     their edges are as coarse as a patch at camera scale."""
     height, width = result.frame.size
-    labels = np.zeros((height, width), np.uint16)
+    labels = np.zeros((height, width), np.int32)
     order = sorted(range(len(result.detections)), key=lambda i: result.detections[i].score)
     for index in order:  # lowest score first: higher scores paint over it
         detection = result.detections[index]
+        label = detection_number(detection, index)
         if detection.mask is not None:
-            labels[detection.mask] = index + 1
+            labels[detection.mask] = label
         else:
             x1, y1, x2, y2 = (round(float(v)) for v in detection.box)
-            labels[max(0, y1) : y2, max(0, x1) : x2] = index + 1
+            labels[max(0, y1) : y2, max(0, x1) : x2] = label
     return labels
 
 
 def to_instances_messages(result: FrameResult, header: Header, camera_info: CameraInfo) -> tuple[Image, CameraInfo]:
-    """Instance label image (16UC1, `instance_labels`) and its CameraInfo, published as siblings
+    """Instance label image (32SC1, `instance_labels`) and its CameraInfo, published as siblings
     `dinov2/instances/image` and `dinov2/instances/camera_info`."""
-    return array_to_image(instance_labels(result), "16UC1", header), camera_info_for_output(camera_info, header)
+    return array_to_image(instance_labels(result), "32SC1", header), camera_info_for_output(camera_info, header)
 
 
 def to_depth_messages(result: FrameResult, header: Header, camera_info: CameraInfo) -> tuple[Image, CameraInfo]:
@@ -172,7 +181,8 @@ def class_colour(class_id: int) -> tuple[float, float, float]:
 
 
 def to_markers(result: FrameResult, header: Header, labels: dict[int, str]) -> MarkerArray:
-    """A DELETEALL, then a box and a text label per detection with a 3D pose."""
+    """A DELETEALL, then per detection with a 3D pose its (oriented) box and a text label naming
+    class, id and score; marker ids are the detection ids, so RViz keeps one marker per track."""
     markers = [Marker(header=header, action=Marker.DELETEALL)]
     lifetime = Duration(sec=int(MARKER_LIFETIME_S), nanosec=int(MARKER_LIFETIME_S % 1 * 1e9))
     for index, detection in enumerate(result.detections):
@@ -181,16 +191,17 @@ def to_markers(result: FrameResult, header: Header, labels: dict[int, str]) -> M
         r, g, b = class_colour(detection.class_id)
         pose = _pose(detection)
         sx, sy, sz = (float(v) for v in detection.size)
-        box = Marker(header=header, ns="dinov2/boxes", id=index, type=Marker.CUBE, action=Marker.ADD)
+        number = detection_number(detection, index)
+        box = Marker(header=header, ns="dinov2/boxes", id=number, type=Marker.CUBE, action=Marker.ADD)
         box.pose, box.scale, box.lifetime = pose, Vector3(x=sx, y=sy, z=sz), lifetime
         box.color = ColorRGBA(r=r, g=g, b=b, a=0.4)
-        text = Marker(header=header, ns="dinov2/labels", id=index, type=Marker.TEXT_VIEW_FACING)
+        text = Marker(header=header, ns="dinov2/labels", id=number, type=Marker.TEXT_VIEW_FACING)
         text.action, text.lifetime = Marker.ADD, lifetime
         text.pose.position = Point(x=pose.position.x, y=pose.position.y - sy / 2 - TEXT_HEIGHT_M, z=pose.position.z)
         text.pose.orientation.w = 1.0
         text.scale.z = TEXT_HEIGHT_M
         text.color = ColorRGBA(r=r, g=g, b=b, a=1.0)
-        text.text = f"{labels.get(detection.class_id, detection.class_id)} {detection.score:.2f}"
+        text.text = f"{labels.get(detection.class_id, detection.class_id)} #{number} {detection.score:.2f}"
         markers += [box, text]
     return MarkerArray(markers=markers)
 
@@ -208,7 +219,7 @@ def draw_debug_image(result: FrameResult, labels: dict[int, str], max_depth_m: f
         depth_rgb = cv2.cvtColor(cv2.applyColorMap(scaled, cv2.COLORMAP_TURBO), cv2.COLOR_BGR2RGB)
         cv2.addWeighted(image, 0.65, depth_rgb, 0.35, 0.0, dst=image)
     height, width = image.shape[:2]
-    for detection in result.detections:
+    for index, detection in enumerate(result.detections):
         colour = tuple(int(c * 255) for c in class_colour(detection.class_id))
         x1, y1, x2, y2 = (round(float(v)) for v in detection.box)
         if detection.mask is not None:
@@ -216,7 +227,8 @@ def draw_debug_image(result: FrameResult, labels: dict[int, str], max_depth_m: f
             roi, inside = image[top:bottom, left:right], detection.mask[top:bottom, left:right]
             roi[inside] = ((roi[inside].astype(np.uint16) + colour) // 2).astype(np.uint8)
         cv2.rectangle(image, (x1, y1), (x2, y2), colour, 2)
-        caption = f"{labels.get(detection.class_id, detection.class_id)} {detection.score:.2f}"
+        name = labels.get(detection.class_id, detection.class_id)
+        caption = f"{name} #{detection_number(detection, index)} {detection.score:.2f}"
         if detection.centre is not None:
             caption += f" {float(detection.centre[2]):.2f} m"
         cv2.putText(image, caption, (x1, max(y1 - 4, 12)), cv2.FONT_HERSHEY_SIMPLEX, 0.5, colour, 1, cv2.LINE_AA)

@@ -70,6 +70,9 @@ class CameraStatistics:
         self.last_rejection = ""
         # the newest frame's CameraInfo had K all zeros: 2D objects only (the node sets it per frame)
         self.uncalibrated = False
+        self.oriented = 0  # 3D objects published with an oriented box
+        self.axis_aligned = 0  # ... with the axis-aligned box, because the points give no orientation
+        self.last_axis_aligned_reason = ""
 
     def image_received(self, now_s: float, age_s: float | None) -> None:
         """`age_s`: the image's stamp to its arrival here (camera driver and DDS delivery); None for
@@ -108,6 +111,16 @@ class CameraStatistics:
             self._inference.add(now_s, inference_s)
             self._in_node.add(now_s, in_node_s)
 
+    def objects_published(self, detections) -> None:
+        """Count the frame's oriented and axis-aligned 3D boxes (Detection.axis_aligned_reason says why)."""
+        posed = [d for d in detections if d.centre is not None]
+        reasons = [d.axis_aligned_reason for d in posed if d.axis_aligned_reason]
+        with self._lock:
+            self.oriented += len(posed) - len(reasons)
+            self.axis_aligned += len(reasons)
+            if reasons:
+                self.last_axis_aligned_reason = reasons[-1]
+
     def to_status(
         self, now_s: float, node_name: str, dropped: int, image_topic: tuple[str, int] = ("", 0)
     ) -> DiagnosticStatus:
@@ -131,7 +144,11 @@ class CameraStatistics:
                 "frames dropped": str(dropped + self.waited_for_graph),
                 "frames dropped while preparing a graph": str(self.waited_for_graph),
                 "frames rejected": str(sum(self.rejected.values())),
+                "oriented boxes": str(self.oriented),
+                "axis-aligned boxes (no orientation)": str(self.axis_aligned),
             }
+            if self.last_axis_aligned_reason:
+                values["last axis-aligned reason"] = self.last_axis_aligned_reason
             values.update({f"rejected: {reason}": str(n) for reason, n in sorted(self.rejected.items())})
             if self.last_rejection:
                 values["last rejection"] = self.last_rejection

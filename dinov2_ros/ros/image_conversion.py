@@ -58,7 +58,9 @@ COLOUR_ENCODINGS: dict[str, _Encoding] = {
     },
 }
 DEPTH_ENCODINGS: dict[str, _Encoding] = {"16UC1": _Encoding(_U16, 1), "32FC1": _Encoding(np.dtype(np.float32), 1)}
-ENCODINGS = {**COLOUR_ENCODINGS, **DEPTH_ENCODINGS}
+# what the node publishes besides: dinov2/instances/image labels
+LABEL_ENCODINGS: dict[str, _Encoding] = {"32SC1": _Encoding(np.dtype(np.int32), 1)}
+ENCODINGS = {**COLOUR_ENCODINGS, **DEPTH_ENCODINGS, **LABEL_ENCODINGS}
 # cv_bridge scales 16-bit to 8-bit channels by 255 / 65535 (toCvCopyImpl), rounding as OpenCV's convertTo
 _SIXTEEN_TO_EIGHT_BITS = 255.0 / 65535.0
 _HOST_IS_BIG_ENDIAN = sys.byteorder == "big"

@@ -28,6 +28,12 @@ NODE_PARAMETERS: dict[str, Setting] = {
     **MODEL_SETTINGS,  # model.* and backend.*: declared once for the node and the CLI
     "prototypes.file": Setting("", "taught classes: loaded at start when it exists, saved after every change", True),
     "detection.score_threshold": Setting(0.5, "minimum score of a reported detection", range=(0.0, 1.0)),
+    "tracking.enabled": Setting(
+        True, "objects carry per-camera track ids (ByteTrack); false: ids number each frame's objects", True
+    ),
+    "tracking.lost_timeout_s": Setting(
+        1.0, "how long (s) an unseen part keeps its track id before it expires", True, (0.05, 600.0)
+    ),
     "pairing.tolerance_s": Setting(
         0.0, "largest stamp difference between image and camera_info/depth", range=(0.0, 1.0)
     ),
@@ -112,6 +118,8 @@ class NodeSettings:
     diagnostics_period_s: float
     autostart: bool = True
     max_open_graphs: int = 4
+    tracking: bool = True
+    lost_timeout_s: float = 1.0
 
 
 def declare_parameters(node: Node) -> NodeSettings:
@@ -139,6 +147,8 @@ def declare_parameters(node: Node) -> NodeSettings:
         values["diagnostics.period_s"],
         values["autostart"],
         values["graphs.max_open"],
+        values["tracking.enabled"],
+        values["tracking.lost_timeout_s"],
     )
 
 

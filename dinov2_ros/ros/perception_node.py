@@ -113,6 +113,7 @@ class PerceptionNode(LifecycleNode):
         self.cameras: dict[str, CameraStreams] = {}
         self.configure_error: Exception | None = None  # why the last configure failed
         self._preparation: GraphPreparation | None = None
+        self._tracker = None  # ObjectTracker when tracking.enabled: kept for the node's life, so ids are never reused
         self._class_services: list = []
         self._worker: threading.Thread | None = None
         self._wake = threading.Event()
@@ -145,6 +146,8 @@ class PerceptionNode(LifecycleNode):
 
     def _configure(self) -> None:
         model = self.settings.model
+        if self.settings.tracking and self._tracker is None:
+            self._tracker = _object_tracker(self.settings.lost_timeout_s)
         source = GraphSource(model)
         self.pipeline = self._create_pipeline(source)
         export = functools.partial(export_in_subprocess, source) if model.backend != "torch" else None
@@ -357,6 +360,12 @@ class PerceptionNode(LifecycleNode):
             for frame in frames:
                 self._reject(frame.camera, "inference", f"{type(error).__name__}: {error}")
             return
+        if self._tracker is not None:
+            threshold = self.pipeline.score_threshold
+            results = [
+                self._tracker.assign(result, (taken.stamp_ns or taken.received_ns) / 1e9, threshold)
+                for taken, result in zip(paired, results, strict=True)
+            ]
         labels = self.pipeline.labels()
         # every camera's objects first (planners wait for them), then depth and the debug outputs
         for publish in (self._publish_objects, functools.partial(self._publish_secondary, labels=labels)):
@@ -377,6 +386,7 @@ class PerceptionNode(LifecycleNode):
         latency_s = (self.get_clock().now().nanoseconds - taken.stamp_ns) / 1e9 if taken.stamp_ns else None
         in_node_s = (time.monotonic_ns() - taken.received_ns) / 1e9 - result.inference_s
         camera.statistics.result_published(time.monotonic(), latency_s, result.inference_s, in_node_s)
+        camera.statistics.objects_published(result.detections)
 
     def _publish_secondary(
         self, camera: CameraStreams, taken: PairedFrame, result: FrameResult, labels: dict[int, str]
@@ -479,6 +489,20 @@ class _Rejected(ValueError):
         super().__init__(detail)
         self.category = category
         self.problem = problem
+
+
+def _object_tracker(lost_timeout_s: float):
+    """The ObjectTracker, or a clear error when its library is missing (an apt ROS machine that has not
+    installed requirements/runtime.txt)."""
+    try:
+        from dinov2_ros.perception.object_tracking import ObjectTracker
+    except ImportError as error:
+        raise RuntimeError(
+            f"tracking.enabled is true but the tracker cannot be imported ({error}): install it with "
+            "`python3 -m pip install -r requirements/runtime.txt` (supervision's ByteTrack), or set "
+            "tracking.enabled false to number each frame's objects instead of tracking them"
+        ) from error
+    return ObjectTracker(lost_timeout_s)
 
 
 def _checked(category: str, convert, *args):

@@ -128,9 +128,7 @@ def test_quaternions_rebuild_their_rotation(yaw):
 def test_conveyor_parts_move_at_the_known_speed_keep_their_ids_and_some_frames_go_missing():
     from dinov2_ros.perception.tabletop_scenes import conveyor_sequence
 
-    frames = list(
-        conveyor_sequence(60, rate_hz=10.0, speed_m_s=0.05, missed_fraction=0.1, seed=2, width=320, height=240)
-    )
+    frames = list(conveyor_sequence(60, rate_hz=10.0, missed_fraction=0.1, seed=2, width=320, height=240))
     assert 40 <= len(frames) < 60, "about a tenth of the frames are not delivered"
     seen: dict[int, list[tuple[float, np.ndarray]]] = {}
     for frame in frames:
@@ -142,3 +140,14 @@ def test_conveyor_parts_move_at_the_known_speed_keep_their_ids_and_some_frames_g
         (t0, c0), (t1, c1) = track[0], track[-1]
         if t1 > t0:
             np.testing.assert_allclose(np.linalg.norm(c1 - c0) / (t1 - t0), 0.05, rtol=1e-9)
+    assert sorted(seen) == list(range(1, len(seen) + 1)), "ids 1, 2, ... in order of entry, none reused"
+
+
+def test_a_conveyor_renders_any_moment_the_same_as_its_sequence_does():
+    from dinov2_ros.perception.tabletop_scenes import Conveyor, conveyor_sequence
+
+    frames = list(conveyor_sequence(30, rate_hz=10.0, missed_fraction=0.0, seed=4, width=160, height=120))
+    live = Conveyor(seed=4).render(frames[25].stamp_s, width=160, height=120)
+    assert live.track_ids == frames[25].track_ids
+    np.testing.assert_array_equal(live.scene.depth, frames[25].scene.depth)
+    np.testing.assert_array_equal(live.scene.image_rgb, frames[25].scene.image_rgb)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 from diagnostic_msgs.msg import DiagnosticStatus
@@ -63,9 +65,9 @@ def test_instances_image_labels_each_pixel_with_its_detection_id_and_the_higher_
     overlapping = Detection(7, "washer", 0.95, np.array([25, 12, 45, 18], np.float32), None)
     frame_result.detections.append(overlapping)
     image, info = messages.to_instances_messages(frame_result, HEADER, CameraInfo(width=60, height=40))
-    assert (image.encoding, image.width, image.height, image.header) == ("16UC1", 60, 40, HEADER)
+    assert (image.encoding, image.width, image.height, image.header) == ("32SC1", 60, 40, HEADER)
     assert (info.header, info.width, info.height) == (HEADER, 60, 40)
-    labels = np.frombuffer(image.data, np.uint16).reshape(40, 60)
+    labels = np.frombuffer(image.data, np.int32).reshape(40, 60)
     assert labels[15, 15] == 1, "the bolt's mask"
     assert labels[10, 45] == 2, "the nut has no mask: its box"
     assert labels[15, 28] == 3, "where the bolt (0.9) and the washer (0.95) overlap, the washer"
@@ -100,7 +102,23 @@ def test_markers_clear_then_draw_a_box_and_a_label_per_3d_object():
     array = messages.to_markers(result(), HEADER, {3: "bolt"})
     assert [m.type for m in array.markers[1:]] == [Marker.CUBE, Marker.TEXT_VIEW_FACING]
     assert array.markers[0].action == Marker.DELETEALL
-    assert array.markers[2].text == "bolt 0.90" and array.markers[1].header == HEADER
+    assert array.markers[2].text == "bolt #1 0.90" and array.markers[1].header == HEADER
+
+
+def test_track_ids_are_the_ids_of_the_objects_the_instance_labels_and_the_marker_ids():
+    tracked = result()
+    tracked = FrameResult(
+        tracked.frame,
+        tracked.depth,
+        [dataclasses.replace(d, track_id=t) for d, t in zip(tracked.detections, (70000, 4), strict=True)],
+    )
+    assert [d.id for d in messages.to_detection2d_array(tracked, HEADER).detections] == ["70000", "4"]
+    assert [d.id for d in messages.to_detection3d_array(tracked, HEADER).detections] == ["70000"]
+    image, _ = messages.to_instances_messages(tracked, HEADER, CameraInfo(width=60, height=40))
+    labels = np.frombuffer(image.data, np.int32).reshape(40, 60)
+    assert (labels[15, 15], labels[10, 45]) == (70000, 4), "a label is the track id, past 16 bits too"
+    markers = messages.to_markers(tracked, HEADER, {3: "bolt"}).markers[1:]
+    assert [m.id for m in markers] == [70000, 70000] and markers[1].text == "bolt #70000 0.90"
 
 
 def test_debug_image_draws_on_a_copy():

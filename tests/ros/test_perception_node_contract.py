@@ -164,12 +164,12 @@ def test_message_contract_across_processes(node_process, context):
             assert box.center.position.y - box.size_y / 2 >= 0 and box.center.position.y + box.size_y / 2 <= 120
             assert detection.results[0].hypothesis.class_id == "0"
 
-        # instances: 16UC1 labels at camera resolution, each the id of a detection of that frame whose
+        # instances: 32SC1 labels at camera resolution, each the id of a detection of that frame whose
         # box holds the pixel, 0 elsewhere; its CameraInfo beside it
         frame_2d = {stamp_of(m): m for m in objects_2d}
         labelled = next(m for m in reversed(instances) if stamp_of(m) in frame_2d and frame_2d[stamp_of(m)].detections)
-        assert (labelled.encoding, labelled.width, labelled.height) == ("16UC1", 160, 120)
-        label_map = np.frombuffer(labelled.data, np.uint16).reshape(120, 160)
+        assert (labelled.encoding, labelled.width, labelled.height) == ("32SC1", 160, 120)
+        label_map = np.frombuffer(labelled.data, np.int32).reshape(120, 160)
         boxes = {int(d.id): d.bbox for d in frame_2d[stamp_of(labelled)].detections}
         assert set(np.unique(label_map)) - {0} <= set(boxes) and (label_map > 0).any()
         for label, box in boxes.items():
@@ -177,6 +177,13 @@ def test_message_contract_across_processes(node_process, context):
             assert np.all(np.abs(cols + 0.5 - box.center.position.x) <= box.size_x / 2 + 0.5)
             assert np.all(np.abs(rows + 0.5 - box.center.position.y) <= box.size_y / 2 + 0.5)
         assert (instances_info[-1].width, instances_info[-1].height) == (160, 120)
+
+        # track ids: the same parts in frame after frame keep their ids, in 2D and in 3D
+        assert frames_until(lambda: sum(bool(m.detections) for m in objects_2d) >= 3)
+        tracked = [sorted(d.id for d in m.detections) for m in objects_2d if m.detections][-3:]
+        assert tracked[0] == tracked[1] == tracked[2] and all(i.isdigit() and int(i) > 0 for i in tracked[0])
+        ids_3d = next(sorted(d.id for d in m.detections) for m in reversed(objects) if m.detections)
+        assert set(ids_3d) <= set(tracked[-1])
 
         # markers and debug image (published only while subscribed)
         kinds = [m.type for m in markers[-1].markers]

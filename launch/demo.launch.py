@@ -1,6 +1,7 @@
 """The whole system without hardware or downloads: a synthetic camera, the perception node, RViz.
 
-    ros2 launch dinov2_ros demo.launch.py
+    ros2 launch dinov2_ros demo.launch.py                 # still picking scenes
+    ros2 launch dinov2_ros demo.launch.py scene:=conveyor  # parts moving on a tilted table, with track ids
 
 By default the encoder and depth head run with RANDOM weights (nothing is downloaded), so depth and
 objects are meaningless; the node says so in its log and on /diagnostics. Pass weights:=pretrained
@@ -17,7 +18,7 @@ import os
 from ament_index_python.packages import PackageNotFoundError, get_package_prefix, get_package_share_directory
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, LogInfo, OpaqueFunction
-from launch.substitutions import LaunchConfiguration
+from launch.substitutions import LaunchConfiguration, PythonExpression
 from launch_ros.actions import Node
 from launch_ros.parameter_descriptions import ParameterValue
 
@@ -59,6 +60,11 @@ def generate_launch_description():
         DeclareLaunchArgument("backend", default_value="onnxruntime", description="onnxruntime | tensorrt | torch"),
         DeclareLaunchArgument("rate_hz", default_value="15.0", description="synthetic camera frame rate"),
         DeclareLaunchArgument(
+            "scene",
+            default_value="picking",
+            description="picking (still parts) | conveyor (moving parts, exact depth, track ids)",
+        ),
+        DeclareLaunchArgument(
             "rviz", default_value="true", description="start RViz where it is installed: true | false"
         ),
     ]
@@ -67,7 +73,12 @@ def generate_launch_description():
         executable="synthetic_camera_node",
         name="demo_camera",
         additional_env=environment,
-        parameters=[{"rate_hz": ParameterValue(LaunchConfiguration("rate_hz"), value_type=float)}],
+        parameters=[
+            {
+                "rate_hz": ParameterValue(LaunchConfiguration("rate_hz"), value_type=float),
+                "scene": LaunchConfiguration("scene"),
+            }
+        ],
         remappings=[*DEMO_TOPICS.items(), ("ground_truth", "/demo_camera/ground_truth")],
     )
     perception = Node(
@@ -80,6 +91,12 @@ def generate_launch_description():
         parameters=[
             os.path.join(share, "config", "perception.yaml"),
             {parameter: LaunchConfiguration(argument) for argument, parameter in PARAMETER_ARGUMENTS.items()},
+            # the conveyor's exact depth places the parts (oriented boxes), as demo_runner does
+            {
+                "camera.use_depth": ParameterValue(
+                    PythonExpression(["'", LaunchConfiguration("scene"), "' == 'conveyor'"]), value_type=bool
+                )
+            },
         ],
         remappings=list(DEMO_TOPICS.items()),
     )

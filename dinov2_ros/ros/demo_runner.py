@@ -4,7 +4,9 @@ ROS launch is not installable without a ROS install, so this starts the same pro
 demo.launch.py starts — the synthetic camera and the perception node, configured with
 config/perception.yaml and the demo's overrides — then teaches each synthetic part through the node's
 dinov2/add_class service (boxes from the camera's ground truth; one example per scene, up to three)
-and prints, once a second, what the node publishes next to that ground truth. demo.launch.py runs the
+and prints, once a second, what the node publishes next to that ground truth. With the conveyor scene
+the node places objects with the camera's exact depth, and the report says whether each part kept
+its track id. demo.launch.py runs the
 same teaching and report as the `demo_monitor` executable (`monitor_main`).
 """
 
@@ -50,6 +52,7 @@ class DemoSettings:
     variant: str = "vits14"
     rate_hz: float = 15.0
     scene_period_s: float = 8.0
+    scene: str = "picking"  # or "conveyor" (synthetic_camera_node's `scene`)
 
 
 def config_file(name: str = "perception.yaml") -> Path:
@@ -78,6 +81,8 @@ def camera_command(settings: DemoSettings) -> list[str]:
         f"rate_hz:={settings.rate_hz}",
         "-p",
         f"scene_period_s:={settings.scene_period_s}",
+        "-p",
+        f"scene:={settings.scene}",
         *remap_arguments({**DEMO_TOPICS, "ground_truth": GROUND_TRUTH_TOPIC}),
     ]
 
@@ -90,6 +95,8 @@ def perception_command(settings: DemoSettings) -> list[str]:
         "model.weights": "random",
         "model.depth_weights": "random",
     }
+    if settings.scene == "conveyor":  # exact depth: oriented boxes of the parts as they lie
+        overrides["camera.use_depth"] = "true"
     return [
         sys.executable,
         "-m",
@@ -116,7 +123,11 @@ def iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
     return w * h / union if union > 0 else 0.0
 
 
-def _scene_key(truth: Detection2DArray) -> list[tuple[str, tuple[int, ...]]]:
+def _scene_key(truth: Detection2DArray) -> list:
+    """What changes with the scene: the parts' identities where the truth has them (a conveyor's parts
+    move every frame), else their classes and boxes."""
+    if truth.detections and all(d.id for d in truth.detections):
+        return sorted(d.id for d in truth.detections)
     return sorted((d.results[0].hypothesis.class_id, tuple(round(v) for v in _box(d))) for d in truth.detections)
 
 
@@ -129,6 +140,15 @@ class Tally:
     detections: int = 0
     correct: int = 0
     latencies_ms: list[float] = field(default_factory=list)
+    # ground-truth identity (conveyor) -> the track ids of the detections that found it
+    track_ids: dict[str, set[str]] = field(default_factory=dict)
+
+    def identity_line(self) -> str:
+        """How many found parts kept one track id, for a ground truth with identities."""
+        if not self.track_ids:
+            return ""
+        changed = sum(len(ids) > 1 for ids in self.track_ids.values())
+        return f"; parts found {len(self.track_ids)}, of which kept one track id {len(self.track_ids) - changed}"
 
 
 class DemoMonitor(Node):
@@ -169,7 +189,7 @@ class DemoMonitor(Node):
         self.outputs += 1
         self.tally.latencies_ms.append((now_ns - stamp) / 1e6)
         found = [(self.labels.get(d.results[0].hypothesis.class_id, "?"), d) for d in msg.detections if d.results]
-        self.last_objects = [(name, d.results[0].hypothesis.score) for name, d in found]
+        self.last_objects = [(f"{name} #{d.id}", d.results[0].hypothesis.score) for name, d in found]
         truth = self.truth_by_stamp.get(stamp)
         if truth is None:
             return
@@ -177,10 +197,13 @@ class DemoMonitor(Node):
         parts = [(d.results[0].hypothesis.class_id, _box(d)) for d in truth.detections]
         self.last_truth = [name for name, _ in parts]
         self._teach_missing(parts, stamp)
-        for name, box in parts:
+        for part, (name, box) in zip(truth.detections, parts, strict=True):
             if name in taught:
                 self.tally.truths += 1
-                self.tally.found += any(n == name and iou(box, _box(d)) >= IOU_MATCH for n, d in found)
+                hits = [d for n, d in found if n == name and iou(box, _box(d)) >= IOU_MATCH]
+                self.tally.found += bool(hits)
+                if hits and part.id:
+                    self.tally.track_ids.setdefault(part.id, set()).add(hits[0].id)
         for name, d in found:
             self.tally.detections += 1
             self.tally.correct += any(n == name and iou(b, _box(d)) >= IOU_MATCH for n, b in parts)
@@ -290,7 +313,7 @@ def _monitor(monitor: DemoMonitor, processes: list[subprocess.Popen], settings: 
         f"demo: {monitor.outputs} outputs; latency median {statistics.median(latencies):.0f} ms, "
         f"p99 {latencies[int(0.99 * (len(latencies) - 1))]:.0f} ms; taught classes {sorted(set(monitor.labels.values()))}; "
         f"parts of taught classes found {tally.found}/{tally.truths}, detections correct {tally.correct}/{tally.detections} "
-        f"(IoU >= {IOU_MATCH})",
+        f"(IoU >= {IOU_MATCH}){tally.identity_line()}",
         flush=True,
     )
     return 0

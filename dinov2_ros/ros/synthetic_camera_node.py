@@ -1,10 +1,14 @@
 """The `synthetic_camera_node` executable: a camera that needs no hardware, for the demo and tests.
 
-Publishes synthetic picking scenes (dinov2_ros.perception.synthetic_scenes) as `image` (rgb8),
-`camera_info` and, optionally, an aligned `depth` (32FC1 metres) with one stamp per frame, at a fixed
-rate, and the scene's ground truth on `ground_truth` (vision_msgs/Detection2DArray: class name in
-`class_id`, box in pixels), so a demo can teach parts and score what the perception node finds.
-The scene changes every `scene_period_s` seconds, so there is time to teach a part from it.
+Publishes synthetic scenes as `image` (rgb8), `camera_info` and, optionally, an aligned `depth`
+(32FC1 metres) with one stamp per frame, at a fixed rate, and the scene's ground truth on
+`ground_truth` (vision_msgs/Detection2DArray: class name in `class_id`, box in pixels), so a demo can
+teach parts and score what the perception node finds. `scene` picks what is filmed:
+- picking (perception.synthetic_scenes): still parts, a new scene every `scene_period_s` seconds, so
+  there is time to teach a part from it;
+- conveyor (perception.tabletop_scenes.Conveyor): parts on a tilted table moving across the view at
+  5 cm/s, exact ray-cast depth; each ground-truth detection's `id` is the part's true identity, so a
+  demo can check that track ids stay with the parts.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from std_msgs.msg import Header
 from vision_msgs.msg import Detection2D, Detection2DArray, ObjectHypothesisWithPose
 
 from dinov2_ros.perception.synthetic_scenes import Scene, SyntheticSceneGenerator
+from dinov2_ros.perception.tabletop_scenes import TABLETOP_PARTS, Conveyor, ConveyorFrame, visible_boxes
 from dinov2_ros.ros.detection_messages import bounding_box_2d
 from dinov2_ros.ros.image_conversion import array_to_image
 from dinov2_ros.ros.node_main import spin_node
@@ -36,6 +41,12 @@ PARAMETERS: dict[str, Setting] = {  # all read-only
     "scene_period_s": Setting(5.0, "seconds before the next scene", True, (0.0, 3600.0)),
     "frame_id": Setting("camera_optical_frame", "optical frame id", True),
     "publish_depth": Setting(True, "also publish aligned depth", True),
+    "scene": Setting(
+        "picking",
+        "what is filmed: picking (still scenes) or conveyor (moving parts)",
+        True,
+        choices=("picking", "conveyor"),
+    ),
 }
 
 
@@ -47,6 +58,18 @@ def ground_truth_for(scene: Scene, class_names: Sequence[str], header: Header) -
         hypothesis.hypothesis.class_id = class_names[class_id]
         hypothesis.hypothesis.score = 1.0
         detections.append(Detection2D(header=header, results=[hypothesis], bbox=bounding_box_2d(x1, y1, x2, y2)))
+    return Detection2DArray(header=header, detections=detections)
+
+
+def conveyor_ground_truth(frame: ConveyorFrame, header: Header) -> Detection2DArray:
+    """The visible parts as Detection2DArray: class name as class_id, the part's identity as id."""
+    detections = []
+    for index, (x1, y1, x2, y2) in zip(*visible_boxes(frame.scene), strict=True):
+        hypothesis = ObjectHypothesisWithPose()
+        hypothesis.hypothesis.class_id = frame.scene.parts[index].name
+        hypothesis.hypothesis.score = 1.0
+        bbox = bounding_box_2d(float(x1), float(y1), float(x2), float(y2))
+        detections.append(Detection2D(header=header, results=[hypothesis], bbox=bbox, id=str(frame.track_ids[index])))
     return Detection2DArray(header=header, detections=detections)
 
 
@@ -68,6 +91,7 @@ class SyntheticCameraNode(Node):
         rate, seed, self.scene_period_s = values["rate_hz"], values["seed"], values["scene_period_s"]
         publish_depth = values["publish_depth"]
         self.generator = SyntheticSceneGenerator(seed, self.width, self.height)
+        self.conveyor = Conveyor(seed=seed) if values["scene"] == "conveyor" else None
         self.image_pub = self.create_publisher(Image, "image", CAMERA_QOS)
         self.info_pub = self.create_publisher(CameraInfo, "camera_info", CAMERA_QOS)
         self.depth_pub = self.create_publisher(Image, "depth", CAMERA_QOS) if publish_depth else None
@@ -76,9 +100,10 @@ class SyntheticCameraNode(Node):
         self._scene_index = -1
         self._start = self.get_clock().now()
         self.create_timer(1.0 / rate, self._publish)
+        classes = ", ".join(TABLETOP_PARTS if self.conveyor else self.generator.class_names)
         self.get_logger().info(
-            f"synthetic camera: {self.width}x{self.height} at {rate} Hz, scenes of seed {seed}, "
-            f"classes {', '.join(self.generator.class_names)}"
+            f"synthetic camera: {self.width}x{self.height} at {rate} Hz, {values['scene']} scenes of seed {seed}, "
+            f"classes {classes}"
         )
 
     def _scene(self, now) -> Scene:
@@ -90,13 +115,18 @@ class SyntheticCameraNode(Node):
 
     def _publish(self) -> None:
         now = self.get_clock().now()
-        scene = self._scene(now)
         header = Header(stamp=now.to_msg(), frame_id=self.frame_id)
+        if self.conveyor is not None:
+            frame = self.conveyor.render((now - self._start).nanoseconds / 1e9, width=self.width, height=self.height)
+            scene, K, truth = frame.scene, frame.scene.K, conveyor_ground_truth(frame, header)
+        else:
+            scene = self._scene(now)
+            K, truth = self.generator.K, ground_truth_for(scene, self.generator.class_names, header)
         self.image_pub.publish(array_to_image(scene.image_rgb, "rgb8", header))
-        self.info_pub.publish(camera_info_for(self.generator.K, self.width, self.height, header))
+        self.info_pub.publish(camera_info_for(K, self.width, self.height, header))
         if self.depth_pub is not None:
             self.depth_pub.publish(array_to_image(scene.depth, "32FC1", header))
-        self.truth_pub.publish(ground_truth_for(scene, self.generator.class_names, header))
+        self.truth_pub.publish(truth)
         self.frames += 1
 
 

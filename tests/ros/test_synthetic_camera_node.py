@@ -65,3 +65,29 @@ def test_ground_truth_names_the_parts_of_the_published_scene(context):
         for d in truth.detections
     ]
     np.testing.assert_allclose(boxes, scene.boxes, atol=1e-4)
+
+
+def test_the_conveyor_moves_parts_with_their_identities_in_the_ground_truth(context):
+    overrides = [
+        Parameter("width", value=160),
+        Parameter("height", value=120),
+        Parameter("rate_hz", value=20.0),
+        Parameter("scene", value="conveyor"),
+    ]
+    camera = SyntheticCameraNode(context=context, namespace="synthetic_conveyor", parameter_overrides=overrides)
+    harness = Harness(context)
+    harness.add_node(camera)
+    truths = harness.record(Detection2DArray, "/synthetic_conveyor/ground_truth")
+    depths = harness.record(Image, "/synthetic_conveyor/depth")
+    try:
+        assert harness.spin_until(lambda: len(truths) >= 10 and depths)
+    finally:
+        harness.close()
+        camera.destroy_node()
+    first, last = truths[0], truths[-1]
+    positions = {d.id: d.bbox.center.position.x for d in first.detections}
+    moved = [d.bbox.center.position.x - positions[d.id] for d in last.detections if d.id in positions]
+    assert moved and all(dx > 0 for dx in moved), "the same parts (ids), further right"
+    assert {d.results[0].hypothesis.class_id for d in last.detections} <= {"bar", "plate", "brick", "cube"}
+    depth = depth_image_to_metres(depths[-1])
+    assert 0.5 < np.nanmedian(depth) < 1.0, "the table, 0.8 m away along the optical axis"

@@ -13,7 +13,11 @@
    - paced: one frame at a time, each after the previous result, alternating with a bare
      `Backend.infer` call in this process, so both see the same machine state;
    - at `--rate` Hz (30: a camera faster than the CPU graph), in blocks alternating with bare calls.
+3. What the object outputs cost per frame at 10 objects on 640x480 (in process, a ray-cast tabletop
+   with its true masks as the detections), interleaved with the graph call: 3D lifting (the
+   axis-aligned box, the baseline), oriented boxes, the instances image and track ids.
 Prints medians and p99 in ms, the output rate, and the node's own split from its /diagnostics.
+`--objects-only` runs part 3 alone (no ROS processes).
 """
 
 from __future__ import annotations
@@ -38,9 +42,14 @@ from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
 from vision_msgs.msg import Detection3DArray
 
-from dinov2_ros.perception.frame_pipeline import CameraFrame, FramePipeline
+from dinov2_ros.perception.camera_model import PinholeCameraModel
+from dinov2_ros.perception.frame_pipeline import CameraFrame, Detection, FramePipeline, FrameResult
+from dinov2_ros.perception.object_lifting import ObjectLifter
+from dinov2_ros.perception.object_tracking import ObjectTracker
+from dinov2_ros.perception.oriented_box import fit_from_depth
 from dinov2_ros.perception.prototypes import PrototypeStore
 from dinov2_ros.perception.synthetic_scenes import SyntheticSceneGenerator
+from dinov2_ros.perception.tabletop_scenes import render_tabletop, visible_boxes
 from dinov2_ros.ros import detection_messages as messages
 from dinov2_ros.ros.camera_streams import camera_qos, stamp_ns
 from dinov2_ros.ros.class_services import add_class_request
@@ -49,6 +58,7 @@ from dinov2_ros.ros.image_conversion import array_to_image, image_to_rgb
 from dinov2_ros.ros.perception_node import camera_model_from_info
 from dinov2_ros.ros.synthetic_camera_node import camera_info_for
 from dinov2_ros.runtime.graph_source import GraphSource
+from dinov2_ros.runtime.latency import time_interleaved
 from dinov2_ros.runtime.model_settings import ModelSettings
 
 REPO = Path(__file__).resolve().parents[1]
@@ -133,6 +143,53 @@ def node_work_ms(backend, scene, repeats: int) -> np.ndarray:
     one_frame()
     pipeline.add_class_from_box("camera", "part", scene.boxes[0])
     return np.array([one_frame() for _ in range(repeats)]) * 1e3
+
+
+# ten parts on a table tilted by 15 degrees: (class, a, b metres on the table, yaw degrees)
+TEN_PARTS = [
+    ("bar", -0.2, -0.08, 10),
+    ("plate", -0.05, -0.08, 40),
+    ("brick", 0.1, -0.08, -30),
+    ("cube", 0.22, -0.08, 0),
+    ("bar", -0.2, 0.05, 80),
+    ("plate", -0.05, 0.05, -60),
+    ("brick", 0.1, 0.05, 20),
+    ("cube", 0.22, 0.05, 45),
+    ("bar", -0.12, 0.14, -20),
+    ("plate", 0.12, 0.14, 70),
+]
+
+
+def object_outputs(bare: BareGraph, iterations: int) -> None:
+    """Part 3: each object output's cost per frame at 10 objects, beside the graph call."""
+    scene = render_tabletop(TEN_PARTS, tilt_deg=15.0, width=WIDTH, height=HEIGHT)
+    visible, boxes = visible_boxes(scene)
+    masks = [scene.masks[i] for i in visible]
+    camera = PinholeCameraModel(scene.K, np.zeros(5), WIDTH, HEIGHT)
+    result = FrameResult(
+        CameraFrame("camera", scene.image_rgb),
+        None,
+        [Detection(0, "part", 0.8, b, m) for b, m in zip(boxes, masks, strict=True)],
+    )
+    header, info = Header(frame_id="camera_optical_frame"), camera_info_for(scene.K, WIDTH, HEIGHT, Header())
+    lifter, tracker, stamp_s = ObjectLifter(), ObjectTracker(lost_timeout_s=1.0), [0.0]
+
+    def track() -> None:
+        stamp_s[0] += 0.1  # a 10 Hz camera: every frame the same ten parts, matched to their tracks
+        tracker.assign(result, stamp_s[0], 0.5)
+
+    stages = {
+        "graph call (bare)": bare.time,
+        "3D lifting, axis-aligned (10 objects)": lambda: lifter.lift(scene.depth, camera, boxes, masks),
+        "oriented boxes (10 objects)": lambda: [
+            fit_from_depth(scene.depth, camera, m, b) for b, m in zip(boxes, masks, strict=True)
+        ],
+        "instances image + camera_info": lambda: messages.to_instances_messages(result, header, info),
+        "track ids (10 tracks)": track,
+    }
+    print(f"object outputs at {len(boxes)} objects, {WIDTH}x{HEIGHT}, interleaved ({iterations} frames):")
+    for name, latency in time_interleaved(stages, iterations).items():
+        print(f"  {name:<44} {latency}")
 
 
 class Camera:
@@ -246,6 +303,7 @@ def main() -> int:
         help="the node's scheduling.wait_for_new_frame (default, lowest latency; --no-... for output rate)",
     )
     parser.add_argument("--graph-dir", type=Path, default=Path(tempfile.gettempdir()) / "dinov2_ros_bench_graphs")
+    parser.add_argument("--objects-only", action="store_true", help="only part 3, the object outputs' cost")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
@@ -257,8 +315,13 @@ def main() -> int:
     scene = SyntheticSceneGenerator(0, WIDTH, HEIGHT).render(0)
     print(f"graph: {model.describe()}; camera {WIDTH}x{HEIGHT}; {os.cpu_count()} CPUs")
     backend = GraphSource(model)(HEIGHT, WIDTH)
-    work = node_work_ms(backend, scene, repeats=20)
     bare = BareGraph(backend, scene.image_rgb)
+    object_outputs(bare, iterations=30)
+    bare.times_ms.clear()
+    if args.objects_only:
+        backend.close()
+        return 0
+    work = node_work_ms(backend, scene, repeats=20)
 
     parameters = {
         **model_parameters,

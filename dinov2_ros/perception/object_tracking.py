@@ -1,4 +1,4 @@
-"""Per-camera track ids: ByteTrack fed each frame's boxes, scores and stamp.
+"""Per-camera track ids: ByteTrack fed each frame's boxes, scores and time.
 
 The tracker is supervision's ByteTrack (Zhang et al., ECCV 2022: Kalman-predicted boxes matched to
 detections by IoU fused with score, Hungarian assignment). Its maintained successor is Roboflow's
@@ -7,13 +7,15 @@ Jazzy and Kilted are C extensions built against numpy 1.x, which numpy 2 refuses
 0.30 runs on both, with its ByteTrack marked deprecated (removed in 0.31, hence the pin `<0.31`). Move
 to `trackers.ByteTrackTracker`, which takes stamps itself, once the supported distributions ship numpy 2.
 
-ByteTrack counts frames, not seconds; stamps set how many. A camera's frame period is the median of its
+ByteTrack counts frames, not seconds; the frames' times set how many (the node gives their arrival
+on a monotonic clock, as image stamps can be zero or jump). A camera's frame period is the median of its
 recent stamp differences (of the frames the node processed, which may be every third of a fast
 camera's); a lost track expires after `lost_timeout_s` worth of such frames, and at least one frame;
 after a silence of at least `lost_timeout_s` longer than the usual period (a camera restart, a
 deactivated node) every lost track has expired, so a part seen again gets a new id. Ids start at 1 per camera and are never reused while the tracker lives. A
 detection gets its id on its second sighting (or on the camera's first frame), which keeps one-frame
-false positives out of the published objects.
+false positives out of the published objects. Tracks are class-agnostic (as ByteTrack is): a track
+keeps its id when the detector's class for the part flips, and takes the newest detection's class.
 """
 
 from __future__ import annotations
@@ -55,7 +57,8 @@ class CameraTracker:
 
     def update(self, stamp_s: float, boxes: np.ndarray, scores: np.ndarray, score_threshold: float) -> np.ndarray:
         """Ids (N,) int64 for `boxes` (N, 4) xyxy pixels with `scores` (N,) in [0, 1] of the frame at
-        `stamp_s` (seconds, the image stamp); 0 where a detection has no confirmed track.
+        `stamp_s` (seconds, the frame's time on a clock that only goes forward); 0 where a detection has
+        no confirmed track.
         `score_threshold` is the one the detections passed: every one of them may start a track."""
         tracker = self._byte_track
         silent = self._advance(stamp_s)

@@ -273,8 +273,11 @@ def run_demo(settings: DemoSettings) -> int:
     )
     # both processes send camera-sized messages: give their Fast DDS the large-image profile
     env = {**os.environ, **profile_environment(config_file(PROFILE_FILE), os.environ)}
-    processes = [subprocess.Popen(camera_command(settings), env=env)]
-    processes.append(subprocess.Popen(perception_command(settings), env=env))
+    # `python -m` puts its working directory first on sys.path: run it where this very package lies, so
+    # a dinov2_ros/ folder where the user stands (e.g. ~/ros2_ws/src with the clone) cannot shadow it
+    where = Path(__file__).resolve().parents[2]
+    processes = [subprocess.Popen(camera_command(settings), env=env, cwd=where)]
+    processes.append(subprocess.Popen(perception_command(settings), env=env, cwd=where))
     rclpy.init()
     monitor = DemoMonitor()
     try:

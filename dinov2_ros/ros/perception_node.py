@@ -361,9 +361,11 @@ class PerceptionNode(LifecycleNode):
                 self._reject(frame.camera, "inference", f"{type(error).__name__}: {error}")
             return
         if self._tracker is not None:
+            # the tracker's clock is the images' arrival here (monotonic), not their stamps: a stamp can
+            # be zero, or jump back and forth with a device clock reset or a looped bag
             threshold = self.pipeline.score_threshold
             results = [
-                self._tracker.assign(result, (taken.stamp_ns or taken.received_ns) / 1e9, threshold)
+                self._tracker.assign(result, taken.received_ns / 1e9, threshold)
                 for taken, result in zip(paired, results, strict=True)
             ]
         labels = self.pipeline.labels()

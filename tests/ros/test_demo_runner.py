@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from node_harness import REPO
 
@@ -37,10 +38,14 @@ def test_perception_command_passes_the_config_then_explicit_random_weights():
 
 
 def test_demo_teaches_the_parts_and_finds_them(tmp_path):
-    """The whole demo, vits14 with random weights exported afresh into an empty home: about a minute."""
+    """The whole demo, vits14 with random weights exported afresh into an empty home: about a minute.
+    Started as the README says, from a folder holding a `dinov2_ros/` clone (as ~/ros2_ws/src does),
+    which must not shadow the package in the processes the demo starts."""
     env = {**os.environ, "HOME": str(tmp_path)}
+    (tmp_path / "dinov2_ros").mkdir()
     result = subprocess.run(
-        [sys.executable, "-m", "dinov2_ros.cli", "demo", "--duration", "6", "--startup-timeout", "400"],
+        [str(Path(sys.executable).with_name("dinov2-ros")), "demo", "--duration", "17", "--startup-timeout", "400"],
+        cwd=tmp_path,
         env=env,
         capture_output=True,
         text=True,
@@ -53,11 +58,13 @@ def test_demo_teaches_the_parts_and_finds_them(tmp_path):
     summary = re.search(r"parts of taught classes found (\d+)/(\d+), detections correct (\d+)/(\d+)", output)
     assert summary, output[-4000:]
     found, truths, correct, _detections = map(int, summary.groups())
-    # Random vits14 weights: taught parts are found by colour and texture. "random" is now one seeded
-    # network (model/random_weights.py); its recall here measured 0.33-0.38 in 6-20 s runs on a quiet
-    # machine (unseeded draws ranged 0.3-0.8, so the earlier 0.5 bar failed on unlucky draws), with
-    # precision 0.2-0.5 (split and duplicate boxes); detection quality itself is tested in tests/perception.
-    assert truths > 0 and found / truths >= 0.2, summary.group(0)
+    # Random vits14 weights: taught parts are found by colour and texture, well in some scenes and not at
+    # all in others (scene 5 of seed 0: two background-sized boxes). Which scenes a run sees depends on
+    # how long the export took (the camera's scenes change every 8 s from its start), so the run spans
+    # at least two scenes: their recall measured 0.2-0.86 for every pair of consecutive scenes 0-8
+    # ("random" is one seeded network, model/random_weights.py); detection quality itself is held in
+    # tests/perception.
+    assert truths > 0 and found / truths >= 0.15, summary.group(0)
     assert correct > 0, summary.group(0)
     assert "Traceback" not in output
 

@@ -67,6 +67,26 @@ def test_config_alone_starts_the_node_and_it_refuses_to_guess_weights(tmp_path):
     assert "model.weights is empty" in text and "'random'" in text
 
 
+def test_a_parameter_of_the_wrong_type_stops_the_node_with_one_line_not_a_traceback(tmp_path):
+    log = tmp_path / "node.log"
+    arguments = [
+        "--params-file",
+        launch_config_path(),
+        "-p",
+        "model.weights:=random",
+        "-p",
+        "tracking.lost_timeout_s:=2",
+    ]
+    process = start_node_process(arguments, log)
+    try:
+        code = process.wait(timeout=60)
+    finally:
+        stop_node_process(process)
+    text = log.read_text()
+    assert code == 1, text
+    assert "tracking.lost_timeout_s" in text and "Traceback" not in text, text
+
+
 @pytest.fixture
 def node_process(graph_dir, tmp_path):
     overrides = model_parameters(graph_dir) | {"diagnostics.period_s": 0.5}

@@ -42,7 +42,7 @@ from dinov2_ros.ros.ros_logging import forward_package_logs, stop_forwarding
 from dinov2_ros.ros.warning_throttle import WarningThrottle
 from dinov2_ros.runtime.graph_source import GraphSource
 
-NODE_NAME = "perception_node"
+NODE_NAME = "dinov2"  # as perception.launch.py (node_name) and the README name it: /dinov2
 # how often an idle worker looks at the slots without a wake-up (pairing timeouts are reported then)
 IDLE_POLL_S = 0.1
 

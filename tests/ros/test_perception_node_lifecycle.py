@@ -79,7 +79,7 @@ def test_configure_activate_deactivate_activate_cleanup_from_a_lifecycle_client(
         return next(s.message for s in diagnostics[-1].status if s.name.endswith(": model"))
 
     try:
-        lifecycle = LifecycleClient(harness, "/managed/perception_node")
+        lifecycle = LifecycleClient(harness, "/managed/dinov2")
         assert lifecycle.state() == "unconfigured"
         assert node.pipeline is None
         assert model_message().startswith("unconfigured")
@@ -137,7 +137,7 @@ def test_a_refused_configuration_stays_unconfigured_and_says_why(context, graph_
     )
     harness.add_node(node)
     try:
-        lifecycle = LifecycleClient(harness, "/refused/perception_node")
+        lifecycle = LifecycleClient(harness, "/refused/dinov2")
         assert not lifecycle.change(Transition.TRANSITION_CONFIGURE)
         assert lifecycle.state() == "unconfigured"
         assert "raise graphs.max_open to 2" in str(node.configure_error)
@@ -157,7 +157,7 @@ def test_the_executable_with_autostart_false_waits_unconfigured_for_a_lifecycle_
     image_pub, info_pub = harness.publisher(Image, "/auto/image"), harness.publisher(CameraInfo, "/auto/camera_info")
     outputs = harness.record(Detection2DArray, "/auto/dinov2/objects_2d")
     try:
-        lifecycle = LifecycleClient(harness, "/auto/perception_node", timeout_s=60.0)
+        lifecycle = LifecycleClient(harness, "/auto/dinov2", timeout_s=60.0)
         assert lifecycle.state() == "unconfigured", log.read_text()
         for index in range(20):  # no output before a manager brings it up
             image, info, _ = camera.messages((index + 1) * SECOND)

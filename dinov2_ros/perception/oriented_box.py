@@ -126,9 +126,9 @@ def fit_oriented_box(part_points: np.ndarray, support_points: np.ndarray) -> Ori
     points = points[heights > MIN_HEIGHT_M]  # above the table: drop pixels that are table
     if len(points) < MIN_PART_POINTS:
         return f"only {len(points)} part points stand above the surface (need {MIN_PART_POINTS})"
-    axis_a = np.cross(normal, [0.0, 1.0, 0.0] if abs(normal[1]) < 0.9 else [1.0, 0.0, 0.0])
+    axis_a = _cross(normal, np.array([0.0, 1.0, 0.0] if abs(normal[1]) < 0.9 else [1.0, 0.0, 0.0]))
     axis_a /= np.linalg.norm(axis_a)
-    axis_b = np.cross(normal, axis_a)
+    axis_b = _cross(normal, axis_a)
     in_plane = np.column_stack([points @ axis_a, points @ axis_b]).astype(np.float32)
     rect = cv2.minAreaRect(in_plane)
     corners = cv2.boxPoints(rect).astype(np.float64)
@@ -143,11 +143,16 @@ def fit_oriented_box(part_points: np.ndarray, support_points: np.ndarray) -> Ori
         if fill < MIN_SQUARE_FILL:
             return f"round footprint (aspect {long_side / short_side:.2f}, fills {fill:.0%} of its rectangle): no yaw"
     x_axis = (long_edge[0] * axis_a + long_edge[1] * axis_b) / long_side
-    rotation = np.column_stack([x_axis, np.cross(normal, x_axis), normal])
+    rotation = np.column_stack([x_axis, _cross(normal, x_axis), normal])
     height = float(np.percentile((points - origin) @ normal, 98))
     (ca, cb) = rect[0]
     base = origin + (ca - origin @ axis_a) * axis_a + (cb - origin @ axis_b) * axis_b
     return OrientedBox(base + 0.5 * height * normal, rotation, np.array([long_side, short_side, height]))
+
+
+def _cross(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """a x b of two 3-vectors (np.cross costs more in argument handling than in arithmetic here)."""
+    return np.array([a[1] * b[2] - a[2] * b[1], a[2] * b[0] - a[0] * b[2], a[0] * b[1] - a[1] * b[0]])
 
 
 def box_iou_3d(a: OrientedBox, b: OrientedBox, samples: int = 200_000, seed: int = 0) -> float:

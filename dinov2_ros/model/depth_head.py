@@ -75,6 +75,7 @@ class LinearDepthHead(nn.Module):
         # (2, 256, 1, 1): row 0 the bin centres, row 1 ones
         sums = torch.stack([self.bin_centres, torch.ones(NUM_BINS)])[:, :, None, None]
         self.register_buffer("bin_sums", sums, persistent=False)
+        self.register_buffer("bin_sums_bias", BIN_EPS * sums.sum(dim=(1, 2, 3)), persistent=False)
 
     def forward(self, intermediates: Sequence[IntermediateLayer], image_size: tuple[int, int]) -> torch.Tensor:
         """[(patch map (B, D, h, w), cls (B, D))] per tap -> depth (B, 1, H, W) in metres at image_size."""
@@ -83,22 +84,24 @@ class LinearDepthHead(nn.Module):
                 f"this head reads blocks {list(self.tap_indices)}, got {len(intermediates)} intermediate "
                 "layers; call backbone.get_intermediate_layers(x, head.tap_indices, norm=head.final_norm)"
             )
-        features = torch.cat(
-            [torch.cat((patch, cls[:, :, None, None].expand_as(patch)), dim=1) for patch, cls in intermediates],
-            dim=1,
-        )
         # the 1x1 conv commutes with bilinear upsampling (both linear, upsampling weights sum to 1):
-        # run it on the patch grid, 16x fewer MACs than Meta's order, same result up to float rounding
-        logits = self.conv_depth(features)
+        # run it on the patch grid, 16x fewer MACs than Meta's order, same result up to float rounding.
+        # It reads (patch, CLS) per tap; the CLS half is constant over the grid, so it is a (B, 256)
+        # matrix product added to the patch half's conv: half the MACs, and no broadcast CLS maps
+        weight = self.conv_depth.weight.view(NUM_BINS, len(self.tap_indices), 2, -1)
+        patches = torch.cat([patch for patch, _ in intermediates], dim=1)
+        tokens = torch.cat([cls for _, cls in intermediates], dim=1)
+        cls_logits = F.linear(tokens, weight[:, :, 1].reshape(NUM_BINS, -1), self.conv_depth.bias)
+        logits = F.conv2d(patches, weight[:, :, 0].reshape(NUM_BINS, -1, 1, 1)) + cls_logits[:, :, None, None]
         grid = logits.shape[-2:]
         logits = F.interpolate(
             logits, size=(grid[0] * UPSAMPLE, grid[1] * UPSAMPLE), mode="bilinear", align_corners=False
         )
         # Meta's sum(normalise_bins(logits) * centres) as one 1x1 conv to (sum of w * centre, sum of w)
-        # and one division per pixel: the same value, without a divided and a weighted copy of all
-        # 256 bins at 4x the patch grid (the head's largest tensors)
-        weights = torch.relu(logits) + BIN_EPS
-        sums = F.conv2d(weights, self.bin_sums)
+        # and one division per pixel, with w = relu(logits) + 0.1 and the + 0.1 folded into the conv's
+        # bias: the same value, without a divided, a weighted or a shifted copy of all 256 bins at 4x the
+        # patch grid (the head's largest tensors)
+        sums = F.conv2d(torch.relu(logits), self.bin_sums, self.bin_sums_bias)
         depth = sums[:, :1] / sums[:, 1:]
         depth = F.interpolate(depth, size=tuple(image_size), mode="bilinear", align_corners=False)
         return depth.clamp(self.min_depth, self.max_depth)

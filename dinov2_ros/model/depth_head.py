@@ -24,6 +24,7 @@ Two choices, both configurable:
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import torch
@@ -46,6 +47,20 @@ def normalise_bins(logits: torch.Tensor) -> torch.Tensor:
     """Meta's "linear" bin normalisation over dim 1: relu(logits) + 0.1, divided by the sum."""
     weights = torch.relu(logits) + BIN_EPS
     return weights / weights.sum(dim=1, keepdim=True)
+
+
+@functools.lru_cache(maxsize=8)
+def upsample_matrix(size: int, factor: int) -> torch.Tensor:
+    """(size * factor, size) weights of F.interpolate's bilinear upsampling by `factor` along one axis
+    (align_corners=False: half-pixel centres, clamped at the edges); exact in float32 for factor 4."""
+    source = ((torch.arange(size * factor, dtype=torch.float64) + 0.5) / factor - 0.5).clamp(min=0)
+    first = source.floor().long()
+    fraction = source - first
+    weights = torch.zeros(size * factor, size, dtype=torch.float64)
+    rows = torch.arange(size * factor)
+    weights[rows, first] += 1 - fraction
+    weights[rows, (first + 1).clamp(max=size - 1)] += fraction
+    return weights.float()
 
 
 class LinearDepthHead(nn.Module):
@@ -93,10 +108,10 @@ class LinearDepthHead(nn.Module):
         tokens = torch.cat([cls for _, cls in intermediates], dim=1)
         cls_logits = F.linear(tokens, weight[:, :, 1].reshape(NUM_BINS, -1), self.conv_depth.bias)
         logits = F.conv2d(patches, weight[:, :, 0].reshape(NUM_BINS, -1, 1, 1)) + cls_logits[:, :, None, None]
-        grid = logits.shape[-2:]
-        logits = F.interpolate(
-            logits, size=(grid[0] * UPSAMPLE, grid[1] * UPSAMPLE), mode="bilinear", align_corners=False
-        )
+        # the x4 bilinear upsampling of the 256 bins as two matrix products, one per axis: ONNX Runtime
+        # ran them 3-4x faster than its Resize (1 thread: 3.9 -> 1.0 ms at 16x16, 15.3 -> 5.4 ms at 32x32)
+        rows, cols = (upsample_matrix(side, UPSAMPLE).to(logits) for side in logits.shape[-2:])
+        logits = torch.matmul(rows, torch.matmul(cols, logits.transpose(-1, -2)).transpose(-1, -2))
         # Meta's sum(normalise_bins(logits) * centres) as one 1x1 conv to (sum of w * centre, sum of w)
         # and one division per pixel, with w = relu(logits) + 0.1 and the + 0.1 folded into the conv's
         # bias: the same value, without a divided, a weighted or a shifted copy of all 256 bins at 4x the

@@ -24,9 +24,9 @@ Two choices, both configurable:
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -49,18 +49,18 @@ def normalise_bins(logits: torch.Tensor) -> torch.Tensor:
     return weights / weights.sum(dim=1, keepdim=True)
 
 
-@functools.lru_cache(maxsize=8)
 def upsample_matrix(size: int, factor: int) -> torch.Tensor:
     """(size * factor, size) weights of F.interpolate's bilinear upsampling by `factor` along one axis
-    (align_corners=False: half-pixel centres, clamped at the edges); exact in float32 for factor 4."""
-    source = ((torch.arange(size * factor, dtype=torch.float64) + 0.5) / factor - 0.5).clamp(min=0)
-    first = source.floor().long()
+    (align_corners=False: half-pixel centres, clamped at the edges); exact in float32 for factor 4.
+    Computed in NumPy, so an export traces a constant, not the ops that make it."""
+    source = np.clip((np.arange(size * factor) + 0.5) / factor - 0.5, 0, None)
+    first = np.floor(source).astype(np.int64)
     fraction = source - first
-    weights = torch.zeros(size * factor, size, dtype=torch.float64)
-    rows = torch.arange(size * factor)
-    weights[rows, first] += 1 - fraction
-    weights[rows, (first + 1).clamp(max=size - 1)] += fraction
-    return weights.float()
+    weights = np.zeros((size * factor, size))
+    rows = np.arange(size * factor)
+    np.add.at(weights, (rows, first), 1 - fraction)
+    np.add.at(weights, (rows, np.minimum(first + 1, size - 1)), fraction)
+    return torch.from_numpy(weights.astype(np.float32))
 
 
 class LinearDepthHead(nn.Module):

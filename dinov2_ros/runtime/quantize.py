@@ -8,8 +8,9 @@ call. The GraphSpec metadata is kept, with the precision set to int8. What stays
 - attention's two activation-by-activation MatMuls (QK^T, AV): quantised as well
   (`MatMulConstBOnly=False`) the encoder ran slower (1.28x fp32 instead of 1.47x at 448x448,
   interleaved) with the same patch cosine (0.999695);
-- LayerNorm, Softmax, GELU, and the heads: the depth head's Conv and Gemm, and the exemplar head's
-  MatMul, whose prototypes are a graph input, not a weight;
+- LayerNorm, Softmax, GELU, and the heads: the depth head's Conv, Gemm and upsampling MatMuls (their
+  constant is the first input, not the weight), and the exemplar head's MatMul, whose prototypes are
+  a graph input;
 - no layer of the encoder is kept fp32 for accuracy: the error is spread evenly (patch cosine to fp32
   at 224x224: 0.99971 all quantised; 0.99982 with every fc2, 0.99982 with every fc1, 0.99983 with
   blocks 0-1 left fp32), so reaching 0.9999 would cost most of the speed-up.

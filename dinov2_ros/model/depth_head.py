@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -46,6 +47,20 @@ def normalise_bins(logits: torch.Tensor) -> torch.Tensor:
     """Meta's "linear" bin normalisation over dim 1: relu(logits) + 0.1, divided by the sum."""
     weights = torch.relu(logits) + BIN_EPS
     return weights / weights.sum(dim=1, keepdim=True)
+
+
+def upsample_matrix(size: int, factor: int) -> torch.Tensor:
+    """(size * factor, size) weights of F.interpolate's bilinear upsampling by `factor` along one axis
+    (align_corners=False: half-pixel centres, clamped at the edges); exact in float32 for factor 4.
+    Computed in NumPy, so an export traces a constant, not the ops that make it."""
+    source = np.clip((np.arange(size * factor) + 0.5) / factor - 0.5, 0, None)
+    first = np.floor(source).astype(np.int64)
+    fraction = source - first
+    weights = np.zeros((size * factor, size))
+    rows = np.arange(size * factor)
+    np.add.at(weights, (rows, first), 1 - fraction)
+    np.add.at(weights, (rows, np.minimum(first + 1, size - 1)), fraction)
+    return torch.from_numpy(weights.astype(np.float32))
 
 
 class LinearDepthHead(nn.Module):
@@ -75,6 +90,7 @@ class LinearDepthHead(nn.Module):
         # (2, 256, 1, 1): row 0 the bin centres, row 1 ones
         sums = torch.stack([self.bin_centres, torch.ones(NUM_BINS)])[:, :, None, None]
         self.register_buffer("bin_sums", sums, persistent=False)
+        self.register_buffer("bin_sums_bias", BIN_EPS * sums.sum(dim=(1, 2, 3)), persistent=False)
 
     def forward(self, intermediates: Sequence[IntermediateLayer], image_size: tuple[int, int]) -> torch.Tensor:
         """[(patch map (B, D, h, w), cls (B, D))] per tap -> depth (B, 1, H, W) in metres at image_size."""
@@ -83,22 +99,24 @@ class LinearDepthHead(nn.Module):
                 f"this head reads blocks {list(self.tap_indices)}, got {len(intermediates)} intermediate "
                 "layers; call backbone.get_intermediate_layers(x, head.tap_indices, norm=head.final_norm)"
             )
-        features = torch.cat(
-            [torch.cat((patch, cls[:, :, None, None].expand_as(patch)), dim=1) for patch, cls in intermediates],
-            dim=1,
-        )
         # the 1x1 conv commutes with bilinear upsampling (both linear, upsampling weights sum to 1):
-        # run it on the patch grid, 16x fewer MACs than Meta's order, same result up to float rounding
-        logits = self.conv_depth(features)
-        grid = logits.shape[-2:]
-        logits = F.interpolate(
-            logits, size=(grid[0] * UPSAMPLE, grid[1] * UPSAMPLE), mode="bilinear", align_corners=False
-        )
+        # run it on the patch grid, 16x fewer MACs than Meta's order, same result up to float rounding.
+        # It reads (patch, CLS) per tap; the CLS half is constant over the grid, so it is a (B, 256)
+        # matrix product added to the patch half's conv: half the MACs, and no broadcast CLS maps
+        weight = self.conv_depth.weight.view(NUM_BINS, len(self.tap_indices), 2, -1)
+        patches = torch.cat([patch for patch, _ in intermediates], dim=1)
+        tokens = torch.cat([cls for _, cls in intermediates], dim=1)
+        cls_logits = F.linear(tokens, weight[:, :, 1].reshape(NUM_BINS, -1), self.conv_depth.bias)
+        logits = F.conv2d(patches, weight[:, :, 0].reshape(NUM_BINS, -1, 1, 1)) + cls_logits[:, :, None, None]
+        # the x4 bilinear upsampling of the 256 bins as two matrix products, one per axis: ONNX Runtime
+        # ran them 3-4x faster than its Resize (1 thread: 3.9 -> 1.0 ms at 16x16, 15.3 -> 5.4 ms at 32x32)
+        rows, cols = (upsample_matrix(side, UPSAMPLE).to(logits) for side in logits.shape[-2:])
+        logits = torch.matmul(rows, torch.matmul(cols, logits.transpose(-1, -2)).transpose(-1, -2))
         # Meta's sum(normalise_bins(logits) * centres) as one 1x1 conv to (sum of w * centre, sum of w)
-        # and one division per pixel: the same value, without a divided and a weighted copy of all
-        # 256 bins at 4x the patch grid (the head's largest tensors)
-        weights = torch.relu(logits) + BIN_EPS
-        sums = F.conv2d(weights, self.bin_sums)
+        # and one division per pixel, with w = relu(logits) + 0.1 and the + 0.1 folded into the conv's
+        # bias: the same value, without a divided, a weighted or a shifted copy of all 256 bins at 4x the
+        # patch grid (the head's largest tensors)
+        sums = F.conv2d(torch.relu(logits), self.bin_sums, self.bin_sums_bias)
         depth = sums[:, :1] / sums[:, 1:]
         depth = F.interpolate(depth, size=tuple(image_size), mode="bilinear", align_corners=False)
         return depth.clamp(self.min_depth, self.max_depth)

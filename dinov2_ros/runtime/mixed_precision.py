@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from onnx import ModelProto
 
 FP32_OPS = ("LayerNormalization", "Softmax", "ReduceSum", "ReduceMean", "ReduceL2", "ReduceSumSquare")
-DEPTH_BIN_CONV_SCOPE = "depth_head.conv_depth"  # PerceptionGraph.depth_head -> LinearDepthHead.conv_depth
+DEPTH_BIN_CONV_SCOPE = "depth_head"  # PerceptionGraph.depth_head: its Convs are the bin conv (split) and the bin sums
 NAME_SCOPES_KEY = "pkg.torch.onnx.name_scopes"
 
 

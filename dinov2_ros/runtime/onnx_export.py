@@ -8,10 +8,13 @@ opset >= 17 (LayerNormalization stays one op, which TensorRT keeps in fp32).
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import logging
 import mmap
 import os
+import sys
+import time
 import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -36,6 +39,14 @@ PROVENANCE_KEY = "dinov2_ros.provenance"  # JSON: what the weights were, by cont
 MIN_OPSET = 17
 DEFAULT_OPSET = 18
 MAX_BATCH = 64
+# the steps torch.onnx.export prints, in order; this module's check of the file is the last step
+_TORCH_ONNX_STEPS = (
+    "Obtain model graph",
+    "Run decompositions",
+    "Translate the graph into ONNX",
+    "Optimize the ONNX graph",
+)
+EXPORT_STEPS = len(_TORCH_ONNX_STEPS) + 1
 # libraries that log one INFO line per initializer or constant while torch.onnx optimises the graph
 _CHATTY_LOGGERS = ("onnx_ir", "onnxscript")
 # warnings every export prints that concern nothing the graph uses: torchvision's ops (never used
@@ -83,7 +94,8 @@ def export_graph(
     if spec.exemplar:
         dynamic_shapes |= {"prototypes": None, "prototype_classes": None}
     LOG.info("exporting %s to %s (opset %d) ...", spec.key, path, opset)
-    with torch.no_grad(), quiet_onnx_tools():
+    clock = _Stopwatch()
+    with torch.no_grad(), quiet_onnx_tools(), contextlib.redirect_stdout(_ExporterSteps(sys.stdout, clock)):
         program = torch.onnx.export(
             graph.eval(),
             tuple(torch.from_numpy(array) for array in example.values()),
@@ -92,8 +104,11 @@ def export_graph(
             opset_version=opset,
             dynamo=True,
             dynamic_shapes=dynamic_shapes,
-            verbose=False,
+            verbose=True,  # prints its steps, which _ExporterSteps logs
         )
+    LOG.info(
+        "export %d/%d: checking the graph (%.1f s since the last step) ...", EXPORT_STEPS, EXPORT_STEPS, clock.lap()
+    )
     model = program.model_proto
     written = graph_opset(model)
     if written != opset:
@@ -113,8 +128,41 @@ def export_graph(
     save_model_atomic(model, path)
     if check:
         _run_once(path, spec)
-    LOG.info("exported %s (%.1f MB)", path, path.stat().st_size / 1e6)
+    LOG.info("exported %s (%.1f MB; checked in %.1f s)", path, path.stat().st_size / 1e6, clock.lap())
     return path
+
+
+class _Stopwatch:
+    def __init__(self) -> None:
+        self._last = time.monotonic()
+
+    def lap(self) -> float:
+        """Seconds since the previous lap (or the start)."""
+        now = time.monotonic()
+        elapsed, self._last = now - self._last, now
+        return elapsed
+
+
+class _ExporterSteps(io.TextIOBase):
+    """torch.onnx's printed step lines ("[torch.onnx] Run decompositions...") as this module's log lines,
+    numbered, with the time the step before took: an export takes 15-40 s, and these lines are its
+    progress in the log. Other printed lines pass to `stream`."""
+
+    def __init__(self, stream, clock: _Stopwatch) -> None:
+        super().__init__()
+        self._stream, self._clock, self._pending = stream, clock, ""
+
+    def write(self, text: str) -> int:
+        *lines, self._pending = (self._pending + text).split("\n")
+        for line in lines:
+            message = line.removeprefix("[torch.onnx] ")
+            step = next((i for i, name in enumerate(_TORCH_ONNX_STEPS, 1) if message.startswith(name)), None)
+            if step is None:
+                self._stream.write(line + "\n")
+            elif message.endswith("..."):  # a step starts; its end ("... ✅") is the next start
+                name, since = _TORCH_ONNX_STEPS[step - 1].lower(), self._clock.lap()
+                LOG.info("export %d/%d: %s (%.1f s since the last step) ...", step, EXPORT_STEPS, name, since)
+        return len(text)
 
 
 @contextlib.contextmanager

@@ -65,7 +65,7 @@ class DepthToCamera(nn.Module):
             content = F.interpolate(
                 content, size=self.camera_size, mode="bilinear", align_corners=False, antialias=False
             )
-        return content[:, 0]
+        return content.squeeze(1)  # a Squeeze, not the Gather that [:, 0] exports to (a copy)
 
 
 class BoxesToCamera(nn.Module):

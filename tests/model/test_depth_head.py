@@ -57,6 +57,25 @@ def test_forward_follows_meta_order_upsample_then_bins() -> None:
         torch.testing.assert_close(head(layers, (56, 84)), expected.detach())
 
 
+def test_exported_head_upsamples_the_bins_by_matrix_products() -> None:
+    """The 256 bins are upsampled by two MatMuls (faster than ONNX Runtime's Resize); the one Resize left
+    is the final one of the single depth map to the input size."""
+
+    class Head(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.head = LinearDepthHead(64, (0, 1), 0.001, 10.0)
+
+        def forward(self, patch0, cls0, patch1, cls1):
+            return self.head([(patch0, cls0), (patch1, cls1)], (56, 84))
+
+    inputs = tuple(tensor for layer in tiny_layers(2) for tensor in layer)
+    with torch.no_grad():
+        program = torch.onnx.export(Head().eval(), inputs, dynamo=True, verbose=False)
+    ops = [node.op_type for node in program.model_proto.graph.node]
+    assert ops.count("Resize") == 1 and ops.count("MatMul") == 2, ops
+
+
 def test_bin_normalisation() -> None:
     logits = torch.tensor([[-5.0, 0.0, 1.9]]).reshape(1, 3, 1, 1)
     weights = normalise_bins(logits).flatten()

@@ -75,6 +75,9 @@ def test_onnx_runtime_gives_the_same_detections_as_pytorch(tmp_path):
             head, inputs, input_names=["patch_map", "prototypes", "prototype_classes"], opset_version=18, dynamo=True
         )
     program.save(str(tmp_path / "exemplar.onnx"))
+    ops = [node.op_type for node in program.model_proto.graph.node]
+    # exported, each growth step is one MaxPool (eager torch runs the slices): the peaks' one plus grow_steps
+    assert ops.count("MaxPool") == 1 + head.grow_steps and "Slice" not in ops
     session = ort.InferenceSession(str(tmp_path / "exemplar.onnx"), providers=["CPUExecutionProvider"])
     outputs = session.run(
         None, dict(zip(["patch_map", "prototypes", "prototype_classes"], (t.numpy() for t in inputs), strict=True))

@@ -116,6 +116,17 @@ def test_export_keeps_the_onnx_tool_chain_quiet(tmp_path, caplog):
     assert {name: logging.getLogger(name).level for name in levels} == levels  # restored afterwards
 
 
+def test_export_logs_each_step_with_the_time_the_one_before_took(tmp_path, caplog):
+    with caplog.at_level(logging.INFO, logger="dinov2_ros.runtime.onnx_export"):
+        export_graph(tiny_graph(tiny_spec()), tmp_path / "steps.onnx")
+    lines = [r.getMessage() for r in caplog.records if r.name == "dinov2_ros.runtime.onnx_export"]
+    steps = [line for line in lines if line.startswith("export ")]
+    # torch.onnx's four steps (tracing, decompositions, translation, optimisation), then the check
+    assert [line[:10] for line in steps] == [f"export {i}/5" for i in range(1, 6)], lines
+    assert all(re.search(r"\(\d+\.\d s since the last step\) \.\.\.$", line) for line in steps), steps
+    assert re.search(r"checked in \d+\.\d s\)$", lines[-1]), lines[-1]
+
+
 def test_opset_the_exporter_cannot_write_is_refused_before_saving(tmp_path):
     """torch.onnx keeps opset 18 when asked for 17 (its down-conversion fails); export_graph says so."""
     path = tmp_path / "opset17.onnx"

@@ -12,6 +12,8 @@ import contextlib
 import os
 import subprocess
 import sys
+from collections import deque
+from collections.abc import Callable
 
 from dinov2_ros.runtime.graph_source import GraphSource
 from dinov2_ros.runtime.model_settings import MODEL_SETTINGS
@@ -28,11 +30,15 @@ def export_command(source: GraphSource, height: int, width: int) -> list[str]:
     return command
 
 
-def export_in_subprocess(source: GraphSource, height: int, width: int) -> bool:
+def export_in_subprocess(
+    source: GraphSource, height: int, width: int, progress: Callable[[str], None] | None = None
+) -> bool:
     """Write the stored graph for `height` x `width` frames in a child process when the store lacks it.
 
-    True when it exported, False when nothing was missing. RuntimeError with the exporter's last log
-    lines when it fails (e.g. no torch on this machine: export on a workstation and copy model.graph_dir).
+    True when it exported, False when nothing was missing. `progress` gets the exporter's progress
+    lines as they come ("export 2/5: ... (5.1 s since the last step)"), so a minute-long cold start
+    shows in the node's log. RuntimeError with the exporter's last log lines when it fails (e.g. no
+    torch on this machine: export on a workstation and copy model.graph_dir).
     """
     if not source.needs_export(height, width):
         return False
@@ -41,9 +47,16 @@ def export_in_subprocess(source: GraphSource, height: int, width: int) -> bool:
     )
     with contextlib.suppress(OSError, AttributeError):  # not Linux, or the child has already exited
         os.setpriority(os.PRIO_PROCESS, process.pid, EXPORT_NICENESS)
-    output, _ = process.communicate()
+    last_lines: deque[str] = deque(maxlen=4)
+    for line in process.stdout:
+        line = line.strip()
+        if line:
+            last_lines.append(line)
+            if progress is not None and line.startswith("export"):
+                progress(f"graph for {width}x{height} frames: {line}")
+    process.wait()
     if process.returncode != 0:
-        tail = " | ".join(line for line in output.strip().splitlines()[-4:] if line.strip())
+        tail = " | ".join(last_lines)
         raise RuntimeError(
             f"exporting the graph for {width}x{height} frames failed (`dinov2-ros export` exit {process.returncode}): "
             f"{tail}; run `dinov2-ros export --params-file <the node's parameter file> --camera {width}x{height}` "

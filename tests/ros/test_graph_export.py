@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from node_harness import model_parameters, settings_for
 
@@ -9,6 +11,7 @@ from dinov2_ros.cli import build_parser
 from dinov2_ros.cli.model_options import settings_from_args
 from dinov2_ros.ros.graph_export import export_command, export_in_subprocess
 from dinov2_ros.runtime.graph_source import GraphSource
+from dinov2_ros.runtime.model_settings import ModelSettings
 
 
 def test_the_export_command_carries_every_setting_of_the_node(graph_dir):
@@ -28,3 +31,23 @@ def test_a_stored_graph_needs_no_export_and_a_failed_export_says_what_to_run(gra
     # the tiny test encoder is no released variant, so the real exporter refuses it
     with pytest.raises(RuntimeError, match=r"exporting the graph for 200x150 frames failed .*--camera 200x150"):
         export_in_subprocess(source, 150, 200)
+
+
+def test_the_child_exporters_progress_reaches_the_log_line_by_line(tmp_path):
+    """A real vits14 export (random weights, small input) in the child: its steps come as they happen."""
+    settings = {
+        "model.weights": "random",
+        "model.depth_weights": "random",
+        "model.input_height": 56,
+        "model.input_width": 70,
+        "model.top_k": 8,
+        "model.max_prototypes": 4,
+        "model.graph_dir": str(tmp_path),
+    }
+    source = GraphSource(ModelSettings.from_values(settings))
+    lines: list[str] = []
+    assert export_in_subprocess(source, 84, 112, progress=lines.append)
+    assert not source.needs_export(84, 112)
+    steps = [line for line in lines if re.search(r"export \d/\d", line)]
+    assert [re.search(r"export (\d)/5", line).group(1) for line in steps] == ["1", "2", "3", "4", "5"], lines
+    assert all(line.startswith("graph for 112x84 frames: ") for line in lines)

@@ -19,7 +19,7 @@ import numpy as np
 
 from dinov2_ros.perception.mot_evaluation import evaluate_tracks, track_conveyor
 from dinov2_ros.perception.object_tracking import CameraTracker
-from dinov2_ros.perception.tabletop_scenes import conveyor_sequence
+from dinov2_ros.perception.tabletop_scenes import Conveyor, DetectorNoise, conveyor_sequence
 
 
 def main() -> None:
@@ -27,9 +27,13 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=400, help="camera frames (5 %% are dropped)")
     parser.add_argument("--size", type=int, nargs=2, default=[640, 480], metavar=("WIDTH", "HEIGHT"))
     parser.add_argument("--lost-timeout", type=float, default=1.0, help="tracking.lost_timeout_s")
+    parser.add_argument("--speed", type=float, default=0.05, help="conveyor speed (m/s)")
+    parser.add_argument("--miss", type=float, default=0.05, help="fraction of the visible parts the detector misses")
     args = parser.parse_args()
     width, height = args.size
-    frames = list(conveyor_sequence(args.frames, width=width, height=height))
+    conveyor = Conveyor(speed_m_s=args.speed, spawn_every_s=0.075 / args.speed)  # parts 7.5 cm apart
+    frames = list(conveyor_sequence(args.frames, conveyor=conveyor, width=width, height=height))
+    noise = DetectorNoise(miss=args.miss)
     tracker = CameraTracker(args.lost_timeout)
     costs: list[float] = []
 
@@ -42,10 +46,13 @@ def main() -> None:
     def numbered(stamp_s: float, boxes: np.ndarray, scores: np.ndarray) -> np.ndarray:
         return np.arange(1, len(boxes) + 1)
 
-    print(f"{len(frames)} frames delivered of {args.frames}, {width}x{height}, lost timeout {args.lost_timeout} s")
+    print(
+        f"{len(frames)} frames delivered of {args.frames}, {width}x{height}, conveyor {args.speed} m/s, "
+        f"{args.miss:.0%} of the parts missed, lost timeout {args.lost_timeout} s"
+    )
     print(f"{'ids':<28}{'IDF1':>7}{'ID switches':>13}{'per 100 GT':>12}{'MOTA':>7}{'frag.':>7}{'GT obj-frames':>15}")
     for name, update in (("per-frame numbering (base)", numbered), ("ByteTrack", tracked)):
-        figures = evaluate_tracks(track_conveyor(frames, update))
+        figures = evaluate_tracks(track_conveyor(frames, update, noise))
         print(
             f"{name:<28}{figures.idf1:>7.3f}{figures.id_switches:>13}{figures.switches_per_100:>12.2f}"
             f"{figures.mota:>7.3f}{figures.fragmentations:>7}{figures.ground_truth:>15}"

@@ -8,14 +8,15 @@ Jazzy and Kilted are C extensions built against numpy 1.x, which numpy 2 refuses
 to `trackers.ByteTrackTracker`, which takes stamps itself, once the supported distributions ship numpy 2.
 
 ByteTrack counts frames, not seconds; the frames' times set how many (the node gives their arrival
-on a monotonic clock, as image stamps can be zero or jump). A camera's frame period is the median of its
-recent stamp differences (of the frames the node processed, which may be every third of a fast
+on a monotonic clock, as image stamps can be zero or jump). A camera's frame period is the median of
+its recent time differences (of the frames the node processed, which may be every third of a fast
 camera's); a lost track expires after `lost_timeout_s` worth of such frames, and at least one frame;
-after a silence of at least `lost_timeout_s` longer than the usual period (a camera restart, a
-deactivated node) every lost track has expired, so a part seen again gets a new id. Ids start at 1 per camera and are never reused while the tracker lives. A
-detection gets its id on its second sighting (or on the camera's first frame), which keeps one-frame
-false positives out of the published objects. Tracks are class-agnostic (as ByteTrack is): a track
-keeps its id when the detector's class for the part flips, and takes the newest detection's class.
+after a silence of at least `lost_timeout_s` that is longer than the usual period (a camera restart,
+a deactivated node) every lost track has expired, so a part seen again gets a new id. Ids start at 1
+per camera and are never reused while the tracker lives. A detection gets its id on its second
+sighting (or on the camera's first frame), which keeps one-frame false positives out of the
+published objects. Tracks are class-agnostic (as ByteTrack is): a track keeps its id when the
+detector's class for the part flips, and takes the newest detection's class.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from supervision.tracker.byte_tracker.core import ByteTrack
 
 from dinov2_ros.perception.frame_pipeline import FrameResult
 
-# stamp differences the frame period is the median of
+# time differences the frame period is the median of
 PERIOD_WINDOW = 16
 # frame period assumed until a camera has sent two frames
 DEFAULT_PERIOD_S = 1 / 30
@@ -52,7 +53,7 @@ class CameraTracker:
 
     @property
     def period_s(self) -> float:
-        """The camera's frame period (s): median of its recent stamp differences."""
+        """The camera's frame period (s): median of its recent time differences."""
         return float(np.median(self._periods)) if self._periods else DEFAULT_PERIOD_S
 
     def update(self, stamp_s: float, boxes: np.ndarray, scores: np.ndarray, score_threshold: float) -> np.ndarray:
@@ -85,7 +86,7 @@ class CameraTracker:
         return ids
 
     def _advance(self, stamp_s: float) -> bool:
-        """Take the frame's stamp into the period estimate; True after a silence: a gap of at least
+        """Take the frame's time into the period estimate; True after a silence: a gap of at least
         lost_timeout_s that is not the camera's usual period (a 1 Hz camera is not silent each second)."""
         last, self._last_stamp_s = self._last_stamp_s, stamp_s
         if last is None:

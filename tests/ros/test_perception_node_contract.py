@@ -53,30 +53,8 @@ def test_the_launch_file_passes_the_packaged_config():
     assert (REPO / launch_config_path()).is_file()
 
 
-def test_config_alone_starts_the_node_and_it_refuses_to_guess_weights(tmp_path):
-    """config/perception.yaml as shipped declares every parameter validly; without weights the node
-    stops with a message saying which parameter to set, rather than running random weights."""
-    log = tmp_path / "node.log"
-    process = start_node_process(["--params-file", launch_config_path()], log)
-    try:
-        code = process.wait(timeout=60)
-    finally:
-        stop_node_process(process)
-    text = log.read_text()
-    assert code == 1, text
-    assert "model.weights is empty" in text and "'random'" in text
-
-
-def test_a_parameter_of_the_wrong_type_stops_the_node_with_one_line_not_a_traceback(tmp_path):
-    log = tmp_path / "node.log"
-    arguments = [
-        "--params-file",
-        launch_config_path(),
-        "-p",
-        "model.weights:=random",
-        "-p",
-        "tracking.lost_timeout_s:=2",
-    ]
+def refused_start(arguments: list[str], log) -> str:
+    """Start the node process with `arguments`; its log, after asserting it stopped with exit code 1."""
     process = start_node_process(arguments, log)
     try:
         code = process.wait(timeout=60)
@@ -84,6 +62,19 @@ def test_a_parameter_of_the_wrong_type_stops_the_node_with_one_line_not_a_traceb
         stop_node_process(process)
     text = log.read_text()
     assert code == 1, text
+    return text
+
+
+def test_config_alone_starts_the_node_and_it_refuses_to_guess_weights(tmp_path):
+    """config/perception.yaml as shipped declares every parameter validly; without weights the node
+    stops with a message saying which parameter to set, rather than running random weights."""
+    text = refused_start(["--params-file", launch_config_path()], tmp_path / "node.log")
+    assert "model.weights is empty" in text and "'random'" in text
+
+
+def test_a_parameter_of_the_wrong_type_stops_the_node_with_one_line_not_a_traceback(tmp_path):
+    wrong_type = ["-p", "model.weights:=random", "-p", "tracking.lost_timeout_s:=2"]
+    text = refused_start(["--params-file", launch_config_path(), *wrong_type], tmp_path / "node.log")
     assert "tracking.lost_timeout_s" in text and "Traceback" not in text, text
 
 

@@ -6,8 +6,8 @@ config/perception.yaml and the demo's overrides — then teaches each synthetic 
 dinov2/add_class service (boxes from the camera's ground truth; one example per scene, up to three)
 and prints, once a second, what the node publishes next to that ground truth. With the conveyor scene
 the node places objects with the camera's exact depth, and the report says whether each part kept
-its track id. demo.launch.py runs the
-same teaching and report as the `demo_monitor` executable (`monitor_main`).
+its track id. demo.launch.py runs the same teaching and report as the `demo_monitor` executable
+(`monitor_main`).
 """
 
 from __future__ import annotations

@@ -55,6 +55,16 @@ def nan_where_no_return(metres: np.ndarray) -> np.ndarray:
     return metres
 
 
+def fast_median(values: np.ndarray) -> float:
+    """np.median of a 1D float array, by one partition: the same value, a fifth of the time for the
+    few thousand values a detection has (np.median's generic axis and NaN handling dominate there)."""
+    half = len(values) // 2
+    if len(values) % 2:
+        return float(np.partition(values, half)[half])
+    lower, upper = np.partition(values, (half - 1, half))[half - 1 : half + 1]
+    return float(0.5 * (lower + upper))
+
+
 class ObjectLifter:
     """Robust 3D boxes: median depth, rejection of depth outliers (beyond `outlier_mads` median absolute
     deviations, at least `min_depth_band` metres), then the extents of the remaining points.
@@ -124,8 +134,8 @@ class ObjectLifter:
         sample = z_valid[:: -(-count // MEDIAN_SAMPLES)].astype(np.float64)
         inliers = sample
         for _ in range(3):  # re-estimate on the inliers: a large first spread (half table) shrinks to the part's
-            median = np.median(inliers)
-            band = max(self.outlier_mads * 1.4826 * np.median(np.abs(inliers - median)), self.min_depth_band)
+            median = fast_median(inliers)
+            band = max(self.outlier_mads * 1.4826 * fast_median(np.abs(inliers - median)), self.min_depth_band)
             refined = sample[np.abs(sample - median) <= band]
             if len(refined) == len(inliers):
                 break

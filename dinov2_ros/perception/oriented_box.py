@@ -17,6 +17,7 @@ import cv2
 import numpy as np
 
 from dinov2_ros.perception.camera_model import PinholeCameraModel
+from dinov2_ros.perception.object_lifting import fast_median
 
 MIN_PART_POINTS = 30
 MAX_POINTS = 1000  # depth points of a part (and of its ring) the fit looks at
@@ -99,7 +100,7 @@ def fit_plane(points: np.ndarray, iterations: int = 3) -> tuple[np.ndarray, np.n
                 residual <= np.partition(residual, int(0.6 * (len(residual) - 1)))[int(0.6 * (len(residual) - 1))]
             ]
         else:
-            kept = points[residual <= max(3 * 1.4826 * np.median(residual), 1e-4)]
+            kept = points[residual <= max(3 * 1.4826 * fast_median(residual), 1e-4)]
     centroid = kept.mean(axis=0)
     if normal @ centroid > 0:  # the camera sits at the origin: the normal points back at it
         normal = -normal

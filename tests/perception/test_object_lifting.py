@@ -125,3 +125,11 @@ def test_depth_of_the_wrong_type_is_refused(depth, encoding, message):
 def test_depth_not_aligned_with_the_camera_is_refused():
     with pytest.raises(ValueError, match="depth image is 160x120 but CameraInfo says 320x240"):
         ObjectLifter().lift(np.ones((120, 160), np.float32), _camera_or_none(K), np.zeros((1, 4)))
+
+
+@pytest.mark.parametrize("count", [1, 2, 3, 100, 101, 2048])
+def test_fast_median_is_numpys_median(count):
+    from dinov2_ros.perception.object_lifting import fast_median
+
+    values = np.random.default_rng(count).normal(1.0, 0.2, count)
+    assert fast_median(values) == float(np.median(values))

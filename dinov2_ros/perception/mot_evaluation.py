@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import motmetrics
 import numpy as np
+from supervision import box_iou_batch
 
 from dinov2_ros.perception.tabletop_scenes import ConveyorFrame, DetectorNoise, noisy_detections, visible_boxes
 
@@ -36,12 +37,8 @@ class TrackingFigures:
 
 def iou_distances(truth: np.ndarray, tracks: np.ndarray, min_iou: float) -> np.ndarray:
     """(M, N) 1 - IoU of xyxy boxes, NaN (no match allowed) where IoU < min_iou: motmetrics' distance
-    convention (its own iou_matrix calls np.asfarray, which numpy 2 removed)."""
-    a = np.asarray(truth, np.float64).reshape(-1, 1, 4)
-    b = np.asarray(tracks, np.float64).reshape(1, -1, 4)
-    inter = np.prod(np.clip(np.minimum(a[..., 2:], b[..., 2:]) - np.maximum(a[..., :2], b[..., :2]), 0, None), -1)
-    union = np.prod(a[..., 2:] - a[..., :2], -1) + np.prod(b[..., 2:] - b[..., :2], -1) - inter
-    iou = inter / np.maximum(union, 1e-12)
+    convention (its own iou_matrix calls np.asfarray, which numpy 2 removed); IoU by supervision."""
+    iou = box_iou_batch(np.asarray(truth, np.float64).reshape(-1, 4), np.asarray(tracks, np.float64).reshape(-1, 4))
     return np.where(iou >= min_iou, 1.0 - iou, np.nan)
 
 
@@ -74,7 +71,7 @@ def track_conveyor(
     rng, noise = np.random.default_rng(seed), noise or DetectorNoise()
     for frame in frames:
         indices, truth = visible_boxes(frame.scene)
-        boxes, scores = noisy_detections(frame.scene, rng, noise)
+        boxes, scores = noisy_detections(truth, frame.scene.depth.shape, rng, noise)
         ids = update(frame.stamp_s, boxes, scores)
         tracked = ids > 0
         yield [frame.track_ids[i] for i in indices], truth, ids[tracked].tolist(), boxes[tracked]

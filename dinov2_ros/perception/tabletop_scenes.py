@@ -226,13 +226,13 @@ def visible_boxes(scene: TabletopScene, min_pixels: int = 50) -> tuple[np.ndarra
 
 
 def noisy_detections(
-    scene: TabletopScene, rng: np.random.Generator, noise: DetectorNoise = DetectorNoise()
+    truth: np.ndarray, size: tuple[int, int], rng: np.random.Generator, noise: DetectorNoise = DetectorNoise()
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(N, 4) xyxy boxes and (N,) scores a detector of `noise`'s quality would report for `scene`."""
-    _, truth = visible_boxes(scene)
+    """(N, 4) xyxy boxes and (N,) scores a detector of `noise`'s quality would report for the true
+    boxes `truth` (M, 4) (`visible_boxes`) in an image of `size` (height, width) pixels."""
     kept = truth[rng.random(len(truth)) >= noise.miss]
     boxes = kept + rng.normal(0.0, noise.jitter_px, kept.shape).astype(np.float32)
-    height, width = scene.depth.shape
+    height, width = size
     if rng.random() < noise.false_positive:
         x, y = rng.uniform(0, width - 30), rng.uniform(0, height - 30)
         boxes = np.vstack([boxes, [[x, y, x + rng.uniform(10, 30), y + rng.uniform(10, 30)]]]).astype(np.float32)

@@ -68,6 +68,7 @@ class CameraStatistics:
         self.waited_for_graph = 0  # frames skipped while their size's graph was being opened
         self.rejected: Counter[str] = Counter()
         self.last_rejection = ""
+        self._last_skip_was_graph = False  # the newest skipped frame waited for its graph (not rejected)
         # the newest frame's CameraInfo had K all zeros: 2D objects only (the node sets it per frame)
         self.uncalibrated = False
         self.oriented = 0  # 3D objects published with an oriented box
@@ -93,11 +94,13 @@ class CameraStatistics:
     def frame_waited_for_graph(self) -> None:
         with self._lock:
             self.waited_for_graph += 1
+            self._last_skip_was_graph = True
 
     def frame_rejected(self, category: str, detail: str) -> None:
         with self._lock:
             self.rejected[category] += 1
             self.last_rejection = f"{category}: {detail}"
+            self._last_skip_was_graph = False
 
     def result_published(self, now_s: float, latency_s: float | None, inference_s: float, in_node_s: float) -> None:
         """`latency_s`: image stamp to objects published, None for an image without a stamp (left out
@@ -183,6 +186,11 @@ class CameraStatistics:
         if silent_s > STALE_INPUT_S:
             return DiagnosticStatus.WARN, f"no image for {silent_s:.1f} s"
         if self._outputs.rate(now_s) == 0.0:
+            if self._last_skip_was_graph:
+                return DiagnosticStatus.WARN, (
+                    "images arrive but no output yet: the graph for their size is being prepared (see "
+                    "'frames dropped while preparing a graph')"
+                )
             return DiagnosticStatus.WARN, "images arrive but no output: see 'last rejection'"
         if self.uncalibrated:
             return DiagnosticStatus.WARN, "camera uncalibrated (CameraInfo K all zeros): 2D objects only, no 3D"

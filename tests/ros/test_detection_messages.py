@@ -154,3 +154,14 @@ def test_camera_statistics_report_rates_latency_and_reasons():
     assert values["last rejection"] == "image: truncated image data"
     silent = stats.to_status(1.0 + STALE_INPUT_S + 1.0, "node", dropped=4)
     assert silent.level == DiagnosticStatus.WARN and silent.message.startswith("no image for")
+
+
+def test_a_camera_waiting_for_its_graph_is_told_apart_from_rejected_frames():
+    stats = CameraStatistics("front", window_s=1.0)
+    stats.image_received(0.0, age_s=0.003)
+    stats.frame_waited_for_graph()
+    waiting = stats.to_status(0.5, "node", dropped=0)
+    assert waiting.level == DiagnosticStatus.WARN and "graph for their size is being prepared" in waiting.message
+    assert "last rejection" not in {kv.key for kv in waiting.values}
+    stats.frame_rejected("image", "truncated image data")
+    assert "see 'last rejection'" in stats.to_status(0.5, "node", dropped=0).message

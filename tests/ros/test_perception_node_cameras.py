@@ -304,12 +304,19 @@ def test_zero_stamps_and_empty_frame_ids_are_warned_processed_and_kept_out_of_la
 @pytest.mark.parametrize("cameras", [["camera"], ["front", "rear"]])
 def test_every_output_image_has_its_camera_info_beside_it(context, graph_dir, cameras):
     """image_transport's rule, which image_pipeline and RViz follow: `<ns>/image` <-> `<ns>/camera_info`."""
-    node = start_node(context, graph_dir, "siblings", cameras=cameras)
+    # A namespace of its own per case: the ROS graph is eventually consistent, and the participant of
+    # the case before may still be known with the same node, so the lookup polls until it is complete.
+    node = start_node(context, graph_dir, f"siblings{len(cameras)}", cameras=cameras)
     try:
-        published = dict(node.get_publisher_names_and_types_by_node(node.get_name(), node.get_namespace()))
+        deadline = time.monotonic() + 10.0
+        while True:
+            published = dict(node.get_publisher_names_and_types_by_node(node.get_name(), node.get_namespace()))
+            images = [topic for topic, types in published.items() if "sensor_msgs/msg/Image" in types]
+            if len(images) >= 3 * len(cameras) or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
     finally:
         node.destroy_node()
-    images = [topic for topic, types in published.items() if "sensor_msgs/msg/Image" in types]
     assert len(images) == 3 * len(cameras)  # depth, debug and instances per camera
     for topic in images:
         namespace, _, leaf = topic.rpartition("/")

@@ -21,7 +21,7 @@ import numpy as np
 
 from dinov2_ros.perception.camera_model import PinholeCameraModel
 from dinov2_ros.perception.object_lifting import ObjectLifter
-from dinov2_ros.perception.oriented_box import OrientedBox, box_iou_3d, fit_from_depth
+from dinov2_ros.perception.oriented_box import OrientedBox, box_iou_3d, fit_from_depth, fit_from_depths
 from dinov2_ros.perception.tabletop_scenes import TABLETOP_PARTS, render_tabletop
 from dinov2_ros.runtime.latency import time_interleaved
 
@@ -94,7 +94,7 @@ def cost(iterations: int, objects: int) -> None:
 
     def lifting_and_orientation():
         lifting()
-        return [fit_from_depth(scene.depth, camera, mask, box) for mask, box in zip(masks, boxes, strict=True)]
+        return fit_from_depths(scene.depth, camera, masks, boxes)
 
     result = time_interleaved(
         {"lifting (baseline)": lifting, "lifting + oriented boxes": lifting_and_orientation}, iterations

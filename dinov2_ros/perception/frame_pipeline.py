@@ -22,7 +22,7 @@ import numpy as np
 
 from dinov2_ros.perception.camera_model import PinholeCameraModel
 from dinov2_ros.perception.object_lifting import IDENTITY_ORIENTATION_XYZW, ObjectLifter, nan_where_no_return
-from dinov2_ros.perception.oriented_box import OrientedBox, fit_from_depth
+from dinov2_ros.perception.oriented_box import OrientedBox, fit_from_depths
 from dinov2_ros.perception.prototypes import PrototypeStore, prototype_from_box
 from dinov2_ros.runtime.backend import Backend
 from dinov2_ros.runtime.graph_spec import PATCH_SIZE, GraphSpec
@@ -278,18 +278,25 @@ class FramePipeline:
             mask_to_camera(mask_logits[i], box, graph.camera_to_grid, frame.size)
             for i, box in zip(keep, boxes, strict=True)
         ]
-        lift_depth = frame.depth if frame.depth is not None else depth
-        lifted = self._lifter.lift(lift_depth, frame.camera_model, boxes, masks)
+        lift_depth, camera = (frame.depth if frame.depth is not None else depth), frame.camera_model
+        # an oriented box where the points support one, else the axis-aligned box (and why not oriented)
+        posed = np.flatnonzero(self._lifter.can_lift(lift_depth, camera, boxes, masks))
+        fits = fit_from_depths(lift_depth, camera, [masks[k] for k in posed], boxes[posed]) if len(posed) else []
+        oriented_of = dict(zip(posed.tolist(), fits, strict=True))
+        aligned = [k for k in range(len(boxes)) if not isinstance(oriented_of.get(k), OrientedBox)]
+        lifted = self._lifter.lift(lift_depth, camera, boxes[aligned], [masks[k] for k in aligned])
+        lifted_of = dict(zip(aligned, lifted, strict=True))
         detections = []
-        for i, box, mask, obj in zip(keep, boxes, masks, lifted, strict=True):
+        for k, (i, box, mask) in enumerate(zip(keep, boxes, masks, strict=True)):
             class_id = int(rows[i, 5])
-            centre, size, orientation, why = obj.center, obj.size, obj.orientation_xyzw, ""
-            if obj.has_pose:  # an oriented box where the points support one, else the axis-aligned one and why
-                oriented = fit_from_depth(lift_depth, frame.camera_model, mask, box)
-                if isinstance(oriented, OrientedBox):
-                    centre, size, orientation = oriented.center, oriented.size, oriented.quaternion_xyzw
-                else:
-                    why = oriented
+            oriented = oriented_of.get(k)
+            if isinstance(oriented, OrientedBox):
+                centre, size, orientation = oriented.center, oriented.size, oriented.quaternion_xyzw
+                why, no_pose = "", ""
+            else:
+                obj = lifted_of[k]
+                centre, size, orientation, no_pose = obj.center, obj.size, obj.orientation_xyzw, obj.reason
+                why = oriented or ""  # None: no pose at all, so nothing to orient
             detections.append(
                 Detection(
                     class_id=class_id,
@@ -300,7 +307,7 @@ class FramePipeline:
                     centre=centre,
                     size=size,
                     orientation=orientation,
-                    no_pose_reason=obj.reason,
+                    no_pose_reason=no_pose,
                     axis_aligned_reason=why,
                 )
             )

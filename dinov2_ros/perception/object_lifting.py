@@ -96,13 +96,41 @@ class ObjectLifter:
 
         `depth_m` is metres with NaN for no return (see depth_to_metres), aligned with the camera image.
         """
-        boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+        boxes = self._checked(depth_m, camera, boxes, masks)
         if camera is None:
             return [
                 LiftedObject(None, None, 0, "no valid camera intrinsics (CameraInfo missing or uncalibrated)")
             ] * len(boxes)
         if depth_m is None:
             return [LiftedObject(None, None, 0, "no depth image for this frame")] * len(boxes)
+        return [
+            self._lift_one(depth_m, camera, box, None if masks is None else masks[i]) for i, box in enumerate(boxes)
+        ]
+
+    def can_lift(
+        self,
+        depth_m: np.ndarray | None,
+        camera: PinholeCameraModel | None,
+        boxes: np.ndarray,
+        masks: Sequence[np.ndarray] | np.ndarray | None = None,
+    ) -> np.ndarray:
+        """(K,) bool: where `lift` would give the box a pose (intrinsics, and enough valid depth in its
+        mask), without the estimate, for a caller that has a better box for those (oriented_box)."""
+        boxes = self._checked(depth_m, camera, boxes, masks)
+        if camera is None or depth_m is None:
+            return np.zeros(len(boxes), bool)
+        counts = [
+            np.count_nonzero(self._support(depth_m, box, None if masks is None else masks[i])[3])
+            for i, box in enumerate(boxes)
+        ]
+        return np.array(counts, np.int64).reshape(-1) >= self.min_valid_pixels
+
+    @staticmethod
+    def _checked(depth_m, camera, boxes, masks) -> np.ndarray:
+        """Boxes as (K, 4) float64; raises ValueError when depth, intrinsics and masks do not agree."""
+        boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+        if camera is None or depth_m is None:
+            return boxes
         if depth_m.shape != (camera.height, camera.width):
             raise ValueError(
                 f"depth image is {depth_m.shape[1]}x{depth_m.shape[0]} but CameraInfo says "
@@ -111,18 +139,25 @@ class ObjectLifter:
         if masks is not None and (len(masks) != len(boxes) or any(m.shape != depth_m.shape for m in masks)):
             shapes = [m.shape for m in masks]
             raise ValueError(f"masks must be {len(boxes)} arrays of the depth's shape {depth_m.shape}, got {shapes}")
-        return [
-            self._lift_one(depth_m, camera, box, None if masks is None else masks[i]) for i, box in enumerate(boxes)
-        ]
+        return boxes
 
-    def _lift_one(
-        self, depth_m: np.ndarray, camera: PinholeCameraModel, box: np.ndarray, mask: np.ndarray | None
-    ) -> LiftedObject:
+    @staticmethod
+    def _support(
+        depth_m: np.ndarray, box: np.ndarray, mask: np.ndarray | None
+    ) -> tuple[int, int, np.ndarray, np.ndarray]:
+        """(x1, y1, crop, support): the box's depth crop from pixel (x1, y1) and where it holds valid
+        depth inside the mask."""
         height, width = depth_m.shape
         x1, y1 = (int(np.clip(np.floor(v), 0, limit)) for v, limit in zip(box[:2], (width, height), strict=True))
         x2, y2 = (int(np.clip(np.ceil(v), 0, limit)) for v, limit in zip(box[2:], (width, height), strict=True))
         crop = depth_m[y1:y2, x1:x2]
         support = np.isfinite(crop) if mask is None else np.isfinite(crop) & mask[y1:y2, x1:x2]
+        return x1, y1, crop, support
+
+    def _lift_one(
+        self, depth_m: np.ndarray, camera: PinholeCameraModel, box: np.ndarray, mask: np.ndarray | None
+    ) -> LiftedObject:
+        x1, y1, crop, support = self._support(depth_m, box, mask)
         count = int(np.count_nonzero(support))
         if count < self.min_valid_pixels:
             return LiftedObject(

@@ -12,7 +12,11 @@ from dinov2_ros.perception.object_lifting import ObjectLifter
 from dinov2_ros.perception.oriented_box import (
     OrientedBox,
     box_iou_3d,
+    fit_from_depth,
+    fit_from_depths,
     fit_oriented_box,
+    fit_plane,
+    fit_planes,
     region_and_ring,
     rotation_to_quaternion,
 )
@@ -107,6 +111,39 @@ def test_points_that_cannot_give_an_orientation_give_the_reason_instead():
     assert "surface around the part" in fit_oriented_box(disc, table[:10])
     bumpy = table + np.column_stack([np.zeros((500, 2)), rng.uniform(-0.05, 0.05, 500)])
     assert "no plane" in fit_oriented_box(disc, bumpy)
+
+
+def test_a_frames_detections_fitted_at_once_get_what_each_gets_alone():
+    """The batched fit pads each detection's points to the largest set: padding must change nothing,
+    including for a detection with no orientation between two with one."""
+    parts = [("bar", -0.12, 0.07, 20.0), ("plate", 0.1, 0.08, -40.0), ("cube", -0.14, -0.1, 10.0)]
+    scene = render_tabletop(parts, tilt_deg=20.0, depth_noise_m=0.001, seed=3)
+    camera = PinholeCameraModel(scene.K, np.zeros(5), scene.depth.shape[1], scene.depth.shape[0])
+    masks = [patch_grid_mask(m) for m in scene.masks]
+    masks.insert(1, np.zeros_like(masks[0]))  # a detection whose mask holds no pixel
+    boxes = np.array([[0, 0, 640, 480] if not m.any() else _box_of(m) for m in masks], float)
+    boxes[1] = (300, 200, 310, 206)
+    together = fit_from_depths(scene.depth, camera, masks, boxes)
+    alone = [fit_from_depth(scene.depth, camera, m, b) for m, b in zip(masks, boxes, strict=True)]
+    assert isinstance(together[1], str) and together[1] == alone[1]
+    for a, b in zip(together, alone, strict=True):
+        if isinstance(a, OrientedBox):
+            for key in ("center", "rotation", "size"):
+                np.testing.assert_allclose(getattr(a, key), getattr(b, key), atol=1e-12)
+    assert sum(isinstance(a, OrientedBox) for a in together) == 3
+    whole_frame = fit_from_depth(scene.depth, camera, np.ones_like(masks[0]), np.array([0.0, 0.0, 640.0, 480.0]))
+    assert whole_frame == "only 0 points of the surface around the part (need 30)"  # no ring left: a reason
+    rng = np.random.default_rng(1)
+    sets = [rng.normal(size=(n, 3)) * (1.0, 1.0, 0.01) + (0.0, 0.0, 1.0) for n in (40, 700, 95)]
+    normals, origins, rms = fit_planes(sets)
+    for k, points in enumerate(sets):
+        normal, origin, one_rms = fit_plane(points)
+        np.testing.assert_allclose(np.r_[normals[k], origins[k], rms[k]], np.r_[normal, origin, one_rms], atol=1e-12)
+
+
+def _box_of(mask: np.ndarray) -> list[float]:
+    rows, cols = np.nonzero(mask)
+    return [cols.min(), rows.min(), cols.max() + 1, rows.max() + 1]
 
 
 @pytest.mark.parametrize("yaw", [0.0, 30.0, 90.0, 179.0, -120.0])

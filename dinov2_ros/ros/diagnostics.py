@@ -74,6 +74,7 @@ class CameraStatistics:
         self.oriented = 0  # 3D objects published with an oriented box
         self.axis_aligned = 0  # ... with the axis-aligned box, because the points give no orientation
         self.last_axis_aligned_reason = ""
+        self.newest_track_id = 0  # ids count up per camera: far more ids than parts seen is a tracker losing them
 
     def image_received(self, now_s: float, age_s: float | None) -> None:
         """`age_s`: the image's stamp to its arrival here (camera driver and DDS delivery); None for
@@ -118,7 +119,9 @@ class CameraStatistics:
         """Count the frame's oriented and axis-aligned 3D boxes (Detection.axis_aligned_reason says why)."""
         posed = [d for d in detections if d.centre is not None]
         reasons = [d.axis_aligned_reason for d in posed if d.axis_aligned_reason]
+        newest_id = max((d.track_id for d in detections), default=0)
         with self._lock:
+            self.newest_track_id = max(self.newest_track_id, newest_id)
             self.oriented += len(posed) - len(reasons)
             self.axis_aligned += len(reasons)
             if reasons:
@@ -152,6 +155,8 @@ class CameraStatistics:
             }
             if self.last_axis_aligned_reason:
                 values["last axis-aligned reason"] = self.last_axis_aligned_reason
+            if self.newest_track_id:
+                values["track ids issued"] = str(self.newest_track_id)
             values.update({f"rejected: {reason}": str(n) for reason, n in sorted(self.rejected.items())})
             if self.last_rejection:
                 values["last rejection"] = self.last_rejection
@@ -172,6 +177,12 @@ class CameraStatistics:
         since_s = self._last_input_s if self._last_input_s is not None else self._subscribed_s
         silent_s = now_s - since_s if since_s is not None else 0.0
         if silent_s > STALE_INPUT_S and topic:
+            if publishers and self._last_input_s is not None:  # it delivered before: not a transport limit
+                return DiagnosticStatus.WARN, (
+                    f"no image for {silent_s:.1f} s, after {self.received} received, although {topic} has "
+                    f"{publishers} publisher(s): the camera stopped sending (paused, or a driver fault: see its "
+                    'log); were its frames made larger, see README "Large images over Fast DDS"'
+                )
             if publishers:
                 return DiagnosticStatus.WARN, (
                     f"no image for {silent_s:.1f} s although {topic} has {publishers} publisher(s); "

@@ -165,3 +165,28 @@ def test_a_camera_waiting_for_its_graph_is_told_apart_from_rejected_frames():
     assert "last rejection" not in {kv.key for kv in waiting.values}
     stats.frame_rejected("image", "truncated image data")
     assert "see 'last rejection'" in stats.to_status(0.5, "node", dropped=0).message
+
+
+def test_a_camera_that_stopped_sending_is_not_blamed_on_the_transport():
+    """Frames too large for the sender's shared memory never arrive at all; a stream that delivered and
+    then stopped is the camera's doing, so the WARN says that instead of the transport's limit."""
+    stats = CameraStatistics("front", window_s=1.0)
+    stats.subscribed(0.0)
+    never = stats.to_status(STALE_INPUT_S + 1.0, "node", dropped=0, image_topic=("/front/image", 1))
+    assert "shared-memory segment" in never.message
+    for i in range(5):
+        stats.image_received(10.0 + i * 0.1, age_s=0.003)
+    stopped = stats.to_status(10.4 + STALE_INPUT_S + 1.0, "node", dropped=0, image_topic=("/front/image", 1))
+    assert stopped.level == DiagnosticStatus.WARN
+    assert "after 5 received" in stopped.message and "the camera stopped sending" in stopped.message
+    assert "shared-memory segment" not in stopped.message
+
+
+def test_track_ids_issued_are_reported_once_parts_are_tracked():
+    stats = CameraStatistics("front", window_s=1.0)
+    stats.objects_published([dataclasses.replace(d, track_id=0) for d in result().detections])
+    assert "track ids issued" not in {kv.key for kv in stats.to_status(0.0, "node", dropped=0).values}
+    stats.objects_published([dataclasses.replace(d, track_id=7) for d in result().detections])
+    stats.objects_published([dataclasses.replace(d, track_id=3) for d in result().detections])
+    values = {kv.key: kv.value for kv in stats.to_status(0.0, "node", dropped=0).values}
+    assert values["track ids issued"] == "7"

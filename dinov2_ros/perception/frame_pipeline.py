@@ -31,6 +31,16 @@ from dinov2_ros.runtime.graph_spec import PATCH_SIZE, GraphSpec
 BackendOpener = Callable[[int, int], Backend]
 
 
+def depth_size_problem(depth: np.ndarray, image: np.ndarray) -> str:
+    """Why `depth` (H, W) cannot be paired with `image` (H, W, 3), or "" when their sizes agree."""
+    if depth.shape == image.shape[:2]:
+        return ""
+    return (
+        f"depth image is {depth.shape[1]}x{depth.shape[0]} but the camera image is {image.shape[1]}x"
+        f"{image.shape[0]}; use depth aligned to the colour image (e.g. aligned_depth_to_color)"
+    )
+
+
 @dataclass(frozen=True)
 class CameraFrame:
     """One camera image with what is known about it; `camera` and `stamp` are opaque to the pipeline."""
@@ -47,11 +57,8 @@ class CameraFrame:
             found = f"{image.dtype} {image.shape}" if isinstance(image, np.ndarray) else type(image).__name__
             raise ValueError(f"camera {self.camera!r}: image must be (H, W, 3) uint8 RGB, got {found}")
         height, width = image.shape[:2]
-        if self.depth is not None and self.depth.shape != (height, width):
-            raise ValueError(
-                f"camera {self.camera!r}: depth image is {self.depth.shape[1]}x{self.depth.shape[0]} but the "
-                f"camera image is {width}x{height}; use depth aligned to the colour image (e.g. aligned_depth_to_color)"
-            )
+        if self.depth is not None and (problem := depth_size_problem(self.depth, image)):
+            raise ValueError(f"camera {self.camera!r}: {problem}")
         model = self.camera_model
         if model is not None and (model.width, model.height) != (width, height):
             raise ValueError(

@@ -74,6 +74,8 @@ class CameraStatistics:
         self.oriented = 0  # 3D objects published with an oriented box
         self.axis_aligned = 0  # ... with the axis-aligned box, because the points give no orientation
         self.last_axis_aligned_reason = ""
+        # an image arrived since the image topic last had no publisher: the current sender delivers
+        self._delivered_since_no_publisher = False
         self.newest_track_id = 0  # ids count up per camera: far more ids than parts seen is a tracker losing them
 
     def image_received(self, now_s: float, age_s: float | None) -> None:
@@ -82,6 +84,7 @@ class CameraStatistics:
         with self._lock:
             self.received += 1
             self._inputs.add(now_s)
+            self._delivered_since_no_publisher = True
             if age_s is not None:
                 self._ages.add(now_s, age_s)
             self._last_input_s = now_s
@@ -176,8 +179,10 @@ class CameraStatistics:
     def _level(self, now_s: float, topic: str, publishers: int) -> tuple[bytes, str]:
         since_s = self._last_input_s if self._last_input_s is not None else self._subscribed_s
         silent_s = now_s - since_s if since_s is not None else 0.0
+        if topic and not publishers:
+            self._delivered_since_no_publisher = False  # a sender that starts now is judged afresh
         if silent_s > STALE_INPUT_S and topic:
-            if publishers and self._last_input_s is not None:  # it delivered before: not a transport limit
+            if publishers and self._delivered_since_no_publisher:  # it delivered before: not a transport limit
                 return DiagnosticStatus.WARN, (
                     f"no image for {silent_s:.1f} s, after {self.received} received, although {topic} has "
                     f"{publishers} publisher(s): the camera stopped sending (paused, or a driver fault: see its "
@@ -187,6 +192,11 @@ class CameraStatistics:
                 return DiagnosticStatus.WARN, (
                     f"no image for {silent_s:.1f} s although {topic} has {publishers} publisher(s); "
                     + SILENT_PUBLISHER_CAUSE
+                )
+            if self.received:
+                return DiagnosticStatus.WARN, (
+                    f"no image for {silent_s:.1f} s, after {self.received} received: {topic} has no publisher "
+                    "any more; the camera driver stopped or crashed (see its log): restart it"
                 )
             return DiagnosticStatus.WARN, (
                 f"no image for {silent_s:.1f} s: no publisher on {topic}; start the camera driver, or remap "

@@ -27,7 +27,7 @@ from std_msgs.msg import Header
 
 from dinov2_ros.model.content_identity import encoder_name
 from dinov2_ros.perception.camera_model import PinholeCameraModel
-from dinov2_ros.perception.frame_pipeline import CameraFrame, FramePipeline, FrameResult
+from dinov2_ros.perception.frame_pipeline import CameraFrame, FramePipeline, FrameResult, depth_size_problem
 from dinov2_ros.perception.prototypes import PrototypeStore
 from dinov2_ros.ros import detection_messages as messages
 from dinov2_ros.ros.camera_streams import CameraStreams
@@ -352,6 +352,8 @@ class PerceptionNode(LifecycleNode):
             if problem := _image_size_problem(info, model, image):
                 raise _Rejected("size", problem, "camera_info size")
         depth = _checked("depth", depth_image_to_metres, paired.depth) if paired.depth is not None else None
+        if depth is not None and (problem := depth_size_problem(depth, image)):
+            raise _Rejected("depth", problem, "depth size")
         return _checked("size", lambda: CameraFrame(camera.name, image, depth, model, paired.stamp_ns))
 
     def _run(self, paired: list[PairedFrame], frames: list[CameraFrame]) -> None:

@@ -66,6 +66,7 @@ class GraphSource:
         self.store = ArtifactStore(settings.graph_dir)
         self.provenance = provenance_of(settings)
         self._embed_dim: int | None = None
+        self._skips_logged: set[tuple[str, str]] = set()  # each skipped file once, not per lookup
         for name in self.provenance.unverified:
             LOG.warning(
                 "the %s weights %s are not on this machine: a stored graph exported from that path is used "
@@ -174,7 +175,9 @@ class GraphSource:
     def _find(self, spec: GraphSpec, precision: str) -> Path | None:
         path, skipped = self.store.find(spec, self.provenance, precision)
         for other, reason in skipped:
-            LOG.info("artifact store: skipping %s: %s", other.name, reason)
+            if (other.name, reason) not in self._skips_logged:
+                self._skips_logged.add((other.name, reason))
+                LOG.info("artifact store: skipping %s: %s", other.name, reason)
         return path
 
     def _int8_graph(self, spec: GraphSpec, fp32_path: Path) -> Path:

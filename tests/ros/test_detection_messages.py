@@ -180,6 +180,11 @@ def test_a_camera_that_stopped_sending_is_not_blamed_on_the_transport():
     assert stopped.level == DiagnosticStatus.WARN
     assert "after 5 received" in stopped.message and "the camera stopped sending" in stopped.message
     assert "shared-memory segment" not in stopped.message
+    gone = stats.to_status(10.4 + STALE_INPUT_S + 2.0, "node", dropped=0, image_topic=("/front/image", 0))
+    assert "after 5 received: /front/image has no publisher any more" in gone.message and "remap" not in gone.message
+    # a driver restarted without the large-image profile: its frames never arrive, and that is the cause named
+    restarted = stats.to_status(10.4 + STALE_INPUT_S + 3.0, "node", dropped=0, image_topic=("/front/image", 1))
+    assert "shared-memory segment" in restarted.message
 
 
 def test_track_ids_issued_are_reported_once_parts_are_tracked():

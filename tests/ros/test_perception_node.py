@@ -128,7 +128,7 @@ BAD_INPUTS = {
     "depth of another size": (
         _depth_of_another_size,
         {"camera.use_depth": True},
-        "size",
+        "depth",
         "depth image is 80x60 but the camera image is 160x120",
     ),
 }
@@ -176,6 +176,7 @@ def test_bad_input_is_skipped_counted_and_warned_while_good_frames_around_it_pro
         assert published_until(3 * SECOND, lambda: any(stamp_of(m) == 3 * SECOND for m in outputs))
         assert 2 * SECOND not in {stamp_of(m) for m in outputs}
         assert message in statistics.last_rejection
+        assert "camera 'camera'" not in statistics.last_rejection, "the warning names the camera once, not twice"
 
         def reported() -> bool:
             statuses = [s for d in diagnostics for s in d.status if s.hardware_id == "camera"]

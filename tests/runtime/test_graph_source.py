@@ -63,8 +63,11 @@ def test_the_graph_of_the_settings_is_found_and_other_files_are_skipped_with_the
     other_classes = store(settings(tmp_path, **{"model.max_classes": 2}))
     (tmp_path / "notes.onnx").write_text("not a graph")
     with caplog.at_level(logging.INFO, logger="dinov2_ros"):
-        assert GraphSource(model).graph(*CAMERA) == wanted
+        source = GraphSource(model)
+        assert source.graph(*CAMERA) == wanted
+        assert source.graph(*CAMERA) == wanted  # a second lookup tells nothing new
     assert len({wanted, other_size, other_classes}) == 3, "max_classes is part of the key"
+    assert caplog.text.count("skipping notes.onnx") == 1, "each skipped file is logged once"
     assert f"skipping {other_size.name}" in caplog.text and "camera_height 48 -> 60" in caplog.text
     assert f"skipping {other_classes.name}" in caplog.text and "max_classes 2 -> 3" in caplog.text
     assert "skipping notes.onnx: not an ONNX file" in caplog.text

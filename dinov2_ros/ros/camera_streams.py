@@ -70,7 +70,7 @@ class CameraStreams:
         wake: Callable[[], None],
         warn: Callable[..., None],
     ) -> None:
-        """`warn(problem, text, error=False)` logs about this camera, throttled per problem (the node's)."""
+        """`warn(problem, text, level="warning")` logs about this camera, throttled per problem (the node's)."""
         self.name = settings.name
         self.rectified = settings.rectified  # project with P and no distortion (image_rect streams)
         self.slot = CameraSlot(settings.name, settings.use_depth, 0, 0)  # the node sets the pairing parameters
@@ -145,7 +145,7 @@ class CameraStreams:
                 f"incompatible QoS on {name}",
                 f"the publisher of {name} offers QoS incompatible with this node's subscription (policy "
                 f"{policy}); no messages will arrive. Fix: set {fix}",
-                error=True,
+                level="error",
             )
 
         events = SubscriptionEventCallbacks(incompatible_qos=incompatible)

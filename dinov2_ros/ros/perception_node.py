@@ -333,7 +333,7 @@ class PerceptionNode(LifecycleNode):
                 except _Rejected as rejected:
                     if rejected.category == WAITING_FOR_GRAPH:  # dropped and counted, nothing wrong with it
                         camera.statistics.frame_waited_for_graph()
-                        self._warn(camera.name, rejected.problem, f"frame skipped: {rejected}")
+                        self._warn(camera.name, rejected.problem, f"frame skipped: {rejected}", level="info")
                     else:
                         self._reject(camera.name, rejected.category, str(rejected), rejected.problem)
         return paired, frames
@@ -428,11 +428,20 @@ class PerceptionNode(LifecycleNode):
         self.cameras[camera].statistics.frame_rejected(category, detail)
         self._warn(camera, f"{category}: {problem}", f"frame skipped ({category}): {detail}")
 
-    def _warn(self, camera: str, problem: str, text: str, error: bool = False) -> None:
-        """Log about one camera at most once per warnings.throttle_s and (camera, problem)."""
-        if self._throttle.allow((camera, problem)):
-            logger = self.get_logger()
-            (logger.error if error else logger.warning)(f"camera '{camera}': {text}")
+    def _warn(self, camera: str, problem: str, text: str, level: str = "warning") -> None:
+        """Log about one camera at most once per warnings.throttle_s and (camera, problem); `level`
+        "error", "warning", or "info" for what is expected and counted (frames skipped while their
+        graph is prepared)."""
+        if not self._throttle.allow((camera, problem)):
+            return
+        # one call per severity: rclpy refuses a call site whose severity changes between calls
+        logger, message = self.get_logger(), f"camera '{camera}': {text}"
+        if level == "error":
+            logger.error(message)
+        elif level == "info":
+            logger.info(message)
+        else:
+            logger.warning(message)
 
     def _warn_uncalibrated(self, camera: str) -> None:
         """Once per camera. No Detection3DArray is published for such a frame rather than an empty

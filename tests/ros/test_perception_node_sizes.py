@@ -99,7 +99,9 @@ def test_frames_of_another_size_are_refused_and_the_other_camera_keeps_its_rate(
         node.destroy_node()
 
 
-def test_a_learned_size_is_prepared_off_the_worker_while_the_other_camera_keeps_its_rate(context, graph_dir, harness):
+def test_a_learned_size_is_prepared_off_the_worker_while_the_other_camera_keeps_its_rate(
+    context, graph_dir, harness, capfd
+):
     node = start_node(context, "learn", graph_dir)  # front: 0 x 0, learned from its first frame
     harness.add_node(node)
     cameras = TwoCameras(harness, "learn")
@@ -113,6 +115,8 @@ def test_a_learned_size_is_prepared_off_the_worker_while_the_other_camera_keeps_
             f"side camera {during:.1f} Hz while front's graph was prepared, {before:.1f} Hz before"
         )
         assert front.waited_for_graph >= 1, "the first frame is dropped and counted while its graph opens"
+        skipped = [line for line in capfd.readouterr().err.splitlines() if "is being prepared" in line]
+        assert skipped and all(line.startswith("[INFO]") for line in skipped), "expected and counted: no WARN"
         assert not front.rejected
         assert len(cameras.outputs["front"]) >= 5, "the front camera runs once its graph is open"
         assert set(node.pipeline.graphs) == {(96, 128), (120, 160)}

@@ -11,7 +11,6 @@ from dinov2_ros.cli import build_parser
 from dinov2_ros.cli.model_options import settings_from_args
 from dinov2_ros.ros.graph_export import export_command, export_in_subprocess
 from dinov2_ros.runtime.graph_source import GraphSource
-from dinov2_ros.runtime.model_settings import ModelSettings
 
 
 def test_the_export_command_carries_every_setting_of_the_node(graph_dir):
@@ -33,18 +32,9 @@ def test_a_stored_graph_needs_no_export_and_a_failed_export_says_what_to_run(gra
         export_in_subprocess(source, 150, 200)
 
 
-def test_the_child_exporters_progress_reaches_the_log_line_by_line(tmp_path):
+def test_the_child_exporters_progress_reaches_the_log_line_by_line(small_vits14_settings):
     """A real vits14 export (random weights, small input) in the child: its steps come as they happen."""
-    settings = {
-        "model.weights": "random",
-        "model.depth_weights": "random",
-        "model.input_height": 56,
-        "model.input_width": 70,
-        "model.top_k": 8,
-        "model.max_prototypes": 4,
-        "model.graph_dir": str(tmp_path),
-    }
-    source = GraphSource(ModelSettings.from_values(settings))
+    source = GraphSource(small_vits14_settings)
     lines: list[str] = []
     assert export_in_subprocess(source, 84, 112, progress=lines.append)
     assert not source.needs_export(84, 112)

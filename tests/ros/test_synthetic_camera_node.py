@@ -14,19 +14,31 @@ from dinov2_ros.ros.image_conversion import depth_image_to_metres, image_to_rgb
 from dinov2_ros.ros.synthetic_camera_node import SyntheticCameraNode
 
 
-def test_frames_arrive_as_matching_image_camera_info_and_depth(context):
-    overrides = [Parameter("width", value=96), Parameter("height", value=64), Parameter("rate_hz", value=50.0)]
-    camera = SyntheticCameraNode(context=context, namespace="synthetic", parameter_overrides=overrides)
+def filmed(context, namespace: str, parameters: dict, topics: dict, enough) -> tuple[SyntheticCameraNode, dict]:
+    """Run a SyntheticCameraNode with `parameters` in `namespace` until `enough(recorded)` holds; the
+    node and the messages it published, per topic name of `topics` (name -> message type)."""
+    overrides = [Parameter(name, value=value) for name, value in parameters.items()]
+    camera = SyntheticCameraNode(context=context, namespace=namespace, parameter_overrides=overrides)
     harness = Harness(context)
     harness.add_node(camera)
-    images = harness.record(Image, "/synthetic/image")
-    infos = harness.record(CameraInfo, "/synthetic/camera_info")
-    depths = harness.record(Image, "/synthetic/depth")
+    recorded = {name: harness.record(kind, f"/{namespace}/{name}") for name, kind in topics.items()}
     try:
-        assert harness.spin_until(lambda: len(images) >= 3 and len(infos) >= 3 and len(depths) >= 3)
+        assert harness.spin_until(lambda: enough(recorded))
     finally:
         harness.close()
         camera.destroy_node()
+    return camera, recorded
+
+
+def test_frames_arrive_as_matching_image_camera_info_and_depth(context):
+    _, recorded = filmed(
+        context,
+        "synthetic",
+        {"width": 96, "height": 64, "rate_hz": 50.0},
+        {"image": Image, "camera_info": CameraInfo, "depth": Image},
+        lambda recorded: all(len(messages) >= 3 for messages in recorded.values()),
+    )
+    images, infos, depths = recorded["image"], recorded["camera_info"], recorded["depth"]
     stamps = [stamp_of(m) for m in images]
     assert stamps == sorted(set(stamps)), "one new stamp per frame"
     assert {stamp_of(m) for m in images[:3]} <= {stamp_of(m) for m in infos} & {stamp_of(m) for m in depths}
@@ -38,17 +50,14 @@ def test_frames_arrive_as_matching_image_camera_info_and_depth(context):
 
 
 def test_ground_truth_names_the_parts_of_the_published_scene(context):
-    overrides = [Parameter("width", value=160), Parameter("height", value=120), Parameter("rate_hz", value=50.0)]
-    camera = SyntheticCameraNode(context=context, namespace="synthetic_truth", parameter_overrides=overrides)
-    harness = Harness(context)
-    harness.add_node(camera)
-    truths = harness.record(Detection2DArray, "/synthetic_truth/ground_truth")
-    images = harness.record(Image, "/synthetic_truth/image")
-    try:
-        assert harness.spin_until(lambda: len(truths) >= 2 and len(images) >= 2)
-    finally:
-        harness.close()
-        camera.destroy_node()
+    camera, recorded = filmed(
+        context,
+        "synthetic_truth",
+        {"width": 160, "height": 120, "rate_hz": 50.0},
+        {"ground_truth": Detection2DArray, "image": Image},
+        lambda recorded: all(len(messages) >= 2 for messages in recorded.values()),
+    )
+    truths, images = recorded["ground_truth"], recorded["image"]
     scene = SyntheticSceneGenerator(0, 160, 120).render(0)  # the node's default seed, first scene
     truth = truths[0]
     assert stamp_of(truth) in {stamp_of(m) for m in images}
@@ -68,22 +77,14 @@ def test_ground_truth_names_the_parts_of_the_published_scene(context):
 
 
 def test_the_conveyor_moves_parts_with_their_identities_in_the_ground_truth(context):
-    overrides = [
-        Parameter("width", value=160),
-        Parameter("height", value=120),
-        Parameter("rate_hz", value=20.0),
-        Parameter("scene", value="conveyor"),
-    ]
-    camera = SyntheticCameraNode(context=context, namespace="synthetic_conveyor", parameter_overrides=overrides)
-    harness = Harness(context)
-    harness.add_node(camera)
-    truths = harness.record(Detection2DArray, "/synthetic_conveyor/ground_truth")
-    depths = harness.record(Image, "/synthetic_conveyor/depth")
-    try:
-        assert harness.spin_until(lambda: len(truths) >= 10 and depths)
-    finally:
-        harness.close()
-        camera.destroy_node()
+    _, recorded = filmed(
+        context,
+        "synthetic_conveyor",
+        {"width": 160, "height": 120, "rate_hz": 20.0, "scene": "conveyor"},
+        {"ground_truth": Detection2DArray, "depth": Image},
+        lambda recorded: len(recorded["ground_truth"]) >= 10 and recorded["depth"],
+    )
+    truths, depths = recorded["ground_truth"], recorded["depth"]
     first, last = truths[0], truths[-1]
     positions = {d.id: d.bbox.center.position.x for d in first.detections}
     moved = [d.bbox.center.position.x - positions[d.id] for d in last.detections if d.id in positions]

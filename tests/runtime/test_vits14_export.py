@@ -15,7 +15,6 @@ import torch
 
 from dinov2_ros.cli import bench, engine, export
 from dinov2_ros.runtime.graph_source import GraphSource
-from dinov2_ros.runtime.model_settings import ModelSettings
 from dinov2_ros.runtime.onnx_export import graph_class_names, load_graph_spec
 from dinov2_ros.runtime.onnxruntime_backend import OnnxRuntimeBackend
 from dinov2_ros.runtime.torch_backend import TorchBackend
@@ -34,7 +33,7 @@ COMMON = ["--weights", "random", "--camera", "112x84", "--input-height", "56", "
 
 
 @pytest.mark.slow
-def test_export_command_writes_a_vits14_graph_that_matches_pytorch(tmp_path, capsys):
+def test_export_command_writes_a_vits14_graph_that_matches_pytorch(tmp_path, capsys, small_vits14_settings):
     argv = ["export", *COMMON, "--depth-weights", "random", "--top-k", "8", "--max-prototypes", "4"]
     torch.manual_seed(0)
     assert run([*argv, "--graph-dir", str(tmp_path), "--precision", "int8"]) == 0
@@ -50,18 +49,7 @@ def test_export_command_writes_a_vits14_graph_that_matches_pytorch(tmp_path, cap
     assert spec.heads == ("depth", "exemplar") and spec.features, "the node's defaults: depth and taught classes"
     assert load_graph_spec(int8_path) == spec
 
-    settings = ModelSettings.from_values(
-        {
-            "model.weights": "random",
-            "model.depth_weights": "random",
-            "model.input_height": 56,
-            "model.input_width": 70,
-            "model.top_k": 8,
-            "model.max_prototypes": 4,
-            "model.graph_dir": str(tmp_path),
-        }
-    )
-    source = GraphSource(settings)
+    source = GraphSource(small_vits14_settings)
     assert source.graph(84, 112) == fp32_path, "the node's GraphSource finds what export wrote"
     rng = np.random.default_rng(0)
     inputs = {"images": rng.integers(0, 256, (2, 84, 112, 3), dtype=np.uint8)}

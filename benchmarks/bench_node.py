@@ -107,17 +107,21 @@ def summary(name: str, values_ms: np.ndarray, extra: str = "") -> str:
     )
 
 
+def graph_inputs(spec, image: np.ndarray) -> dict[str, np.ndarray]:
+    """The graph's inputs for one frame with no classes taught."""
+    inputs = {"images": image[None]}
+    if spec.exemplar:
+        inputs["prototypes"] = np.zeros((spec.max_prototypes, spec.embed_dim), np.float32)
+        inputs["prototype_classes"] = np.full(spec.max_prototypes, -1, np.int32)
+    return inputs
+
+
 class BareGraph:
     """The baseline: one `Backend.infer` call on the frame the node gets, no classes taught."""
 
     def __init__(self, backend, image: np.ndarray) -> None:
-        spec = backend.spec
         self.backend = backend
-        self.inputs = {
-            "images": image[None],
-            "prototypes": np.zeros((spec.max_prototypes, spec.embed_dim), np.float32),
-            "prototype_classes": np.full(spec.max_prototypes, -1, np.int32),
-        }
+        self.inputs = graph_inputs(backend.spec, image)
         backend.infer(self.inputs)  # warm-up
         self.times_ms: list[float] = []
 
@@ -174,11 +178,7 @@ class ReplayedGraph:
 
     def __init__(self, backend, image: np.ndarray, boxes: np.ndarray, masks: list[np.ndarray]) -> None:
         self.spec = spec = backend.spec
-        inputs = {"images": image[None]}
-        if spec.exemplar:
-            inputs["prototypes"] = np.zeros((spec.max_prototypes, spec.embed_dim), np.float32)
-            inputs["prototype_classes"] = np.full(spec.max_prototypes, -1, np.int32)
-        self.outputs = {name: array.copy() for name, array in backend.infer(inputs).items()}
+        self.outputs = {name: array.copy() for name, array in backend.infer(graph_inputs(spec, image)).items()}
         rows, logits = self.outputs["detections"][0], self.outputs["masks"][0]
         rows[:] = (0, 0, 0, 0, 0, -1)
         grid = camera_to_grid_affine(spec)

@@ -14,7 +14,7 @@ teach parts and score what the perception node finds. `scene` picks what is film
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 from rclpy.node import Node
@@ -52,24 +52,26 @@ PARAMETERS: dict[str, Setting] = {  # all read-only
 
 def ground_truth_for(scene: Scene, class_names: Sequence[str], header: Header) -> Detection2DArray:
     """The scene's parts as Detection2DArray: class name as class_id, score 1, box in pixels."""
-    detections = []
-    for (x1, y1, x2, y2), class_id in zip(scene.boxes.tolist(), scene.class_ids.tolist(), strict=True):
-        hypothesis = ObjectHypothesisWithPose()
-        hypothesis.hypothesis.class_id = class_names[class_id]
-        hypothesis.hypothesis.score = 1.0
-        detections.append(Detection2D(header=header, results=[hypothesis], bbox=bounding_box_2d(x1, y1, x2, y2)))
-    return Detection2DArray(header=header, detections=detections)
+    parts = zip(scene.boxes.tolist(), scene.class_ids.tolist(), strict=True)
+    return _ground_truth(((class_names[class_id], box, "") for box, class_id in parts), header)
 
 
 def conveyor_ground_truth(frame: ConveyorFrame, header: Header) -> Detection2DArray:
-    """The visible parts as Detection2DArray: class name as class_id, the part's identity as id."""
+    """The visible parts as Detection2DArray, as `ground_truth_for`, with the part's identity as id."""
+    visible = zip(*visible_boxes(frame.scene), strict=True)
+    parts = ((frame.scene.parts[i].name, box, str(frame.track_ids[i])) for i, box in visible)
+    return _ground_truth(parts, header)
+
+
+def _ground_truth(parts: Iterable[tuple[str, Sequence[float], str]], header: Header) -> Detection2DArray:
+    """(class name, xyxy pixel box, id) per part -> Detection2DArray with score 1."""
     detections = []
-    for index, (x1, y1, x2, y2) in zip(*visible_boxes(frame.scene), strict=True):
+    for name, (x1, y1, x2, y2), identity in parts:
         hypothesis = ObjectHypothesisWithPose()
-        hypothesis.hypothesis.class_id = frame.scene.parts[index].name
+        hypothesis.hypothesis.class_id = name
         hypothesis.hypothesis.score = 1.0
         bbox = bounding_box_2d(float(x1), float(y1), float(x2), float(y2))
-        detections.append(Detection2D(header=header, results=[hypothesis], bbox=bbox, id=str(frame.track_ids[index])))
+        detections.append(Detection2D(header=header, results=[hypothesis], bbox=bbox, id=identity))
     return Detection2DArray(header=header, detections=detections)
 
 

@@ -58,7 +58,7 @@ def taught_inputs(graph) -> dict[str, np.ndarray]:
     images = rng.integers(0, 256, (1, *CAMERA, 3), dtype=np.uint8)
     with torch.no_grad():
         x = graph.preprocess(torch.from_numpy(images))
-        patch_map = graph.backbone.get_intermediate_layers(x, (graph.last,), norm=True)[0][0]
+        patch_map = graph.backbone.get_intermediate_layers(x, (graph.core.last,), norm=True)[0][0]
     features = F.normalize(patch_map[0].flatten(1).T, dim=1).numpy()  # (cells, D)
     rows, cols = patch_map.shape[-2:]
     # LIVE_CLASSES peaks spread over the grid, each taught from its patch and 3 neighbours

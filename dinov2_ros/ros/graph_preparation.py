@@ -1,7 +1,8 @@
 """Which image sizes each camera is served at, and opening their graphs off the worker thread.
 
-Opening a graph for a new size may export it (torch, 14-35 s for vits14 here) and holds the model's
-memory for as long as the node runs, so the node serves a bounded set of sizes: the sizes configured
+Opening a graph for a new size may export it (torch, 18-26 s for vits14 here for the model's first
+size; 3 s for each later one, composed from the stored core) and holds the model's memory for as
+long as the node runs, so the node serves a bounded set of sizes: the sizes configured
 per camera (`<camera>.width`, `<camera>.height`) are opened at configure time; a camera configured
 with 0 x 0 learns its size from its first frame, whose graph is opened on a thread of its own while
 the other cameras keep running. Any other size is refused, as is a size beyond `graphs.max_open`.

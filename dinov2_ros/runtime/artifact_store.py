@@ -4,8 +4,10 @@
 GraphSpec and the provenance (what the backbone, depth and detector weights ARE, by content, and the
 exporter version), and the digest in its name is taken over both. So `/runs/a/best.pt` and
 `/runs/b/best.pt` give two graphs, and a retrained head never runs an old graph. Engines live in
-`<graph_dir>/engines/`, keyed by the ONNX file's bytes (runtime/engine_cache.py). `dinov2-ros export`
-and `build-engine` write here, and the node searches here and logs why it skips each other file.
+`<graph_dir>/engines/`, keyed by the ONNX file's bytes (runtime/engine_cache.py), and the cores
+the graphs are composed from (`onnx_export.export_core`, one per model and input size) in
+`<graph_dir>/cores/`, named and matched as graphs are. `dinov2-ros export` and `build-engine` write
+here, and the node searches here and logs why it skips each other file.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dinov2_ros.runtime.graph_spec import GraphSpec
-from dinov2_ros.runtime.onnx_export import PRECISION_KEY, PROVENANCE_KEY, load_graph_metadata
+from dinov2_ros.runtime.onnx_export import CORE_SPEC_KEY, PRECISION_KEY, PROVENANCE_KEY, SPEC_KEY, load_graph_metadata
 
 DIGEST_LENGTH = 12  # hex digits of the content digest in a graph file's name
 
@@ -87,9 +89,17 @@ class ArtifactStore:
     def engine_dir(self) -> Path:
         return self.directory / "engines"
 
+    @property
+    def core_dir(self) -> Path:
+        return self.directory / "cores"
+
     def graph_path(self, spec: GraphSpec, provenance: Provenance) -> Path:
         """Where the fp32 graph for `spec` and `provenance` is written."""
         return self.directory / graph_file_name(spec, provenance)
+
+    def core_path(self, core: GraphSpec, provenance: Provenance) -> Path:
+        """Where the core `core` (a `GraphSpec.core()`) of `provenance` is written."""
+        return self.core_dir / graph_file_name(core, provenance)
 
     def find(
         self, spec: GraphSpec, provenance: Provenance, precision: str = "fp32"
@@ -98,27 +108,43 @@ class ArtifactStore:
 
         Reads only the metadata of each `*.onnx` file (a few small reads each, not the weights).
         """
-        skipped: list[tuple[Path, str]] = []
-        found = None
-        for path, stored, metadata, error in self._entries():
-            reasons = [error] if error else mismatches(stored, metadata, spec, provenance, precision)
-            if reasons:
-                skipped.append((path, reasons[0] if error else "it was made for other settings: " + "; ".join(reasons)))
-            elif found is None:
-                found = path
-        return found, skipped
+        return _find(self._entries(self.directory, SPEC_KEY), spec, provenance, precision)
+
+    def find_core(self, core: GraphSpec, provenance: Provenance) -> tuple[Path | None, list[tuple[Path, str]]]:
+        """`find` for the core `core` (a `GraphSpec.core()`) among the stored cores."""
+        return _find(self._entries(self.core_dir, CORE_SPEC_KEY), core, provenance, "fp32")
 
     def graphs(self) -> list[tuple[Path, GraphSpec, dict[str, str]]]:
         """Every readable dinov2_ros graph in the store with its spec and metadata."""
-        return [(path, spec, metadata) for path, spec, metadata, error in self._entries() if not error]
+        return [(path, spec, metadata) for path, spec, metadata, error in self._entries(self.directory) if not error]
 
-    def _entries(self):
+    def cores(self) -> list[tuple[Path, GraphSpec, dict[str, str]]]:
+        """`graphs` for the stored cores."""
+        entries = self._entries(self.core_dir, CORE_SPEC_KEY)
+        return [(path, spec, metadata) for path, spec, metadata, error in entries if not error]
+
+    @staticmethod
+    def _entries(directory: Path, key: str = SPEC_KEY):
         """(path, spec, metadata, "") of each `*.onnx` file, or (path, None, None, why it is unreadable)."""
-        for path in sorted(self.directory.glob("*.onnx")) if self.directory.is_dir() else ():
+        for path in sorted(directory.glob("*.onnx")) if directory.is_dir() else ():
             try:
-                yield (path, *load_graph_metadata(path), "")
+                yield (path, *load_graph_metadata(path, key=key), "")
             except ValueError as error:  # ForeignGraphError is a ValueError
                 yield path, None, None, str(error)
+
+
+def _find(
+    entries, spec: GraphSpec, provenance: Provenance, precision: str
+) -> tuple[Path | None, list[tuple[Path, str]]]:
+    skipped: list[tuple[Path, str]] = []
+    found = None
+    for path, stored, metadata, error in entries:
+        reasons = [error] if error else mismatches(stored, metadata, spec, provenance, precision)
+        if reasons:
+            skipped.append((path, reasons[0] if error else "it was made for other settings: " + "; ".join(reasons)))
+        elif found is None:
+            found = path
+    return found, skipped
 
 
 def mismatches(

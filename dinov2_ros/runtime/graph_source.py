@@ -76,7 +76,7 @@ class GraphSource:
             )
 
     def embed_dim(self) -> int:
-        """The encoder width: from a stored graph of this variant, else from the model's variant table.
+        """The encoder width: from a stored graph or core of this variant, else from the model's variant table.
 
         Stored graphs come first so that running them never imports torch. Found once: a variant's
         width does not change, and every spec_for would otherwise re-read the store.
@@ -86,7 +86,7 @@ class GraphSource:
         return self._embed_dim
 
     def _find_embed_dim(self) -> int:
-        for _, spec, _ in self.store.graphs():
+        for _, spec, _ in [*self.store.graphs(), *self.store.cores()]:
             if spec.variant == self.settings.variant:
                 return spec.embed_dim
         from dinov2_ros.model.variants import VARIANTS
@@ -173,7 +173,9 @@ class GraphSource:
         return self._center_head(self.settings.top_k)[1]
 
     def _find(self, spec: GraphSpec, precision: str) -> Path | None:
-        path, skipped = self.store.find(spec, self.provenance, precision)
+        return self._logged(*self.store.find(spec, self.provenance, precision))
+
+    def _logged(self, path: Path | None, skipped: list[tuple[Path, str]]) -> Path | None:
         for other, reason in skipped:
             if (other.name, reason) not in self._skips_logged:
                 self._skips_logged.add((other.name, reason))
@@ -189,19 +191,30 @@ class GraphSource:
         return path
 
     def _export(self, spec: GraphSpec, opset: int | None) -> Path:
-        from dinov2_ros.runtime.onnx_export import DEFAULT_OPSET, export_graph
+        """Compose the graph for `spec` from the stored core of its model and input size, exporting
+        that core first (torch, the weights, 15-40 s for vits14 here) when the store lacks it."""
+        from dinov2_ros.runtime.onnx_export import DEFAULT_OPSET, compose_camera_graph, export_core
 
         path = self.store.graph_path(spec, self.provenance)
-        LOG.info(
-            "exporting graph '%s' to %s (once per camera size and model; about a minute for vits14 on a CPU) ...",
-            spec.key,
-            path,
-        )
         start = time.monotonic()
-        graph, class_names = self.build_graph(spec)
-        export_graph(
-            graph, path, opset=opset or DEFAULT_OPSET, class_names=class_names, provenance=self.provenance.to_json()
-        )
+        core = self._logged(*self.store.find_core(spec.core(), self.provenance))
+        if core is None:
+            graph, class_names = self.build_graph(spec)
+            core = export_core(
+                graph,
+                self.store.core_path(spec.core(), self.provenance),
+                opset=opset or DEFAULT_OPSET,
+                class_names=class_names,
+                provenance=self.provenance.to_json(),
+            )
+        else:
+            LOG.info(
+                "export: the stored core %s and the ends of %dx%d frames (no torch needed) ...",
+                core.name,
+                spec.camera_width,
+                spec.camera_height,
+            )
+        compose_camera_graph(spec, core, path)
         LOG.info("exported '%s' in %.0f s", spec.key, time.monotonic() - start)
         return path
 

@@ -14,6 +14,10 @@ from dataclasses import dataclass
 import numpy as np
 
 PATCH_SIZE = 14
+# the model input's normalisation, per RGB channel: ImageNet's, which DINOv2 was trained with
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+CORE_INPUT = "model_input"  # the core's input (PerceptionCore): the normalised model input, float (N, 3, h, w)
 RESIZE_MODES = ("stretch", "letterbox")
 DETECTION_HEADS = ("exemplar", "center")
 HEADS = ("depth", *DETECTION_HEADS)
@@ -194,6 +198,36 @@ class GraphSpec:
         if self.features:
             specs.append(TensorSpec("features", np.dtype(np.float32), (None, self.embed_dim, h, w)))
         return tuple(specs)
+
+    def core(self) -> GraphSpec:
+        """The spec of this graph's camera-independent core (`PerceptionCore`): the same model and input
+        size for a camera that delivers model-input frames. The graphs of every camera size and
+        resize mode share it, so it keys the stored core they are composed from."""
+        return dataclasses.replace(
+            self, camera_height=self.input_height, camera_width=self.input_width, resize="stretch"
+        )
+
+    def core_output_specs(self) -> tuple[TensorSpec, ...]:
+        """The core's outputs, in model-input pixels (see `PerceptionCore`)."""
+        h, w = self.grid
+        specs = []
+        if self.depth:
+            specs.append(
+                TensorSpec("input_depth", np.dtype(np.float32), (None, 1, self.input_height, self.input_width))
+            )
+        if self.detection:
+            specs += [
+                TensorSpec("input_boxes", np.dtype(np.float32), (None, self.top_k, 4)),
+                TensorSpec("scores", np.dtype(np.float32), (None, self.top_k)),
+                TensorSpec("classes", np.dtype(np.float32), (None, self.top_k)),
+                TensorSpec("masks", np.dtype(np.float32), (None, self.top_k, h, w)),
+            ]
+        if self.features:
+            specs.append(TensorSpec("features", np.dtype(np.float32), (None, self.embed_dim, h, w)))
+        return tuple(specs)
+
+    def core_output_names(self) -> tuple[str, ...]:
+        return tuple(output.name for output in self.core_output_specs())
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), sort_keys=True)

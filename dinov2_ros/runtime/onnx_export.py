@@ -1,8 +1,10 @@
 """Export a PerceptionGraph to one ONNX file, and refuse ONNX files that were not made for the caller.
 
-The file carries its GraphSpec and the package version in `metadata_props`, so a backend can tell a
-stale or foreign file from the one it expects before running it. Static H and W, dynamic batch,
-opset >= 17 (LayerNormalization stays one op, which TensorRT keeps in fp32).
+torch exports the camera-independent core once (`export_core`); a camera's graph is that core with
+the camera's ONNX ends (`compose_camera_graph`, no torch). The file carries its GraphSpec and the
+package version in `metadata_props`, so a backend can tell a stale or foreign file from the one it
+expects before running it. Static H and W, dynamic batch, opset >= 17 (LayerNormalization stays one
+op, which TensorRT keeps in fp32).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import logging
 import mmap
 import os
 import sys
+import tempfile
 import time
 import warnings
 from collections.abc import Iterator, Sequence
@@ -24,7 +27,7 @@ import numpy as np
 
 from dinov2_ros import __version__
 from dinov2_ros.atomic_file import atomic_write
-from dinov2_ros.runtime.graph_spec import GraphSpec
+from dinov2_ros.runtime.graph_spec import CORE_INPUT, GraphSpec
 
 if TYPE_CHECKING:
     from dinov2_ros.runtime.perception_graph import PerceptionGraph
@@ -32,6 +35,7 @@ if TYPE_CHECKING:
 LOG = logging.getLogger(__name__)
 
 SPEC_KEY = "dinov2_ros.graph_spec"
+CORE_SPEC_KEY = "dinov2_ros.core_spec"  # a stored core's GraphSpec (`GraphSpec.core()`), instead of SPEC_KEY
 VERSION_KEY = "dinov2_ros.version"
 PRECISION_KEY = "dinov2_ros.precision"
 CLASS_NAMES_KEY = "dinov2_ros.class_names"  # JSON list: a trained detection head's class names by id
@@ -46,7 +50,8 @@ _TORCH_ONNX_STEPS = (
     "Translate the graph into ONNX",
     "Optimize the ONNX graph",
 )
-EXPORT_STEPS = len(_TORCH_ONNX_STEPS) + 1
+CORE_STEPS = len(_TORCH_ONNX_STEPS) + 1  # the core is written as the step after torch.onnx's
+EXPORT_STEPS = CORE_STEPS + 1  # the last: the camera's graph composed from the core, and checked
 # libraries that log one INFO line per initializer or constant while torch.onnx optimises the graph
 _CHATTY_LOGGERS = ("onnx_ir", "onnxscript")
 # warnings every export prints that concern nothing the graph uses: torchvision's ops (never used
@@ -70,45 +75,59 @@ def export_graph(
 ) -> Path:
     """Export `graph` (a PerceptionGraph) to `path`, written atomically; returns the path.
 
-    Checks the file with onnx.checker and, when `check`, runs it once in ONNX Runtime on batch 3 to
-    prove the batch axis is dynamic. RuntimeError, before anything is saved, when torch.onnx wrote
-    another opset than `opset` (it keeps 18 when asked for 17); every Shape of the uint8 `images` is
-    read from its Cast (TensorRT's rule, see `onnx_rewrite`). `class_names` (a trained head's, by
-    class id) go into the file, so a node running it names its classes without the head's checkpoint
-    or torch. `provenance` (artifact_store.Provenance JSON) records what the weights were, for the
-    artifact store.
+    `export_core` then `compose_camera_graph`, with the core in a scratch folder (GraphSource keeps
+    it in the artifact store instead, for the next camera size). See those for the checks.
     """
-    import onnx
-    import torch
+    with tempfile.TemporaryDirectory(prefix="dinov2_ros_core_") as scratch:
+        core = export_core(graph, Path(scratch) / "core.onnx", opset, class_names, provenance)
+        return compose_camera_graph(graph.spec, core, path, check)
 
-    from dinov2_ros.runtime.onnx_rewrite import read_shapes_after_cast
+
+def export_core(
+    graph: PerceptionGraph,
+    path: str | os.PathLike,
+    opset: int = DEFAULT_OPSET,
+    class_names: Sequence[str] | None = None,
+    provenance: str | None = None,
+) -> Path:
+    """Export `graph.core` (PerceptionCore: encoder and heads, the same for every camera size) to
+    `path`, written atomically, with `graph.spec.core()` in its metadata; returns the path.
+
+    RuntimeError, before anything is saved, when torch.onnx wrote another opset than `opset` (it keeps
+    18 when asked for 17). `class_names` (a trained head's, by class id) and `provenance`
+    (artifact_store.Provenance JSON, what the weights were) go into the file and on into every
+    graph composed from it, so a node names its classes without the head's checkpoint or torch.
+    """
+    import torch
 
     if opset < MIN_OPSET:
         raise ValueError(f"opset must be >= {MIN_OPSET} (LayerNormalization), got {opset}; use {DEFAULT_OPSET}")
-    spec: GraphSpec = graph.spec
+    spec: GraphSpec = graph.spec.core()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    example = _example_inputs(spec, batch=2)  # batch 1 would be specialised to a constant
+    example = _example_inputs(spec, batch=2, images=False)  # batch 1 would be specialised to a constant
     batch = torch.export.Dim("batch", min=1, max=MAX_BATCH)
-    dynamic_shapes = {"images": {0: batch}}
+    dynamic_shapes = {CORE_INPUT: {0: batch}}
     if spec.exemplar:
         dynamic_shapes |= {"prototypes": None, "prototype_classes": None}
-    LOG.info("exporting %s to %s (opset %d) ...", spec.key, path, opset)
+    LOG.info(
+        "export: the core of '%s' (encoder and heads, once per model and input size) to %s (opset %d) ...",
+        graph.spec.key,
+        path,
+        opset,
+    )
     clock = _Stopwatch()
     with torch.no_grad(), quiet_onnx_tools(), contextlib.redirect_stdout(_ExporterSteps(sys.stdout, clock)):
         program = torch.onnx.export(
-            graph.eval(),
+            graph.core.eval(),
             tuple(torch.from_numpy(array) for array in example.values()),
             input_names=list(example),
-            output_names=list(graph.output_names),
+            output_names=list(graph.core.output_names),
             opset_version=opset,
             dynamo=True,
             dynamic_shapes=dynamic_shapes,
             verbose=True,  # prints its steps, which _ExporterSteps logs
         )
-    LOG.info(
-        "export %d/%d: checking the graph (%.1f s since the last step) ...", EXPORT_STEPS, EXPORT_STEPS, clock.lap()
-    )
     model = program.model_proto
     written = graph_opset(model)
     if written != opset:
@@ -117,18 +136,49 @@ def export_graph(
             f"failed); nothing was saved. Export with --opset {written}: TensorRT >= 10 parses it (JetPack 6.1+, "
             "TensorRT 10.3); TensorRT 8.6 (JetPack 6.0) needs opset 17 and is not supported"
         )
-    read_shapes_after_cast(model)  # TensorRT: a uint8 input may only feed a Cast
-    metadata = {SPEC_KEY: spec.to_json(), VERSION_KEY: __version__, PRECISION_KEY: "fp32"}
+    metadata = {CORE_SPEC_KEY: spec.to_json(), VERSION_KEY: __version__, PRECISION_KEY: "fp32"}
     if class_names is not None:
         metadata[CLASS_NAMES_KEY] = json.dumps(list(class_names))
     if provenance is not None:
         metadata[PROVENANCE_KEY] = provenance
     set_metadata(model, metadata)
+    save_model_atomic(model, path)
+    LOG.info("export %d/%d: core written (%.1f s since the last step)", CORE_STEPS, EXPORT_STEPS, clock.lap())
+    return path
+
+
+def compose_camera_graph(
+    spec: GraphSpec, core_path: str | os.PathLike, path: str | os.PathLike, check: bool = True
+) -> Path:
+    """The graph for `spec`'s camera from a stored core (`export_core` of the same model and input
+    size) and the camera's ONNX ends (`runtime.graph_ends`), written atomically to `path`. No torch.
+
+    The graph keeps the core's metadata with `spec` as its GraphSpec. Checked with onnx.checker and,
+    when `check`, run once in ONNX Runtime on batch 3 to prove the batch axis is dynamic.
+    ForeignGraphError when `core_path` is not a core of `spec.core()` from this dinov2_ros version.
+    """
+    import onnx
+
+    from dinov2_ros.runtime.graph_ends import compose_graph
+
+    path = Path(path)
+    clock = _Stopwatch()
+    _, metadata = load_graph_metadata(core_path, spec.core(), key=CORE_SPEC_KEY)
+    model = compose_graph(spec, onnx.load(str(core_path)))
+    del metadata[CORE_SPEC_KEY]
+    set_metadata(model, {SPEC_KEY: spec.to_json(), **metadata})
     onnx.checker.check_model(model, full_check=True)
     save_model_atomic(model, path)
     if check:
         _run_once(path, spec)
-    LOG.info("exported %s (%.1f MB; checked in %.1f s)", path, path.stat().st_size / 1e6, clock.lap())
+    LOG.info(
+        "export %d/%d: %s from the core and the camera's ends (%.1f MB; composed and checked in %.1f s)",
+        EXPORT_STEPS,
+        EXPORT_STEPS,
+        path,
+        path.stat().st_size / 1e6,
+        clock.lap(),
+    )
     return path
 
 
@@ -279,26 +329,35 @@ def load_graph_spec(path: str | os.PathLike, expected: GraphSpec | None = None) 
     return load_graph_metadata(path, expected)[0]
 
 
-def load_graph_metadata(path: str | os.PathLike, expected: GraphSpec | None = None) -> tuple[GraphSpec, dict[str, str]]:
-    """`load_graph_spec` and the file's whole metadata_props, from one read of the file."""
+def load_graph_metadata(
+    path: str | os.PathLike, expected: GraphSpec | None = None, key: str = SPEC_KEY
+) -> tuple[GraphSpec, dict[str, str]]:
+    """`load_graph_spec` and the file's whole metadata_props, from one read of the file.
+
+    `key=CORE_SPEC_KEY` reads a stored core (`export_core`) instead of a camera's graph.
+    """
     path = Path(path)
+    what = "graph" if key == SPEC_KEY else "core"
     if not path.is_file():
         raise FileNotFoundError(f"no ONNX file at {path}; create it with `dinov2-ros export`")
     metadata = read_metadata(path)
-    if SPEC_KEY not in metadata:
-        raise ForeignGraphError(
-            f"{path} has no '{SPEC_KEY}' metadata: it was not exported by dinov2_ros; "
-            "create it with `dinov2-ros export`"
-        )
+    if key not in metadata:
+        if CORE_SPEC_KEY in metadata:
+            found = "it is the camera-independent core that graphs are composed from, not a camera's graph"
+        elif SPEC_KEY in metadata:
+            found = "it is a camera's graph, not the core that graphs are composed from"
+        else:
+            found = "it was not exported by dinov2_ros"
+        raise ForeignGraphError(f"{path} has no '{key}' metadata: {found}; create it with `dinov2-ros export`")
     version = metadata.get(VERSION_KEY)
     if version != __version__:
         raise ForeignGraphError(
             f"{path} was exported by dinov2_ros {version}, this is {__version__}; re-export it with `dinov2-ros export`"
         )
-    spec = GraphSpec.from_json(metadata[SPEC_KEY])
+    spec = GraphSpec.from_json(metadata[key])
     if expected is not None and spec != expected:
         raise ForeignGraphError(
-            f"{path} holds graph '{spec.key}' but '{expected.key}' was expected; "
+            f"{path} holds {what} '{spec.key}' but '{expected.key}' was expected; "
             "export the graph for this camera and model with `dinov2-ros export`"
         )
     return spec, metadata
@@ -310,9 +369,13 @@ def graph_class_names(path: str | os.PathLike) -> tuple[str, ...] | None:
     return None if names is None else tuple(json.loads(names))
 
 
-def _example_inputs(spec: GraphSpec, batch: int) -> dict[str, np.ndarray]:
+def _example_inputs(spec: GraphSpec, batch: int, images: bool = True) -> dict[str, np.ndarray]:
+    """Inputs of the graph for `spec` (camera `images`), or of its core (a normalised `model_input`)."""
     rng = np.random.default_rng(0)
-    inputs = {"images": rng.integers(0, 256, (batch, spec.camera_height, spec.camera_width, 3), dtype=np.uint8)}
+    if images:
+        inputs = {"images": rng.integers(0, 256, (batch, spec.camera_height, spec.camera_width, 3), dtype=np.uint8)}
+    else:
+        inputs = {CORE_INPUT: rng.standard_normal((batch, 3, spec.input_height, spec.input_width)).astype(np.float32)}
     if spec.exemplar:
         prototypes = rng.standard_normal((spec.max_prototypes, spec.embed_dim)).astype(np.float32)
         inputs["prototypes"] = prototypes / np.linalg.norm(prototypes, axis=1, keepdims=True)

@@ -1,8 +1,9 @@
 """The whole per-frame computation as one nn.Module: camera pixels in; depth, detections and features out.
 
-This module is what gets exported to ONNX and what the PyTorch backend runs, so all three backends
-compute the same thing. The encoder runs once; its last block feeds the detection head and the
-features output, its tapped blocks feed the depth head.
+The PyTorch backend runs PerceptionGraph; ONNX Runtime and TensorRT run its export, whose core is
+`PerceptionCore` exported by torch and whose camera ends are written in ONNX (`runtime.graph_ends`),
+so all three backends compute the same thing. The encoder runs once; its last block feeds the
+detection head and the features output, its tapped blocks feed the depth head.
 """
 
 from __future__ import annotations
@@ -14,12 +15,15 @@ from dinov2_ros.runtime.graph_spec import GraphSpec
 from dinov2_ros.runtime.preprocess import BoxesToCamera, DepthToCamera, Preprocess
 
 
-class PerceptionGraph(nn.Module):
-    """Compose preprocessing, the encoder (positional embedding baked), the heads and the mapping back.
+class PerceptionCore(nn.Module):
+    """The camera-independent part: the encoder (positional embedding baked) and the heads on a
+    normalised model input (N,3,h,w), with results in model-input pixels.
 
-    `forward` returns the outputs in `spec.output_specs()` order; `output_names` lists them. The
-    detection head returns `(boxes (N,K,4) xyxy in model-input pixels, scores (N,K), classes (N,K),
-    masks (N,K,h,w))`; the exemplar head also takes the `prototypes` and `prototype_classes` inputs.
+    `forward` returns the outputs named by `spec.core_output_names()`, in that order: `input_depth`
+    (N,1,h,w) metres; the detection head's `input_boxes` (N,K,4) xyxy model-input pixels, `scores` (N,K),
+    `classes` (N,K) (-1: no detection) and `masks` (N,K,h/14,w/14) logits; `features` (N,D,h/14,w/14).
+    The exemplar head also takes the `prototypes` and `prototype_classes` inputs. It is exported once
+    per model and input size; each camera size adds only its ends (`runtime.graph_ends`).
     """
 
     def __init__(
@@ -51,14 +55,11 @@ class PerceptionGraph(nn.Module):
                 f"{detection_head.max_classes} classes; build the head from the spec"
             )
         self.spec = spec
-        self.output_names = tuple(output.name for output in spec.output_specs())
-        self.preprocess = Preprocess(spec)
+        self.output_names = spec.core_output_names()
         self.backbone = backbone.eval()
         self.backbone.bake_pos_embed(spec.input_height, spec.input_width)
         self.depth_head = depth_head.eval() if depth_head is not None else None
         self.detection_head = detection_head.eval() if detection_head is not None else None
-        self.depth_to_camera = DepthToCamera(spec)
-        self.boxes_to_camera = BoxesToCamera(spec)
         self.last = len(backbone.blocks) - 1
         self.taps = tuple(depth_head.tap_indices) if depth_head is not None else ()
         self.indices = tuple(sorted({*self.taps, self.last}))
@@ -67,11 +68,11 @@ class PerceptionGraph(nn.Module):
 
     def forward(
         self,
-        images: torch.Tensor,
+        model_input: torch.Tensor,
         prototypes: torch.Tensor | None = None,
         prototype_classes: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, ...]:
-        x = self.preprocess(images)
+        x = model_input  # (the argument's name is the exported core's input name, graph_spec.CORE_INPUT)
         layers = self.backbone.get_intermediate_layers(x, self.indices, norm=self.taps_normed)
         layers = dict(zip(self.indices, layers, strict=True))
         patch_map = layers[self.last][0]
@@ -79,17 +80,65 @@ class PerceptionGraph(nn.Module):
             patch_map = self.backbone.norm(patch_map.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
         outputs = []
         if self.depth_head is not None:
-            depth = self.depth_head([layers[i] for i in self.taps], tuple(x.shape[-2:]))
-            outputs.append(self.depth_to_camera(depth.float()))
+            outputs.append(self.depth_head([layers[i] for i in self.taps], tuple(x.shape[-2:])).float())
         if self.detection_head is not None:
             if self.spec.exemplar:
                 boxes, scores, classes, masks = self.detection_head(patch_map, prototypes, prototype_classes)
             else:
                 boxes, scores, classes, masks = self.detection_head(patch_map)
-            rows = [self.boxes_to_camera(boxes), scores.float().unsqueeze(-1), classes.float().unsqueeze(-1)]
-            outputs += [torch.cat(rows, dim=-1), masks.float()]
+            outputs += [boxes.float(), scores.float(), classes.float(), masks.float()]
         if self.spec.features:
             outputs.append(patch_map.float())
+        return tuple(outputs)
+
+
+class PerceptionGraph(nn.Module):
+    """Camera pixels in; depth, detections and features out: the camera's input end, the core, its output end.
+
+    `forward` returns the outputs in `spec.output_specs()` order; `output_names` lists them (see
+    docs/contracts.md). The ends are the torch twins of the ONNX ends the exported graph is composed
+    with (`runtime.graph_ends`); the torch backend runs this module as it is.
+    """
+
+    def __init__(
+        self,
+        spec: GraphSpec,
+        backbone: nn.Module,
+        depth_head: nn.Module | None = None,
+        detection_head: nn.Module | None = None,
+    ) -> None:
+        super().__init__()
+        self.spec = spec
+        self.output_names = tuple(output.name for output in spec.output_specs())
+        self.preprocess = Preprocess(spec)
+        self.core = PerceptionCore(spec, backbone, depth_head, detection_head)
+        self.depth_to_camera = DepthToCamera(spec)
+        self.boxes_to_camera = BoxesToCamera(spec)
+
+    @property
+    def backbone(self) -> nn.Module:
+        return self.core.backbone
+
+    def forward(
+        self,
+        images: torch.Tensor,
+        prototypes: torch.Tensor | None = None,
+        prototype_classes: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, ...]:
+        results = self.core(self.preprocess(images), prototypes, prototype_classes)
+        core = dict(zip(self.core.output_names, results, strict=True))
+        outputs = []
+        if "input_depth" in core:
+            outputs.append(self.depth_to_camera(core["input_depth"]))
+        if "input_boxes" in core:
+            rows = [
+                self.boxes_to_camera(core["input_boxes"]),
+                core["scores"].unsqueeze(-1),
+                core["classes"].unsqueeze(-1),
+            ]
+            outputs += [torch.cat(rows, dim=-1), core["masks"]]
+        if "features" in core:
+            outputs.append(core["features"])
         return tuple(outputs)
 
 

@@ -1,8 +1,10 @@
-"""In-graph pre- and post-processing: camera uint8 pixels to encoder input, and results back to camera pixels.
+"""Pre- and post-processing in the graph: camera uint8 pixels to encoder input, and results back to camera pixels.
 
-These run inside the exported graph so the node only hands over camera bytes. All resizes are
-bilinear, half-pixel, without antialiasing (TensorRT rejects antialiased Resize); the geometry comes
-from `GraphSpec.mapping()` so the forward and inverse maps are exact inverses.
+These run inside the graph so the node only hands over camera bytes: as torch modules in
+PerceptionGraph (the torch backend, detector training), as their ONNX twins (`runtime.graph_ends`)
+in the exported graph. All resizes are bilinear, half-pixel, without antialiasing (TensorRT rejects
+antialiased Resize); the geometry comes from `GraphSpec.mapping()` so the forward and inverse maps
+are exact inverses.
 """
 
 from __future__ import annotations
@@ -11,10 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dinov2_ros.runtime.graph_spec import GraphSpec
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+from dinov2_ros.runtime.graph_spec import IMAGENET_MEAN, IMAGENET_STD, GraphSpec
 
 
 class Preprocess(nn.Module):

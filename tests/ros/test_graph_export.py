@@ -39,5 +39,11 @@ def test_the_child_exporters_progress_reaches_the_log_line_by_line(small_vits14_
     assert export_in_subprocess(source, 84, 112, progress=lines.append)
     assert not source.needs_export(84, 112)
     steps = [line for line in lines if re.search(r"export \d/\d", line)]
-    assert [re.search(r"export (\d)/5", line).group(1) for line in steps] == ["1", "2", "3", "4", "5"], lines
+    assert [re.search(r"export (\d)/6", line).group(1) for line in steps] == ["1", "2", "3", "4", "5", "6"], lines
     assert all(line.startswith("graph for 112x84 frames: ") for line in lines)
+    # another size: the child composes the stored core with that camera's ends, no second export
+    lines.clear()
+    assert export_in_subprocess(source, 84, 140, progress=lines.append)
+    assert not source.needs_export(84, 140)
+    assert any("the stored core" in line for line in lines) and not any("export 1/6" in line for line in lines), lines
+    assert [line for line in lines if re.search(r"export 6/6: .*composed and checked", line)], lines

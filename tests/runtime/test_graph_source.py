@@ -3,8 +3,15 @@ skipped with their reason, and a trained head's classes come from its graph once
 
 from __future__ import annotations
 
+import json
 import logging
+import subprocess
+import sys
+from pathlib import Path
 
+import numpy as np
+import onnx
+import onnxruntime as ort
 import pytest
 import torch
 from tiny_graphs import TINY_DIM, tiny_graph
@@ -12,8 +19,16 @@ from tiny_graphs import TINY_DIM, tiny_graph
 from dinov2_ros.model.center_head import CenterHead, CenterHeadInfo, save_center_head
 from dinov2_ros.runtime.artifact_store import ArtifactStore
 from dinov2_ros.runtime.graph_source import GraphSource, provenance_of
-from dinov2_ros.runtime.model_settings import ModelSettings
-from dinov2_ros.runtime.onnx_export import export_graph
+from dinov2_ros.runtime.model_settings import MODEL_SETTINGS, ModelSettings
+from dinov2_ros.runtime.onnx_export import (
+    VERSION_KEY,
+    ForeignGraphError,
+    _example_inputs,
+    export_core,
+    export_graph,
+    load_graph_spec,
+    set_metadata,
+)
 
 CAMERA = (60, 80)
 
@@ -42,7 +57,7 @@ def store(model: ModelSettings, size=CAMERA):
     spec = model.spec_for(*size, TINY_DIM)
     graph = tiny_graph(spec)
     if spec.detection == "center":
-        graph.detection_head.load_state_dict(torch.load(model.detector_weights, weights_only=True)["state_dict"])
+        graph.core.detection_head.load_state_dict(torch.load(model.detector_weights, weights_only=True)["state_dict"])
     path = ArtifactStore(model.graph_dir).graph_path(spec, provenance)
     names = ("a", "b", "c") if spec.detection == "center" else None
     return export_graph(graph, path, check=False, class_names=names, provenance=provenance.to_json())
@@ -135,3 +150,68 @@ def test_pretrained_weights_are_named_by_their_release_file_even_where_it_is_not
     assert provenance.backbone == "pretrained:dinov2_vits14_pretrain.pth"
     assert provenance.depth == "nyu/linear4/pretrained:dinov2_vits14_nyu_linear4_head.pth"
     assert provenance.unverified == []
+
+
+def store_core(model: ModelSettings):
+    """Export the tiny core of `model` into its store, as the first export for any camera size does."""
+    provenance = provenance_of(model)
+    spec = model.spec_for(*CAMERA, TINY_DIM)
+    path = ArtifactStore(model.graph_dir).core_path(spec.core(), provenance)
+    return export_core(tiny_graph(spec), path, provenance=provenance.to_json())
+
+
+COMPOSE_WITHOUT_TORCH = """
+import json, logging, sys
+sys.modules["torch"] = None  # a robot without torch: importing it raises ImportError
+logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
+from dinov2_ros.runtime.graph_source import GraphSource
+from dinov2_ros.runtime.model_settings import ModelSettings
+source = GraphSource(ModelSettings.from_values(json.loads(sys.argv[1])))
+print("GRAPH", source.graph(int(sys.argv[2]), int(sys.argv[3])))
+"""
+
+
+def test_a_new_camera_size_is_composed_from_the_stored_core_without_torch(tmp_path):
+    """The core (encoder and heads) is exported once; a camera size after that costs its ONNX ends
+    only, so a robot holding the store composes it without torch, and it computes what the model does."""
+    model = settings(tmp_path, **{"model.resize": "letterbox"})
+    core = store_core(model)
+    values = {name: getattr(model, setting.field) for name, setting in MODEL_SETTINGS.items()}
+    values["model.graph_dir"] = str(model.graph_dir)
+    height, width = 48, 96  # another aspect ratio than the core's 56x56 input
+    run = subprocess.run(
+        [sys.executable, "-c", COMPOSE_WITHOUT_TORCH, json.dumps(values), str(height), str(width)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert f"the stored core {core.name}" in run.stdout and "no torch needed" in run.stdout
+    graph_path = Path(run.stdout.split("GRAPH ")[-1].strip())
+    spec = model.spec_for(height, width, TINY_DIM)
+    assert graph_path == ArtifactStore(tmp_path).graph_path(spec, provenance_of(model))
+    # the composed graph computes what the torch module for this camera computes
+    inputs = _example_inputs(spec, batch=2)
+    outputs = ort.InferenceSession(str(graph_path), providers=["CPUExecutionProvider"]).run(None, inputs)
+    with torch.no_grad():
+        expected = tiny_graph(spec)(*(torch.from_numpy(array) for array in inputs.values()))
+    for output, reference in zip(outputs, expected, strict=True):
+        np.testing.assert_allclose(output, reference.numpy(), atol=1e-4, rtol=1e-4)
+
+
+def test_a_stale_or_foreign_core_is_skipped_with_its_reason(tmp_path):
+    model = settings(tmp_path)
+    core = store_core(model)
+    source = GraphSource(model)
+    wanted = source.spec_for(*CAMERA).core()
+    assert source.store.find_core(wanted, source.provenance) == (core, [])
+    other_weights = GraphSource(settings(tmp_path, **{"model.depth_weights": str(tmp_path / "elsewhere.pth")}))
+    path, skipped = other_weights.store.find_core(wanted, other_weights.provenance)
+    assert path is None and "it was made for other settings: depth" in skipped[0][1], skipped
+    stale = onnx.load(core)
+    set_metadata(stale, {VERSION_KEY: "0.0.1"})
+    onnx.save(stale, core)
+    path, skipped = source.store.find_core(wanted, source.provenance)
+    assert path is None and "exported by dinov2_ros 0.0.1" in skipped[0][1], skipped
+    with pytest.raises(ForeignGraphError, match="the camera-independent core that graphs are composed from"):
+        load_graph_spec(core)

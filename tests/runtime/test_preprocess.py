@@ -3,7 +3,8 @@
 The reference: half-pixel bilinear resizing without antialias written out in NumPy (float64) and
 checked against cv2.resize INTER_LINEAR, ImageNet normalisation, letterbox placement from the spec's
 mapping; depth cropped to the content and resized to the camera size; boxes mapped with the inverse
-affine and clipped. Both the PyTorch modules and their ONNX export (run by ONNX Runtime) are checked.
+affine and clipped. Both the PyTorch modules (the torch backend) and their ONNX twins, the ends the
+exported graph is composed with (`runtime.graph_ends`, run by ONNX Runtime), are checked.
 """
 
 from __future__ import annotations
@@ -13,9 +14,11 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
+from onnx import helper
 
-from dinov2_ros.runtime.graph_spec import GraphSpec
-from dinov2_ros.runtime.preprocess import IMAGENET_MEAN, IMAGENET_STD, BoxesToCamera, DepthToCamera, Preprocess
+from dinov2_ros.runtime.graph_ends import input_end, output_end
+from dinov2_ros.runtime.graph_spec import IMAGENET_MEAN, IMAGENET_STD, GraphSpec
+from dinov2_ros.runtime.preprocess import BoxesToCamera, DepthToCamera, Preprocess
 
 # PyTorch and ONNX Runtime compute sampling positions in float32: off by up to ~size * 2**-23 pixels,
 # so values may differ by that times the largest step between neighbours. A geometry bug (half-pixel
@@ -50,8 +53,36 @@ def resize_bilinear(image: np.ndarray, height: int, width: int) -> np.ndarray:
     return np.moveaxis(np.tensordot(cols, along_rows, axes=(1, 1)), 0, 1)
 
 
+BOXES = 9  # per image in the box tests
+
+
 def spec_for(resize: str, camera=(480, 640), model_input=(224, 224)) -> GraphSpec:
-    return GraphSpec("vits14", camera[0], camera[1], model_input[0], model_input[1], resize=resize)
+    return GraphSpec(
+        "vits14", camera[0], camera[1], model_input[0], model_input[1], resize, ("depth", "center"), top_k=BOXES
+    )
+
+
+def run_onnx(graph, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=10)
+    return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, inputs)
+
+
+def preprocess(spec: GraphSpec, images: np.ndarray, implementation: str) -> np.ndarray:
+    if implementation == "torch":
+        return Preprocess(spec)(torch.from_numpy(images)).numpy()
+    return run_onnx(input_end(spec), {"images": images})[0]
+
+
+def to_camera(spec: GraphSpec, depth: np.ndarray, boxes: np.ndarray, implementation: str):
+    """(camera depth (N, H, W), camera boxes (N, K, 4)) of model-input depth (N, 1, h, w) and boxes."""
+    if implementation == "torch":
+        return DepthToCamera(spec)(torch.from_numpy(depth)).numpy(), BoxesToCamera(spec)(
+            torch.from_numpy(boxes)
+        ).numpy()
+    scores = np.zeros(boxes.shape[:2], np.float32)
+    inputs = {"input_depth": depth, "input_boxes": boxes, "scores": scores, "classes": scores}
+    camera_depth, detections = run_onnx(output_end(spec), inputs)
+    return camera_depth, detections[..., :4]
 
 
 def reference_preprocess(image: np.ndarray, spec: GraphSpec) -> np.ndarray:
@@ -99,62 +130,45 @@ def test_numpy_reference_is_opencv_bilinear(size_in, size_out):
     np.testing.assert_allclose(resize_bilinear(image, *size_out), opencv, atol=255 * OPENCV_WEIGHT_STEP)
 
 
+IMPLEMENTATIONS = pytest.mark.parametrize("implementation", ["torch", "onnx"])
+
+
+@IMPLEMENTATIONS
 @pytest.mark.parametrize(("resize", "camera", "model_input"), CASES)
-def test_preprocess_matches_opencv(resize, camera, model_input):
+def test_preprocess_matches_opencv(resize, camera, model_input, implementation):
     spec = spec_for(resize, camera, model_input)
     rng = np.random.default_rng(0)
     images = np.stack([rng.integers(0, 256, (*camera, 3), dtype=np.uint8), structured_image(*camera)])
-    got = Preprocess(spec)(torch.from_numpy(images)).numpy()
+    got = preprocess(spec, images, implementation)
     assert got.shape == (2, 3, *model_input) and got.dtype == np.float32
     for image, result in zip(images, got, strict=True):
         tolerance = resampling_tolerance(image / (255 * min(IMAGENET_STD)), max(camera))
         np.testing.assert_allclose(result, reference_preprocess(image, spec), atol=tolerance)
 
 
+@IMPLEMENTATIONS
 @pytest.mark.parametrize(("resize", "camera", "model_input"), CASES)
-def test_depth_to_camera_matches_opencv(resize, camera, model_input):
+def test_depth_to_camera_matches_opencv(resize, camera, model_input, implementation):
     spec = spec_for(resize, camera, model_input)
     depth = np.random.default_rng(1).uniform(0.1, 10.0, (2, 1, *model_input)).astype(np.float32)
-    got = DepthToCamera(spec)(torch.from_numpy(depth)).numpy()
+    got, _ = to_camera(spec, depth, np.zeros((2, BOXES, 4), np.float32), implementation)
     assert got.shape == (2, *camera)
     for single, result in zip(depth, got, strict=True):
         tolerance = resampling_tolerance(single[0], max(camera))
         np.testing.assert_allclose(result, reference_depth(single[0], spec), atol=tolerance)
 
 
+@IMPLEMENTATIONS
 @pytest.mark.parametrize(("resize", "camera", "model_input"), CASES)
-def test_boxes_to_camera_is_the_inverse_map(resize, camera, model_input):
+def test_boxes_to_camera_is_the_inverse_map(resize, camera, model_input, implementation):
     spec = spec_for(resize, camera, model_input)
     rng = np.random.default_rng(2)
-    corners = rng.uniform(-10, max(model_input) + 10, (2, 9, 2, 2))
+    corners = rng.uniform(-10, max(model_input) + 10, (2, BOXES, 2, 2))
     boxes = np.concatenate([corners.min(axis=2), corners.max(axis=2)], axis=-1).astype(np.float32)
-    got = BoxesToCamera(spec)(torch.from_numpy(boxes)).numpy()
-    np.testing.assert_allclose(got, reference_boxes(boxes.astype(np.float64), spec), atol=1e-3)
-    # a box drawn around the whole content area maps to the whole camera image
+    # the last box is drawn around the whole content area: it maps to the whole camera image
     m = spec.mapping()
-    content = np.array([[[m.offset_x, m.offset_y, m.offset_x + m.content_width, m.offset_y + m.content_height]]])
-    whole = BoxesToCamera(spec)(torch.tensor(content, dtype=torch.float32)).numpy()
-    np.testing.assert_allclose(whole[0, 0], [0, 0, camera[1], camera[0]], atol=1e-3)
-
-
-@pytest.mark.parametrize("resize", ["stretch", "letterbox"])
-def test_exported_preprocess_matches_opencv(resize, tmp_path):
-    """The same maths after ONNX export, run by ONNX Runtime (what the CPU backend executes)."""
-    spec = spec_for(resize)
-    path = tmp_path / "preprocess.onnx"
-    batch = torch.export.Dim("batch", min=1, max=8)
-    example = torch.zeros((2, 480, 640, 3), dtype=torch.uint8)
-    program = torch.onnx.export(
-        Preprocess(spec),
-        (example,),
-        input_names=["images"],
-        opset_version=18,
-        dynamo=True,
-        dynamic_shapes={"images": {0: batch}},
-        verbose=False,
-    )
-    program.save(str(path))
-    image = structured_image(480, 640)
-    (got,) = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"images": image[None]})
-    tolerance = resampling_tolerance(image / (255 * min(IMAGENET_STD)), 640)
-    np.testing.assert_allclose(got[0], reference_preprocess(image, spec), atol=tolerance)
+    boxes[:, -1] = [m.offset_x, m.offset_y, m.offset_x + m.content_width, m.offset_y + m.content_height]
+    depth = np.ones((2, 1, *model_input), np.float32)
+    _, got = to_camera(spec, depth, boxes, implementation)
+    np.testing.assert_allclose(got, reference_boxes(boxes.astype(np.float64), spec), atol=1e-3)
+    np.testing.assert_allclose(got[:, -1], [[0, 0, camera[1], camera[0]]] * 2, atol=1e-3)

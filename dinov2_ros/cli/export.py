@@ -43,7 +43,7 @@ def _export(args: argparse.Namespace) -> int:
         for height, width in args.camera or [(480, 640)]:
             for path in source.artifacts(height, width, opset=args.opset):
                 print(path)
-    except (ValueError, FileNotFoundError) as error:
+    except (ValueError, FileNotFoundError, ModuleNotFoundError) as error:
         _LOG.error("%s", error)
         return 2
     return 0

@@ -8,6 +8,7 @@ its reason, are logged on this module's logger (the node forwards it to the ROS 
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import time
 from pathlib import Path
@@ -199,6 +200,14 @@ class GraphSource:
         start = time.monotonic()
         core = self._logged(*self.store.find_core(spec.core(), self.provenance))
         if core is None:
+            if importlib.util.find_spec("torch") is None:
+                raise ModuleNotFoundError(
+                    f"the graph for {spec.camera_width}x{spec.camera_height} frames needs the core of this model "
+                    f"and input size, which {self.store.core_dir} lacks, and exporting it needs torch, which is "
+                    "not installed here: run `dinov2-ros export --params-file <the node's parameter file> "
+                    f"--camera {spec.camera_width}x{spec.camera_height}` on a machine with torch "
+                    "(requirements/export.txt) and copy its model.graph_dir, cores/ included, here"
+                )
             graph, class_names = self.build_graph(spec)
             core = export_core(
                 graph,

@@ -175,16 +175,19 @@ def test_a_new_camera_size_is_composed_from_the_stored_core_without_torch(tmp_pa
     """The core (encoder and heads) is exported once; a camera size after that costs its ONNX ends
     only, so a robot holding the store composes it without torch, and it computes what the model does."""
     model = settings(tmp_path, **{"model.resize": "letterbox"})
-    core = store_core(model)
     values = {name: getattr(model, setting.field) for name, setting in MODEL_SETTINGS.items()}
     values["model.graph_dir"] = str(model.graph_dir)
     height, width = 48, 96  # another aspect ratio than the core's 56x56 input
-    run = subprocess.run(
-        [sys.executable, "-c", COMPOSE_WITHOUT_TORCH, json.dumps(values), str(height), str(width)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+
+    def compose_without_torch() -> subprocess.CompletedProcess:
+        command = [sys.executable, "-c", COMPOSE_WITHOUT_TORCH, json.dumps(values), str(height), str(width)]
+        return subprocess.run(command, capture_output=True, text=True, timeout=120)
+
+    store(model)  # a graph for another size, but no core (a store copied without its cores/)
+    run = compose_without_torch()  # it says what to do instead of a bare ImportError
+    assert run.returncode != 0 and "exporting it needs torch, which is not installed here" in run.stderr, run.stderr
+    core = store_core(model)
+    run = compose_without_torch()
     assert run.returncode == 0, run.stdout + run.stderr
     assert f"the stored core {core.name}" in run.stdout and "no torch needed" in run.stdout
     graph_path = Path(run.stdout.split("GRAPH ")[-1].strip())

@@ -110,9 +110,11 @@ class ArtifactStore:
         """
         return _find(self._entries(self.directory, SPEC_KEY), spec, provenance, precision)
 
-    def find_core(self, core: GraphSpec, provenance: Provenance) -> tuple[Path | None, list[tuple[Path, str]]]:
+    def find_core(
+        self, core: GraphSpec, provenance: Provenance, precision: str = "fp32"
+    ) -> tuple[Path | None, list[tuple[Path, str]]]:
         """`find` for the core `core` (a `GraphSpec.core()`) among the stored cores."""
-        return _find(self._entries(self.core_dir, CORE_SPEC_KEY), core, provenance, "fp32")
+        return _find(self._entries(self.core_dir, CORE_SPEC_KEY), core, provenance, precision)
 
     def graphs(self) -> list[tuple[Path, GraphSpec, dict[str, str]]]:
         """Every readable dinov2_ros graph in the store with its spec and metadata."""

@@ -184,12 +184,22 @@ class GraphSource:
         return path
 
     def _int8_graph(self, spec: GraphSpec, fp32_path: Path) -> Path:
+        """The int8 graph: the int8 core (quantised once, beside the fp32 core) joined to the camera's
+        ends; in a store without its cores, an int8 copy of the camera's fp32 graph."""
         path = self._find(spec, "int8")
-        if path is None:
-            from dinov2_ros.runtime.quantize import quantize_graph
+        if path is not None:
+            return path
+        from dinov2_ros.runtime.onnx_export import CORE_SPEC_KEY, compose_camera_graph
+        from dinov2_ros.runtime.quantize import quantize_graph
 
-            path = quantize_graph(fp32_path, fp32_path.with_suffix(".int8.onnx"))
-        return path
+        output = fp32_path.with_suffix(".int8.onnx")
+        core = self._logged(*self.store.find_core(spec.core(), self.provenance))
+        if core is None:
+            return quantize_graph(fp32_path, output)
+        int8_core = self._logged(*self.store.find_core(spec.core(), self.provenance, "int8"))
+        if int8_core is None:
+            int8_core = quantize_graph(core, core.with_suffix(".int8.onnx"), key=CORE_SPEC_KEY)
+        return compose_camera_graph(spec, int8_core, output)
 
     def _export(self, spec: GraphSpec, opset: int | None) -> Path:
         """Compose the graph for `spec` from the stored core of its model and input size, exporting

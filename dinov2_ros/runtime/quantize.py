@@ -28,6 +28,7 @@ from pathlib import Path
 
 from dinov2_ros.runtime.onnx_export import (
     PRECISION_KEY,
+    SPEC_KEY,
     load_graph_metadata,
     quiet_onnx_tools,
     save_model_atomic,
@@ -37,14 +38,18 @@ from dinov2_ros.runtime.onnx_export import (
 LOG = logging.getLogger(__name__)
 
 
-def quantize_graph(onnx_path: str | os.PathLike, output_path: str | os.PathLike) -> Path:
-    """Write an int8 copy of the exported fp32 graph at `onnx_path` to `output_path`; returns it."""
+def quantize_graph(onnx_path: str | os.PathLike, output_path: str | os.PathLike, key: str = SPEC_KEY) -> Path:
+    """Write an int8 copy of the exported fp32 graph at `onnx_path` to `output_path`; returns it.
+
+    `key=onnx_export.CORE_SPEC_KEY` quantises a stored core, which every camera's int8 graph is then
+    composed from (the ends hold no MatMul, so that equals quantising each camera's graph).
+    """
     import onnx
 
     onnx_path, output_path = Path(onnx_path), Path(output_path)
     if onnx_path.resolve() == output_path.resolve():
         raise ValueError(f"output_path must differ from the fp32 input {onnx_path}; e.g. {onnx_path.stem}.int8.onnx")
-    spec, metadata = load_graph_metadata(onnx_path)
+    spec, metadata = load_graph_metadata(onnx_path, key=key)
     LOG.info("quantising the MatMuls of %s to int8 ...", spec.key)
     with tempfile.TemporaryDirectory(dir=output_path.parent) as scratch:
         quantized = quantize_matmuls(onnx_path, Path(scratch) / "quantized.onnx")

@@ -21,14 +21,17 @@ from dinov2_ros.runtime.artifact_store import ArtifactStore
 from dinov2_ros.runtime.graph_source import GraphSource, provenance_of
 from dinov2_ros.runtime.model_settings import MODEL_SETTINGS, ModelSettings
 from dinov2_ros.runtime.onnx_export import (
+    PRECISION_KEY,
     VERSION_KEY,
     ForeignGraphError,
     _example_inputs,
     export_core,
     export_graph,
+    load_graph_metadata,
     load_graph_spec,
     set_metadata,
 )
+from dinov2_ros.runtime.quantize import quantize_graph
 
 CAMERA = (60, 80)
 
@@ -218,3 +221,25 @@ def test_a_stale_or_foreign_core_is_skipped_with_its_reason(tmp_path):
     assert path is None and "exported by dinov2_ros 0.0.1" in skipped[0][1], skipped
     with pytest.raises(ForeignGraphError, match="the camera-independent core that graphs are composed from"):
         load_graph_spec(core)
+
+
+def test_int8_graphs_are_composed_from_one_int8_core(tmp_path, caplog):
+    """The core is quantised once; each camera's int8 graph is it joined to the camera's ends, the
+    same graph as quantising that camera's fp32 graph (the ends hold no MatMul)."""
+    model = settings(tmp_path, **{"backend.precision": "int8"})
+    store_core(model)
+    source = GraphSource(model)
+    with caplog.at_level(logging.INFO, logger="dinov2_ros"):
+        fp32, int8 = source.artifacts(*CAMERA)
+        _, other_int8 = source.artifacts(48, 64)
+    assert caplog.text.count("quantising the MatMuls") == 1, caplog.text
+    assert len(list(source.store.core_dir.glob("*.int8.onnx"))) == 1
+    assert load_graph_metadata(other_int8)[1][PRECISION_KEY] == "int8"
+    spec = source.spec_for(*CAMERA)
+    direct = quantize_graph(fp32, tmp_path / "direct.int8.onnx")
+    inputs = _example_inputs(spec, batch=2)
+    composed_outputs, direct_outputs = (
+        ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, inputs) for path in (int8, direct)
+    )
+    for composed, alone in zip(composed_outputs, direct_outputs, strict=True):
+        np.testing.assert_allclose(composed, alone, atol=1e-6, rtol=0)

@@ -50,7 +50,7 @@ def region_and_ring(mask: np.ndarray, gap_px: int = 3, width_px: int = 12) -> tu
     so a coarse patch-grid mask that falls short of the part still yields all of its points (those
     above the surface).
     """
-    mask = mask.astype(np.uint8)
+    mask = mask.view(np.uint8) if mask.dtype == bool else mask.astype(np.uint8)  # a view: no copy of a crop
     # square kernels: OpenCV dilates with them in two 1D passes (an ellipse costs 10x more here)
     near = cv2.dilate(mask, np.ones((2 * gap_px + 1,) * 2, np.uint8))
     region = cv2.dilate(mask, np.ones((2 * (gap_px + width_px) + 1,) * 2, np.uint8)) > 0
@@ -188,19 +188,25 @@ def fit_oriented_boxes(
 
 
 def _box_on_plane(points: np.ndarray, normal: np.ndarray, origin: np.ndarray) -> OrientedBox | str:
-    """The box of a part's points (N, 3) standing on the plane through `origin` with unit `normal`."""
+    """The box of a part's points (N, 3) standing on the plane through `origin` with unit `normal`.
+
+    The point sets go through NumPy and OpenCV; the 3-vector algebra runs on Python floats, where
+    NumPy's per-call cost would be most of the time.
+    """
     heights = (points - origin) @ normal
     above = heights > MIN_HEIGHT_M  # above the table: drop pixels that are table
     points, heights = points[above], heights[above]
     if len(points) < MIN_PART_POINTS:
         return f"only {len(points)} part points stand above the surface (need {MIN_PART_POINTS})"
-    axis_a = _cross(normal, np.array([0.0, 1.0, 0.0] if abs(normal[1]) < 0.9 else [1.0, 0.0, 0.0]))
-    axis_a /= math.sqrt(axis_a @ axis_a)
-    axis_b = _cross(normal, axis_a)
+    n, o = normal.tolist(), origin.tolist()
+    axis_a = _cross(n, [0.0, 1.0, 0.0] if abs(n[1]) < 0.9 else [1.0, 0.0, 0.0])
+    length = math.sqrt(_dot(axis_a, axis_a))
+    axis_a = [v / length for v in axis_a]
+    axis_b = _cross(n, axis_a)
     in_plane = (points @ np.array([axis_a, axis_b]).T).astype(np.float32)
     rect = cv2.minAreaRect(in_plane)
-    corners = cv2.boxPoints(rect).astype(np.float64)
-    edges = corners[1] - corners[0], corners[2] - corners[1]
+    (x0, y0), (x1, y1), (x2, y2), _ = cv2.boxPoints(rect).astype(np.float64).tolist()
+    edges = [x1 - x0, y1 - y0], [x2 - x1, y2 - y1]
     sides = [math.hypot(*edge) for edge in edges]
     longer = int(sides[1] > sides[0])
     long_edge, long_side, short_side = edges[longer], sides[longer], sides[1 - longer]
@@ -211,12 +217,13 @@ def _box_on_plane(points: np.ndarray, normal: np.ndarray, origin: np.ndarray) ->
         fill = cv2.contourArea(cv2.convexHull(in_plane)) / (long_side * short_side)
         if fill < MIN_SQUARE_FILL:
             return f"round footprint (aspect {long_side / short_side:.2f}, fills {fill:.0%} of its rectangle): no yaw"
-    x_axis = (long_edge[0] * axis_a + long_edge[1] * axis_b) / long_side
-    rotation = np.column_stack([x_axis, _cross(normal, x_axis), normal])
+    x_axis = [(long_edge[0] * a + long_edge[1] * b) / long_side for a, b in zip(axis_a, axis_b, strict=True)]
+    rotation = np.array([x_axis, _cross(n, x_axis), n]).T
     height = _percentile(heights, 98.0)
     (ca, cb) = rect[0]
-    base = origin + (ca - origin @ axis_a) * axis_a + (cb - origin @ axis_b) * axis_b
-    return OrientedBox(base + 0.5 * height * normal, rotation, np.array([long_side, short_side, height]))
+    along_a, along_b = ca - _dot(o, axis_a), cb - _dot(o, axis_b)
+    center = [p + along_a * a + along_b * b + 0.5 * height * z for p, a, b, z in zip(o, axis_a, axis_b, n, strict=True)]
+    return OrientedBox(np.array(center), rotation, np.array([long_side, short_side, height]))
 
 
 def _percentile(values: np.ndarray, q: float) -> float:
@@ -228,9 +235,13 @@ def _percentile(values: np.ndarray, q: float) -> float:
     return float(low + (high - low) * (position - below))
 
 
-def _cross(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """a x b of two 3-vectors (np.cross costs more in argument handling than in arithmetic here)."""
-    return np.array([a[1] * b[2] - a[2] * b[1], a[2] * b[0] - a[0] * b[2], a[0] * b[1] - a[1] * b[0]])
+def _cross(a: Sequence[float], b: Sequence[float]) -> list[float]:
+    """a x b of two 3-vectors as Python floats (np.cross costs more in argument handling than in arithmetic here)."""
+    return [a[1] * b[2] - a[2] * b[1], a[2] * b[0] - a[0] * b[2], a[0] * b[1] - a[1] * b[0]]
+
+
+def _dot(a: Sequence[float], b: Sequence[float]) -> float:
+    return a[0] * b[0] + a[1] * b[1] + a[2] * b[2]
 
 
 def box_iou_3d(a: OrientedBox, b: OrientedBox, samples: int = 200_000, seed: int = 0) -> float:
@@ -254,17 +265,22 @@ def _contains(box: OrientedBox, points: np.ndarray) -> np.ndarray:
 
 
 def rotation_to_quaternion(rotation: np.ndarray) -> tuple[float, float, float, float]:
-    """(x, y, z, w) unit quaternion of a proper rotation matrix, w >= 0 (Shepperd's method)."""
-    m = np.asarray(rotation, np.float64)
-    trace = np.trace(m)
+    """(x, y, z, w) unit quaternion of a proper rotation matrix, w >= 0 (Shepperd's method).
+
+    On Python floats: for one 3x3 matrix NumPy's per-call cost is most of the time.
+    """
+    m = np.asarray(rotation, np.float64).tolist()
+    trace = m[0][0] + m[1][1] + m[2][2]
     if trace > 0:
-        s = 2.0 * np.sqrt(1.0 + trace)
-        q = ((m[2, 1] - m[1, 2]) / s, (m[0, 2] - m[2, 0]) / s, (m[1, 0] - m[0, 1]) / s, 0.25 * s)
+        s = 2.0 * math.sqrt(1.0 + trace)
+        q = [(m[2][1] - m[1][2]) / s, (m[0][2] - m[2][0]) / s, (m[1][0] - m[0][1]) / s, 0.25 * s]
     else:
-        i = int(np.argmax(np.diag(m)))
+        diagonal = [m[0][0], m[1][1], m[2][2]]
+        i = diagonal.index(max(diagonal))
         j, k = (i + 1) % 3, (i + 2) % 3
-        s = 2.0 * np.sqrt(1.0 + m[i, i] - m[j, j] - m[k, k])
-        q = [0.0, 0.0, 0.0, (m[k, j] - m[j, k]) / s]
-        q[i], q[j], q[k] = 0.25 * s, (m[j, i] + m[i, j]) / s, (m[k, i] + m[i, k]) / s
-    q = np.array(q) * (1 if q[3] >= 0 else -1)
-    return tuple(float(v) for v in q / np.linalg.norm(q))
+        s = 2.0 * math.sqrt(1.0 + m[i][i] - m[j][j] - m[k][k])
+        q = [0.0, 0.0, 0.0, (m[k][j] - m[j][k]) / s]
+        q[i], q[j], q[k] = 0.25 * s, (m[j][i] + m[i][j]) / s, (m[k][i] + m[i][k]) / s
+    sign = 1.0 if q[3] >= 0 else -1.0
+    norm = math.sqrt(sum(v * v for v in q))
+    return tuple(sign * v / norm for v in q)

@@ -31,12 +31,15 @@ from dinov2_ros.runtime.graph_spec import PATCH_SIZE, GraphSpec
 BackendOpener = Callable[[int, int], Backend]
 
 
-def depth_size_problem(depth: np.ndarray, image: np.ndarray) -> str:
-    """Why `depth` (H, W) cannot be paired with `image` (H, W, 3), or "" when their sizes agree."""
+def depth_size_problem(
+    depth: np.ndarray, image: np.ndarray, depth_name: str = "depth image", image_name: str = "the camera image"
+) -> str:
+    """Why `depth` (H, W) cannot be paired with `image` (H, W, 3), or "" when their sizes agree; the
+    names say where each came from (the node gives their topics)."""
     if depth.shape == image.shape[:2]:
         return ""
     return (
-        f"depth image is {depth.shape[1]}x{depth.shape[0]} but the camera image is {image.shape[1]}x"
+        f"{depth_name} is {depth.shape[1]}x{depth.shape[0]} but {image_name} is {image.shape[1]}x"
         f"{image.shape[0]}; use depth aligned to the colour image (e.g. aligned_depth_to_color)"
     )
 

@@ -83,6 +83,7 @@ class CameraStreams:
         self._qos = camera_qos(reliable)
         self._subscriptions: list = []
         self.image_topic = ""  # the image subscription's resolved name (remapped), while subscribed
+        self.depth_topic = ""  # the depth subscription's, where depth is used
         # the image message -> (H, W, 3) uint8 RGB; ValueError if malformed
         self.to_rgb = compressed_to_rgb if settings.transport == "compressed" else image_to_rgb
         out = f"{prefix}dinov2/"
@@ -115,6 +116,7 @@ class CameraStreams:
         self._subscribe(CameraInfo, f"{prefix}camera_info", self._on_camera_info, qos)
         if self._settings.use_depth:
             self._subscribe(Image, f"{prefix}depth", self._on_depth, qos)
+            self.depth_topic = self._subscriptions[-1].topic_name
         self.statistics.subscribed(time.monotonic())
 
     def unsubscribe(self) -> None:

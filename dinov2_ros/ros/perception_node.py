@@ -352,7 +352,8 @@ class PerceptionNode(LifecycleNode):
             if problem := _image_size_problem(info, model, image):
                 raise _Rejected("size", problem, "camera_info size")
         depth = _checked("depth", depth_image_to_metres, paired.depth) if paired.depth is not None else None
-        if depth is not None and (problem := depth_size_problem(depth, image)):
+        names = f"depth image on {camera.depth_topic}", f"the camera image on {camera.image_topic}"
+        if depth is not None and (problem := depth_size_problem(depth, image, *names)):
             raise _Rejected("depth", problem, "depth size")
         return _checked("size", lambda: CameraFrame(camera.name, image, depth, model, paired.stamp_ns))
 

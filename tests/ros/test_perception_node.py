@@ -129,7 +129,8 @@ BAD_INPUTS = {
         _depth_of_another_size,
         {"camera.use_depth": True},
         "depth",
-        "depth image is 80x60 but the camera image is 160x120",
+        "depth image on /bad_depth_of_another_size/depth is 80x60 but the camera image on "
+        "/bad_depth_of_another_size/image is 160x120",
     ),
 }
 

@@ -99,8 +99,10 @@ class GraphPreparation:
                     f"size {_size(size)}",
                     f"the frame is {_size(size)} but this camera's frames are {_size(expected)} ({camera}.width x "
                     f"{camera}.height, or its first frame); frames of other sizes are refused, as each size needs "
-                    f"a graph of its own. Fix the driver's resolution, or set {camera}.width and {camera}.height to "
-                    "the size it sends and configure the node again",
+                    f"a graph of its own. Fix the driver's resolution, or start the node with {camera}.width:="
+                    f"{size[1]} {camera}.height:={size[0]} (read-only parameters); a camera left at 0 x 0 learns "
+                    "its size again after the node's cleanup and configure (ros2 lifecycle set <node> cleanup, "
+                    "then configure and activate)",
                 )
             return self._readiness(size)
 

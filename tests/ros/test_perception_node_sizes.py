@@ -94,7 +94,7 @@ def test_frames_of_another_size_are_refused_and_the_other_camera_keeps_its_rate(
             assert (
                 f"camera 'front': frame skipped (size): the frame is {size} but this camera's frames are 160x120" in log
             )
-        assert "set front.width and front.height" in log
+        assert "start the node with front.width:=800 front.height:=600 (read-only parameters)" in log
     finally:
         node.destroy_node()
 

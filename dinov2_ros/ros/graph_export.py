@@ -17,18 +17,24 @@ from collections import deque
 from collections.abc import Callable
 
 from dinov2_ros.runtime.graph_source import GraphSource
-from dinov2_ros.runtime.model_settings import MODEL_SETTINGS
 
 # the child's CPU priority (nice): the cameras' inference comes first
 EXPORT_NICENESS = 10
+# `dinov2-ros export`'s exit status for settings or a store it cannot make a graph from (its last line says why)
+EXIT_REFUSED = 2
 
 
 def export_command(source: GraphSource, height: int, width: int) -> list[str]:
     """The `dinov2-ros export` command line for `source`'s settings and `height` x `width` frames (pixels)."""
-    command = [sys.executable, "-m", "dinov2_ros.cli", "export", "--camera", f"{width}x{height}"]
-    for setting in MODEL_SETTINGS.values():
-        command += [setting.flag, str(getattr(source.settings, setting.field))]
-    return command
+    return [
+        sys.executable,
+        "-m",
+        "dinov2_ros.cli",
+        "export",
+        "--camera",
+        f"{width}x{height}",
+        *source.settings.cli_options(),
+    ]
 
 
 def export_in_subprocess(
@@ -37,9 +43,10 @@ def export_in_subprocess(
     """Write the stored graph for `height` x `width` frames in a child process when the store lacks it.
 
     True when it exported, False when nothing was missing. `progress` gets the exporter's progress
-    lines as they come ("export 2/5: ... (5.1 s since the last step)"), so a minute-long cold start
-    shows in the node's log. RuntimeError with the exporter's last log lines when it fails (e.g. no
-    torch on this machine: export on a workstation and copy model.graph_dir).
+    lines as they come ("export 2/6: ..."), so a half-minute cold start shows in the node's log.
+    ValueError with the exporter's one-line reason when it refuses (e.g. no torch here and no stored
+    core: export on a workstation and copy model.graph_dir); RuntimeError with its last log lines
+    when it fails otherwise.
     """
     if not source.needs_export(height, width):
         return False
@@ -56,11 +63,12 @@ def export_in_subprocess(
             if progress is not None and line.startswith("export"):
                 progress(f"graph for {width}x{height} frames: {line}")
     process.wait()
+    if process.returncode == EXIT_REFUSED and last_lines:  # the exporter said why, and what to do, in one line
+        raise ValueError(f"the graph for {width}x{height} frames could not be made: {last_lines[-1]}")
     if process.returncode != 0:
-        tail = " | ".join(last_lines)
         raise RuntimeError(
             f"exporting the graph for {width}x{height} frames failed (`dinov2-ros export` exit {process.returncode}): "
-            f"{tail}; run `dinov2-ros export --params-file <the node's parameter file> --camera {width}x{height}` "
-            "to see the whole error"
+            f"{' | '.join(last_lines)}; run `{source.export_command(source.spec_for(height, width))}` to see the "
+            "whole error"
         )
     return True

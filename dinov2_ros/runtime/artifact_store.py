@@ -73,10 +73,11 @@ class Provenance:
 _WEIGHTS_FIELDS = ("backbone", "depth", "detector")
 
 
-def graph_file_name(spec: GraphSpec, provenance: Provenance) -> str:
-    """`<spec key>-<digest>.onnx`, the digest taken over the spec and the provenance."""
+def graph_file_name(spec: GraphSpec, provenance: Provenance, core: bool = False) -> str:
+    """`<spec key>-<digest>.onnx` (a core: `<spec core_key>-<digest>.onnx`), the digest taken over the
+    spec and the provenance."""
     digest = hashlib.sha256((spec.to_json() + provenance.to_json()).encode()).hexdigest()
-    return f"{spec.key}-{digest[:DIGEST_LENGTH]}.onnx"
+    return f"{spec.core_key if core else spec.key}-{digest[:DIGEST_LENGTH]}.onnx"
 
 
 class ArtifactStore:
@@ -99,7 +100,7 @@ class ArtifactStore:
 
     def core_path(self, core: GraphSpec, provenance: Provenance) -> Path:
         """Where the core `core` (a `GraphSpec.core()`) of `provenance` is written."""
-        return self.core_dir / graph_file_name(core, provenance)
+        return self.core_dir / graph_file_name(core, provenance, core=True)
 
     def find(
         self, spec: GraphSpec, provenance: Provenance, precision: str = "fp32"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import shlex
 import time
 from pathlib import Path
 
@@ -176,11 +177,12 @@ class GraphSource:
     def _find(self, spec: GraphSpec, precision: str) -> Path | None:
         return self._logged(*self.store.find(spec, self.provenance, precision))
 
-    def _logged(self, path: Path | None, skipped: list[tuple[Path, str]]) -> Path | None:
+    def _logged(self, path: Path | None, skipped: list[tuple[Path, str]], kind: str = "graph") -> Path | None:
         for other, reason in skipped:
-            if (other.name, reason) not in self._skips_logged:
-                self._skips_logged.add((other.name, reason))
-                LOG.info("artifact store: skipping %s: %s", other.name, reason)
+            name = other.name if kind == "graph" else f"{other.parent.name}/{other.name}"
+            if (name, reason) not in self._skips_logged:
+                self._skips_logged.add((name, reason))
+                LOG.info("artifact store: skipping %s %s: %s", kind, name, reason)
         return path
 
     def _int8_graph(self, spec: GraphSpec, fp32_path: Path) -> Path:
@@ -189,53 +191,74 @@ class GraphSource:
         path = self._find(spec, "int8")
         if path is not None:
             return path
-        from dinov2_ros.runtime.onnx_export import CORE_SPEC_KEY, compose_camera_graph
+        from dinov2_ros.runtime.onnx_export import CORE_SPEC_KEY, DamagedCoreError, compose_camera_graph
         from dinov2_ros.runtime.quantize import quantize_graph
 
         output = fp32_path.with_suffix(".int8.onnx")
-        core = self._logged(*self.store.find_core(spec.core(), self.provenance))
+        core = self._logged(*self.store.find_core(spec.core(), self.provenance), "core")
         if core is None:
             return quantize_graph(fp32_path, output)
-        int8_core = self._logged(*self.store.find_core(spec.core(), self.provenance, "int8"))
-        if int8_core is None:
-            int8_core = quantize_graph(core, core.with_suffix(".int8.onnx"), key=CORE_SPEC_KEY)
+        int8_core = self._logged(*self.store.find_core(spec.core(), self.provenance, "int8"), "core")
+        if int8_core is not None:
+            try:
+                return compose_camera_graph(spec, int8_core, output)
+            except DamagedCoreError as error:
+                LOG.warning("%s: quantising it again", error)
+                int8_core.unlink(missing_ok=True)
+        int8_core = quantize_graph(core, core.with_suffix(".int8.onnx"), key=CORE_SPEC_KEY)
         return compose_camera_graph(spec, int8_core, output)
 
     def _export(self, spec: GraphSpec, opset: int | None) -> Path:
         """Compose the graph for `spec` from the stored core of its model and input size, exporting
-        that core first (torch, the weights, 15-40 s for vits14 here) when the store lacks it."""
-        from dinov2_ros.runtime.onnx_export import DEFAULT_OPSET, compose_camera_graph, export_core
+        that core first (torch, the weights, 20-30 s for vits14 here) when the store lacks it or
+        holds it damaged."""
+        from dinov2_ros.runtime.onnx_export import DamagedCoreError, compose_camera_graph
 
         path = self.store.graph_path(spec, self.provenance)
         start = time.monotonic()
-        core = self._logged(*self.store.find_core(spec.core(), self.provenance))
-        if core is None:
-            if importlib.util.find_spec("torch") is None:
-                raise ModuleNotFoundError(
-                    f"the graph for {spec.camera_width}x{spec.camera_height} frames needs the core of this model "
-                    f"and input size, which {self.store.core_dir} lacks, and exporting it needs torch, which is "
-                    "not installed here: run `dinov2-ros export --params-file <the node's parameter file> "
-                    f"--camera {spec.camera_width}x{spec.camera_height}` on a machine with torch "
-                    "(requirements/export.txt) and copy its model.graph_dir, cores/ included, here"
-                )
-            graph, class_names = self.build_graph(spec)
-            core = export_core(
-                graph,
-                self.store.core_path(spec.core(), self.provenance),
-                opset=opset or DEFAULT_OPSET,
-                class_names=class_names,
-                provenance=self.provenance.to_json(),
-            )
-        else:
+        core = self._logged(*self.store.find_core(spec.core(), self.provenance), "core")
+        if core is not None:
             LOG.info(
                 "export: the stored core %s and the ends of %dx%d frames (no torch needed) ...",
                 core.name,
                 spec.camera_width,
                 spec.camera_height,
             )
-        compose_camera_graph(spec, core, path)
+            try:
+                compose_camera_graph(spec, core, path)
+            except DamagedCoreError as error:
+                LOG.warning("%s: exporting it again", error)
+                core.unlink(missing_ok=True)
+                core = None
+        if core is None:
+            compose_camera_graph(spec, self._export_core(spec, opset), path)
         LOG.info("exported '%s' in %.0f s", spec.key, time.monotonic() - start)
         return path
+
+    def _export_core(self, spec: GraphSpec, opset: int | None) -> Path:
+        from dinov2_ros.runtime.onnx_export import DEFAULT_OPSET, export_core
+
+        if importlib.util.find_spec("torch") is None:
+            raise ModuleNotFoundError(
+                f"the graph for {spec.camera_width}x{spec.camera_height} frames is composed from the core of "
+                f"these model settings (encoder, heads and input size), which {self.store.core_dir} does not "
+                "hold (see the skipped files above), and exporting that core needs torch, which is not "
+                f"installed here: on a machine with torch run `{self.export_command(spec)}` and copy "
+                f"{self.store.directory}, cores/ included, here"
+            )
+        graph, class_names = self.build_graph(spec)
+        return export_core(
+            graph,
+            self.store.core_path(spec.core(), self.provenance),
+            opset=opset or DEFAULT_OPSET,
+            class_names=class_names,
+            provenance=self.provenance.to_json(),
+        )
+
+    def export_command(self, spec: GraphSpec) -> str:
+        """The `dinov2-ros export` command line that writes the graph for `spec` with these settings."""
+        options = " ".join(shlex.quote(option) for option in self.settings.cli_options())
+        return f"dinov2-ros export {options} --camera {spec.camera_width}x{spec.camera_height}"
 
     def _detection_head(self, spec: GraphSpec):
         """The detection head module for `spec` and, for a trained head, its class names."""

@@ -128,15 +128,23 @@ class GraphSpec:
     @property
     def key(self) -> str:
         """A stable, file-name-safe string naming this graph (ONNX files, engine cache entries)."""
+        return self._key(camera=True)
+
+    @property
+    def core_key(self) -> str:
+        """`key` of this graph's core (`core()`): without the camera size and resize mode, which the
+        core does not depend on, so a core's file never reads as a camera's graph."""
+        return "core-" + self._key(camera=False)
+
+    def _key(self, camera: bool) -> str:
         heads = "+".join(self.heads) or "none"
-        parts = [
-            self.variant,
-            f"cam{self.camera_width}x{self.camera_height}",
-            f"in{self.input_width}x{self.input_height}",
-            self.resize,
-            heads,
-            f"d{self.embed_dim}",
-        ]
+        parts = [self.variant]
+        if camera:
+            parts.append(f"cam{self.camera_width}x{self.camera_height}")
+        parts.append(f"in{self.input_width}x{self.input_height}")
+        if camera:
+            parts.append(self.resize)
+        parts += [heads, f"d{self.embed_dim}"]
         if self.detection:
             parts.append(f"k{self.top_k}")
         if self.exemplar:

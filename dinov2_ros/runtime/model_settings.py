@@ -126,6 +126,14 @@ class ModelSettings:
     max_batch: int
     threads: int
 
+    def cli_options(self) -> list[str]:
+        """These settings as `dinov2-ros` options (`--variant vits14 --weights ...`), every one spelt out."""
+        return [
+            option
+            for setting in MODEL_SETTINGS.values()
+            for option in (setting.flag, str(getattr(self, setting.field)))
+        ]
+
     def __post_init__(self) -> None:
         for name, setting in MODEL_SETTINGS.items():
             value = getattr(self, setting.field)

@@ -36,6 +36,7 @@ LOG = logging.getLogger(__name__)
 
 SPEC_KEY = "dinov2_ros.graph_spec"
 CORE_SPEC_KEY = "dinov2_ros.core_spec"  # a stored core's GraphSpec (`GraphSpec.core()`), instead of SPEC_KEY
+CORE_DIGEST_KEY = "dinov2_ros.core_digest"  # sha256 of a core's graph as written (`graph_digest`)
 VERSION_KEY = "dinov2_ros.version"
 PRECISION_KEY = "dinov2_ros.precision"
 CLASS_NAMES_KEY = "dinov2_ros.class_names"  # JSON list: a trained detection head's class names by id
@@ -63,6 +64,10 @@ _IRRELEVANT_FUTURE_WARNING = r"`isinstance\(treespec, LeafSpec\)` is deprecated"
 
 class ForeignGraphError(ValueError):
     """An ONNX file that is not the graph the caller expects (no metadata, other spec or version)."""
+
+
+class DamagedCoreError(ForeignGraphError):
+    """A stored core whose graph no longer matches the digest it was written with."""
 
 
 def export_graph(
@@ -136,7 +141,12 @@ def export_core(
             f"failed); nothing was saved. Export with --opset {written}: TensorRT >= 10 parses it (JetPack 6.1+, "
             "TensorRT 10.3); TensorRT 8.6 (JetPack 6.0) needs opset 17 and is not supported"
         )
-    metadata = {CORE_SPEC_KEY: spec.to_json(), VERSION_KEY: __version__, PRECISION_KEY: "fp32"}
+    metadata = {
+        CORE_SPEC_KEY: spec.to_json(),
+        VERSION_KEY: __version__,
+        PRECISION_KEY: "fp32",
+        CORE_DIGEST_KEY: graph_digest(model),
+    }
     if class_names is not None:
         metadata[CLASS_NAMES_KEY] = json.dumps(list(class_names))
     if provenance is not None:
@@ -154,8 +164,9 @@ def compose_camera_graph(
     size) and the camera's ONNX ends (`runtime.graph_ends`), written atomically to `path`. No torch.
 
     The graph keeps the core's metadata with `spec` as its GraphSpec. Checked with onnx.checker and,
-    when `check`, run once in ONNX Runtime on batch 3 to prove the batch axis is dynamic.
-    ForeignGraphError when `core_path` is not a core of `spec.core()` from this dinov2_ros version.
+    when `check`, run once in ONNX Runtime on batch 3 (the batch axis is dynamic, every value is
+    finite) before it is stored. ForeignGraphError when `core_path` is not a core of `spec.core()`
+    from this dinov2_ros version; DamagedCoreError when its graph is not what was written.
     """
     import onnx
 
@@ -163,14 +174,16 @@ def compose_camera_graph(
 
     path = Path(path)
     clock = _Stopwatch()
-    _, metadata = load_graph_metadata(core_path, spec.core(), key=CORE_SPEC_KEY)
-    model = compose_graph(spec, onnx.load(str(core_path)))
+    core, metadata = load_core(core_path, spec.core())
+    del metadata[CORE_DIGEST_KEY]
+    model = compose_graph(spec, core)
     del metadata[CORE_SPEC_KEY]
     set_metadata(model, {SPEC_KEY: spec.to_json(), **metadata})
     onnx.checker.check_model(model, full_check=True)
-    save_model_atomic(model, path)
-    if check:
-        _run_once(path, spec)
+    with atomic_write(path) as temporary:
+        onnx.save_model(model, temporary)
+        if check:
+            _run_once(temporary, spec)
     LOG.info(
         "export %d/%d: %s from the core and the camera's ends (%.1f MB; composed and checked in %.1f s)",
         EXPORT_STEPS,
@@ -180,6 +193,21 @@ def compose_camera_graph(
         clock.lap(),
     )
     return path
+
+
+def load_core(path: str | os.PathLike, expected: GraphSpec | None = None):
+    """(ModelProto, metadata) of a stored core, its graph checked against the digest it was written
+    with. ForeignGraphError as `load_graph_metadata`; DamagedCoreError when the graph differs."""
+    import onnx
+
+    _, metadata = load_graph_metadata(path, expected, key=CORE_SPEC_KEY)
+    core = onnx.load(str(path))
+    if metadata.get(CORE_DIGEST_KEY) != graph_digest(core):
+        raise DamagedCoreError(
+            f"the core {path} is damaged: its graph does not match the digest it was written with (a disk "
+            "error or an interrupted copy); delete it, and the next export writes it again"
+        )
+    return core, metadata
 
 
 class _Stopwatch:
@@ -343,12 +371,12 @@ def load_graph_metadata(
     metadata = read_metadata(path)
     if key not in metadata:
         if CORE_SPEC_KEY in metadata:
-            found = "it is the camera-independent core that graphs are composed from, not a camera's graph"
+            found = "it is the camera-independent core that graphs are composed from (the store keeps cores in cores/)"
         elif SPEC_KEY in metadata:
             found = "it is a camera's graph, not the core that graphs are composed from"
         else:
-            found = "it was not exported by dinov2_ros"
-        raise ForeignGraphError(f"{path} has no '{key}' metadata: {found}; create it with `dinov2-ros export`")
+            found = "it was not exported by dinov2_ros; create the graphs with `dinov2-ros export`"
+        raise ForeignGraphError(f"{path} has no '{key}' metadata: {found}")
     version = metadata.get(VERSION_KEY)
     if version != __version__:
         raise ForeignGraphError(
@@ -356,8 +384,9 @@ def load_graph_metadata(
         )
     spec = GraphSpec.from_json(metadata[key])
     if expected is not None and spec != expected:
+        found, wanted = (spec.key, expected.key) if key == SPEC_KEY else (spec.core_key, expected.core_key)
         raise ForeignGraphError(
-            f"{path} holds {what} '{spec.key}' but '{expected.key}' was expected; "
+            f"{path} holds {what} '{found}' but '{wanted}' was expected; "
             "export the graph for this camera and model with `dinov2-ros export`"
         )
     return spec, metadata
@@ -403,3 +432,16 @@ def _run_once(path: Path, spec: GraphSpec) -> None:
                 f"exported graph output '{expected.name}' has {output.dtype}{list(output.shape)}, expected "
                 f"{expected.dtype}{[3, *expected.shape[1:]]}: the export is broken, please report it"
             )
+        if not np.isfinite(output).all():
+            raise RuntimeError(
+                f"exported graph output '{expected.name}' has {np.count_nonzero(~np.isfinite(output))} non-finite "
+                f"values of {output.size} on a test frame, so it was not stored: the weights hold NaN or inf, "
+                "or the core is damaged; check the checkpoint, delete the core and export again"
+            )
+
+
+def graph_digest(model) -> str:
+    """sha256 of a model's graph (weights included) as serialised: a core's integrity check."""
+    import hashlib
+
+    return "sha256:" + hashlib.sha256(model.graph.SerializeToString()).hexdigest()

@@ -27,8 +27,12 @@ import tempfile
 from pathlib import Path
 
 from dinov2_ros.runtime.onnx_export import (
+    CORE_DIGEST_KEY,
+    CORE_SPEC_KEY,
     PRECISION_KEY,
     SPEC_KEY,
+    graph_digest,
+    load_core,
     load_graph_metadata,
     quiet_onnx_tools,
     save_model_atomic,
@@ -49,12 +53,17 @@ def quantize_graph(onnx_path: str | os.PathLike, output_path: str | os.PathLike,
     onnx_path, output_path = Path(onnx_path), Path(output_path)
     if onnx_path.resolve() == output_path.resolve():
         raise ValueError(f"output_path must differ from the fp32 input {onnx_path}; e.g. {onnx_path.stem}.int8.onnx")
+    if key == CORE_SPEC_KEY:
+        load_core(onnx_path)  # a damaged core must not be quantised into an int8 core that checks out
     spec, metadata = load_graph_metadata(onnx_path, key=key)
     LOG.info("quantising the MatMuls of %s to int8 ...", spec.key)
     with tempfile.TemporaryDirectory(dir=output_path.parent) as scratch:
         quantized = quantize_matmuls(onnx_path, Path(scratch) / "quantized.onnx")
         model = onnx.load_model(quantized)
-    set_metadata(model, {**metadata, PRECISION_KEY: "int8"})
+    metadata[PRECISION_KEY] = "int8"
+    if key == CORE_SPEC_KEY:
+        metadata[CORE_DIGEST_KEY] = graph_digest(model)
+    set_metadata(model, metadata)
     onnx.checker.check_model(model)
     save_model_atomic(model, output_path)
     return output_path

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import re
+import subprocess
 
+import onnx
 import pytest
 from node_harness import model_parameters, settings_for
 
@@ -22,13 +24,13 @@ def test_the_export_command_carries_every_setting_of_the_node(graph_dir):
     assert args.camera == [(120, 160)]
 
 
-def test_a_stored_graph_needs_no_export_and_a_failed_export_says_what_to_run(graph_dir):
+def test_a_stored_graph_needs_no_export_and_a_refused_export_says_why(graph_dir):
     source = GraphSource(settings_for(model_parameters(graph_dir)))
     assert not source.needs_export(120, 160)
     assert not export_in_subprocess(source, 120, 160), "nothing to do: no child process"
     assert source.needs_export(150, 200)
-    # the tiny test encoder is no released variant, so the real exporter refuses it
-    with pytest.raises(RuntimeError, match=r"exporting the graph for 200x150 frames failed .*--camera 200x150"):
+    # the tiny test encoder is no released variant, so the real exporter refuses it, in one line
+    with pytest.raises(ValueError, match=r"the graph for 200x150 frames could not be made: unknown backbone 'tiny'"):
         export_in_subprocess(source, 150, 200)
 
 
@@ -47,3 +49,13 @@ def test_the_child_exporters_progress_reaches_the_log_line_by_line(small_vits14_
     assert not source.needs_export(84, 140)
     assert any("the stored core" in line for line in lines) and not any("export 1/6" in line for line in lines), lines
     assert [line for line in lines if re.search(r"export 6/6: .*composed and checked", line)], lines
+    # a core damaged on disk is noticed (its digest), deleted and exported again
+    (core,) = source.store.core_dir.glob("*.onnx")
+    damaged = onnx.load(core)
+    weights = max(damaged.graph.initializer, key=lambda tensor: len(tensor.raw_data))
+    weights.raw_data = bytes(len(weights.raw_data))
+    onnx.save(damaged, core)
+    run = subprocess.run(export_command(source, 84, 168), capture_output=True, text=True, timeout=300, check=True)
+    log = run.stdout + run.stderr
+    assert "is damaged" in log and "exporting it again" in log and "export 1/6" in log, log
+    assert not source.needs_export(84, 168)

@@ -21,12 +21,17 @@ from dinov2_ros.runtime.artifact_store import ArtifactStore
 from dinov2_ros.runtime.graph_source import GraphSource, provenance_of
 from dinov2_ros.runtime.model_settings import MODEL_SETTINGS, ModelSettings
 from dinov2_ros.runtime.onnx_export import (
+    CORE_DIGEST_KEY,
+    CORE_SPEC_KEY,
     PRECISION_KEY,
     VERSION_KEY,
+    DamagedCoreError,
     ForeignGraphError,
     _example_inputs,
+    compose_camera_graph,
     export_core,
     export_graph,
+    graph_digest,
     load_graph_metadata,
     load_graph_spec,
     set_metadata,
@@ -85,10 +90,10 @@ def test_the_graph_of_the_settings_is_found_and_other_files_are_skipped_with_the
         assert source.graph(*CAMERA) == wanted
         assert source.graph(*CAMERA) == wanted  # a second lookup tells nothing new
     assert len({wanted, other_size, other_classes}) == 3, "max_classes is part of the key"
-    assert caplog.text.count("skipping notes.onnx") == 1, "each skipped file is logged once"
-    assert f"skipping {other_size.name}" in caplog.text and "camera_height 48 -> 60" in caplog.text
-    assert f"skipping {other_classes.name}" in caplog.text and "max_classes 2 -> 3" in caplog.text
-    assert "skipping notes.onnx: not an ONNX file" in caplog.text
+    assert caplog.text.count("skipping graph notes.onnx") == 1, "each skipped file is logged once"
+    assert f"skipping graph {other_size.name}" in caplog.text and "camera_height 48 -> 60" in caplog.text
+    assert f"skipping graph {other_classes.name}" in caplog.text and "max_classes 2 -> 3" in caplog.text
+    assert "skipping graph notes.onnx: not an ONNX file" in caplog.text
     assert f"graph for 80x60 frames: {wanted}" in caplog.text
 
 
@@ -188,7 +193,10 @@ def test_a_new_camera_size_is_composed_from_the_stored_core_without_torch(tmp_pa
 
     store(model)  # a graph for another size, but no core (a store copied without its cores/)
     run = compose_without_torch()  # it says what to do instead of a bare ImportError
-    assert run.returncode != 0 and "exporting it needs torch, which is not installed here" in run.stderr, run.stderr
+    assert run.returncode != 0 and "exporting that core needs torch, which is not installed here" in run.stderr
+    # the command to run elsewhere carries the settings in use, not the defaults
+    command = f"--resize letterbox --top-k 5 --max-prototypes 4 --max-classes 3 --graph-dir {tmp_path}"
+    assert command in run.stderr and "--camera 96x48`" in run.stderr, run.stderr
     core = store_core(model)
     run = compose_without_torch()
     assert run.returncode == 0, run.stdout + run.stderr
@@ -243,3 +251,36 @@ def test_int8_graphs_are_composed_from_one_int8_core(tmp_path, caplog):
     )
     for composed, alone in zip(composed_outputs, direct_outputs, strict=True):
         np.testing.assert_allclose(composed, alone, atol=1e-6, rtol=0)
+    # a damaged int8 core is quantised again from the fp32 core, with a warning
+    (int8_core,) = source.store.core_dir.glob("*.int8.onnx")
+    damaged = onnx.load(int8_core)
+    weights = max(damaged.graph.initializer, key=lambda tensor: len(tensor.raw_data))
+    weights.raw_data = bytes(len(weights.raw_data))
+    onnx.save(damaged, int8_core)
+    with caplog.at_level(logging.WARNING, logger="dinov2_ros"):
+        source.artifacts(72, 96)
+    assert "is damaged" in caplog.text and "quantising it again" in caplog.text
+
+
+def test_a_damaged_core_is_refused_and_a_graph_with_non_finite_outputs_is_not_stored(tmp_path):
+    """A core whose weights changed on disk (the digest it was written with no longer matches) is
+    refused, also for quantising; a graph giving NaN on the test frame is refused before it is stored."""
+    model = settings(tmp_path)
+    core = store_core(model)
+    spec = model.spec_for(*CAMERA, TINY_DIM)
+    damaged = onnx.load(core)
+    weights = max(damaged.graph.initializer, key=lambda tensor: len(tensor.raw_data))
+    weights.raw_data = bytes(len(weights.raw_data))  # the same length: the file stays a valid model
+    onnx.save(damaged, core)
+    target = tmp_path / "graph.onnx"
+    with pytest.raises(DamagedCoreError, match="does not match the digest it was written with"):
+        compose_camera_graph(spec, core, target)
+    with pytest.raises(DamagedCoreError):
+        quantize_graph(core, tmp_path / "core.int8.onnx", key=CORE_SPEC_KEY)
+    # NaN weights written as such (the digest matches them): the composed graph's test run refuses it
+    weights.raw_data = np.full(len(weights.raw_data) // 4, np.nan, np.float32).tobytes()
+    set_metadata(damaged, {CORE_DIGEST_KEY: graph_digest(damaged)})
+    onnx.save(damaged, core)
+    with pytest.raises(RuntimeError, match=r"non-finite values .* so it was not stored"):
+        compose_camera_graph(spec, core, target)
+    assert not target.exists() and not list(tmp_path.glob(".graph.onnx.*")), "nothing half-written is left"

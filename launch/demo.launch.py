@@ -108,7 +108,7 @@ def generate_launch_description():
             LaunchConfiguration("weights"),
             "', depth weights '",
             LaunchConfiguration("depth_weights"),
-            "' (random weights give meaningless output; the first frame exports the graph, about a minute)",
+            "' (random weights give meaningless output; the first frame exports the graph, about half a minute)",
         ]
     )
     # teaches each synthetic part through dinov2/add_class and logs what is found against the truth

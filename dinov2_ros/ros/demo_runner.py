@@ -268,7 +268,7 @@ def run_demo(settings: DemoSettings) -> int:
         f"demo: synthetic camera {settings.rate_hz:g} Hz -> perception node ({settings.backend}, {settings.variant}, "
         "RANDOM encoder and depth weights: nothing is downloaded, so depth is meaningless; the parts are "
         "taught by example and found by colour and texture).\n"
-        f"demo: config {config_file()}; the first run exports the graph (about a minute), later runs reuse it.",
+        f"demo: config {config_file()}; the first run exports the graph (about half a minute), later runs reuse it.",
         flush=True,
     )
     # both processes send camera-sized messages: give their Fast DDS the large-image profile

@@ -56,7 +56,7 @@ def quantize_graph(onnx_path: str | os.PathLike, output_path: str | os.PathLike,
     if key == CORE_SPEC_KEY:
         load_core(onnx_path)  # a damaged core must not be quantised into an int8 core that checks out
     spec, metadata = load_graph_metadata(onnx_path, key=key)
-    LOG.info("quantising the MatMuls of %s to int8 ...", spec.key)
+    LOG.info("quantising the MatMuls of %s to int8 ...", spec.key if key == SPEC_KEY else spec.core_key)
     with tempfile.TemporaryDirectory(dir=output_path.parent) as scratch:
         quantized = quantize_matmuls(onnx_path, Path(scratch) / "quantized.onnx")
         model = onnx.load_model(quantized)

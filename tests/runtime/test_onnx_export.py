@@ -124,8 +124,11 @@ def test_export_logs_each_step_with_the_time_the_one_before_took(tmp_path, caplo
     # torch.onnx's four steps (tracing, decompositions, translation, optimisation) on the core, the
     # core written, then the camera's graph composed from it and checked
     assert [line[:10] for line in steps] == [f"export {i}/6" for i in range(1, 7)], lines
-    assert all(re.search(r"\(\d+\.\d s since the last step\) \.\.\.$", line) for line in steps[:4]), steps
-    assert re.search(r"core written \(\d+\.\d s since the last step\)$", steps[4]), steps[4]
+    assert steps[0].endswith("obtain model graph ..."), steps[0]
+    previous = ["obtain model graph", "run decompositions", "translate the graph into onnx"]
+    for line, before in zip(steps[1:4], previous, strict=True):
+        assert re.search(rf" \.\.\.; {before} took \d+\.\d s$", line), line
+    assert re.search(r"core written; optimize the onnx graph and writing took \d+\.\d s$", steps[4]), steps[4]
     assert re.search(r"composed and checked in \d+\.\d s\)$", steps[5]), steps[5]
 
 

@@ -68,6 +68,7 @@ class CameraStatistics:
         self.waited_for_graph = 0  # frames skipped while their size's graph was being opened
         self.rejected: Counter[str] = Counter()
         self.last_rejection = ""
+        self._last_rejection_s = 0.0  # when it was (monotonic s): one from an hour ago is history
         self._last_skip_was_graph = False  # the newest skipped frame waited for its graph (not rejected)
         # the newest frame's CameraInfo had K all zeros: 2D objects only (the node sets it per frame)
         self.uncalibrated = False
@@ -100,10 +101,11 @@ class CameraStatistics:
             self.waited_for_graph += 1
             self._last_skip_was_graph = True
 
-    def frame_rejected(self, category: str, detail: str) -> None:
+    def frame_rejected(self, now_s: float, category: str, detail: str) -> None:
         with self._lock:
             self.rejected[category] += 1
             self.last_rejection = f"{category}: {detail}"
+            self._last_rejection_s = now_s
             self._last_skip_was_graph = False
 
     def result_published(self, now_s: float, latency_s: float | None, inference_s: float, in_node_s: float) -> None:
@@ -163,6 +165,7 @@ class CameraStatistics:
             values.update({f"rejected: {reason}": str(n) for reason, n in sorted(self.rejected.items())})
             if self.last_rejection:
                 values["last rejection"] = self.last_rejection
+                values["last rejection age (s)"] = f"{now_s - self._last_rejection_s:.1f}"
             topic, publishers = image_topic
             if topic:
                 values["image topic"] = topic

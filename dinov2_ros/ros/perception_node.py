@@ -426,7 +426,7 @@ class PerceptionNode(LifecycleNode):
     def _reject(self, camera: str, category: str, detail: str, problem: str = "") -> None:
         """Count a skipped frame and warn, throttled per camera and problem (`problem` tells faults of
         one category apart, e.g. an unknown encoding from a truncated image)."""
-        self.cameras[camera].statistics.frame_rejected(category, detail)
+        self.cameras[camera].statistics.frame_rejected(time.monotonic(), category, detail)
         self._warn(camera, f"{category}: {problem}", f"frame skipped ({category}): {detail}")
 
     def _warn(self, camera: str, problem: str, text: str, level: str = "warning") -> None:

@@ -143,7 +143,7 @@ def test_camera_statistics_report_rates_latency_and_reasons():
     for i in range(10):
         stats.image_received(i * 0.1, age_s=0.003)
         stats.result_published(i * 0.1, latency_s=0.05, inference_s=0.02, in_node_s=0.001 * i)
-    stats.frame_rejected("image", "truncated image data")
+    stats.frame_rejected(0.75, "image", "truncated image data")
     status = stats.to_status(1.0, "node", dropped=4)
     values = {kv.key: kv.value for kv in status.values}
     assert status.level == DiagnosticStatus.OK and status.hardware_id == "front"
@@ -151,7 +151,7 @@ def test_camera_statistics_report_rates_latency_and_reasons():
     assert values["image age at receipt median (ms)"] == "3.0"
     assert values["inference median (ms)"] == "20.0" and values["in node besides inference median (ms)"] == "4.5"
     assert values["frames dropped"] == "4" and values["rejected: image"] == "1"
-    assert values["last rejection"] == "image: truncated image data"
+    assert values["last rejection"] == "image: truncated image data" and values["last rejection age (s)"] == "0.2"
     silent = stats.to_status(1.0 + STALE_INPUT_S + 1.0, "node", dropped=4)
     assert silent.level == DiagnosticStatus.WARN and silent.message.startswith("no image for")
 
@@ -163,7 +163,7 @@ def test_a_camera_waiting_for_its_graph_is_told_apart_from_rejected_frames():
     waiting = stats.to_status(0.5, "node", dropped=0)
     assert waiting.level == DiagnosticStatus.WARN and "graph for their size is being prepared" in waiting.message
     assert "last rejection" not in {kv.key for kv in waiting.values}
-    stats.frame_rejected("image", "truncated image data")
+    stats.frame_rejected(0.5, "image", "truncated image data")
     assert "see 'last rejection'" in stats.to_status(0.5, "node", dropped=0).message
 
 

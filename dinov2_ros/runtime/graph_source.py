@@ -191,7 +191,7 @@ class GraphSource:
         path = self._find(spec, "int8")
         if path is not None:
             return path
-        from dinov2_ros.runtime.onnx_export import CORE_SPEC_KEY, DamagedCoreError, compose_camera_graph
+        from dinov2_ros.runtime.onnx_export import CORE_SPEC_KEY
         from dinov2_ros.runtime.quantize import quantize_graph
 
         output = fp32_path.with_suffix(".int8.onnx")
@@ -199,21 +199,18 @@ class GraphSource:
         if core is None:
             return quantize_graph(fp32_path, output)
         int8_core = self._logged(*self.store.find_core(spec.core(), self.provenance, "int8"), "core")
-        if int8_core is not None:
-            try:
-                return compose_camera_graph(spec, int8_core, output)
-            except DamagedCoreError as error:
-                LOG.warning("%s: quantising it again", error)
-                int8_core.unlink(missing_ok=True)
-        int8_core = quantize_graph(core, core.with_suffix(".int8.onnx"), key=CORE_SPEC_KEY)
-        return compose_camera_graph(spec, int8_core, output)
+        return self._compose(
+            spec,
+            int8_core,
+            output,
+            lambda: quantize_graph(core, core.with_suffix(".int8.onnx"), key=CORE_SPEC_KEY),
+            "quantising it again",
+        )
 
     def _export(self, spec: GraphSpec, opset: int | None) -> Path:
         """Compose the graph for `spec` from the stored core of its model and input size, exporting
         that core first (torch, the weights, 20-30 s for vits14 here) when the store lacks it or
         holds it damaged."""
-        from dinov2_ros.runtime.onnx_export import DamagedCoreError, compose_camera_graph
-
         path = self.store.graph_path(spec, self.provenance)
         start = time.monotonic()
         core = self._logged(*self.store.find_core(spec.core(), self.provenance), "core")
@@ -224,16 +221,22 @@ class GraphSource:
                 spec.camera_width,
                 spec.camera_height,
             )
-            try:
-                compose_camera_graph(spec, core, path)
-            except DamagedCoreError as error:
-                LOG.warning("%s: exporting it again", error)
-                core.unlink(missing_ok=True)
-                core = None
-        if core is None:
-            compose_camera_graph(spec, self._export_core(spec, opset), path)
+        self._compose(spec, core, path, lambda: self._export_core(spec, opset), "exporting it again")
         LOG.info("exported '%s' in %.0f s", spec.key, time.monotonic() - start)
         return path
+
+    def _compose(self, spec: GraphSpec, core: Path | None, path: Path, remake, remaking: str) -> Path:
+        """`compose_camera_graph` from `core`; without one, or when it is damaged (then deleted), from
+        the core `remake()` writes."""
+        from dinov2_ros.runtime.onnx_export import DamagedCoreError, compose_camera_graph
+
+        if core is not None:
+            try:
+                return compose_camera_graph(spec, core, path)
+            except DamagedCoreError as error:
+                LOG.warning("%s: %s", error, remaking)
+                core.unlink(missing_ok=True)
+        return compose_camera_graph(spec, remake(), path)
 
     def _export_core(self, spec: GraphSpec, opset: int | None) -> Path:
         from dinov2_ros.runtime.onnx_export import DEFAULT_OPSET, export_core

@@ -167,6 +167,6 @@ def test_a_first_frame_whose_graph_cannot_be_made_does_not_decide_the_cameras_si
         cameras.stream(3.0, [SceneCamera(160, 120, "front_optical")])
         assert len(cameras.outputs["front"]) >= 5, front.last_rejection
         logged = capfd.readouterr()
-        assert "exporting the graph for 200x150 frames failed" in logged.out + logged.err
+        assert "the graph for 200x150 frames could not be made: unknown backbone" in logged.out + logged.err
     finally:
         node.destroy_node()

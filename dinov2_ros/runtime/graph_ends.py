@@ -18,8 +18,7 @@ from __future__ import annotations
 import numpy as np
 from onnx import ModelProto, TensorProto, compose, helper, numpy_helper
 
-from dinov2_ros.runtime.graph_spec import CORE_INPUT as MODEL_INPUT
-from dinov2_ros.runtime.graph_spec import IMAGENET_MEAN, IMAGENET_STD, GraphSpec
+from dinov2_ros.runtime.graph_spec import CORE_INPUT, IMAGENET_MEAN, IMAGENET_STD, GraphSpec
 
 BATCH = "batch"
 
@@ -33,13 +32,13 @@ def compose_graph(spec: GraphSpec, core: ModelProto) -> ModelProto:
     core_inputs = {value.name for value in core.graph.input}
     core_outputs = [value.name for value in core.graph.output]
     wanted = spec.core_output_names()
-    if MODEL_INPUT not in core_inputs or core_outputs != list(wanted):
+    if CORE_INPUT not in core_inputs or core_outputs != list(wanted):
         raise ValueError(
             f"the core has inputs {sorted(core_inputs)} and outputs {core_outputs}; a core of graph "
-            f"'{spec.key}' reads '{MODEL_INPUT}' and gives {list(wanted)}: export the core again"
+            f"'{spec.key}' reads '{CORE_INPUT}' and gives {list(wanted)}: export the core again"
         )
     opsets, ir_version = list(core.opset_import), core.ir_version
-    model = compose.merge_models(_model(input_end(spec), opsets, ir_version), core, io_map=[(MODEL_INPUT, MODEL_INPUT)])
+    model = compose.merge_models(_model(input_end(spec), opsets, ir_version), core, io_map=[(CORE_INPUT, CORE_INPUT)])
     ending = output_end(spec)
     if ending.input:
         io_map = [(value.name, value.name) for value in ending.input]
@@ -88,9 +87,9 @@ def input_end(spec: GraphSpec):
         )
         nodes.append(helper.make_node("Pad", [x, "camera_in/pads"], ["camera_in/padded"], "camera_in/pad"))
         x = "camera_in/padded"
-    nodes[-1].output[0] = MODEL_INPUT  # the last step's result is what the core reads
+    nodes[-1].output[0] = CORE_INPUT  # the last step's result is what the core reads
     inputs = [_value("images", TensorProto.UINT8, (BATCH, spec.camera_height, spec.camera_width, 3))]
-    outputs = [_value(MODEL_INPUT, TensorProto.FLOAT, (BATCH, 3, spec.input_height, spec.input_width))]
+    outputs = [_value(CORE_INPUT, TensorProto.FLOAT, (BATCH, 3, spec.input_height, spec.input_width))]
     return _graph("camera_in", nodes, inputs, outputs, constants)
 
 

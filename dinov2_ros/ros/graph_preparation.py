@@ -94,15 +94,24 @@ class GraphPreparation:
                 self._expected[camera] = expected = size
                 self._start_opening(camera, size)
             if size != expected:
+                if camera in self._configured:
+                    where = f"{camera}.width x {camera}.height"
+                    fix = (
+                        f"start the node with {camera}.width:={size[1]} {camera}.height:={size[0]} (read-only "
+                        "parameters)"
+                    )
+                else:
+                    where = "its first frame"
+                    fix = (
+                        "deactivate, clean up, configure and activate the node (its change_state service, or "
+                        "`ros2 lifecycle set`), which learns the size again from the next frame"
+                    )
                 return Refusal(
                     "size",
                     f"size {_size(size)}",
-                    f"the frame is {_size(size)} but this camera's frames are {_size(expected)} ({camera}.width x "
-                    f"{camera}.height, or its first frame); frames of other sizes are refused, as each size needs "
-                    f"a graph of its own. Fix the driver's resolution, or start the node with {camera}.width:="
-                    f"{size[1]} {camera}.height:={size[0]} (read-only parameters); a camera left at 0 x 0 learns "
-                    "its size again after the node's cleanup and configure (ros2 lifecycle set <node> cleanup, "
-                    "then configure and activate)",
+                    f"the frame is {_size(size)} but this camera's frames are {_size(expected)} ({where}); frames "
+                    "of other sizes are refused, as each size needs a graph of its own. Fix the driver's "
+                    f"resolution, or {fix}",
                 )
             return self._readiness(size)
 

@@ -105,7 +105,8 @@ class ArtifactStore:
     def find(
         self, spec: GraphSpec, provenance: Provenance, precision: str = "fp32"
     ) -> tuple[Path | None, list[tuple[Path, str]]]:
-        """(the graph for `spec`, `provenance` and `precision`, or None; every other file with why it was skipped).
+        """(the graph for `spec`, `provenance` and `precision`, or None; every other file with why it was
+        skipped, except the same graph in another precision).
 
         Reads only the metadata of each `*.onnx` file (a few small reads each, not the weights).
         """
@@ -143,10 +144,12 @@ def _find(
     found = None
     for path, stored, metadata, error in entries:
         reasons = [error] if error else mismatches(stored, metadata, spec, provenance, precision)
-        if reasons:
-            skipped.append((path, reasons[0] if error else "it was made for other settings: " + "; ".join(reasons)))
-        elif found is None:
+        if not reasons and found is None:
             found = path
+        elif error:
+            skipped.append((path, error))
+        elif not all(reason.startswith("precision ") for reason in reasons):  # not the wanted one's sibling
+            skipped.append((path, "it was made for other settings: " + "; ".join(reasons)))
     return found, skipped
 
 

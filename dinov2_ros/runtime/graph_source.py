@@ -234,7 +234,7 @@ class GraphSource:
             try:
                 return compose_camera_graph(spec, core, path)
             except DamagedCoreError as error:
-                LOG.warning("%s: %s", error, remaking)
+                LOG.warning("%s: deleted it, %s", error, remaking)
                 core.unlink(missing_ok=True)
         return compose_camera_graph(spec, remake(), path)
 
@@ -243,11 +243,10 @@ class GraphSource:
 
         if importlib.util.find_spec("torch") is None:
             raise ModuleNotFoundError(
-                f"the graph for {spec.camera_width}x{spec.camera_height} frames is composed from the core of "
-                f"these model settings (encoder, heads and input size), which {self.store.core_dir} does not "
-                "hold (see the skipped files above), and exporting that core needs torch, which is not "
-                f"installed here: on a machine with torch run `{self.export_command(spec)}` and copy "
-                f"{self.store.directory}, cores/ included, here"
+                f"{self.store.core_dir} holds no core of these model settings (encoder, heads and input "
+                f"size), which a graph for {spec.camera_width}x{spec.camera_height} frames is composed from, and "
+                "exporting one needs torch, which is not installed here: on a machine with torch run "
+                f"`{self.export_command(spec)}` and copy {self.store.directory}, cores/ included, here"
             )
         graph, class_names = self.build_graph(spec)
         return export_core(

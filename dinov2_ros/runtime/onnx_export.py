@@ -119,8 +119,8 @@ def export_core(
     if spec.exemplar:
         dynamic_shapes |= {"prototypes": None, "prototype_classes": None}
     LOG.info(
-        "export: the core of '%s' (encoder and heads, once per model and input size) to %s (opset %d) ...",
-        graph.spec.key,
+        "export: the core %s (encoder and heads, once per model and input size) to %s (opset %d) ...",
+        spec.core_key,
         path,
         opset,
     )
@@ -214,7 +214,7 @@ def load_core(path: str | os.PathLike, expected: GraphSpec | None = None):
     if metadata.get(CORE_DIGEST_KEY) != graph_digest(core):
         raise DamagedCoreError(
             f"the core {path} is damaged: its graph does not match the digest it was written with (a disk "
-            "error or an interrupted copy); delete it, and the next export writes it again"
+            "error or an interrupted copy)"
         )
     return core, metadata
 

@@ -193,7 +193,7 @@ def test_a_new_camera_size_is_composed_from_the_stored_core_without_torch(tmp_pa
 
     store(model)  # a graph for another size, but no core (a store copied without its cores/)
     run = compose_without_torch()  # it says what to do instead of a bare ImportError
-    assert run.returncode != 0 and "exporting that core needs torch, which is not installed here" in run.stderr
+    assert run.returncode != 0 and "exporting one needs torch, which is not installed here" in run.stderr
     # the command to run elsewhere carries the settings in use, not the defaults
     command = f"--resize letterbox --top-k 5 --max-prototypes 4 --max-classes 3 --graph-dir {tmp_path}"
     assert command in run.stderr and "--camera 96x48`" in run.stderr, run.stderr

@@ -236,7 +236,8 @@ def _percentile(values: np.ndarray, q: float) -> float:
 
 
 def _cross(a: Sequence[float], b: Sequence[float]) -> list[float]:
-    """a x b of two 3-vectors as Python floats (np.cross costs more in argument handling than in arithmetic here)."""
+    """a x b of two 3-vectors as Python floats (np.cross costs more in argument handling than in
+    arithmetic here)."""
     return [a[1] * b[2] - a[2] * b[1], a[2] * b[0] - a[0] * b[2], a[0] * b[1] - a[1] * b[0]]
 
 

@@ -3,8 +3,9 @@
 An export traces the model's core with torch for 18-26 s (vits14 here; once per model and input
 size, later camera sizes compose the stored core with their ends in about 3 s) and holds the
 interpreter's lock for much of it; in the node's process it would slow every camera's inference,
-and its 0.7-2 GB of memory would stay with the node. `dinov2-ros export` in a child process at low CPU priority writes the graph
-where the node looks (the same settings, the same artifact store), and then exits, freeing its memory.
+and its 0.7-2 GB of memory would stay with the node. `dinov2-ros export` in a child process at low
+CPU priority writes the graph where the node looks (the same settings, the same artifact store), and
+then exits, freeing its memory.
 """
 
 from __future__ import annotations

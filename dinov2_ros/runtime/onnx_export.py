@@ -184,9 +184,9 @@ def compose_camera_graph(
     path = Path(path)
     clock = _Stopwatch()
     core, metadata = load_core(core_path, spec.core())
-    del metadata[CORE_DIGEST_KEY]
     model = compose_graph(spec, core)
-    del metadata[CORE_SPEC_KEY]
+    for core_only in (CORE_SPEC_KEY, CORE_DIGEST_KEY):  # the graph keeps the rest of the core's metadata
+        del metadata[core_only]
     set_metadata(model, {SPEC_KEY: spec.to_json(), **metadata})
     onnx.checker.check_model(model, full_check=True)
     with atomic_write(path) as temporary:
@@ -261,8 +261,9 @@ def quiet_onnx_tools() -> Iterator[None]:
 
     Under the CLI's INFO logging, torch.onnx's optimiser (onnx_ir, onnxscript) logs about a thousand
     lines per vits14 export, and onnxruntime.quantization one per tensor it leaves alone (and a
-    warning advising pre-processing), through `logging.info` on the root logger. A filter on the root logger sees only such direct calls, not
-    records propagated from named loggers. With DEBUG logging (`-v`) everything is shown.
+    warning advising pre-processing), through `logging.info` on the root logger. A filter on the
+    root logger sees only such direct calls, not records propagated from named loggers. With DEBUG
+    logging (`-v`) everything is shown.
     """
     if LOG.isEnabledFor(logging.DEBUG):
         yield

@@ -8,6 +8,7 @@ InputError (a ValueError) saying what to fix.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import cv2
@@ -17,6 +18,8 @@ from dinov2_ros.perception.input_error import InputError
 
 _PLANE_MODELS = ("plumb_bob", "rational_polynomial")
 _FISHEYE_MODEL = "equidistant"
+# calibrations whose per-pixel table of undistorted coordinates stays cached (2.5 MB at 640x480)
+PIXEL_GRID_CACHE_SIZE = 8
 
 
 class PinholeCameraModel:
@@ -151,6 +154,29 @@ class PinholeCameraModel:
         criteria = (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 20, 1e-9)
         return cv2.undistortPoints(uv[:, None], self.K, self.D, None, None, None, criteria).reshape(-1, 2)
 
+    def normalized_pixel_grid(self) -> np.ndarray:
+        """(H, W, 2) float32, read-only: `normalized_coordinates` of every pixel centre, indexed [v, u].
+
+        Computed once per calibration (about 75 ms at 640x480 with distortion) and shared by the
+        models of every frame of that camera (an LRU of PIXEL_GRID_CACHE_SIZE calibrations), so a
+        distorted camera's per-point cost is a table lookup instead of OpenCV's iterative undistortion."""
+        return _normalized_grid(self.K.tobytes(), self.D.tobytes(), self.width, self.height, self.distortion_model)
+
+    def back_project_pixels(self, columns: np.ndarray, rows: np.ndarray, z: np.ndarray) -> np.ndarray:
+        """`back_project` of whole pixels: integer columns u (N,) and rows v (N,) with depth z (N,)
+        metres along the optical axis -> 3D points (N, 3); a distorted camera's pixels are looked up in
+        `normalized_pixel_grid` (within 1e-7 of `back_project`, float32 table)."""
+        z = np.asarray(z, np.float64).reshape(-1)
+        points = np.empty((len(z), 3))
+        if self.has_distortion:
+            xy = self.normalized_pixel_grid()[rows, columns]
+            points[:, 0], points[:, 1] = xy[:, 0] * z, xy[:, 1] * z
+        else:
+            points[:, 0] = (np.asarray(columns) - self.cx) * (z / self.fx)
+            points[:, 1] = (np.asarray(rows) - self.cy) * (z / self.fy)
+        points[:, 2] = z
+        return points
+
     def project_pixel_to_3d_ray(self, uv: np.ndarray) -> np.ndarray:
         """Pixels (N, 2) or (2,) -> unit rays in the optical frame (x right, y down, z forward)."""
         xy = self.normalized_coordinates(uv)
@@ -177,3 +203,14 @@ class PinholeCameraModel:
             uv = cv2.projectPoints(points, np.zeros(3), np.zeros(3), self.K, self.D)[0]
         uv = uv.reshape(-1, 2)
         return uv[0] if np.ndim(xyz) == 1 else uv
+
+
+@functools.lru_cache(maxsize=PIXEL_GRID_CACHE_SIZE)
+def _normalized_grid(k: bytes, d: bytes, width: int, height: int, distortion_model: str) -> np.ndarray:
+    """PinholeCameraModel.normalized_pixel_grid of one calibration (K and D as float64 bytes)."""
+    model = PinholeCameraModel(np.frombuffer(k).reshape(3, 3), np.frombuffer(d), width, height, distortion_model)
+    rows, columns = np.mgrid[0:height, 0:width]
+    pixels = np.column_stack([columns.ravel(), rows.ravel()]).astype(np.float64)
+    grid = model.normalized_coordinates(pixels).astype(np.float32).reshape(height, width, 2)
+    grid.setflags(write=False)  # shared by every caller of this calibration
+    return grid

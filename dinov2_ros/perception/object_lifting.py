@@ -179,9 +179,8 @@ class ObjectLifter:
         kept = int(np.count_nonzero(keep))
         if camera.has_distortion:
             rows, cols = np.nonzero(keep)
-            z = crop[rows, cols].astype(np.float64)
-            xy = camera.normalized_coordinates(np.column_stack([cols + x1, rows + y1]))
-            x, y = xy[:, 0] * z, xy[:, 1] * z  # 1D reductions: far faster than min/max over an (N, 3) axis
+            points = camera.back_project_pixels(cols + x1, rows + y1, crop[rows, cols])
+            x, y, z = points.T  # 1D reductions: far faster than min/max over an (N, 3) axis
             low, high = np.array([x.min(), y.min(), z.min()]), np.array([x.max(), y.max(), z.max()])
         else:  # pinhole: x = (u - cx) / fx * z, so the extremes of x (y) come from each column's (row's)
             # nearest and farthest kept depth: four reductions of the crop instead of a gather per pixel

@@ -101,9 +101,7 @@ def fit_from_depths(
             counts.append(len(rows))
     if not counts:
         return []
-    points = camera.back_project(
-        np.column_stack([np.concatenate(columns), np.concatenate(rows_of)]), np.concatenate(depths)
-    )
+    points = camera.back_project_pixels(np.concatenate(columns), np.concatenate(rows_of), np.concatenate(depths))
     sets = np.split(points, np.cumsum(counts)[:-1])
     return fit_oriented_boxes(sets[0::2], sets[1::2])
 

@@ -91,8 +91,7 @@ def depth_points(result: FrameResult, stride: int) -> np.ndarray:
     rows, cols = np.mgrid[0 : depth.shape[0] : stride, 0 : depth.shape[1] : stride]
     z = depth[rows, cols]
     valid = np.isfinite(z)
-    uv = np.stack([cols[valid], rows[valid]], axis=1).astype(np.float64)
-    return model.back_project(uv, z[valid])
+    return model.back_project_pixels(cols[valid], rows[valid], z[valid])
 
 
 class PerceptionNode(LifecycleNode):

@@ -118,15 +118,13 @@ class GraphSource:
 
             import_tensorrt()
             require_cuda(import_cudart())
-        path = self.graph(height, width)
         if s.backend == "onnxruntime":
-            if precision == "int8":
-                path = self._int8_graph(spec, path)
+            path = self.int8_graph(height, width) if precision == "int8" else self.graph(height, width)
             return create_backend("onnxruntime", spec, onnx_path=path, device=s.device, threads=s.threads)
         return create_backend(
             "tensorrt",
             spec,
-            onnx_path=path,
+            onnx_path=self.graph(height, width),
             precision=precision,
             max_batch=s.max_batch,
             cache_dir=self.store.engine_dir,
@@ -141,28 +139,39 @@ class GraphSource:
         LOG.info("graph for %dx%d frames: %s", width, height, path)
         return path
 
+    def int8_graph(self, height: int, width: int, opset: int | None = None) -> Path:
+        """ONNX Runtime's stored int8 graph for `height` x `width` frames, made when the store has none:
+        the int8 core (quantised once from the fp32 core, which is exported first where missing)
+        joined to the camera's ends. No fp32 graph of this camera size is written."""
+        spec = self.spec_for(height, width)
+        path = self._find(spec, "int8")
+        if path is None:
+            start = time.monotonic()
+            path = self._make_int8(spec, opset)
+            LOG.info("made the int8 graph '%s' in %.0f s", spec.key, time.monotonic() - start)
+        LOG.info("int8 graph for %dx%d frames: %s", width, height, path)
+        return path
+
     def artifacts(self, height: int, width: int, opset: int | None = None) -> list[Path]:
         """The stored files the backend needs for `height` x `width` frames, made where missing.
 
-        The fp32 graph, and its int8 copy for ONNX Runtime at precision int8. TensorRT engines are
+        The fp32 graph, or for ONNX Runtime at precision int8 the int8 graph. TensorRT engines are
         built by opening the backend (`dinov2-ros build-engine`), on the GPU that will run them.
         """
-        path = self.graph(height, width, opset)
-        if self.settings.backend == "onnxruntime" and self.settings.backend_precision == "int8":
-            return [path, self._int8_graph(self.spec_for(height, width), path)]
-        return [path]
+        if self._runs_int8():
+            return [self.int8_graph(height, width, opset)]
+        return [self.graph(height, width, opset)]
 
     def needs_export(self, height: int, width: int) -> bool:
         """Whether opening the backend for `height` x `width` frames would first write a graph to the
-        store (an export, which needs torch, or ONNX Runtime's int8 copy). False when the store holds
-        them, and for the torch backend, which runs its graph unstored."""
+        store (an export, which needs torch or a stored core, or ONNX Runtime's int8 graph). False when
+        the store holds it, and for the torch backend, which runs its graph unstored."""
         if self.settings.backend == "torch":
             return False
-        spec = self.spec_for(height, width)
-        if self._find(spec, "fp32") is None:
-            return True
-        int8 = self.settings.backend == "onnxruntime" and self.settings.backend_precision == "int8"
-        return int8 and self._find(spec, "int8") is None
+        return self._find(self.spec_for(height, width), "int8" if self._runs_int8() else "fp32") is None
+
+    def _runs_int8(self) -> bool:
+        return self.settings.backend == "onnxruntime" and self.settings.backend_precision == "int8"
 
     def class_names(self) -> tuple[str, ...]:
         """A trained head's class names by id: from a stored graph of this head (no torch), else its checkpoint."""
@@ -185,27 +194,30 @@ class GraphSource:
                 LOG.info("artifact store: skipping %s %s: %s", kind, name, reason)
         return path
 
-    def _int8_graph(self, spec: GraphSpec, fp32_path: Path) -> Path:
-        """The int8 graph: the int8 core (quantised once, beside the fp32 core) joined to the camera's
-        ends; in a store without its cores, an int8 copy of the camera's fp32 graph."""
-        path = self._find(spec, "int8")
-        if path is not None:
-            return path
+    def _make_int8(self, spec: GraphSpec, opset: int | None) -> Path:
+        """The int8 core joined to the camera's ends; in a store with the camera's fp32 graph but
+        without its cores, an int8 copy of that graph."""
+        from dinov2_ros.runtime.quantize import quantize_graph
+
+        output = self.store.graph_path(spec, self.provenance).with_suffix(".int8.onnx")
+        if self._find_core(spec) is None and (fp32 := self._find(spec, "fp32")) is not None:
+            return quantize_graph(fp32, output)
+        int8_core = self._find_core(spec, "int8")
+        return self._compose(spec, int8_core, output, lambda: self._int8_core(spec, opset), "quantising it again")
+
+    def _int8_core(self, spec: GraphSpec, opset: int | None) -> Path:
+        """Quantise the stored fp32 core (exported first where missing or damaged) beside it."""
         from dinov2_ros.runtime.onnx_export import CORE_SPEC_KEY
         from dinov2_ros.runtime.quantize import quantize_graph
 
-        output = fp32_path.with_suffix(".int8.onnx")
-        core = self._logged(*self.store.find_core(spec.core(), self.provenance), "core")
-        if core is None:
-            return quantize_graph(fp32_path, output)
-        int8_core = self._logged(*self.store.find_core(spec.core(), self.provenance, "int8"), "core")
-        return self._compose(
-            spec,
-            int8_core,
-            output,
-            lambda: quantize_graph(core, core.with_suffix(".int8.onnx"), key=CORE_SPEC_KEY),
-            "quantising it again",
-        )
+        def quantized(core: Path) -> Path:
+            return quantize_graph(core, core.with_suffix(".int8.onnx"), key=CORE_SPEC_KEY)
+
+        core = self._find_core(spec)
+        return self._from_core(core, quantized, lambda: self._export_core(spec, opset), "exporting it again")
+
+    def _find_core(self, spec: GraphSpec, precision: str = "fp32") -> Path | None:
+        return self._logged(*self.store.find_core(spec.core(), self.provenance, precision), "core")
 
     def _export(self, spec: GraphSpec, opset: int | None) -> Path:
         """Compose the graph for `spec` from the stored core of its model and input size, exporting
@@ -213,7 +225,7 @@ class GraphSource:
         holds it damaged."""
         path = self.store.graph_path(spec, self.provenance)
         start = time.monotonic()
-        core = self._logged(*self.store.find_core(spec.core(), self.provenance), "core")
+        core = self._find_core(spec)
         if core is not None:
             LOG.info(
                 "export: the stored core %s and the ends of %dx%d frames (no torch needed) ...",
@@ -228,15 +240,23 @@ class GraphSource:
     def _compose(self, spec: GraphSpec, core: Path | None, path: Path, remake, remaking: str) -> Path:
         """`compose_camera_graph` from `core`; without one, or when it is damaged (then deleted), from
         the core `remake()` writes."""
-        from dinov2_ros.runtime.onnx_export import DamagedCoreError, compose_camera_graph
+        from dinov2_ros.runtime.onnx_export import compose_camera_graph
+
+        return self._from_core(core, lambda usable: compose_camera_graph(spec, usable, path), remake, remaking)
+
+    @staticmethod
+    def _from_core(core: Path | None, use, remake, remaking: str):
+        """`use(core)`; without a core, or when it is damaged (then deleted, with a warning that says
+        `remaking`), `use` of the core `remake()` writes (an export or a quantisation)."""
+        from dinov2_ros.runtime.onnx_export import DamagedCoreError
 
         if core is not None:
             try:
-                return compose_camera_graph(spec, core, path)
+                return use(core)
             except DamagedCoreError as error:
                 LOG.warning("%s: deleted it, %s", error, remaking)
                 core.unlink(missing_ok=True)
-        return compose_camera_graph(spec, remake(), path)
+        return use(remake())
 
     def _export_core(self, spec: GraphSpec, opset: int | None) -> Path:
         from dinov2_ros.runtime.onnx_export import DEFAULT_OPSET, export_core

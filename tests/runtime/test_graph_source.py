@@ -233,17 +233,22 @@ def test_a_stale_or_foreign_core_is_skipped_with_its_reason(tmp_path):
 
 def test_int8_graphs_are_composed_from_one_int8_core(tmp_path, caplog):
     """The core is quantised once; each camera's int8 graph is it joined to the camera's ends, the
-    same graph as quantising that camera's fp32 graph (the ends hold no MatMul)."""
+    same graph as quantising that camera's fp32 graph (the ends hold no MatMul), and no fp32 graph
+    of the camera is written for it."""
     model = settings(tmp_path, **{"backend.precision": "int8"})
     store_core(model)
     source = GraphSource(model)
+    assert source.needs_export(*CAMERA)
     with caplog.at_level(logging.INFO, logger="dinov2_ros"):
-        fp32, int8 = source.artifacts(*CAMERA)
-        _, other_int8 = source.artifacts(48, 64)
+        (int8,) = source.artifacts(*CAMERA)
+        (other_int8,) = source.artifacts(48, 64)
     assert caplog.text.count("quantising the MatMuls") == 1, caplog.text
     assert len(list(source.store.core_dir.glob("*.int8.onnx"))) == 1
     assert load_graph_metadata(other_int8)[1][PRECISION_KEY] == "int8"
     spec = source.spec_for(*CAMERA)
+    assert not source.needs_export(*CAMERA)
+    assert source.store.find(spec, source.provenance, "fp32")[0] is None, "an int8 node needs no fp32 graph"
+    fp32 = source.graph(*CAMERA)
     direct = quantize_graph(fp32, tmp_path / "direct.int8.onnx")
     inputs = _example_inputs(spec, batch=2)
     composed_outputs, direct_outputs = (

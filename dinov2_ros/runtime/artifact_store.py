@@ -133,8 +133,8 @@ class ArtifactStore:
         for path in sorted(directory.glob("*.onnx")) if directory.is_dir() else ():
             try:
                 yield (path, *load_graph_metadata(path, key=key), "")
-            except ValueError as error:  # ForeignGraphError is a ValueError
-                yield path, None, None, str(error)
+            except ValueError as error:  # ForeignGraphError is a ValueError; its fact without the advice
+                yield path, None, None, getattr(error, "fact", str(error))
 
 
 def _find(

@@ -66,7 +66,14 @@ _PRE_PROCESSING_HINT = "Please consider to run pre-processing before quantizatio
 
 
 class ForeignGraphError(ValueError):
-    """An ONNX file that is not the graph the caller expects (no metadata, other spec or version)."""
+    """An ONNX file that is not the graph the caller expects (no metadata, other spec or version).
+
+    `fact` is the message without its advice, for a store lookup that goes on to export what is
+    missing anyway (its skip line must not tell the user to do it)."""
+
+    def __init__(self, message: str, fact: str | None = None) -> None:
+        super().__init__(message)
+        self.fact = fact or message
 
 
 class DamagedCoreError(ForeignGraphError):
@@ -314,11 +321,14 @@ def save_model_atomic(model, path: Path) -> None:
 _METADATA_FIELD, _KEY_FIELD, _VALUE_FIELD = 14, 1, 2
 
 
+_NOT_WHOLE_ONNX = "not a whole ONNX file (truncated, damaged, or another kind of file)"
+
+
 def read_metadata(path: str | os.PathLike) -> dict[str, str]:
     """The metadata_props of an ONNX file, read from the protobuf wire format without parsing the graph.
 
     The graph (weights included) is skipped by its length, so reading the spec of a large exported
-    graph costs a few small reads instead of parsing hundreds of MB. ValueError if not an ONNX file.
+    graph costs a few small reads instead of parsing hundreds of MB. ValueError if it is not a whole ONNX file.
     """
     with open(path, "rb") as file, mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as data:
         metadata = {}
@@ -342,20 +352,20 @@ def _protobuf_fields(data, start: int, end: int) -> Iterator[tuple[int, tuple[in
         if wire_type == 2:
             length, position = _varint(data, position)
             if position + length > end:
-                raise ValueError("not an ONNX file: a protobuf field runs past the end")
+                raise ValueError(f"{_NOT_WHOLE_ONNX}: a protobuf field runs past its end")
             yield tag >> 3, (position, position + length)
             position += length
         elif wire_type in (1, 5):
             position += 8 if wire_type == 1 else 4
         else:
-            raise ValueError(f"not an ONNX file: protobuf wire type {wire_type} at byte {position}")
+            raise ValueError(f"{_NOT_WHOLE_ONNX}: protobuf wire type {wire_type} at byte {position}")
 
 
 def _varint(data, position: int) -> tuple[int, int]:
     value = shift = 0
     while True:
         if position >= len(data) or shift > 63:
-            raise ValueError("not an ONNX file: truncated protobuf varint")
+            raise ValueError(f"{_NOT_WHOLE_ONNX}: a protobuf varint runs past its end")
         byte = data[position]
         position += 1
         value |= (byte & 0x7F) << shift
@@ -382,18 +392,19 @@ def load_graph_metadata(
         raise FileNotFoundError(f"no ONNX file at {path}; create it with `dinov2-ros export`")
     metadata = read_metadata(path)
     if key not in metadata:
+        advice = ""
         if CORE_SPEC_KEY in metadata:
             found = "it is the camera-independent core that graphs are composed from (the store keeps cores in cores/)"
         elif SPEC_KEY in metadata:
             found = "it is a camera's graph, not the core that graphs are composed from"
         else:
-            found = "it was not exported by dinov2_ros; create the graphs with `dinov2-ros export`"
-        raise ForeignGraphError(f"{path} has no '{key}' metadata: {found}")
+            found, advice = "it was not exported by dinov2_ros", "; create the graphs with `dinov2-ros export`"
+        fact = f"no '{key}' metadata: {found}"
+        raise ForeignGraphError(f"{path} has {fact}{advice}", fact)
     version = metadata.get(VERSION_KEY)
     if version != __version__:
-        raise ForeignGraphError(
-            f"{path} was exported by dinov2_ros {version}, this is {__version__}; re-export it with `dinov2-ros export`"
-        )
+        stale = f"exported by dinov2_ros {version}, this is {__version__}"
+        raise ForeignGraphError(f"{path} was {stale}; re-export it with `dinov2-ros export`", f"it was {stale}")
     spec = GraphSpec.from_json(metadata[key])
     if expected is not None and spec != expected:
         found, wanted = (spec.key, expected.key) if key == SPEC_KEY else (spec.core_key, expected.core_key)

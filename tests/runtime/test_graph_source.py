@@ -93,7 +93,7 @@ def test_the_graph_of_the_settings_is_found_and_other_files_are_skipped_with_the
     assert caplog.text.count("skipping graph notes.onnx") == 1, "each skipped file is logged once"
     assert f"skipping graph {other_size.name}" in caplog.text and "camera_height 48 -> 60" in caplog.text
     assert f"skipping graph {other_classes.name}" in caplog.text and "max_classes 2 -> 3" in caplog.text
-    assert "skipping graph notes.onnx: not an ONNX file" in caplog.text
+    assert "skipping graph notes.onnx: not a whole ONNX file" in caplog.text
     assert f"graph for 80x60 frames: {wanted}" in caplog.text
 
 
@@ -227,6 +227,7 @@ def test_a_stale_or_foreign_core_is_skipped_with_its_reason(tmp_path):
     onnx.save(stale, core)
     path, skipped = source.store.find_core(wanted, source.provenance)
     assert path is None and "exported by dinov2_ros 0.0.1" in skipped[0][1], skipped
+    assert "re-export" not in skipped[0][1], "the lookup exports what is missing: its skip line gives no advice"
     with pytest.raises(ForeignGraphError, match="the camera-independent core that graphs are composed from"):
         load_graph_spec(core)
 

@@ -1,15 +1,19 @@
-"""Whole perception graph vs the bare encoder, and the node-side work around it (issue 4, "Performance").
+"""Whole perception graph vs the bare encoder, and the node-side work around it (issue 12, "Performance").
 
 vits14 (random weights) with the linear NYU depth head and the exemplar detection head, 640x480 camera
-frames, ONNX Runtime on CPU, fp32 and int8 (MatMuls), at 224x224 and 448x448 model input. The exemplar
-head holds 16 taught classes (64 prototypes): 10 classes taught from patches of the frame itself, so
-10 detections are live (score > 0.5, printed), and 6 from random features. The whole graph and the bare
-encoder forward (already-normalised input -> last patch map) run interleaved in the same loop with the
-same session options; the ratio of their medians is the graph's overhead. Node-side
-work: copy in (message bytes -> reused batch buffer), copy out (depth to message bytes), decode
-(detection rows -> boxes and camera-size masks for 10 objects, as FramePipeline does).
+frames, at 224x224 and 448x448 model input: ONNX Runtime on the CPU in fp32 and int8 (MatMuls) by
+default; `--device cuda` runs ONNX Runtime's CUDA provider where onnxruntime-gpu is installed (fp32;
+the int8 MatMuls are a CPU kernel), and `--backend torch` the PyTorch graph (fp32, and fp16 autocast
+on CUDA), so a GPU machine fills in its column with the same cases. The exemplar head holds 16 taught
+classes (64 prototypes): 10 classes taught from patches of the frame itself, so 10 detections are live
+(score > 0.5, printed), and 6 from random features. The whole graph and the bare encoder forward
+(already-normalised input -> last patch map, copied to the host as the graph's outputs are) run
+interleaved in the same loop with the same session options; the ratio of their medians is the graph's
+overhead. Node-side work: copy in (message bytes -> reused batch buffer), copy out (depth to message
+bytes), decode (detection rows -> boxes and camera-size masks for 10 objects, as FramePipeline does).
 
     .venv/bin/python benchmarks/bench_graph.py [--sizes 224 448] [--precisions fp32 int8] [--iterations 30]
+        [--threads 1] [--backend onnxruntime|torch] [--device cpu|cuda]
 """
 
 from __future__ import annotations
@@ -35,16 +39,22 @@ TAUGHT_CLASSES, LIVE_CLASSES, PROTOTYPES_PER_CLASS = 16, 10, 4
 def build(size: int, directory: Path, opset: int, depth_kind: str):
     """Export the whole graph and the bare encoder for one input size; returns (spec, graph path, encoder
     path, graph inputs with the taught prototypes)."""
-    from dinov2_ros.model.exemplar_head import ExemplarHead
-    from dinov2_ros.runtime.factory import build_perception_graph
     from dinov2_ros.runtime.onnx_export import export_graph
 
-    spec = GraphSpec("vits14", *CAMERA, size, size, heads=("depth", "exemplar"), top_k=100, max_prototypes=64)
-    graph = build_perception_graph(spec, "random", "random", "nyu", depth_kind, ExemplarHead(16, spec.top_k))
-    inputs = taught_inputs(graph)
+    spec, graph, inputs = torch_graph(size, depth_kind)
     graph_path = export_graph(graph, directory / f"{spec.key}.onnx", opset=opset)
     encoder_path = export_bare_encoder(graph.backbone, size, size, directory / f"encoder{size}.onnx", opset)
     return spec, graph_path, encoder_path, inputs
+
+
+def torch_graph(size: int, depth_kind: str):
+    """(spec, the PyTorch PerceptionGraph, graph inputs with the taught prototypes) for one input size."""
+    from dinov2_ros.model.exemplar_head import ExemplarHead
+    from dinov2_ros.runtime.factory import build_perception_graph
+
+    spec = GraphSpec("vits14", *CAMERA, size, size, heads=("depth", "exemplar"), top_k=100, max_prototypes=64)
+    graph = build_perception_graph(spec, "random", "random", "nyu", depth_kind, ExemplarHead(16, spec.top_k))
+    return spec, graph, taught_inputs(graph)
 
 
 def taught_inputs(graph) -> dict[str, np.ndarray]:
@@ -99,7 +109,8 @@ def node_side_stages(spec: GraphSpec, outputs: dict[str, np.ndarray], batch: np.
     return {"copy in": copy_in, "copy out": copy_out, "decode": decode}
 
 
-def run_case(spec, graph_path: Path, encoder_path: Path, inputs, precision: str, threads: int, iterations: int) -> str:
+def run_case(spec, graph_path: Path, encoder_path: Path, inputs, precision: str, args) -> str:
+    """ONNX Runtime: the whole graph through OnnxRuntimeBackend against the bare encoder's session."""
     import onnxruntime as ort
 
     from dinov2_ros.runtime.onnxruntime_backend import OnnxRuntimeBackend
@@ -108,60 +119,125 @@ def run_case(spec, graph_path: Path, encoder_path: Path, inputs, precision: str,
     if precision == "int8":
         graph_path = quantize_graph(graph_path, graph_path.with_suffix(".int8.onnx"))
         encoder_path = quantize_matmuls(encoder_path, encoder_path.with_suffix(".int8.onnx"))
-    backend = OnnxRuntimeBackend(graph_path, spec, device="cpu", threads=threads)
+    backend = OnnxRuntimeBackend(graph_path, spec, device=args.device, threads=args.threads)
     # the backend's options: without force_spinning_stop the encoder's idle threads would spin into
     # the graph's run and bill it for their spinning
     options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
+    options.intra_op_num_threads = args.threads
     options.add_session_config_entry("session.force_spinning_stop", "1")
-    encoder = ort.InferenceSession(str(encoder_path), options, providers=["CPUExecutionProvider"])
-    rng = np.random.default_rng(1)
-    batch = inputs["images"].copy()
-    normalised = rng.standard_normal((1, 3, spec.input_height, spec.input_width)).astype(np.float32)
+    providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if args.device == "cuda" else ["CPUExecutionProvider"]
+    encoder = ort.InferenceSession(str(encoder_path), options, providers=providers)
+    normalised = np.random.default_rng(1).standard_normal((1, 3, spec.input_height, spec.input_width))
+    feed = {"x": normalised.astype(np.float32)}
+    where = f"ONNX Runtime {'CUDA' if args.device == 'cuda' else 'CPU'}, threads {args.threads or 'auto'}"
+    return timed_case(spec, backend, lambda: encoder.run(None, feed), inputs, precision, where, args.iterations)
+
+
+def run_torch_case(spec, graph, inputs, precision: str, args) -> str:
+    """PyTorch: the whole graph through TorchBackend against the bare encoder module, on `args.device`."""
+    import torch
+
+    from dinov2_ros.runtime.perception_graph import BareEncoder
+    from dinov2_ros.runtime.torch_backend import TorchBackend
+
+    backend = TorchBackend(graph, device=args.device, precision=precision)
+    encoder = BareEncoder(graph.backbone, spec.input_height, spec.input_width).to(backend.device)
+    normalised = torch.randn(1, 3, spec.input_height, spec.input_width, device=backend.device)
+
+    def bare_encoder():
+        with (
+            torch.inference_mode(),
+            torch.autocast(backend.device.type, dtype=torch.float16, enabled=precision == "fp16"),
+        ):
+            return encoder(normalised).float().cpu()  # to the host, as the graph's outputs: the call's end
+
+    where = f"PyTorch {backend.device.type}" + (f", threads {torch.get_num_threads()}" if args.device == "cpu" else "")
+    return timed_case(spec, backend, bare_encoder, inputs, precision, where, args.iterations)
+
+
+def timed_case(spec, backend, bare_encoder, inputs, precision: str, where: str, iterations: int) -> str:
+    """Time the whole graph, the bare encoder and the node-side work interleaved; the report's lines."""
     outputs = backend.infer(inputs)
     live = int((outputs["detections"][0, :, 4] > 0.5).sum())
     stages = {
         "whole graph": lambda: backend.infer(inputs),
-        "bare encoder": lambda: encoder.run(None, {"x": normalised}),
-        **node_side_stages(spec, outputs, batch),
+        "bare encoder": bare_encoder,
+        **node_side_stages(spec, outputs, inputs["images"].copy()),
     }
-    LOG.info("timing %s %s (%d iterations)", spec.key, precision, iterations)
+    LOG.info("timing %s %s on %s (%d iterations)", spec.key, precision, where, iterations)
     result = time_interleaved(stages, iterations)
+    backend.close()
     node_side = sum(result[name].median_ms for name in ("copy in", "copy out", "decode"))
     ratio = result["whole graph"].median_ms / result["bare encoder"].median_ms
     ratio_min = result["whole graph"].min_ms / result["bare encoder"].min_ms
     lines = [f"{name:>12}: {latency}" for name, latency in result.items()]
     summary = (
-        f"{spec.input_height}x{spec.input_width} {precision}: graph/encoder = {ratio:.3f} (medians), "
+        f"{spec.input_height}x{spec.input_width} {precision} ({where}): graph/encoder = {ratio:.3f} (medians), "
         f"{ratio_min:.3f} (minima), "
         f"node-side (copy in + copy out + decode, medians) = {node_side:.3f} ms, "
         f"graph {1e3 / result['whole graph'].median_ms:.1f} FPS"
     )
-    thread_text = threads or "auto"
-    load = os.getloadavg()[0]
     header = (
-        f"--- {spec.key} ONNX Runtime CPU {precision}, threads {thread_text}, load average {load:.2f}, "
+        f"--- {spec.key} {where} {precision}, load average {os.getloadavg()[0]:.2f}, "
         f"{TAUGHT_CLASSES} classes taught, {live} live detections"
     )
     return "\n".join([header, *lines, summary])
 
 
+# what each backend and device can run (ONNX Runtime's int8 MatMuls are a CPU kernel; fp16 autocast needs CUDA)
+PRECISIONS = {
+    ("onnxruntime", "cpu"): ("fp32", "int8"),
+    ("onnxruntime", "cuda"): ("fp32",),
+    ("torch", "cpu"): ("fp32",),
+    ("torch", "cuda"): ("fp32", "fp16"),
+}
+
+
+def cuda_problem(backend: str) -> str:
+    """Why `backend` cannot run on CUDA here, or "" (checked before minutes of export)."""
+    if backend == "torch":
+        import torch
+
+        return "" if torch.cuda.is_available() else "--device cuda: this PyTorch sees no CUDA device"
+    import onnxruntime as ort
+
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        return ""
+    return f"--device cuda: ONNX Runtime has no CUDAExecutionProvider here ({ort.get_available_providers()}); install onnxruntime-gpu"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[224, 448])
-    parser.add_argument("--precisions", nargs="+", choices=("fp32", "int8"), default=["fp32", "int8"])
+    parser.add_argument(
+        "--precisions", nargs="+", choices=("fp32", "int8", "fp16"), help="default: all the backend runs"
+    )
     parser.add_argument("--iterations", type=int, default=30)
     parser.add_argument("--threads", type=int, default=0, help="ONNX Runtime intra-op threads (0: one per core)")
     parser.add_argument("--opset", type=int, default=18)
     parser.add_argument("--depth-kind", choices=("linear", "linear4"), default="linear")
+    parser.add_argument("--backend", choices=("onnxruntime", "torch"), default="onnxruntime")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     args = parser.parse_args(argv)
+    runs = PRECISIONS[(args.backend, args.device)]
+    precisions = args.precisions or list(runs)
+    if unknown := [p for p in precisions if p not in runs]:
+        parser.error(
+            f"--backend {args.backend} --device {args.device} runs {', '.join(runs)}, not {', '.join(unknown)}"
+        )
+    if args.device == "cuda" and (problem := cuda_problem(args.backend)):
+        parser.error(problem)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     summaries = []
     with tempfile.TemporaryDirectory() as scratch:
         for size in args.sizes:
-            spec, graph_path, encoder_path, inputs = build(size, Path(scratch), args.opset, args.depth_kind)
-            for precision in args.precisions:
-                report = run_case(spec, graph_path, encoder_path, inputs, precision, args.threads, args.iterations)
+            if args.backend == "torch":
+                spec, graph, inputs = torch_graph(size, args.depth_kind)
+                reports = [run_torch_case(spec, graph, inputs, precision, args) for precision in precisions]
+            else:
+                spec, graph_path, encoder_path, inputs = build(size, Path(scratch), args.opset, args.depth_kind)
+                reports = [run_case(spec, graph_path, encoder_path, inputs, p, args) for p in precisions]
+            for report in reports:
                 print(report, flush=True)
                 summaries.append(report.splitlines()[-1])
     print("\nsummary (vits14, depth " + args.depth_kind + " + exemplar head, 640x480 frames, batch 1):")

@@ -27,6 +27,11 @@ COMMAND_MODULES = {
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dinov2-ros", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument(
+        "--log-levels",
+        action="store_true",
+        help="start each log line with its level (INFO: ...), for a process that forwards them (the node)",
+    )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for module_name in dict.fromkeys(COMMAND_MODULES.values()):
         importlib.import_module(module_name).register(subparsers)
@@ -35,5 +40,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
+    message_format = "%(levelname)s: %(message)s" if args.log_levels else "%(message)s"
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format=message_format)
     return int(args.func(args) or 0)

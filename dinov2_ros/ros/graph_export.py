@@ -31,6 +31,7 @@ def export_command(source: GraphSource, height: int, width: int) -> list[str]:
         sys.executable,
         "-m",
         "dinov2_ros.cli",
+        "--log-levels",
         "export",
         "--camera",
         f"{width}x{height}",
@@ -39,15 +40,21 @@ def export_command(source: GraphSource, height: int, width: int) -> list[str]:
 
 
 def export_in_subprocess(
-    source: GraphSource, height: int, width: int, progress: Callable[[str], None] | None = None
+    source: GraphSource,
+    height: int,
+    width: int,
+    progress: Callable[[str], None] | None = None,
+    warn: Callable[[str], None] | None = None,
 ) -> bool:
     """Write the stored graph for `height` x `width` frames in a child process when the store lacks it.
 
-    True when it exported, False when nothing was missing. `progress` gets the exporter's progress
-    lines as they come ("export 2/6: ..."), so a half-minute cold start shows in the node's log.
-    ValueError with the exporter's one-line reason when it refuses (e.g. no torch here and no stored
-    core: export on a workstation and copy model.graph_dir); RuntimeError with its last log lines
-    when it fails otherwise.
+    True when it exported, False when nothing was missing. `progress` gets the exporter's log lines
+    as they come ("export 2/6: ...", "quantising ...", each prefixed with the camera size), so a
+    half-minute cold start shows in the node's log; `warn` its warnings (a damaged core deleted and
+    made again). Left out: the store's skip lines and the graph's path, which the node logs itself
+    when it opens the graph. ValueError with the exporter's one-line reason when it refuses (e.g. no
+    torch here and no stored core: export on a workstation and copy model.graph_dir); RuntimeError
+    with its last log lines when it fails otherwise.
     """
     if not source.needs_export(height, width):
         return False
@@ -58,11 +65,15 @@ def export_in_subprocess(
         os.setpriority(os.PRIO_PROCESS, process.pid, EXPORT_NICENESS)
     last_lines: deque[str] = deque(maxlen=4)
     for line in process.stdout:
-        line = line.strip()
-        if line:
-            last_lines.append(line)
-            if progress is not None and line.startswith("export"):
-                progress(f"graph for {width}x{height} frames: {line}")
+        level, _, message = line.strip().partition(": ")
+        if level not in _LEVELS:  # printed, not logged: the paths written, a library's own output
+            level, message = "", line.strip()
+        if not message:
+            continue
+        last_lines.append(message)
+        forward = warn if level in ("WARNING", "ERROR", "CRITICAL") else progress if level == "INFO" else None
+        if forward is not None and not message.startswith(_LOGGED_BY_THE_NODE):
+            forward(f"graph for {width}x{height} frames: {message}")
     process.wait()
     if process.returncode == EXIT_REFUSED and last_lines:  # the exporter said why, and what to do, in one line
         raise ValueError(f"the graph for {width}x{height} frames could not be made: {last_lines[-1]}")
@@ -73,3 +84,8 @@ def export_in_subprocess(
             "whole error"
         )
     return True
+
+
+_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+# the child's lines the node's own GraphSource logs when it opens the graph
+_LOGGED_BY_THE_NODE = ("artifact store: skipping", "graph for ", "int8 graph for ")

@@ -149,8 +149,12 @@ class PerceptionNode(LifecycleNode):
             self._tracker = _object_tracker(self.settings.lost_timeout_s)
         source = GraphSource(model)
         self.pipeline = self._create_pipeline(source)
-        log = self.get_logger().info
-        export = functools.partial(export_in_subprocess, source, progress=log) if model.backend != "torch" else None
+        logger = self.get_logger()
+        export = (
+            functools.partial(export_in_subprocess, source, progress=logger.info, warn=logger.warning)
+            if model.backend != "torch"
+            else None
+        )
         self._preparation = GraphPreparation(self.pipeline, self.settings.max_open_graphs, self.get_logger(), export)
         self._preparation.prepare_configured(self.settings.cameras)
         names = [camera.name for camera in self.settings.cameras]

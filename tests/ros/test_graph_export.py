@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import subprocess
 
 import onnx
 import pytest
@@ -18,7 +17,7 @@ from dinov2_ros.runtime.graph_source import GraphSource
 def test_the_export_command_carries_every_setting_of_the_node(graph_dir):
     source = GraphSource(settings_for(model_parameters(graph_dir)))
     command = export_command(source, 120, 160)
-    assert command[1:6] == ["-m", "dinov2_ros.cli", "export", "--camera", "160x120"]
+    assert command[1:7] == ["-m", "dinov2_ros.cli", "--log-levels", "export", "--camera", "160x120"]
     args = build_parser().parse_args(command[3:])
     assert settings_from_args(args) == source.settings
     assert args.camera == [(120, 160)]
@@ -55,7 +54,11 @@ def test_the_child_exporters_progress_reaches_the_log_line_by_line(small_vits14_
     weights = max(damaged.graph.initializer, key=lambda tensor: len(tensor.raw_data))
     weights.raw_data = bytes(len(weights.raw_data))
     onnx.save(damaged, core)
-    run = subprocess.run(export_command(source, 84, 168), capture_output=True, text=True, timeout=300, check=True)
-    log = run.stdout + run.stderr
-    assert "is damaged" in log and "exporting it again" in log and "export 1/6" in log, log
+    lines.clear()
+    warnings: list[str] = []
+    assert export_in_subprocess(source, 84, 168, progress=lines.append, warn=warnings.append)
+    # the warning reaches the node's log as a warning, and the new export's steps as progress
+    assert [w for w in warnings if "is damaged" in w and "exporting it again" in w], warnings
+    assert any("export 1/6" in line for line in lines) and not any("is damaged" in line for line in lines), lines
+    assert not any("artifact store: skipping" in line for line in lines), "the node logs its own lookups"
     assert not source.needs_export(84, 168)

@@ -21,6 +21,7 @@ from dinov2_ros.perception.input_error import InputError
 LOG = logging.getLogger(__name__)
 _PLANE_MODELS = ("plumb_bob", "rational_polynomial")
 _FISHEYE_MODEL = "equidistant"
+_PLANE_COEFFICIENTS = (4, 5, 8, 12, 14)  # what OpenCV's undistortion accepts for the plane models
 # calibrations whose per-pixel table of undistorted coordinates stays cached (2.5 MB at 640x480)
 PIXEL_GRID_CACHE_SIZE = 8
 
@@ -60,6 +61,13 @@ class PinholeCameraModel:
                 f"unsupported distortion model {distortion_model!r}; "
                 f"supported: {', '.join((*_PLANE_MODELS, _FISHEYE_MODEL))}; "
                 "or publish rectified images with D=0",
+            )
+        if np.any(D) and distortion_model in _PLANE_MODELS and D.size not in _PLANE_COEFFICIENTS:
+            raise InputError(
+                "distortion coefficients",
+                f"the {distortion_model} model takes {', '.join(map(str, _PLANE_COEFFICIENTS))} coefficients in D "
+                f"(OpenCV's counts; ROS calibrations give plumb_bob 5 and rational_polynomial 8), got {D.size}; "
+                "republish the camera's calibration",
             )
         if np.any(D) and distortion_model == _FISHEYE_MODEL and D.size != 4:
             raise InputError(

@@ -365,7 +365,7 @@ class PerceptionNode(LifecycleNode):
             results = self.pipeline.process(frames)
         except Exception as error:  # a failing graph must not stop the node: report it per camera
             for frame in frames:
-                self._reject(frame.camera, "inference", f"{type(error).__name__}: {error}")
+                self._reject(frame.camera, "inference", f"{type(error).__name__}: {str(error).strip()}")
             return
         if self._tracker is not None:
             # the tracker's clock is the images' arrival here (monotonic), not their stamps: a stamp can

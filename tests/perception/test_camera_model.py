@@ -71,6 +71,8 @@ def test_rectified_pixels_use_p_and_no_distortion():
         (K, [], P, (0, 480), "plumb_bob", False, "image size must be positive"),
         (K, [0.1, 0, 0, 0, 0], P, (640, 480), "fisheye62", False, "unsupported distortion model 'fisheye62'"),
         (K, [0.1, 0, 0, 0, 0], P, (640, 480), "equidistant", False, "needs 4 coefficients"),
+        (K, [0.1, 0, 0], P, (640, 480), "plumb_bob", False, "plumb_bob model takes 4, 5, 8, 12, 14 .* got 3"),
+        (K, [0.1], P, (640, 480), "rational_polynomial", False, "rational_polynomial model takes .* got 1"),
         (K, [], [0.0] * 12, (640, 480), "plumb_bob", True, "P is all zeros"),
     ],
 )

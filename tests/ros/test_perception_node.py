@@ -95,6 +95,11 @@ def _no_camera_info(image, info, depth):
     return image, None, depth
 
 
+def _three_plumb_bob_coefficients(image, info, depth):
+    info.distortion_model, info.d = "plumb_bob", [-0.1, 0.02, 0.001]  # OpenCV asserts on this count
+    return image, info, depth
+
+
 def _camera_info_of_another_size(image, info, depth):
     info.width, info.height = 320, 240  # no binning: the calibration of another resolution
     return image, info, depth
@@ -118,6 +123,12 @@ BAD_INPUTS = {
         "compressed depth ('16UC1; compressedDepth png') is not a camera image",
     ),
     "negative focal length": (_negative_focal_length, {}, "camera_info", "focal lengths must be positive"),
+    "plumb_bob with 3 coefficients": (
+        _three_plumb_bob_coefficients,
+        {},
+        "camera_info",
+        "the plumb_bob model takes 4, 5, 8, 12, 14 coefficients in D",
+    ),
     "camera_info never arrives": (_no_camera_info, {}, "pairing", "no camera_info with the image stamp"),
     "camera_info of another size": (
         _camera_info_of_another_size,

@@ -22,8 +22,9 @@ LOG = logging.getLogger(__name__)
 _PLANE_MODELS = ("plumb_bob", "rational_polynomial")
 _FISHEYE_MODEL = "equidistant"
 _PLANE_COEFFICIENTS = (4, 5, 8, 12, 14)  # what OpenCV's undistortion accepts for the plane models
-# calibrations whose per-pixel table of undistorted coordinates stays cached (2.5 MB at 640x480)
-PIXEL_GRID_CACHE_SIZE = 8
+# calibrations whose per-pixel table of undistorted coordinates stays cached (2.5 MB at 640x480, 96 MB
+# at 4000x3000)
+PIXEL_GRID_CACHE_SIZE = 4
 
 
 class PinholeCameraModel:
@@ -166,22 +167,24 @@ class PinholeCameraModel:
         return cv2.undistortPoints(uv[:, None], self.K, self.D, None, None, None, criteria).reshape(-1, 2)
 
     def normalized_pixel_grid(self) -> np.ndarray:
-        """(H, W, 2) float32, read-only: `normalized_coordinates` of every pixel centre, indexed [v, u].
+        """(2, H, W) float32, read-only: `normalized_coordinates` of every pixel centre, the x/z plane
+        then the y/z plane, indexed [v, u] (planes, so that a crop of each is contiguous by rows).
 
-        Computed once per calibration (0.1 s at 640x480 with distortion, logged) and shared by the
-        models of every frame of that camera (an LRU of PIXEL_GRID_CACHE_SIZE calibrations), so a
-        distorted camera's per-point cost is a table lookup instead of OpenCV's iterative undistortion."""
+        Computed once per calibration (0.1 s at 640x480 with distortion, 0.7 s at 1920x1080; logged)
+        and shared by the models of every frame of that camera (an LRU of PIXEL_GRID_CACHE_SIZE
+        calibrations), so a distorted camera's per-point cost is a table lookup instead of OpenCV's
+        iterative undistortion."""
         return _normalized_grid(self.K.tobytes(), self.D.tobytes(), self.width, self.height, self.distortion_model)
 
     def back_project_pixels(self, columns: np.ndarray, rows: np.ndarray, z: np.ndarray) -> np.ndarray:
         """`back_project` of whole pixels: integer columns u (N,) and rows v (N,) with depth z (N,)
         metres along the optical axis -> 3D points (N, 3); a distorted camera's pixels are looked up in
-        `normalized_pixel_grid` (within 1e-7 of `back_project`, float32 table)."""
+        `normalized_pixel_grid` (within 1e-7 relative of `back_project`: a float32 table)."""
         z = np.asarray(z, np.float64).reshape(-1)
         points = np.empty((len(z), 3))
         if self.has_distortion:
-            xy = self.normalized_pixel_grid()[rows, columns]
-            points[:, 0], points[:, 1] = xy[:, 0] * z, xy[:, 1] * z
+            x_plane, y_plane = self.normalized_pixel_grid()
+            points[:, 0], points[:, 1] = x_plane[rows, columns] * z, y_plane[rows, columns] * z
         else:
             points[:, 0] = (np.asarray(columns) - self.cx) * (z / self.fx)
             points[:, 1] = (np.asarray(rows) - self.cy) * (z / self.fy)
@@ -224,7 +227,7 @@ def _normalized_grid(k: bytes, d: bytes, width: int, height: int, distortion_mod
     model = PinholeCameraModel(np.frombuffer(k).reshape(3, 3), np.frombuffer(d), width, height, distortion_model)
     rows, columns = np.mgrid[0:height, 0:width]
     pixels = np.column_stack([columns.ravel(), rows.ravel()]).astype(np.float64)
-    grid = model.normalized_coordinates(pixels).astype(np.float32).reshape(height, width, 2)
+    grid = np.ascontiguousarray(model.normalized_coordinates(pixels).T.astype(np.float32).reshape(2, height, width))
     grid.setflags(write=False)  # shared by every caller of this calibration
     if model.has_distortion:
         LOG.info(

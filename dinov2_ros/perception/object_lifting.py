@@ -177,11 +177,12 @@ class ObjectLifter:
             inliers = refined
         keep = support & (np.abs(crop - median) <= band)
         kept = int(np.count_nonzero(keep))
-        if camera.has_distortion:
-            rows, cols = np.nonzero(keep)
-            points = camera.back_project_pixels(cols + x1, rows + y1, crop[rows, cols])
-            x, y, z = points.T  # 1D reductions: far faster than min/max over an (N, 3) axis
-            low, high = np.array([x.min(), y.min(), z.min()]), np.array([x.max(), y.max(), z.max()])
+        if camera.has_distortion:  # x = (x/z)(u, v) * z from the camera's table, reduced over the crop
+            rays = camera.normalized_pixel_grid()[:, y1 : y1 + crop.shape[0], x1 : x1 + crop.shape[1]]
+            z = crop.astype(np.float64)  # NaN where no return: outside `keep`
+            coordinates = (rays[0] * z, rays[1] * z, z)
+            low = np.array([np.min(c, where=keep, initial=np.inf) for c in coordinates])
+            high = np.array([np.max(c, where=keep, initial=-np.inf) for c in coordinates])
         else:  # pinhole: x = (u - cx) / fx * z, so the extremes of x (y) come from each column's (row's)
             # nearest and farthest kept depth: four reductions of the crop instead of a gather per pixel
             near, far = np.where(keep, crop, np.inf), np.where(keep, crop, -np.inf)

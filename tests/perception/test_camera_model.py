@@ -44,7 +44,7 @@ def test_whole_pixels_back_project_to_the_points_any_pixel_does(distortion):
 def test_a_calibration_undistorts_its_pixels_once_for_all_its_frames():
     first, next_frame = camera("plumb_bob"), camera("plumb_bob")
     grid = first.normalized_pixel_grid()
-    assert grid.shape == (480, 640, 2)
+    assert grid.shape == (2, 480, 640)
     assert next_frame.normalized_pixel_grid() is grid
     assert not grid.flags.writeable
     assert camera("rational_polynomial").normalized_pixel_grid() is not grid

@@ -26,6 +26,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="picking: still parts, a new scene every 8 s; conveyor: parts moving across a tilted table, "
         "objects placed with exact depth, the report says whether each part kept its track id",
     )
+    parser.add_argument(
+        "--graph-dir", default="", help="artifact store for the exported graphs (default: the config's model.graph_dir)"
+    )
     parser.set_defaults(func=_run)
 
 
@@ -40,5 +43,6 @@ def _run(args: argparse.Namespace) -> int:
             variant=args.model,
             rate_hz=args.rate,
             scene=args.scene,
+            graph_dir=args.graph_dir,
         )
     )

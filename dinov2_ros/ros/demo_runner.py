@@ -53,6 +53,7 @@ class DemoSettings:
     rate_hz: float = 15.0
     scene_period_s: float = 8.0
     scene: str = "picking"  # or "conveyor" (synthetic_camera_node's `scene`)
+    graph_dir: str = ""  # the artifact store; "" keeps config/perception.yaml's model.graph_dir
 
 
 def config_file(name: str = "perception.yaml") -> Path:
@@ -95,6 +96,8 @@ def perception_command(settings: DemoSettings) -> list[str]:
         "model.weights": "random",
         "model.depth_weights": "random",
     }
+    if settings.graph_dir:
+        overrides["model.graph_dir"] = settings.graph_dir
     if settings.scene == "conveyor":  # exact depth: oriented boxes of the parts as they lie
         overrides["camera.use_depth"] = "true"
     return [

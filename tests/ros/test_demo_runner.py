@@ -35,6 +35,9 @@ def test_perception_command_passes_the_config_then_explicit_random_weights():
     assert ros_args.index("--params-file") < ros_args.index("model.weights:=random") - 1
     assert "model.depth_weights:=random" in ros_args
     assert f"image:={demo_runner.DEMO_TOPICS['image']}" in ros_args
+    assert not [arg for arg in ros_args if arg.startswith("model.graph_dir")], "the config's store by default"
+    elsewhere = demo_runner.perception_command(demo_runner.DemoSettings(graph_dir="/tmp/store"))
+    assert "model.graph_dir:=/tmp/store" in elsewhere
 
 
 def test_demo_teaches_the_parts_and_finds_them(tmp_path):

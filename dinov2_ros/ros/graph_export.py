@@ -64,16 +64,26 @@ def export_in_subprocess(
     with contextlib.suppress(OSError, AttributeError):  # not Linux, or the child has already exited
         os.setpriority(os.PRIO_PROCESS, process.pid, EXPORT_NICENESS)
     last_lines: deque[str] = deque(maxlen=4)
-    for line in process.stdout:
-        level, _, message = line.strip().partition(": ")
-        if level not in _LEVELS:  # printed, not logged: the paths written, a library's own output
-            level, message = "", line.strip()
-        if not message:
-            continue
-        last_lines.append(message)
-        forward = warn if level in ("WARNING", "ERROR", "CRITICAL") else progress if level == "INFO" else None
-        if forward is not None and not message.startswith(_LOGGED_BY_THE_NODE):
-            forward(f"graph for {width}x{height} frames: {message}")
+    try:
+        for line in process.stdout:
+            level, _, message = line.strip().partition(": ")
+            if level not in _LEVELS:  # printed, not logged: the paths written, a library's own output
+                level, message = "", line.strip()
+            if not message:
+                continue
+            last_lines.append(message)
+            if message.startswith(_LOGGED_BY_THE_NODE):
+                continue
+            text = f"graph for {width}x{height} frames: {message}"
+            # one call site per severity: an rclpy logger refuses a call site that changes severity
+            if level in ("WARNING", "ERROR", "CRITICAL") and warn is not None:
+                warn(text)
+            elif level == "INFO" and progress is not None:
+                progress(text)
+    except BaseException:  # the caller gave up (a failing log call, Ctrl-C): so does the child
+        process.kill()
+        process.wait()
+        raise
     process.wait()
     if process.returncode == EXIT_REFUSED and last_lines:  # the exporter said why, and what to do, in one line
         raise ValueError(f"the graph for {width}x{height} frames could not be made: {last_lines[-1]}")

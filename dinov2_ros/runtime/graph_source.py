@@ -200,20 +200,20 @@ class GraphSource:
         from dinov2_ros.runtime.quantize import quantize_graph
 
         output = self.store.graph_path(spec, self.provenance).with_suffix(".int8.onnx")
-        if self._find_core(spec) is None and (fp32 := self._find(spec, "fp32")) is not None:
+        core = self._find_core(spec)
+        if core is None and (fp32 := self._find(spec, "fp32")) is not None:
             return quantize_graph(fp32, output)
         int8_core = self._find_core(spec, "int8")
-        return self._compose(spec, int8_core, output, lambda: self._int8_core(spec, opset), "quantising it again")
+        return self._compose(spec, int8_core, output, lambda: self._int8_core(spec, core, opset), "quantising it again")
 
-    def _int8_core(self, spec: GraphSpec, opset: int | None) -> Path:
-        """Quantise the stored fp32 core (exported first where missing or damaged) beside it."""
+    def _int8_core(self, spec: GraphSpec, core: Path | None, opset: int | None) -> Path:
+        """Quantise the stored fp32 `core` (exported first where missing or damaged) beside it."""
         from dinov2_ros.runtime.onnx_export import CORE_SPEC_KEY
         from dinov2_ros.runtime.quantize import quantize_graph
 
-        def quantized(core: Path) -> Path:
-            return quantize_graph(core, core.with_suffix(".int8.onnx"), key=CORE_SPEC_KEY)
+        def quantized(fp32_core: Path) -> Path:
+            return quantize_graph(fp32_core, fp32_core.with_suffix(".int8.onnx"), key=CORE_SPEC_KEY)
 
-        core = self._find_core(spec)
         return self._from_core(core, quantized, lambda: self._export_core(spec, opset), "exporting it again")
 
     def _find_core(self, spec: GraphSpec, precision: str = "fp32") -> Path | None:

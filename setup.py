@@ -9,7 +9,7 @@ package_name = "dinov2_ros"
 
 setup(
     name=package_name,
-    version="0.3.0",
+    version="0.4.0",
     packages=find_packages(include=[package_name, f"{package_name}.*"]),
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{package_name}"]),
@@ -26,8 +26,8 @@ setup(
     entry_points={
         "console_scripts": [
             "perception_node = dinov2_ros.ros.perception_node:main",
-            "synthetic_camera_node = dinov2_ros.ros.synthetic_camera_node:main",
-            "demo_monitor = dinov2_ros.ros.demo_runner:monitor_main",
+            "synthetic_camera_node = dinov2_ros.tools.demo.synthetic_camera_node:main",
+            "demo_monitor = dinov2_ros.tools.demo.demo_runner:monitor_main",
             "dinov2-ros = dinov2_ros.cli:main",
         ],
     },

@@ -17,8 +17,8 @@ from collections.abc import Callable
 import torch
 from transformers import Dinov2Config, Dinov2Model
 
-from dinov2_ros.model import DepthEstimator, create_backbone, create_depth_head, official_to_hf
-from dinov2_ros.runtime.latency import time_interleaved
+from dinov2_ros.model import create_backbone, create_depth_head, official_to_hf
+from dinov2_ros.tools.latency import time_interleaved
 
 
 def _load_average() -> str:
@@ -36,7 +36,11 @@ def main() -> None:
     torch.manual_seed(0)
 
     backbone = create_backbone("vits14", weights="random")
-    depth = DepthEstimator(backbone, create_depth_head("vits14", "nyu", "linear4", weights="random")).eval()
+    head = create_depth_head("vits14", "nyu", "linear4", weights="random")
+
+    def depth(x: torch.Tensor) -> torch.Tensor:  # the head on the backbone's taps, as the exported core runs them
+        return head(backbone.get_intermediate_layers(x, head.tap_indices, norm=head.final_norm), tuple(x.shape[-2:]))
+
     config = Dinov2Config(hidden_size=384, num_hidden_layers=12, num_attention_heads=6, image_size=518, patch_size=14)
     baseline = Dinov2Model(config).eval()
     baseline.load_state_dict(official_to_hf(backbone.state_dict()), strict=True)

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from dinov2_ros.runtime.graph_spec import GraphSpec
-from dinov2_ros.runtime.latency import export_bare_encoder, time_interleaved
+from dinov2_ros.tools.latency import export_bare_encoder, time_interleaved
 
 LOG = logging.getLogger("bench_graph")
 CAMERA = (480, 640)
@@ -39,7 +39,7 @@ TAUGHT_CLASSES, LIVE_CLASSES, PROTOTYPES_PER_CLASS = 16, 10, 4
 def build(size: int, directory: Path, opset: int, depth_kind: str):
     """Export the whole graph and the bare encoder for one input size; returns (spec, graph path, encoder
     path, graph inputs with the taught prototypes)."""
-    from dinov2_ros.runtime.onnx_export import export_graph
+    from dinov2_ros.export.core_export import export_graph
 
     spec, graph, inputs = torch_graph(size, depth_kind)
     graph_path = export_graph(graph, directory / f"{spec.key}.onnx", opset=opset)
@@ -49,8 +49,8 @@ def build(size: int, directory: Path, opset: int, depth_kind: str):
 
 def torch_graph(size: int, depth_kind: str):
     """(spec, the PyTorch PerceptionGraph, graph inputs with the taught prototypes) for one input size."""
-    from dinov2_ros.model.exemplar_head import ExemplarHead
-    from dinov2_ros.runtime.factory import build_perception_graph
+    from dinov2_ros.model.factory import build_perception_graph
+    from dinov2_ros.model.heads.exemplar import ExemplarHead
 
     spec = GraphSpec("vits14", *CAMERA, size, size, heads=("depth", "exemplar"), top_k=100, max_prototypes=64)
     graph = build_perception_graph(spec, "random", "random", "nyu", depth_kind, ExemplarHead(16, spec.top_k))
@@ -86,7 +86,7 @@ def taught_inputs(graph) -> dict[str, np.ndarray]:
 
 def node_side_stages(spec: GraphSpec, outputs: dict[str, np.ndarray], batch: np.ndarray):
     """The per-frame host work of the node, as callables for the timing loop."""
-    from dinov2_ros.perception.frame_pipeline import camera_to_grid_affine, mask_to_camera
+    from dinov2_ros.perception.detection_decoding import camera_to_grid_affine, mask_to_camera
 
     message = np.random.default_rng(0).integers(0, 256, batch.shape[1:], dtype=np.uint8).tobytes()
     camera_to_grid = camera_to_grid_affine(spec)
@@ -113,8 +113,8 @@ def run_case(spec, graph_path: Path, encoder_path: Path, inputs, precision: str,
     """ONNX Runtime: the whole graph through OnnxRuntimeBackend against the bare encoder's session."""
     import onnxruntime as ort
 
-    from dinov2_ros.runtime.onnxruntime_backend import OnnxRuntimeBackend
-    from dinov2_ros.runtime.quantize import quantize_graph, quantize_matmuls
+    from dinov2_ros.export.quantize import quantize_graph, quantize_matmuls
+    from dinov2_ros.runtime.backends.onnxruntime_backend import OnnxRuntimeBackend
 
     if precision == "int8":
         graph_path = quantize_graph(graph_path, graph_path.with_suffix(".int8.onnx"))
@@ -137,8 +137,8 @@ def run_torch_case(spec, graph, inputs, precision: str, args) -> str:
     """PyTorch: the whole graph through TorchBackend against the bare encoder module, on `args.device`."""
     import torch
 
-    from dinov2_ros.runtime.perception_graph import BareEncoder
-    from dinov2_ros.runtime.torch_backend import TorchBackend
+    from dinov2_ros.model.perception_graph import BareEncoder
+    from dinov2_ros.runtime.backends.torch_backend import TorchBackend
 
     backend = TorchBackend(graph, device=args.device, precision=precision)
     encoder = BareEncoder(graph.backbone, spec.input_height, spec.input_width).to(backend.device)

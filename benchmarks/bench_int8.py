@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 from bench_graph import build
 
-from dinov2_ros.runtime.latency import time_interleaved
+from dinov2_ros.tools.latency import time_interleaved
 
 LOG = logging.getLogger("bench_int8")
 
@@ -37,7 +37,7 @@ def session(path: Path):
 
 
 def scene_frames(count: int) -> np.ndarray:
-    from dinov2_ros.perception.synthetic_scenes import SyntheticSceneGenerator
+    from dinov2_ros.tools.scenes.synthetic_scenes import SyntheticSceneGenerator
 
     generator = SyntheticSceneGenerator(seed=12)
     return np.stack([generator.render(index).image_rgb for index in range(count)])
@@ -46,8 +46,8 @@ def scene_frames(count: int) -> np.ndarray:
 def run_size(size: int, directory: Path, scenes: int, iterations: int) -> str:
     import torch
 
-    from dinov2_ros.runtime.preprocess import Preprocess
-    from dinov2_ros.runtime.quantize import quantize_graph, quantize_matmuls
+    from dinov2_ros.export.quantize import quantize_graph, quantize_matmuls
+    from dinov2_ros.model.camera_ends import Preprocess
 
     spec, graph_path, encoder_path, inputs = build(size, directory, 18, "linear")
     encoders = {"fp32": session(encoder_path)}

@@ -31,6 +31,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import cv2
 import numpy as np
@@ -44,34 +45,36 @@ from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
 from vision_msgs.msg import Detection3DArray
 
+from dinov2_ros.export.graph_builder import GraphBuilder
 from dinov2_ros.perception.camera_model import PinholeCameraModel
-from dinov2_ros.perception.frame_pipeline import (
-    CameraFrame,
-    Detection,
-    FramePipeline,
-    FrameResult,
-    camera_to_grid_affine,
-)
+from dinov2_ros.perception.detection_decoding import camera_to_grid_affine
+from dinov2_ros.perception.frame import CameraFrame, Detection, FrameResult
+from dinov2_ros.perception.frame_pipeline import FramePipeline
 from dinov2_ros.perception.object_lifting import ObjectLifter
 from dinov2_ros.perception.object_tracking import ObjectTracker
 from dinov2_ros.perception.oriented_box import fit_from_depths
 from dinov2_ros.perception.prototypes import PrototypeStore
-from dinov2_ros.perception.synthetic_scenes import SyntheticSceneGenerator
-from dinov2_ros.perception.tabletop_scenes import render_tabletop, visible_boxes
-from dinov2_ros.ros import detection_messages as messages
-from dinov2_ros.ros.camera_streams import camera_qos, stamp_ns
+from dinov2_ros.ros.camera_streams import CAMERA_QOS, stamp_ns
 from dinov2_ros.ros.class_services import add_class_request
 from dinov2_ros.ros.dds_profile import PROFILE_FILE, profile_environment
-from dinov2_ros.ros.image_conversion import array_to_image, depth_image_to_metres, image_to_rgb
-from dinov2_ros.ros.perception_node import camera_model_from_info
-from dinov2_ros.ros.synthetic_camera_node import camera_info_for
-from dinov2_ros.runtime.graph_source import GraphSource
-from dinov2_ros.runtime.latency import time_interleaved
+from dinov2_ros.ros.frame_intake import to_camera_frame
+from dinov2_ros.ros.frame_slots import PairedFrame
+from dinov2_ros.ros.image_conversion import array_to_image, image_to_rgb
+from dinov2_ros.ros.messages.detections import to_detection2d_array, to_detection3d_array
+from dinov2_ros.ros.messages.images import to_depth_messages, to_instances_messages
 from dinov2_ros.runtime.model_settings import ModelSettings
+from dinov2_ros.tools.demo.synthetic_camera_node import camera_info_for
+from dinov2_ros.tools.latency import time_interleaved
+from dinov2_ros.tools.scenes.synthetic_scenes import SyntheticSceneGenerator
+from dinov2_ros.tools.scenes.tabletop_scenes import render_tabletop, visible_boxes
 
 REPO = Path(__file__).resolve().parents[1]
 HEIGHT, WIDTH = 480, 640
 RELIABLE = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
+# what the node's frame intake needs of a camera (ros.camera_streams.CameraStreams)
+CAMERA = SimpleNamespace(
+    name="camera", rectified=False, image_topic="/image", depth_topic="/depth/image", to_rgb=image_to_rgb
+)
 
 
 def node_parameters(args, graph_dir: Path) -> dict[str, object]:
@@ -145,11 +148,11 @@ def node_work_ms(backend, scene, repeats: int) -> np.ndarray:
 
     def one_frame() -> float:
         start = time.perf_counter()
-        frame = CameraFrame("camera", image_to_rgb(image_msg), None, camera_model_from_info(info_msg))
+        frame = to_camera_frame(PairedFrame("camera", 1, image_msg, info_msg, None), CAMERA)
         result = pipeline.process([frame])[0]
-        messages.to_detection3d_array(result, header)
-        messages.to_detection2d_array(result, header)
-        messages.to_depth_messages(result, header, info_msg)
+        to_detection3d_array(result, header)
+        to_detection2d_array(result, header)
+        to_depth_messages(result, header, info_msg)
         return time.perf_counter() - start - backend.last_infer_s
 
     one_frame()
@@ -202,22 +205,20 @@ def object_outputs(bare: BareGraph, backend, iterations: int) -> None:
     replayed = ReplayedGraph(backend, scene.image_rgb, boxes, masks)
     spec = replayed.spec
     store = PrototypeStore("bench:replayed", (spec.input_height, spec.input_width), spec.embed_dim)
-    pipeline = FramePipeline(lambda height, width: replayed, store, class_names={0: "part"})
+    node_tracker = ObjectTracker(lost_timeout_s=1.0)
+    pipeline = FramePipeline(lambda height, width: replayed, store, class_names={0: "part"}, tracker=node_tracker)
     image_msg = array_to_image(scene.image_rgb, "rgb8", Header(frame_id="camera_optical_frame"))
     depth_msg = array_to_image((scene.depth * 1000).astype(np.uint16), "16UC1", image_msg.header)
     info_msg = camera_info_for(scene.K, WIDTH, HEIGHT, image_msg.header)
-    node_tracker, clock_s = ObjectTracker(lost_timeout_s=1.0), [0.0]
+    clock_ns = [0]
 
     def node_frame() -> None:
         """What perception_node does between an image's receipt and its objects' publication."""
-        frame = CameraFrame(
-            "camera", image_to_rgb(image_msg), depth_image_to_metres(depth_msg), camera_model_from_info(info_msg)
-        )
+        clock_ns[0] += 100_000_000  # a 10 Hz camera: the tracker's clock is the frames' arrival
+        frame = to_camera_frame(PairedFrame("camera", 1, image_msg, info_msg, depth_msg, clock_ns[0]), CAMERA)
         (result,) = pipeline.process([frame])
-        clock_s[0] += 0.1
-        result = node_tracker.assign(result, clock_s[0], pipeline.score_threshold)
-        messages.to_detection3d_array(result, image_msg.header)
-        messages.to_detection2d_array(result, image_msg.header)
+        to_detection3d_array(result, image_msg.header)
+        to_detection2d_array(result, image_msg.header)
 
     node_frame()
     camera = PinholeCameraModel(scene.K, np.zeros(5), WIDTH, HEIGHT)
@@ -231,9 +232,11 @@ def object_outputs(bare: BareGraph, backend, iterations: int) -> None:
     header, info = Header(frame_id="camera_optical_frame"), camera_info_for(scene.K, WIDTH, HEIGHT, Header())
     lifter, tracker, stamp_s = ObjectLifter(), ObjectTracker(lost_timeout_s=1.0), [0.0]
 
+    scores = np.full(len(boxes), 0.8)
+
     def track() -> None:
         stamp_s[0] += 0.1  # a 10 Hz camera: every frame the same ten parts, matched to their tracks
-        tracker.assign(result, stamp_s[0], 0.5)
+        tracker.update("camera", stamp_s[0], boxes, scores)
 
     stages = {
         "graph call (bare)": bare.time,
@@ -241,7 +244,7 @@ def object_outputs(bare: BareGraph, backend, iterations: int) -> None:
         "oriented boxes (10 objects)": lambda: fit_from_depths(scene.depth, camera, masks, boxes),
         "3D lifting, plumb_bob camera": lambda: lifter.lift(scene.depth, distorted, boxes, masks),
         "oriented boxes, plumb_bob camera": lambda: fit_from_depths(scene.depth, distorted, masks, boxes),
-        "instances image + camera_info": lambda: messages.to_instances_messages(result, header, info),
+        "instances image + camera_info": lambda: to_instances_messages(result, header, info),
         "track ids (10 tracks)": track,
         "the node's own work, all of it (10 objects)": node_frame,
     }
@@ -260,8 +263,8 @@ class Camera:
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
         # like a camera driver: sensor-data QoS, the node's default
-        self.image_pub = self.node.create_publisher(Image, "/bench/image", camera_qos(reliable=False))
-        self.info_pub = self.node.create_publisher(CameraInfo, "/bench/camera_info", camera_qos(reliable=False))
+        self.image_pub = self.node.create_publisher(Image, "/bench/image", CAMERA_QOS)
+        self.info_pub = self.node.create_publisher(CameraInfo, "/bench/camera_info", CAMERA_QOS)
         self.add_class = self.node.create_client(SetParameters, "/bench/dinov2/add_class")
         self.node.create_subscription(Detection3DArray, "/bench/dinov2/objects", self._received, RELIABLE)
         self.node.create_subscription(DiagnosticArray, "/diagnostics", self._diagnostics, RELIABLE)
@@ -372,7 +375,7 @@ def main() -> int:
     model = ModelSettings.from_values(model_parameters)
     scene = SyntheticSceneGenerator(0, WIDTH, HEIGHT).render(0)
     print(f"graph: {model.describe()}; camera {WIDTH}x{HEIGHT}; {os.cpu_count()} CPUs")
-    backend = GraphSource(model)(HEIGHT, WIDTH)
+    backend = GraphBuilder(model).open(HEIGHT, WIDTH)
     bare = BareGraph(backend, scene.image_rgb)
     object_outputs(bare, backend, iterations=30)
     bare.times_ms.clear()

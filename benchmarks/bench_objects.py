@@ -19,12 +19,13 @@ import numpy as np
 import torch
 
 from dinov2_ros.model import create_backbone
-from dinov2_ros.model.center_head import CenterHead
-from dinov2_ros.model.exemplar_head import ExemplarHead
+from dinov2_ros.model.heads.center import CenterHead
+from dinov2_ros.model.heads.exemplar import ExemplarHead
 from dinov2_ros.perception.camera_model import PinholeCameraModel
-from dinov2_ros.perception.object_lifting import ObjectLifter, depth_to_metres
-from dinov2_ros.perception.synthetic_scenes import SyntheticSceneGenerator
-from dinov2_ros.runtime.latency import Latency, time_interleaved
+from dinov2_ros.perception.depth import depth_to_metres
+from dinov2_ros.perception.object_lifting import ObjectLifter
+from dinov2_ros.tools.latency import Latency, time_interleaved
+from dinov2_ros.tools.scenes.synthetic_scenes import SyntheticSceneGenerator
 
 
 def onnx_session(head: torch.nn.Module, inputs: tuple[torch.Tensor, ...]):

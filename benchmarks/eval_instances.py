@@ -1,6 +1,6 @@
 """Instance masks against ground truth: the exemplar detector's masks at the node's default input size.
 
-Synthetic scenes (640x480, perception/synthetic_scenes.py); vits14 with random weights (asked for:
+Synthetic scenes (640x480, tools/scenes/synthetic_scenes.py); vits14 with random weights (asked for:
 no weights can be downloaded here, so the figures measure the mask path, not DINOv2's features),
 graph at 224x308 as config/perception.yaml sets it, PyTorch backend on the CPU. Each class is taught
 from up to three example boxes (as `dinov2/add_class` does), then for held-out scenes every ground
@@ -20,13 +20,14 @@ import numpy as np
 import torch
 
 from dinov2_ros.model import create_backbone
-from dinov2_ros.model.exemplar_head import ExemplarHead
-from dinov2_ros.perception.frame_pipeline import CameraFrame, FramePipeline
+from dinov2_ros.model.heads.exemplar import ExemplarHead
+from dinov2_ros.model.perception_graph import PerceptionGraph
+from dinov2_ros.perception.frame import CameraFrame
+from dinov2_ros.perception.frame_pipeline import FramePipeline
 from dinov2_ros.perception.prototypes import PrototypeStore
-from dinov2_ros.perception.synthetic_scenes import SyntheticSceneGenerator
+from dinov2_ros.runtime.backends.torch_backend import TorchBackend
 from dinov2_ros.runtime.graph_spec import PATCH_SIZE, GraphSpec
-from dinov2_ros.runtime.perception_graph import PerceptionGraph
-from dinov2_ros.runtime.torch_backend import TorchBackend
+from dinov2_ros.tools.scenes.synthetic_scenes import SyntheticSceneGenerator
 
 
 def box_iou(a, b) -> float:

@@ -1,6 +1,6 @@
 """Oriented 3D boxes against exact ground truth, and what they cost beside the axis-aligned lifting.
 
-Tabletop scenes (perception/tabletop_scenes.py): four cuboid classes at known yaws on tables tilted
+Tabletop scenes (tools/scenes/tabletop_scenes.py): four cuboid classes at known yaws on tables tilted
 0..30 degrees toward the camera, 640x480, 1 mm depth noise. For exact masks and for masks on the
 16x22 patch grid of the node's default 224x308 input (as the heads give them), prints per class the
 median and p95 yaw error (a square's modulo 90 degrees), the median normal error, the mean 3D IoU of
@@ -22,8 +22,8 @@ import numpy as np
 from dinov2_ros.perception.camera_model import PinholeCameraModel
 from dinov2_ros.perception.object_lifting import ObjectLifter
 from dinov2_ros.perception.oriented_box import OrientedBox, box_iou_3d, fit_from_depth, fit_from_depths
-from dinov2_ros.perception.tabletop_scenes import TABLETOP_PARTS, render_tabletop
-from dinov2_ros.runtime.latency import time_interleaved
+from dinov2_ros.tools.latency import time_interleaved
+from dinov2_ros.tools.scenes.tabletop_scenes import TABLETOP_PARTS, render_tabletop
 
 LAYOUT = [("bar", -0.12, 0.07), ("plate", 0.1, 0.08), ("brick", 0.0, -0.09), ("cube", -0.14, -0.1)]
 

@@ -1,7 +1,7 @@
 """Track ids against ground truth: ByteTrack (perception/object_tracking.py) on a conveyor sequence.
 
 Parts on a table tilted by 15 degrees move across the view at 0.05 m/s, filmed at 10 Hz with 5 % of
-the frames dropped (perception/tabletop_scenes.py); the detections are the visible parts' true boxes
+the frames dropped (tools/scenes/tabletop_scenes.py); the detections are the visible parts' true boxes
 with a detector's faults (corner jitter, 5 % misses, a false positive in 5 % of the frames; DetectorNoise),
 so the figures measure the tracker, not the detector. IDF1, ID switches and MOTA from py-motmetrics,
 against the same run's baseline without tracking (each frame's objects numbered 1..N), and what the
@@ -17,9 +17,9 @@ import time
 
 import numpy as np
 
-from dinov2_ros.perception.mot_evaluation import evaluate_tracks, track_conveyor
 from dinov2_ros.perception.object_tracking import CameraTracker
-from dinov2_ros.perception.tabletop_scenes import Conveyor, DetectorNoise, conveyor_sequence
+from dinov2_ros.tools.evaluation.mot_evaluation import evaluate_tracks, track_conveyor
+from dinov2_ros.tools.scenes.tabletop_scenes import Conveyor, DetectorNoise, conveyor_sequence
 
 
 def main() -> None:
@@ -39,7 +39,7 @@ def main() -> None:
 
     def tracked(stamp_s: float, boxes: np.ndarray, scores: np.ndarray) -> np.ndarray:
         start = time.perf_counter()
-        ids = tracker.update(stamp_s, boxes, scores, score_threshold=0.5)
+        ids = tracker.update(stamp_s, boxes, scores)
         costs.append(time.perf_counter() - start)
         return ids
 

@@ -19,9 +19,9 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
-from dinov2_ros.runtime.mixed_precision import fp16_graph
-from dinov2_ros.runtime.onnx_export import load_graph_spec
-from dinov2_ros.runtime.tensorrt_compat import graph_violations
+from dinov2_ros.export.mixed_precision import fp16_graph
+from dinov2_ros.export.tensorrt_compat import graph_violations
+from dinov2_ros.runtime.graph_file import load_graph_spec
 
 VERSIONS = ("10.3.0", "10.12.0", "10.16.0", "11.4.0")
 

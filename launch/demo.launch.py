@@ -27,7 +27,7 @@ from dinov2_ros.ros.dds_profile import PROFILE_FILE, profile_environment
 DEMO_TOPICS = {
     "image": "/demo_camera/image",
     "camera_info": "/demo_camera/camera_info",
-    "depth": "/demo_camera/depth",
+    "depth/image": "/demo_camera/depth/image",
 }
 # launch argument -> the perception node's parameter it sets
 PARAMETER_ARGUMENTS = {"weights": "model.weights", "depth_weights": "model.depth_weights", "backend": "backend.kind"}

@@ -55,7 +55,7 @@ def _perception_node(context):
             ("image", image),
             ("image/compressed", image + "/compressed"),
             ("camera_info", value("camera_info")),
-            ("depth", value("depth")),
+            ("depth/image", value("depth")),
         ],
     )
     return [node]

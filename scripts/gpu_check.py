@@ -15,7 +15,7 @@ import sys
 
 import numpy as np
 
-from dinov2_ros.runtime.latency import Latency, time_interleaved
+from dinov2_ros.tools.latency import Latency, time_interleaved
 
 
 def structured_frames(batch: int, height: int, width: int) -> np.ndarray:
@@ -63,10 +63,10 @@ def main(argv: list[str] | None = None) -> int:
     torch.backends.cuda.matmul.allow_tf32 = False  # a true fp32 reference
     torch.backends.cudnn.allow_tf32 = False
 
-    from dinov2_ros.model.exemplar_head import ExemplarHead
-    from dinov2_ros.runtime.factory import build_perception_graph
+    from dinov2_ros.model.factory import build_perception_graph
+    from dinov2_ros.model.heads.exemplar import ExemplarHead
+    from dinov2_ros.runtime.backends.torch_backend import TorchBackend
     from dinov2_ros.runtime.graph_spec import GraphSpec
-    from dinov2_ros.runtime.torch_backend import TorchBackend
 
     spec = GraphSpec(
         "vits14",

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Test-only: the real `tensorrt` Python bindings of each version in tests/runtime/tensorrt_api/versions.txt
+# Test-only: the real `tensorrt` Python bindings of each version in tests/support/tensorrt_api/versions.txt
 # (about 1 MB each, `pip --target`, no dependencies), cuda-python 12.x, and stub TensorRT libraries built
 # with gcc, all under $VENV/tensorrt-api, so tests can check our build code against each version's API
 # and reproduce the no-driver CUDA error without a GPU. Idempotent: a folder that is there is kept.
@@ -26,7 +26,7 @@ install() {  # install <folder> <requirement>...
   fi
 }
 
-grep -v '^#' "$root/tests/runtime/tensorrt_api/versions.txt" | while read -r version distribution; do
+grep -v '^#' "$root/tests/support/tensorrt_api/versions.txt" | while read -r version distribution; do
   [ -n "$version" ] && install "tensorrt-$version" "$distribution==$version"
 done
 install cuda-python-12 "$cuda_python" "cuda-bindings==${cuda_python#cuda-python==}"
@@ -36,8 +36,8 @@ if command -v gcc >/dev/null; then
     mkdir -p "$target/stubs/$major"
     for library in libnvinfer libnvonnxparser libnvinfer_plugin libnvparsers; do
       out="$target/stubs/$major/$library.so.$major"
-      if [ ! -f "$out" ] || [ "$root/tests/runtime/tensorrt_api/stubs.c" -nt "$out" ]; then
-        gcc -shared -fPIC -o "$out" "$root/tests/runtime/tensorrt_api/stubs.c"
+      if [ ! -f "$out" ] || [ "$root/tests/support/tensorrt_api/stubs.c" -nt "$out" ]; then
+        gcc -shared -fPIC -o "$out" "$root/tests/support/tensorrt_api/stubs.c"
       fi
     done
   done

@@ -35,16 +35,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from dinov2_ros.runtime.graph_source import GraphSource
-    from dinov2_ros.runtime.latency import time_interleaved
+    from dinov2_ros.model.factory import perception_graph_for
+    from dinov2_ros.runtime.backend_opener import BackendOpener
+    from dinov2_ros.tools.latency import time_interleaved
 
     if args.batch < 1:
         _LOG.error("--batch must be >= 1, got %d", args.batch)
         return 2
     try:
         settings = settings_from_args(args, BENCH_DEFAULTS)
-        source = GraphSource(settings)
-        graph, _ = source.build_graph(source.spec_for(*args.camera))
+        graph, _ = perception_graph_for(settings, BackendOpener(settings).spec_for(*args.camera))
         with tempfile.TemporaryDirectory() as scratch:
             backend, encoder = _open(args, settings, graph, Path(scratch))
             with backend:
@@ -70,8 +70,8 @@ def _bench(args: argparse.Namespace) -> int:
 
 def _open(args: argparse.Namespace, settings, graph, scratch: Path):
     """(backend, bare-encoder callable or None) for the chosen backend and precision."""
-    from dinov2_ros.runtime.factory import create_backend
-    from dinov2_ros.runtime.perception_graph import BareEncoder
+    from dinov2_ros.model.perception_graph import BareEncoder
+    from dinov2_ros.runtime.backends import create_backend
 
     spec = graph.spec
     shape = (args.batch, 3, spec.input_height, spec.input_width)
@@ -91,23 +91,26 @@ def _open(args: argparse.Namespace, settings, graph, scratch: Path):
                 torch.cuda.synchronize()
 
         return backend, encoder
-    from dinov2_ros.runtime.onnx_export import export_graph
+    from dinov2_ros.export.core_export import export_graph
 
     path = export_graph(graph, scratch / f"{spec.key}.onnx", opset=args.opset)
     if settings.backend == "tensorrt":
-        cache = scratch / "engines"
-        return create_backend(
-            "tensorrt", spec, onnx_path=path, precision=precision, max_batch=args.batch, cache_dir=cache
-        ), None
+        from dinov2_ros.export.engine_build import build_engine
+        from dinov2_ros.runtime.backends.tensorrt.loader import EngineLoader
+        from dinov2_ros.runtime.backends.tensorrt.runner import TensorRTRunner
+
+        loader = EngineLoader(path, spec, precision, args.batch, scratch / "engines")
+        build_engine(loader)
+        return TensorRTRunner(loader), None
     import onnxruntime as ort
 
-    from dinov2_ros.runtime.latency import export_bare_encoder
+    from dinov2_ros.tools.latency import export_bare_encoder
 
     encoder_path = export_bare_encoder(
         graph.backbone, spec.input_height, spec.input_width, scratch / "encoder.onnx", args.opset
     )
     if precision == "int8":
-        from dinov2_ros.runtime.quantize import quantize_graph, quantize_matmuls
+        from dinov2_ros.export.quantize import quantize_graph, quantize_matmuls
 
         path = quantize_graph(path, path.with_suffix(".int8.onnx"))
         encoder_path = quantize_matmuls(encoder_path, scratch / "encoder.int8.onnx")

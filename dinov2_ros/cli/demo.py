@@ -33,7 +33,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from dinov2_ros.ros.demo_runner import DemoSettings, run_demo
+    from dinov2_ros.tools.demo.demo_runner import DemoSettings, run_demo
 
     return run_demo(
         DemoSettings(

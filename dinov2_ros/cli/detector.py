@@ -56,8 +56,8 @@ def _encoder_arguments(parser: argparse.ArgumentParser) -> None:
 def _cache_key(variant: str, weights: str) -> str:
     """The feature cache's name for the encoder: variant and the content identity of its weights
     (`weights_identity`: 'random-seed0' or the checkpoint's sha256), so other weights are another cache."""
-    from dinov2_ros.model import get_variant
-    from dinov2_ros.model.content_identity import weights_identity
+    from dinov2_ros.weights.identity import weights_identity
+    from dinov2_ros.weights.variants import get_variant
 
     return f"{variant}:{weights_identity(weights, get_variant(variant).checkpoint)}"
 
@@ -66,9 +66,9 @@ def _train(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from dinov2_ros.model import create_backbone
-    from dinov2_ros.model.content_identity import encoder_name
-    from dinov2_ros.perception.detector_dataset import load_coco
-    from dinov2_ros.perception.detector_training import TrainingConfig, train_center_head
+    from dinov2_ros.tools.training.detector_dataset import load_coco
+    from dinov2_ros.tools.training.detector_training import TrainingConfig, train_center_head
+    from dinov2_ros.weights.identity import encoder_name
 
     train = load_coco(args.train, args.train_images)
     validation = load_coco(args.val, args.val_images) if args.val else None
@@ -101,10 +101,10 @@ def _evaluate(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from dinov2_ros.model import create_backbone
-    from dinov2_ros.model.center_head import load_center_head
-    from dinov2_ros.model.content_identity import encoder_name
-    from dinov2_ros.perception.detector_dataset import PatchFeatureExtractor, cached_features, load_coco
-    from dinov2_ros.perception.detector_training import evaluate_head
+    from dinov2_ros.model.heads.center import load_center_head
+    from dinov2_ros.tools.training.detector_dataset import PatchFeatureExtractor, cached_features, load_coco
+    from dinov2_ros.tools.training.detector_training import evaluate_head
+    from dinov2_ros.weights.identity import encoder_name
 
     encoder = encoder_name(args.variant, args.weights)
     head, info = load_center_head(args.checkpoint, expected_encoder=encoder)

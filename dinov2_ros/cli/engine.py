@@ -26,18 +26,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _build_engine(args: argparse.Namespace) -> int:
-    from dinov2_ros.runtime.cuda_runtime import CudaUnavailableError
-    from dinov2_ros.runtime.graph_source import GraphSource
+    from dinov2_ros.export.graph_builder import GraphBuilder
+    from dinov2_ros.runtime.backends.tensorrt.cuda_runtime import CudaUnavailableError
 
     try:
         # the node's file may name another backend for this machine: the engine is TensorRT's either way
         settings = settings_from_args(args).replace(backend="tensorrt")
-        source = GraphSource(settings)
+        builder = GraphBuilder(settings)
         for height, width in args.camera or [(480, 640)]:
-            with source(height, width) as backend:
+            with builder.open(height, width) as backend:  # built, then loaded as the node loads it
                 print(
                     f"engine ready for {backend.spec.key} ({settings.backend_precision}, max batch "
-                    f"{settings.max_batch}) in {source.store.engine_dir}"
+                    f"{settings.max_batch}) in {builder.store.engine_dir}"
                 )
     except (ImportError, ValueError, FileNotFoundError, CudaUnavailableError) as error:
         _LOG.error("%s", error)

@@ -36,12 +36,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from dinov2_ros.runtime.graph_source import GraphSource
+    from dinov2_ros.export.graph_builder import GraphBuilder
 
     try:
-        source = GraphSource(settings_from_args(args))
+        builder = GraphBuilder(settings_from_args(args))
         for height, width in args.camera or [(480, 640)]:
-            for path in source.artifacts(height, width, opset=args.opset):
+            # TensorRT engines are built where they run (`build-engine`); export writes their graphs
+            for path in builder.make(height, width, opset=args.opset, engine=False):
                 print(path)
     except (ValueError, FileNotFoundError, ModuleNotFoundError) as error:
         _LOG.error("%s", error)

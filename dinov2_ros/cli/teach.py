@@ -32,9 +32,9 @@ def _teach(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from dinov2_ros.model import create_backbone
-    from dinov2_ros.model.content_identity import encoder_name
-    from dinov2_ros.perception.detector_dataset import PatchFeatureExtractor
     from dinov2_ros.perception.prototypes import PrototypeStore, teach_from_folder
+    from dinov2_ros.tools.training.detector_dataset import PatchFeatureExtractor
+    from dinov2_ros.weights.identity import encoder_name
 
     encoder = encoder_name(args.variant, args.weights)
     if args.weights == "random":

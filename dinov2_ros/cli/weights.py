@@ -54,7 +54,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _list(args: argparse.Namespace) -> int:
-    from dinov2_ros.model.weights import REGISTRY, cached_path, resolve_cache_dir
+    from dinov2_ros.weights.cache import REGISTRY, cached_path, resolve_cache_dir
 
     print(f"cache: {resolve_cache_dir(args.cache_dir)}")
     for name, file in REGISTRY.items():
@@ -64,7 +64,7 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _fetch(args: argparse.Namespace) -> int:
-    from dinov2_ros.model.weights import WeightsError, fetch
+    from dinov2_ros.weights.cache import WeightsError, fetch
 
     failures = 0
     for name in args.names:
@@ -79,7 +79,7 @@ def _fetch(args: argparse.Namespace) -> int:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    from dinov2_ros.model.weights import (
+    from dinov2_ros.weights.cache import (
         REGISTRY,
         WeightsError,
         cached_path,

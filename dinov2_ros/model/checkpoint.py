@@ -17,10 +17,10 @@ from typing import Literal
 import torch
 from torch import nn
 
-from dinov2_ros.model.depth_head import LinearDepthHead, feature_channels
-from dinov2_ros.model.file_kind import not_a_checkpoint
+from dinov2_ros.model.heads.depth import LinearDepthHead, feature_channels
 from dinov2_ros.model.safe_unpickling import load_weights_only
-from dinov2_ros.model.variants import DEPTH_HEAD_KINDS, VARIANTS
+from dinov2_ros.weights.file_kind import not_a_checkpoint
+from dinov2_ros.weights.variants import DEPTH_HEAD_KINDS, VARIANTS
 
 StateDict = dict[str, torch.Tensor]
 HfNaming = Literal["hub", "modules"]

@@ -15,13 +15,20 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import torch
+from torch import nn
 
 from dinov2_ros.model.checkpoint import load_backbone_state_dict, load_depth_head_state_dict, read_checkpoint
-from dinov2_ros.model.depth_head import LinearDepthHead
+from dinov2_ros.model.heads.center import load_center_head
+from dinov2_ros.model.heads.depth import LinearDepthHead
+from dinov2_ros.model.heads.exemplar import ExemplarHead
+from dinov2_ros.model.perception_graph import PerceptionGraph
 from dinov2_ros.model.random_weights import seeded
-from dinov2_ros.model.variants import WeightFile, check_head_file_name, depth_range, get_variant
 from dinov2_ros.model.vision_transformer import DinoVisionTransformer
-from dinov2_ros.model.weights import fetch
+from dinov2_ros.runtime.graph_spec import GraphSpec
+from dinov2_ros.runtime.model_settings import ModelSettings
+from dinov2_ros.weights.cache import fetch
+from dinov2_ros.weights.identity import encoder_name
+from dinov2_ros.weights.variants import WeightFile, check_head_file_name, depth_range, get_variant
 
 WeightsArg = str | os.PathLike[str] | Mapping[str, torch.Tensor] | None
 _WEIGHTS_HELP = (
@@ -103,3 +110,51 @@ def create_depth_head(
     if state_dict is not None:
         load_depth_head_state_dict(head, state_dict, source)
     return head.eval()
+
+
+def build_perception_graph(
+    spec: GraphSpec,
+    backbone_weights: WeightsArg,
+    depth_weights: WeightsArg = None,
+    depth_dataset: str = "nyu",
+    depth_kind: str = "linear",
+    detection_head: nn.Module | None = None,
+) -> PerceptionGraph:
+    """The PerceptionGraph for `spec` (weights as create_backbone and create_depth_head take them).
+
+    The detection head, when the spec has one, is passed in built (its weights or prototypes decide it).
+    """
+    backbone = create_backbone(spec.variant, backbone_weights)
+    depth_head = None
+    if spec.depth:
+        if depth_weights is None:
+            raise ValueError("the spec has a depth head: pass depth_weights ('pretrained', a path or 'random')")
+        depth_head = create_depth_head(spec.variant, depth_dataset, depth_kind, depth_weights)
+    return PerceptionGraph(spec, backbone, depth_head, detection_head)
+
+
+def perception_graph_for(settings: ModelSettings, spec: GraphSpec) -> tuple[PerceptionGraph, tuple[str, ...] | None]:
+    """The PerceptionGraph the node's `settings` run for `spec`, and a trained head's class names (None
+    for the exemplar head, whose classes are taught at run time)."""
+    head, class_names = None, None
+    if spec.exemplar:
+        head = ExemplarHead(max_classes=spec.max_classes, top_k=spec.top_k)
+    elif spec.detection == "center":
+        head, class_names = center_head_for(settings, spec.top_k)
+    graph = build_perception_graph(
+        spec, settings.weights, settings.depth_weights or None, settings.depth_dataset, settings.depth_kind, head
+    )
+    return graph, class_names
+
+
+def center_head_for(settings: ModelSettings, top_k: int):
+    """The trained centre head of `settings` (model.detector_weights) and its class names; refused when
+    it was trained on another encoder, input size or resize mode (train-detector records them)."""
+    head, info = load_center_head(
+        Path(settings.detector_weights).expanduser(),
+        encoder_name(settings.variant, settings.weights),
+        (settings.input_height, settings.input_width),
+        top_k=top_k,
+        expected_resize=settings.resize,
+    )
+    return head, tuple(info.class_names)

@@ -16,7 +16,7 @@ from typing import get_args
 import torch
 import torch.nn.functional as F
 
-from dinov2_ros.model.variants import PosEmbedRule
+from dinov2_ros.weights.variants import PosEmbedRule
 
 POS_EMBED_RULES: tuple[str, ...] = get_args(PosEmbedRule)
 INTERPOLATE_OFFSET = 0.1

@@ -16,7 +16,7 @@ from torch import nn
 from dinov2_ros.model.layers import Block, PatchEmbed
 from dinov2_ros.model.layers.block import LAYER_NORM_EPS
 from dinov2_ros.model.pos_embed import interpolate_pos_embed
-from dinov2_ros.model.variants import BackboneVariant, FfnKind, PosEmbedRule
+from dinov2_ros.weights.variants import BackboneVariant, FfnKind, PosEmbedRule
 
 IntermediateLayer = tuple[torch.Tensor, torch.Tensor]
 
@@ -82,6 +82,7 @@ class DinoVisionTransformer(nn.Module):
             "ffn": variant.ffn,
             "num_register_tokens": variant.num_register_tokens,
             "pos_embed_rule": variant.pos_embed_rule,
+            "patch_size": variant.patch_size,
         }
         return cls(**{**config, **overrides})  # type: ignore[arg-type]
 

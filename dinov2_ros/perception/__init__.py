@@ -1,1 +1,2 @@
-"""The ROS-free frame pipeline: camera geometry, 3D lifting, prototypes, synthetic scenes."""
+"""The ROS-free frame path: frames in, depth and tracked 3D objects out (camera geometry, lifting,
+oriented boxes, track ids, prototypes). No torch, no ROS."""

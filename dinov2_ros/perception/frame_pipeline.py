@@ -1,10 +1,11 @@
-"""The per-frame work the ROS node drives, without ROS: frames in, depth and 3D objects out.
+"""The one owner of a frame, without ROS: camera frames in, depth and tracked 3D objects out.
 
-One compiled graph (and backend) per camera resolution, opened by `open_graph` (which may export for
-minutes; `process` keeps running the open sizes meanwhile) or else on first use; frames of the same
-resolution go through one `infer` call. Results come back in camera pixels, detections are lifted to
-3D with the camera model, and the prototype store is held here so classes change between frames
-without rebuilding anything. Tests drive this class directly.
+`process` does, per batch of frames: admit (is the graph of the frame's size ready? see
+GraphPreparation) -> infer (one `Backend.infer` call per size) -> decode (the rows above the score
+threshold, in camera pixels) -> track (per-camera ids; the untracked are dropped) -> lift only what
+is published (masks, 3D boxes) -> results. A frame that cannot be processed comes back as its
+Rejection, in its place, and never costs the frames around it. The prototype store is held here so
+classes change between frames without rebuilding anything. Tests and tools drive this class directly.
 """
 
 from __future__ import annotations
@@ -14,160 +15,63 @@ import os
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
-import cv2
 import numpy as np
 
 from dinov2_ros.perception.camera_model import PinholeCameraModel
-from dinov2_ros.perception.object_lifting import IDENTITY_ORIENTATION_XYZW, ObjectLifter, nan_where_no_return
+from dinov2_ros.perception.depth import nan_where_no_return
+from dinov2_ros.perception.detection_decoding import DecodedRows, camera_to_grid_affine, decode_rows, mask_to_camera
+from dinov2_ros.perception.frame import CameraFrame, Detection, FrameResult
+from dinov2_ros.perception.graph_preparation import GraphPreparation
+from dinov2_ros.perception.object_lifting import ObjectLifter
+from dinov2_ros.perception.object_tracking import ObjectTracker
 from dinov2_ros.perception.oriented_box import OrientedBox, fit_from_depths
 from dinov2_ros.perception.prototypes import PrototypeStore, prototype_from_box
-from dinov2_ros.runtime.backend import Backend
-from dinov2_ros.runtime.graph_spec import PATCH_SIZE, GraphSpec
+from dinov2_ros.perception.rejection import Rejection
+from dinov2_ros.runtime.backends import Backend
+from dinov2_ros.runtime.graph_spec import GraphSpec
 
 # (camera height, camera width) -> a ready backend for that resolution
 BackendOpener = Callable[[int, int], Backend]
 
 
-def depth_size_problem(
-    depth: np.ndarray, image: np.ndarray, depth_name: str = "depth image", image_name: str = "the camera image"
-) -> str:
-    """Why `depth` (H, W) cannot be paired with `image` (H, W, 3), or "" when their sizes agree; the
-    names say where each came from (the node gives their topics)."""
-    if depth.shape == image.shape[:2]:
-        return ""
-    return (
-        f"{depth_name} is {depth.shape[1]}x{depth.shape[0]} but {image_name} is {image.shape[1]}x"
-        f"{image.shape[0]}; use depth aligned to the colour image (e.g. aligned_depth_to_color)"
-    )
-
-
-@dataclass(frozen=True)
-class CameraFrame:
-    """One camera image with what is known about it; `camera` and `stamp` are opaque to the pipeline."""
-
-    camera: str
-    image_rgb: np.ndarray  # (H, W, 3) uint8
-    depth: np.ndarray | None = None  # (H, W) float32 metres, NaN invalid: an aligned sensor depth image
-    camera_model: PinholeCameraModel | None = None
-    stamp: Any = None
-
-    def __post_init__(self) -> None:
-        image = self.image_rgb
-        if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
-            found = f"{image.dtype} {image.shape}" if isinstance(image, np.ndarray) else type(image).__name__
-            raise ValueError(f"camera {self.camera!r}: image must be (H, W, 3) uint8 RGB, got {found}")
-        height, width = image.shape[:2]
-        if self.depth is not None and (problem := depth_size_problem(self.depth, image)):
-            raise ValueError(f"camera {self.camera!r}: {problem}")
-        model = self.camera_model
-        if model is not None and (model.width, model.height) != (width, height):
-            raise ValueError(
-                f"camera {self.camera!r}: camera_info is for {model.width}x{model.height} but the image is "
-                f"{width}x{height}; publish the camera_info of this image stream"
-            )
-
-    @property
-    def size(self) -> tuple[int, int]:
-        """(height, width)"""
-        return self.image_rgb.shape[0], self.image_rgb.shape[1]
-
-
-@dataclass(frozen=True)
-class Detection:
-    """One object: 2D box in camera pixels, its mask, and a 3D pose or the reason there is none."""
-
-    class_id: int
-    label: str
-    score: float
-    box: np.ndarray  # (4,) float32 x1, y1, x2, y2 camera pixels
-    mask: np.ndarray | None  # (H, W) bool, None when the graph gives no masks
-    centre: np.ndarray | None = None  # (3,) metres in the camera optical frame
-    size: np.ndarray | None = None  # (3,) metres along the box's axes (`orientation` turns them)
-    orientation: tuple[float, float, float, float] = IDENTITY_ORIENTATION_XYZW  # x, y, z, w
-    no_pose_reason: str = ""
-    axis_aligned_reason: str = ""  # why a posed detection has no oriented box (identity orientation)
-    track_id: int = 0  # per-camera track id (object_tracking.py), 0 when not tracked
-
-
-@dataclass(frozen=True)
-class FrameResult:
-    """Everything computed for one frame."""
-
-    frame: CameraFrame
-    depth: np.ndarray | None  # (H, W) float32 metres, NaN invalid; None when the graph has no depth head
-    detections: list[Detection] = field(default_factory=list)
-    inference_s: float = 0.0  # the batched graph call this frame was part of
-
-
 @dataclass
-class _Graph:
-    backend: Backend
-    spec: GraphSpec
-    batch: np.ndarray  # reused (N, H, W, 3) input buffer, grown on demand
-    # 2x3 map from camera pixel (u, v) to patch-grid sample coordinates, for cv2.warpAffine
-    camera_to_grid: np.ndarray
+class _Batch:
+    """The reused (N, H, W, 3) input buffer of one size, grown on demand, and its mask warp."""
 
-
-def camera_to_grid_affine(spec: GraphSpec) -> np.ndarray:
-    """Affine map camera pixel index -> patch-grid sample position (pixel centres on both sides)."""
-    m = spec.mapping()
-    sx, sy = m.scale_x / PATCH_SIZE, m.scale_y / PATCH_SIZE
-    tx = (0.5 * m.scale_x + m.offset_x) / PATCH_SIZE - 0.5
-    ty = (0.5 * m.scale_y + m.offset_y) / PATCH_SIZE - 0.5
-    return np.array([[sx, 0.0, tx], [0.0, sy, ty]], np.float64)
-
-
-def mask_to_camera(
-    logits: np.ndarray, box: np.ndarray, camera_to_grid: np.ndarray, size: tuple[int, int]
-) -> np.ndarray:
-    """Patch-grid mask logits (h, w) -> (H, W) bool camera mask, evaluated inside `box` only."""
-    height, width = size
-    mask = np.zeros((height, width), bool)
-    x1, y1 = (max(int(np.floor(v)), 0) for v in box[:2])
-    x2, y2 = min(int(np.ceil(box[2])), width), min(int(np.ceil(box[3])), height)
-    if x2 <= x1 or y2 <= y1:
-        return mask
-    shifted = camera_to_grid.copy()
-    shifted[:, 2] += camera_to_grid[:, :2] @ (x1, y1)
-    roi = cv2.warpAffine(
-        logits.astype(np.float32, copy=False),
-        shifted,
-        (x2 - x1, y2 - y1),
-        flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-        borderMode=cv2.BORDER_REPLICATE,
-    )
-    mask[y1:y2, x1:x2] = roi > 0
-    return mask
+    images: np.ndarray
+    camera_to_grid: np.ndarray  # 2x3 camera pixel (u, v) -> patch-grid sample, for cv2.warpAffine
 
 
 class FramePipeline:
-    """Runs batches of camera frames through one graph per resolution; thread-safe for class changes.
+    """Runs batches of camera frames through one graph per size; thread-safe for class changes.
 
-    `open_backend(height, width)` returns the backend for a camera resolution (called once per size).
-    `prototypes` is required for an exemplar graph; `class_names` names a trained head's class ids.
+    `graphs` is the GraphPreparation that serves the sizes, or an opener `(height, width) -> Backend`
+    that a default one (first use waits, no bound) wraps. `prototypes` is required for an exemplar
+    graph; `class_names` names a trained head's class ids. With a `tracker`, detections carry
+    per-camera track ids and only tracked ones are published (ByteTrack confirms on the second
+    sighting); the tracker may outlive the pipeline, so ids are never reused.
     """
 
     def __init__(
         self,
-        open_backend: BackendOpener,
+        graphs: GraphPreparation | BackendOpener,
         prototypes: PrototypeStore | None = None,
         class_names: Mapping[int, str] | None = None,
         score_threshold: float = 0.5,
         max_classes: int = 16,
         lifter: ObjectLifter | None = None,
+        tracker: ObjectTracker | None = None,
     ) -> None:
-        self._open_backend = open_backend
+        self.preparation = graphs if isinstance(graphs, GraphPreparation) else GraphPreparation(graphs)
         self._prototypes = prototypes
-        self._class_names = dict(class_names or {})
+        self.class_names = class_names
         self.score_threshold = score_threshold
         self.max_classes = max_classes
         self._lifter = lifter or ObjectLifter()
-        self._graphs: dict[tuple[int, int], _Graph] = {}
-        self._open_failures: dict[tuple[int, int], str] = {}
-        self._open_lock = threading.Lock()  # one opening at a time; never held by process() for open sizes
+        self._tracker = tracker
+        self._batches: dict[tuple[int, int], _Batch] = {}
         self._lock = threading.Lock()
         self._prototype_inputs: tuple[np.ndarray, np.ndarray] | None = None
         self._features: dict[str, tuple[np.ndarray, GraphSpec]] = {}
@@ -183,10 +87,18 @@ class FramePipeline:
         self._score_threshold = float(value)
 
     @property
+    def class_names(self) -> dict[int, str]:
+        return self._class_names
+
+    @class_names.setter
+    def class_names(self, names: Mapping[int, str] | None) -> None:
+        """A trained head's class names by id (the node sets them once its graph is stored)."""
+        self._class_names = dict(names or {})
+
+    @property
     def graphs(self) -> dict[tuple[int, int], GraphSpec]:
         """The graphs opened so far, by (height, width)."""
-        # list() copies in one step under the GIL: the worker may add a graph meanwhile
-        return {size: graph.spec for size, graph in list(self._graphs.items())}
+        return self.preparation.graphs
 
     def labels(self) -> dict[int, str]:
         """Class id -> name for every class the pipeline can report now."""
@@ -196,100 +108,102 @@ class FramePipeline:
             return dict(self._class_names)
 
     def open_graph(self, height: int, width: int) -> GraphSpec:
-        """Open the graph for `height` x `width` camera frames now (pixels) and return its spec.
+        """Open the graph for `height` x `width` camera frames now (GraphPreparation.open_graph)."""
+        return self.preparation.open_graph(height, width)
 
-        Safe on another thread while `process` runs frames of the sizes already open: it never waits
-        for an opening. Raises what the opener raised (once; later calls raise ValueError naming it).
-        """
-        return self._graph(height, width).spec
-
-    def _graph(self, height: int, width: int) -> _Graph:
-        graph = self._graphs.get((height, width))
-        if graph is not None:
-            return graph
-        with self._open_lock:
-            return self._graphs.get((height, width)) or self._open(height, width)
-
-    def _open(self, height: int, width: int) -> _Graph:
-        """Open one graph; call with the opening lock held."""
-        failure = self._open_failures.get((height, width))
-        if failure is not None:  # opening may export for minutes: do not retry a broken set-up per frame
-            raise ValueError(f"the graph for {width}x{height} frames could not be opened: {failure}")
-        try:
-            backend = self._open_backend(height, width)
-        except Exception as error:
-            self._open_failures[(height, width)] = f"{type(error).__name__}: {error}"
-            raise
-        spec = backend.spec
-        if (spec.camera_height, spec.camera_width) != (height, width):
-            raise ValueError(
-                f"the backend opened for {width}x{height} frames runs graph '{spec.key}' for "
-                f"{spec.camera_width}x{spec.camera_height}; export the graph for this camera size"
-            )
-        if spec.exemplar and self._prototypes is None:
-            raise ValueError(f"graph '{spec.key}' has the exemplar head: give FramePipeline a PrototypeStore")
-        batch = np.empty((0, height, width, 3), np.uint8)
-        graph = _Graph(backend, spec, batch, camera_to_grid_affine(spec))
-        self._graphs[(height, width)] = graph
-        return graph
-
-    def process(self, frames: Sequence[CameraFrame]) -> list[FrameResult]:
-        """One `infer` call per distinct resolution among `frames`; results in the order of `frames`."""
+    def process(self, frames: Sequence[CameraFrame]) -> list[FrameResult | Rejection]:
+        """Each frame's FrameResult, or the Rejection that says why it was skipped, in frame order."""
+        results: list[FrameResult | Rejection | None] = [None] * len(frames)
         by_size: dict[tuple[int, int], list[int]] = {}
         for index, frame in enumerate(frames):
-            by_size.setdefault(frame.size, []).append(index)
-        results: list[FrameResult | None] = [None] * len(frames)
-        for (height, width), indices in by_size.items():
-            graph = self._graph(height, width)
-            if graph.batch.shape[0] < len(indices):
-                graph.batch = np.empty((len(indices), height, width, 3), np.uint8)
-            batch = graph.batch[: len(indices)]
+            rejection = self.preparation.admit(frame.camera, frame.size)
+            if rejection is not None:
+                results[index] = rejection
+            else:
+                by_size.setdefault(frame.size, []).append(index)
+        for size, indices in by_size.items():
+            try:
+                spec, outputs, inference_s = self._infer(size, [frames[i] for i in indices])
+            except Exception as error:  # a failing graph call costs its frames, not the other sizes'
+                for index in indices:
+                    results[index] = Rejection("inference", type(error).__name__, f"{type(error).__name__}: {error}")
+                continue
             for row, index in enumerate(indices):
-                batch[row] = frames[index].image_rgb
-            inputs = {"images": batch}
-            if graph.spec.exemplar:
-                inputs["prototypes"], inputs["prototype_classes"] = self._graph_prototypes(graph.spec)
-            start = time.perf_counter()
-            outputs = graph.backend.infer(inputs)
-            inference_s = time.perf_counter() - start
-            for row, index in enumerate(indices):
-                results[index] = self._result(frames[index], graph, outputs, row, inference_s)
+                try:
+                    results[index] = self._result(frames[index], spec, outputs, row, inference_s)
+                except Exception as error:  # never the other frames' output
+                    results[index] = Rejection(
+                        "processing", type(error).__name__, f"{type(error).__name__}: {str(error).strip()}"
+                    )
         return results
 
+    def _infer(self, size: tuple[int, int], frames: list[CameraFrame]):
+        """(spec, outputs, seconds) of one graph call on `frames`, all of `size`."""
+        backend = self.preparation.backend(size)
+        batch = self._batches.get(size)
+        if batch is None or batch.images.shape[0] < len(frames):
+            batch = self._batches[size] = _Batch(
+                np.empty((len(frames), *size, 3), np.uint8), camera_to_grid_affine(backend.spec)
+            )
+        images = batch.images[: len(frames)]
+        for row, frame in enumerate(frames):
+            images[row] = frame.image_rgb
+        inputs = {"images": images}
+        if backend.spec.exemplar:
+            inputs["prototypes"], inputs["prototype_classes"] = self._graph_prototypes(backend.spec)
+        start = time.perf_counter()
+        outputs = backend.infer(inputs)
+        return backend.spec, outputs, time.perf_counter() - start
+
     def _graph_prototypes(self, spec: GraphSpec) -> tuple[np.ndarray, np.ndarray]:
+        if self._prototypes is None:
+            raise ValueError(f"graph '{spec.key}' has the exemplar head: give FramePipeline a PrototypeStore")
         with self._lock:
             if self._prototype_inputs is None or self._prototype_inputs[0].shape[0] != spec.max_prototypes:
                 self._prototype_inputs = self._prototypes.to_arrays(spec.max_prototypes, self.max_classes)
             return self._prototype_inputs
 
     def _result(
-        self, frame: CameraFrame, graph: _Graph, outputs: dict[str, np.ndarray], row: int, inference_s: float
+        self, frame: CameraFrame, spec: GraphSpec, outputs: dict[str, np.ndarray], row: int, inference_s: float
     ) -> FrameResult:
         depth = nan_where_no_return(outputs["depth"][row]) if "depth" in outputs else None
-        if "features" in outputs and graph.spec.exemplar:
+        if "features" in outputs and spec.exemplar:
             with self._lock:
-                self._features[frame.camera] = (outputs["features"][row], graph.spec)  # the backend's own array
-        detections: list[Detection] = []
-        if "detections" in outputs:
-            detections = self._detections(frame, graph, outputs["detections"][row], outputs["masks"][row], depth)
-        return FrameResult(frame, depth, detections, inference_s)
+                self._features[frame.camera] = (outputs["features"][row], spec)  # the backend's own array
+        if "detections" not in outputs:
+            return FrameResult(frame, depth, [], inference_s)
+        decoded = decode_rows(outputs["detections"][row], self._score_threshold)
+        track_ids = np.zeros(len(decoded), np.int64)
+        if self._tracker is not None:
+            time_s = time.monotonic() if frame.time_s is None else frame.time_s
+            track_ids = self._tracker.update(frame.camera, time_s, decoded.boxes, decoded.scores)
+            decoded, track_ids = decoded.subset(track_ids > 0), track_ids[track_ids > 0]
+        lift_depth = frame.depth if frame.depth is not None else depth
+        without_3d = _without_3d(frame, lift_depth, "the model's depth" if frame.depth is None else frame.depth_source)
+        batch = self._batches[frame.size]
+        detections = self._detections(frame, batch, outputs["masks"][row], decoded, track_ids, lift_depth)
+        return FrameResult(frame, depth, detections, inference_s, without_3d)
 
     def _detections(
-        self, frame: CameraFrame, graph: _Graph, rows: np.ndarray, mask_logits: np.ndarray, depth: np.ndarray | None
+        self,
+        frame: CameraFrame,
+        batch: _Batch,
+        mask_logits: np.ndarray,
+        decoded: DecodedRows,
+        track_ids: np.ndarray,
+        lift_depth: np.ndarray | None,
     ) -> list[Detection]:
-        # a row with a non-finite box or score (an fp16 engine overflowing) is dropped, not the whole frame
-        finite = np.isfinite(rows[:, :5]).all(axis=1)
-        keep = np.flatnonzero(finite & (rows[:, 4] >= self._score_threshold) & (rows[:, 4] > 0) & (rows[:, 5] >= 0))
-        if keep.size == 0:
+        """The published detections: masks in camera pixels, then an oriented 3D box where the points
+        support one, else the axis-aligned box (and why not oriented), else why there is no pose."""
+        if len(decoded) == 0:
             return []
         labels = self.labels()
-        boxes = rows[keep, :4].astype(np.float32)
         masks = [
-            mask_to_camera(mask_logits[i], box, graph.camera_to_grid, frame.size)
-            for i, box in zip(keep, boxes, strict=True)
+            mask_to_camera(mask_logits[i], box, batch.camera_to_grid, frame.size)
+            for i, box in zip(decoded.rows, decoded.boxes, strict=True)
         ]
-        lift_depth, camera = (frame.depth if frame.depth is not None else depth), frame.camera_model
-        # an oriented box where the points support one, else the axis-aligned box (and why not oriented)
+        camera: PinholeCameraModel | None = frame.camera_model
+        boxes = decoded.boxes
         posed = np.flatnonzero(self._lifter.can_lift(lift_depth, camera, boxes, masks))
         fits = fit_from_depths(lift_depth, camera, [masks[k] for k in posed], boxes[posed]) if len(posed) else []
         oriented_of = dict(zip(posed.tolist(), fits, strict=True))
@@ -297,8 +211,8 @@ class FramePipeline:
         lifted = self._lifter.lift(lift_depth, camera, boxes[aligned], [masks[k] for k in aligned])
         lifted_of = dict(zip(aligned, lifted, strict=True))
         detections = []
-        for k, (i, box, mask) in enumerate(zip(keep, boxes, masks, strict=True)):
-            class_id = int(rows[i, 5])
+        for k, (box, mask) in enumerate(zip(boxes, masks, strict=True)):
+            class_id = int(decoded.classes[k])
             oriented = oriented_of.get(k)
             if isinstance(oriented, OrientedBox):
                 centre, size, orientation = oriented.center, oriented.size, oriented.quaternion_xyzw
@@ -311,7 +225,7 @@ class FramePipeline:
                 Detection(
                     class_id=class_id,
                     label=labels.get(class_id, str(class_id)),
-                    score=float(rows[i, 4]),
+                    score=float(decoded.scores[k]),
                     box=box,
                     mask=mask,
                     centre=centre,
@@ -319,6 +233,7 @@ class FramePipeline:
                     orientation=orientation,
                     no_pose_reason=no_pose,
                     axis_aligned_reason=why,
+                    track_id=int(track_ids[k]),
                 )
             )
         return detections
@@ -366,6 +281,25 @@ class FramePipeline:
             self._prototypes.save(path)
 
     def close(self) -> None:
-        for graph in self._graphs.values():
-            graph.backend.close()
-        self._graphs.clear()
+        """Close the graphs' backends (GraphPreparation.close)."""
+        self.preparation.close()
+
+
+def _without_3d(frame: CameraFrame, depth: np.ndarray | None, depth_source: str) -> Rejection | None:
+    """Why `frame` can have no 3D objects at all, or None."""
+    if frame.camera_model is None:
+        return Rejection(
+            "camera_info",
+            "uncalibrated",
+            "CameraInfo K (P for a rectified camera) is all zeros, the convention for an uncalibrated camera: "
+            "no 3D objects until the camera is calibrated (camera_calibration; the driver's camera_info_url)",
+        )
+    # a sparse look first: a frame with valid depth almost always shows it there (0.005 ms, not 0.3)
+    if depth is not None and not (np.isfinite(depth[::8, ::8]).any() or np.isfinite(depth).any()):
+        return Rejection(
+            "depth",
+            "no valid depth",
+            f"{depth_source} has no valid pixel (all 0 or NaN): no 3D objects for this frame, rather than an empty "
+            "list that says the view is empty; check the depth camera (its range, exposure, emitter, driver)",
+        )
+    return None

@@ -15,7 +15,6 @@ import numpy as np
 
 from dinov2_ros.perception.camera_model import PinholeCameraModel
 
-DEPTH_ENCODINGS = {"32FC1": np.float32, "16UC1": np.uint16}
 IDENTITY_ORIENTATION_XYZW = (0.0, 0.0, 0.0, 1.0)
 MEDIAN_SAMPLES = 2048  # depth pixels the robust statistics look at; extents use every pixel
 
@@ -33,26 +32,6 @@ class LiftedObject:
     @property
     def has_pose(self) -> bool:
         return self.center is not None
-
-
-def depth_to_metres(depth: np.ndarray, encoding: str) -> np.ndarray:
-    """REP 118 depth image -> float32 metres with NaN wherever the sensor gave no return."""
-    if encoding not in DEPTH_ENCODINGS:
-        raise ValueError(f"depth encoding {encoding!r} is not supported; publish {' or '.join(DEPTH_ENCODINGS)}")
-    expected = DEPTH_ENCODINGS[encoding]
-    if depth.dtype.newbyteorder("=") != expected or depth.ndim != 2:  # either byte order (a message's view)
-        raise ValueError(
-            f"{encoding} depth must be a 2D {np.dtype(expected).name} array, got {depth.dtype} {depth.shape}"
-        )
-    # astype copies, so the caller's array (a view of a message) is never written
-    metres = depth.astype(np.float32) * np.float32(0.001) if encoding == "16UC1" else depth.astype(np.float32)
-    return nan_where_no_return(metres)
-
-
-def nan_where_no_return(metres: np.ndarray) -> np.ndarray:
-    """Set NaN, in place, wherever depth in metres is not a positive finite value; returns `metres`."""
-    np.copyto(metres, np.nan, where=~((metres > 0) & (metres < np.inf)))  # NaN compares False: stays NaN
-    return metres
 
 
 def fast_median(values: np.ndarray) -> float:
@@ -94,7 +73,7 @@ class ObjectLifter:
     ) -> list[LiftedObject]:
         """One LiftedObject per box (K, 4) xyxy camera pixels; `masks` (K of (H, W) bool) narrow each box.
 
-        `depth_m` is metres with NaN for no return (see depth_to_metres), aligned with the camera image.
+        `depth_m` is metres with NaN for no return (see perception.depth), aligned with the camera image.
         """
         boxes = self._checked(depth_m, camera, boxes, masks)
         if camera is None:
@@ -176,11 +155,13 @@ class ObjectLifter:
                 break
             inliers = refined
         keep = support & (np.abs(crop - median) <= band)
-        kept = int(np.count_nonzero(keep))
         if camera.has_distortion:  # x = (x/z)(u, v) * z from the camera's table, reduced over the crop
             rays = camera.normalized_pixel_grid()[:, y1 : y1 + crop.shape[0], x1 : x1 + crop.shape[1]]
+            keep &= np.isfinite(rays[0])  # pixels where the lens model has no inverse give no points
             z = crop.astype(np.float64)  # NaN where no return: outside `keep`
             coordinates = (rays[0] * z, rays[1] * z, z)
+            if not keep.any():
+                return LiftedObject(None, None, 0, "no pixel of the detection has an inverse in the lens model")
             low = np.array([np.min(c, where=keep, initial=np.inf) for c in coordinates])
             high = np.array([np.max(c, where=keep, initial=-np.inf) for c in coordinates])
         else:  # pinhole: x = (u - cx) / fx * z, so the extremes of x (y) come from each column's (row's)
@@ -197,4 +178,4 @@ class ObjectLifter:
         center = 0.5 * (low + high)
         # points are pixel centres: add one pixel's footprint so a face of n pixels spans n pixels
         footprint = center[2] * np.array([1 / camera.fx, 1 / camera.fy, 0.0])
-        return LiftedObject(center, high - low + footprint, kept)
+        return LiftedObject(center, high - low + footprint, int(np.count_nonzero(keep)))

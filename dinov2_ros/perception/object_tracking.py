@@ -21,7 +21,6 @@ detector's class for the part flips, and takes the newest detection's class.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import warnings
 from collections import deque
@@ -29,8 +28,6 @@ from collections import deque
 import numpy as np
 import supervision as sv
 from supervision.tracker.byte_tracker.core import ByteTrack
-
-from dinov2_ros.perception.frame_pipeline import FrameResult
 
 # time differences the frame period is the median of
 PERIOD_WINDOW = 16
@@ -56,11 +53,11 @@ class CameraTracker:
         """The camera's frame period (s): median of its recent time differences."""
         return float(np.median(self._periods)) if self._periods else DEFAULT_PERIOD_S
 
-    def update(self, stamp_s: float, boxes: np.ndarray, scores: np.ndarray, score_threshold: float) -> np.ndarray:
+    def update(self, stamp_s: float, boxes: np.ndarray, scores: np.ndarray) -> np.ndarray:
         """Ids (N,) int64 for `boxes` (N, 4) xyxy pixels with `scores` (N,) in [0, 1] of the frame at
         `stamp_s` (seconds, the frame's time on a clock that only goes forward); 0 where a detection has
-        no confirmed track.
-        `score_threshold` is the one the detections passed: every one of them may start a track."""
+        no confirmed track. The detections passed the pipeline's score threshold: every one of them is
+        a "high" detection in ByteTrack's terms and may start a track."""
         tracker = self._byte_track
         silent = self._advance(stamp_s)
         tracker.max_time_lost = max(1, math.ceil(self.lost_timeout_s / self.period_s))
@@ -69,8 +66,8 @@ class CameraTracker:
             # from the tracks it matches against one step later)
             for _ in range(tracker.max_time_lost + 2):
                 tracker.update_with_tensors(np.empty((0, 5), np.float32))
-        # the detections passed the node's threshold: all are "high" and all may start a track
-        tracker.track_activation_threshold = tracker.det_thresh = score_threshold
+        # the detections passed the pipeline's threshold: all are "high" and all may start a track
+        tracker.track_activation_threshold = tracker.det_thresh = 0.0
         ids = np.zeros(len(boxes), np.int64)
         if len(boxes) == 0:
             tracker.update_with_tensors(np.empty((0, 5), np.float32))
@@ -101,21 +98,17 @@ class CameraTracker:
 
 
 class ObjectTracker:
-    """One CameraTracker per camera name; `assign` gives a frame's detections their track ids."""
+    """One CameraTracker per camera name: track ids are per camera."""
 
     def __init__(self, lost_timeout_s: float) -> None:
+        if not lost_timeout_s > 0:
+            raise ValueError(f"lost_timeout_s must be > 0 s, got {lost_timeout_s}")
         self.lost_timeout_s = lost_timeout_s
         self._cameras: dict[str, CameraTracker] = {}
 
-    def assign(self, result: FrameResult, stamp_s: float, score_threshold: float) -> FrameResult:
-        """`result` with only its tracked detections, each carrying its `track_id`."""
-        camera = result.frame.camera
+    def update(self, camera: str, stamp_s: float, boxes: np.ndarray, scores: np.ndarray) -> np.ndarray:
+        """CameraTracker.update for `camera`'s frame at `stamp_s`: ids (N,), 0 where not tracked."""
         tracker = self._cameras.get(camera)
         if tracker is None:
             tracker = self._cameras[camera] = CameraTracker(self.lost_timeout_s)
-        detections = result.detections
-        boxes = np.array([d.box for d in detections], np.float32).reshape(-1, 4)
-        scores = np.array([d.score for d in detections], np.float32)
-        ids = tracker.update(stamp_s, boxes, scores, score_threshold)
-        tracked = [dataclasses.replace(d, track_id=int(i)) for d, i in zip(detections, ids, strict=True) if i > 0]
-        return dataclasses.replace(result, detections=tracked)
+        return tracker.update(stamp_s, boxes, scores)

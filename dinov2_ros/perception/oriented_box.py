@@ -91,6 +91,8 @@ def fit_from_depths(
             crop_mask = mask[y1:y2, x1:x2]
         region, ring = region_and_ring(crop_mask, gap_px=3, width_px=reach_px - 3)
         valid = np.isfinite(crop)
+        if camera.has_distortion:  # pixels where the lens model has no inverse give no points
+            valid &= np.isfinite(camera.normalized_pixel_grid()[0, y1:y2, x1:x2])
         for pixels in (region & valid, ring & valid):
             flat = np.flatnonzero(pixels)  # (a fifth of np.nonzero's time on a 2D array)
             step = max(1, -(-len(flat) // MAX_POINTS))  # an even subsample: the same fit, bounded cost

@@ -1,1 +1,1 @@
-"""ROS 2 layer: nodes, message conversion, QoS, services, diagnostics. The only place importing rclpy."""
+"""ROS 2 adapters: nodes, message conversion, QoS, services, diagnostics. Only messages and wiring here."""

@@ -1,12 +1,11 @@
-"""One camera's topics: subscriptions that only fill its newest-frame slot, and its output publishers.
+"""One camera's input topics: subscriptions that only fill its newest-frame slot, and its statistics.
 
-Topic names are relative, so namespaces and remapping apply. With one camera they are `image`,
-`camera_info`, `depth` in and `dinov2/...` out; with several, each camera's live under its name
-(`front/image`, `front/dinov2/objects`, ...). Every output image has its CameraInfo beside it, as
-image_transport's CameraPublisher names them (`<ns>/image` and `<ns>/camera_info`), so image_pipeline
-and RViz's Camera and DepthCloud displays pair them: `dinov2/depth/image` with
-`dinov2/depth/camera_info`, `dinov2/debug/image` with `dinov2/debug/camera_info`,
-`dinov2/instances/image` with `dinov2/instances/camera_info`.
+Topic names are relative, so namespaces and remapping apply. With one camera the node subscribes to
+`image` (or `image/compressed`), `camera_info` and, with `use_depth`, `depth/image` (image_pipeline's
+sibling rule, as `depth_registered/image_rect`); with several, each camera's live under its name
+(`front/image`, ...). Subscriptions keep only the newest message with sensor-data QoS (best effort)
+by default; rclpy's standard QoS overrides change that per topic at start-up, e.g.
+`qos_overrides./camera/image.subscription.reliability:=reliable` (ros2/demos quality_of_service_demo).
 """
 
 from __future__ import annotations
@@ -16,19 +15,14 @@ from collections.abc import Callable
 
 from diagnostic_msgs.msg import DiagnosticStatus
 from rclpy.lifecycle import Node
-from rclpy.qos import (
-    DurabilityPolicy,
-    HistoryPolicy,
-    QoSProfile,
-    ReliabilityPolicy,
-    qos_policy_name_from_kind,
-)
-from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
-from vision_msgs.msg import Detection2DArray, Detection3DArray, LabelInfo
-from visualization_msgs.msg import MarkerArray
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_policy_name_from_kind
+from rclpy.qos_overriding_options import QoSOverridingOptions
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
+from dinov2_ros.perception.frame import FrameResult
+from dinov2_ros.perception.rejection import Rejection
 from dinov2_ros.ros.diagnostics import CameraStatistics
-from dinov2_ros.ros.frame_slots import CameraSlot
+from dinov2_ros.ros.frame_slots import CameraSlot, PairedFrame
 from dinov2_ros.ros.image_conversion import compressed_to_rgb, image_to_rgb
 from dinov2_ros.ros.node_parameters import CameraSettings
 
@@ -37,38 +31,29 @@ try:  # Jazzy and newer
 except ImportError:  # Humble
     from rclpy.qos_event import SubscriptionEventCallbacks
 
-OUTPUT_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
-LATCHED_QOS = QoSProfile(
-    depth=1,
-    reliability=ReliabilityPolicy.RELIABLE,
-    durability=DurabilityPolicy.TRANSIENT_LOCAL,
-    history=HistoryPolicy.KEEP_LAST,
-)
-
-
-def camera_qos(reliable: bool) -> QoSProfile:
-    """Keep only the newest message: sensor-data QoS (best effort), or reliable when asked for."""
-    reliability = ReliabilityPolicy.RELIABLE if reliable else ReliabilityPolicy.BEST_EFFORT
-    return QoSProfile(depth=1, reliability=reliability, history=HistoryPolicy.KEEP_LAST)
+# keep only the newest message, best effort: every publisher matches (sensor data QoS with depth 1)
+CAMERA_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT, history=HistoryPolicy.KEEP_LAST)
+# a stamp this far ahead of the node's clock is not the capture time (unsynchronised clocks)
+FUTURE_STAMP_TOLERANCE_S = 1.0
 
 
 def stamp_ns(msg) -> int:
     return msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
 
 
+def image_size_of(info: CameraInfo) -> tuple[int, int]:
+    """(width, height) of the images a CameraInfo describes: its ROI (else the sensor) over its binning (REP 104)."""
+    width = info.roi.width or info.width
+    height = info.roi.height or info.height
+    return width // max(info.binning_x, 1), height // max(info.binning_y, 1)
+
+
 class CameraStreams:
-    """Publishers, slot and statistics of one camera (created at configure), and its subscriptions
-    (`subscribe` at activate, `unsubscribe` at deactivate). The publishers are lifecycle publishers:
-    they publish only while the node is active."""
+    """Slot, statistics and warnings of one camera (created at configure), and its subscriptions
+    (`subscribe` at activate, `unsubscribe` at deactivate)."""
 
     def __init__(
-        self,
-        node: Node,
-        settings: CameraSettings,
-        prefix: str,
-        reliable: bool,
-        wake: Callable[[], None],
-        warn: Callable[..., None],
+        self, node: Node, settings: CameraSettings, prefix: str, wake: Callable[[], None], warn: Callable[..., None]
     ) -> None:
         """`warn(problem, text, level="warning")` logs about this camera, throttled per problem (the node's)."""
         self.name = settings.name
@@ -80,43 +65,27 @@ class CameraStreams:
         self._warn = warn
         self._settings = settings
         self._prefix = prefix
-        self._qos = camera_qos(reliable)
         self._subscriptions: list = []
+        self._newest_stamp_ns = 0  # the newest image stamp since subscribing: a stamp behind it went backwards
+        self._warned_uncalibrated = False
         self.image_topic = ""  # the image subscription's resolved name (remapped), while subscribed
         self.depth_topic = ""  # the depth subscription's, where depth is used
-        # the image message -> (H, W, 3) uint8 RGB; ValueError if malformed
+        # the image message -> (H, W, 3) uint8 RGB; a Rejection if malformed
         self.to_rgb = compressed_to_rgb if settings.transport == "compressed" else image_to_rgb
-        out = f"{prefix}dinov2/"
-        publish = node.create_lifecycle_publisher
-        self.objects = publish(Detection3DArray, out + "objects", OUTPUT_QOS)
-        self.objects_2d = publish(Detection2DArray, out + "objects_2d", OUTPUT_QOS)
-        self.label_info = publish(LabelInfo, out + "label_info", LATCHED_QOS)
-        self.depth = publish(Image, out + "depth/image", OUTPUT_QOS)
-        self.depth_info = publish(CameraInfo, out + "depth/camera_info", OUTPUT_QOS)
-        self.points = publish(PointCloud2, out + "points", OUTPUT_QOS)
-        self.markers = publish(MarkerArray, out + "markers", OUTPUT_QOS)
-        # the picture is pixel-aligned with the camera image, so the input's CameraInfo describes it
-        self.debug_image = publish(Image, out + "debug/image", OUTPUT_QOS)
-        self.debug_info = publish(CameraInfo, out + "debug/camera_info", OUTPUT_QOS)
-        # instance labels: 0 background, else the detection's id in objects_2d and objects
-        self.instances = publish(Image, out + "instances/image", OUTPUT_QOS)
-        self.instances_info = publish(CameraInfo, out + "instances/camera_info", OUTPUT_QOS)
-        self._publishers = [self.objects, self.objects_2d, self.label_info, self.depth, self.depth_info]
-        self._publishers += [self.points, self.markers, self.debug_image, self.debug_info]
-        self._publishers += [self.instances, self.instances_info]
 
     def subscribe(self) -> None:
         """Subscribe to the camera's topics (the node's activation)."""
-        prefix, qos = self._prefix, self._qos
+        prefix = self._prefix
         if self._settings.transport == "compressed":
-            self._subscribe(CompressedImage, f"{prefix}image/compressed", self._on_image, qos)
+            self._subscribe(CompressedImage, f"{prefix}image/compressed", self._on_image)
         else:
-            self._subscribe(Image, f"{prefix}image", self._on_image, qos)
+            self._subscribe(Image, f"{prefix}image", self._on_image)
         self.image_topic = self._subscriptions[0].topic_name
-        self._subscribe(CameraInfo, f"{prefix}camera_info", self._on_camera_info, qos)
+        self._subscribe(CameraInfo, f"{prefix}camera_info", self._on_camera_info)
         if self._settings.use_depth:
-            self._subscribe(Image, f"{prefix}depth", self._on_depth, qos)
+            self._subscribe(Image, f"{prefix}depth/image", self._on_depth)
             self.depth_topic = self._subscriptions[-1].topic_name
+        self._newest_stamp_ns = 0
         self.statistics.subscribed(time.monotonic())
 
     def unsubscribe(self) -> None:
@@ -126,23 +95,18 @@ class CameraStreams:
         self._subscriptions.clear()
         self.slot.clear()
 
-    def destroy(self) -> None:
-        """Destroy the subscriptions and publishers (the node's cleanup)."""
-        self.unsubscribe()
-        for publisher in self._publishers:
-            self._node.destroy_lifecycle_publisher(publisher)
-
-    def _subscribe(self, msg_type, topic: str, callback, qos: QoSProfile) -> None:
+    def _subscribe(self, msg_type, topic: str, callback) -> None:
         subscriptions = []
 
         def incompatible(event) -> None:
             policy = qos_policy_name_from_kind(event.last_policy_kind)
+            name = subscriptions[0].topic_name
             fix = (
-                "the parameter qos.reliable:=false (best effort accepts every publisher)"
+                f"the parameter qos_overrides.{name}.subscription.reliability:=best_effort (best effort accepts "
+                "every publisher)"
                 if "RELIABILITY" in policy
                 else f"the publisher's {policy} policy to the default"
             )
-            name = subscriptions[0].topic_name
             self._warn(  # throttled per topic: camera_info's problem is not hidden by the image's
                 f"incompatible QoS on {name}",
                 f"the publisher of {name} offers QoS incompatible with this node's subscription (policy "
@@ -151,17 +115,20 @@ class CameraStreams:
             )
 
         events = SubscriptionEventCallbacks(incompatible_qos=incompatible)
-        subscriptions.append(self._node.create_subscription(msg_type, topic, callback, qos, event_callbacks=events))
-        self._subscriptions.append(subscriptions[0])
+        subscription = self._node.create_subscription(
+            msg_type,
+            topic,
+            callback,
+            CAMERA_QOS,
+            event_callbacks=events,
+            qos_overriding_options=QoSOverridingOptions.with_default_policies(),
+        )
+        subscriptions.append(subscription)
+        self._subscriptions.append(subscription)
 
     def _on_image(self, msg) -> None:
-        stamp = stamp_ns(msg)
-        if stamp == 0:
-            self._warn(
-                "zero stamp",
-                "image header stamp is 0: expected the capture time; the frames are processed but left out of "
-                "the latency and image-age statistics. Set header.stamp in the camera driver",
-            )
+        now_s, stamp = time.monotonic(), stamp_ns(msg)
+        age_s = self._stamp_age_s(stamp)
         if not msg.header.frame_id:
             self._warn(
                 "empty frame_id",
@@ -169,18 +136,76 @@ class CameraStreams:
                 "camera_color_optical_frame); the outputs carry it, so TF cannot place them. Set the "
                 "driver's frame_id",
             )
-        age_s = (self._node.get_clock().now().nanoseconds - stamp) / 1e9 if stamp else None
-        self.statistics.image_received(time.monotonic(), age_s)
-        self.slot.put_image(stamp, msg, time.monotonic_ns())
+        width, height = (getattr(msg, "width", 0), getattr(msg, "height", 0))  # a CompressedImage has neither
+        self.statistics.image_received(now_s, age_s, (width, height, len(msg.data)) if width else None)
+        self.slot.put_image(stamp, msg, time.monotonic_ns(), stamp_usable=age_s is not None)
         self._wake()
 
+    def _stamp_age_s(self, stamp: int) -> float | None:
+        """The image's age at receipt (s) from its stamp, or None (with a throttled warning) for a stamp
+        that says nothing about it: zero, in the future, or behind the newest stamp (a clock reset, a
+        looped bag). Such frames are processed, but left out of the latency and age statistics."""
+        now = self._node.get_clock().now().nanoseconds
+        problem = ""
+        if stamp == 0:
+            problem, text = "zero stamp", "image header stamp is 0: expected the capture time"
+        elif stamp > now + FUTURE_STAMP_TOLERANCE_S * 1e9:
+            problem = "stamp in the future"
+            text = f"image stamp {stamp / 1e9:.3f} s is {(stamp - now) / 1e9:.3f} s ahead of this node's clock"
+        elif stamp < self._newest_stamp_ns:
+            problem = "stamp went backwards"
+            text = (
+                f"image stamp {stamp / 1e9:.3f} s is {(self._newest_stamp_ns - stamp) / 1e9:.3f} s behind an earlier "
+                "image's (a clock reset, a looped bag)"
+            )
+        self._newest_stamp_ns = max(self._newest_stamp_ns, stamp)
+        if not problem:
+            return (now - stamp) / 1e9
+        self.statistics.stamp_unusable(time.monotonic(), problem)
+        self._warn(
+            problem,
+            f"{text}; the frames are processed but left out of the latency and image-age statistics. Stamp images "
+            "with the capture time on a clock synchronised with this machine's (chrony, PTP), or, replaying a bag, "
+            "publish its /clock (`ros2 bag play --clock`) and set use_sim_time",
+        )
+        return None
+
     def _on_camera_info(self, msg: CameraInfo) -> None:
+        self.statistics.camera_info_received(time.monotonic(), *image_size_of(msg))
         self.slot.put_camera_info(stamp_ns(msg), msg)
         self._wake()
 
     def _on_depth(self, msg: Image) -> None:
         self.slot.put_depth(stamp_ns(msg), msg)
         self._wake()
+
+    def report(self, rejection: Rejection) -> None:
+        """Count a skipped frame and warn, throttled per problem; a frame that only waits for its graph
+        is counted apart and logged as info."""
+        if rejection.waiting:
+            self.statistics.frame_waited_for_graph()
+            self._warn(rejection.problem, f"frame skipped: {rejection}", level="info")
+            return
+        self.statistics.frame_rejected(time.monotonic(), rejection.category, rejection.detail)
+        self._warn(f"{rejection.category}: {rejection.problem}", f"frame skipped ({rejection.category}): {rejection}")
+
+    def result_published(self, paired: PairedFrame, result: FrameResult) -> None:
+        """Account for a frame's published objects: latency, the node's own time, its 3D objects (or
+        why it has none: warned once for an uncalibrated camera, throttled otherwise)."""
+        without_3d = result.without_3d
+        self.statistics.uncalibrated = without_3d is not None and without_3d.problem == "uncalibrated"
+        if self.statistics.uncalibrated and not self._warned_uncalibrated:
+            self._warned_uncalibrated = True  # once: the camera stays uncalibrated, /diagnostics says so
+            self._warn("uncalibrated", f"{without_3d.detail}; publishing dinov2/objects_2d and depth")
+        elif without_3d is not None and not self.statistics.uncalibrated:
+            self._warn(without_3d.problem, f"no 3D objects: {without_3d.detail}")
+        self.statistics.frame_without_3d(*((without_3d.problem, without_3d.detail) if without_3d else ("", "")))
+        # a stamp that is zero, in the future or gone backwards would read as a latency of years or of -1 day
+        now_ns = self._node.get_clock().now().nanoseconds
+        latency_s = (now_ns - paired.stamp_ns) / 1e9 if paired.stamp_usable else None
+        in_node_s = (time.monotonic_ns() - paired.received_ns) / 1e9 - result.inference_s
+        self.statistics.result_published(time.monotonic(), latency_s, result.inference_s, in_node_s)
+        self.statistics.objects_published(result.detections)
 
     def status(self, node_name: str) -> DiagnosticStatus:
         publishers = self._node.count_publishers(self.image_topic) if self.image_topic else 0

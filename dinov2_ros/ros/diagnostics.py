@@ -1,8 +1,8 @@
-"""Per-camera counters and rates published on /diagnostics.
+"""What /diagnostics says: per-camera counters and rates, and the model's status.
 
 The numbers users ask for when a perception node misbehaves: is the camera arriving (input rate), is
 output keeping up (output rate, frames dropped), how stale is output (latency from the image stamp),
-how long inference takes, and which frames were rejected and why.
+how long inference takes, which frames were rejected and why, and which frames gave no 3D objects.
 """
 
 from __future__ import annotations
@@ -12,6 +12,8 @@ from collections import Counter, deque
 
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
+
+from dinov2_ros.runtime.model_settings import ModelSettings
 
 # no image for this long turns the camera's status to WARN
 STALE_INPUT_S = 2.0
@@ -23,6 +25,9 @@ SILENT_PUBLISHER_CAUSE = (
     'images over Fast DDS"), or send image/compressed (transport: compressed); else check the log for '
     "incompatible QoS"
 )
+# the largest message config/fastdds_large_images.xml lets Fast DDS send in one piece (its segment_size
+# and maxMessageSize): a best-effort frame above it is lost without a log on either side
+TRANSPORT_LIMIT_BYTES = 16 * 1024 * 1024
 
 
 class _Window:
@@ -54,6 +59,7 @@ class CameraStatistics:
 
     def __init__(self, camera: str, window_s: float = 5.0) -> None:
         self.camera = camera
+        self._window_s = window_s
         self._lock = threading.Lock()
         self._inputs = _Window(window_s)
         self._ages = _Window(window_s)
@@ -78,17 +84,47 @@ class CameraStatistics:
         # an image arrived since the image topic last had no publisher: the current sender delivers
         self._delivered_since_no_publisher = False
         self.newest_track_id = 0  # ids count up per camera: far more ids than parts seen is a tracker losing them
+        # images whose stamp was left out of the latency statistics (in the future, or behind the newest)
+        self.stamps_unusable = 0
+        self.last_stamp_problem = ""
+        self._last_stamp_problem_s: float | None = None
+        self.without_3d: Counter[str] = Counter()  # frames published without 3D objects, by problem
+        self.last_without_3d = ""  # the newest frame's reason, "" when it had 3D objects
+        self._last_image: tuple[int, int, int] | None = None  # (width, height, bytes) of the newest image
+        self._last_info: tuple[float, int, int] | None = None  # (time, width, height) of the newest CameraInfo
 
-    def image_received(self, now_s: float, age_s: float | None) -> None:
+    def image_received(self, now_s: float, age_s: float | None, size: tuple[int, int, int] | None = None) -> None:
         """`age_s`: the image's stamp to its arrival here (camera driver and DDS delivery); None for
-        an image without a stamp, which counts towards the input rate but not the age statistics."""
+        an image without a usable stamp, which counts towards the input rate but not the age
+        statistics. `size`: (width, height, bytes) of the image message."""
         with self._lock:
+            if size is not None:
+                self._last_image = size
             self.received += 1
             self._inputs.add(now_s)
             self._delivered_since_no_publisher = True
             if age_s is not None:
                 self._ages.add(now_s, age_s)
             self._last_input_s = now_s
+
+    def stamp_unusable(self, now_s: float, problem: str) -> None:
+        """An image whose stamp cannot give a latency (`problem` says why): left out of the statistics."""
+        with self._lock:
+            self.stamps_unusable += 1
+            self.last_stamp_problem = problem
+            self._last_stamp_problem_s = now_s
+
+    def camera_info_received(self, now_s: float, width: int, height: int) -> None:
+        """A CameraInfo describing images of `width` x `height` pixels (binning and ROI applied) arrived."""
+        with self._lock:
+            self._last_info = (now_s, width, height)
+
+    def frame_without_3d(self, problem: str, detail: str) -> None:
+        """A frame was published without 3D objects (FrameResult.without_3d); "" when it had them."""
+        with self._lock:
+            if problem:
+                self.without_3d[problem] += 1
+            self.last_without_3d = detail
 
     def subscribed(self, now_s: float) -> None:
         """The camera's topics were subscribed (node activated): its silence counts from now."""
@@ -162,6 +198,12 @@ class CameraStatistics:
                 values["last axis-aligned reason"] = self.last_axis_aligned_reason
             if self.newest_track_id:
                 values["track ids issued"] = str(self.newest_track_id)
+            values.update(
+                {f"frames without 3D objects: {problem}": str(n) for problem, n in sorted(self.without_3d.items())}
+            )
+            if self.stamps_unusable:
+                values["stamps left out of latency"] = str(self.stamps_unusable)
+                values["last stamp problem"] = self.last_stamp_problem
             values.update({f"rejected: {reason}": str(n) for reason, n in sorted(self.rejected.items())})
             if self.last_rejection:
                 values["last rejection"] = self.last_rejection
@@ -185,6 +227,11 @@ class CameraStatistics:
         if topic and not publishers:
             self._delivered_since_no_publisher = False  # a sender that starts now is judged afresh
         if silent_s > STALE_INPUT_S and topic:
+            if publishers and (too_large := self._too_large_for_transport(now_s)):
+                return (
+                    DiagnosticStatus.WARN,
+                    f"no image for {silent_s:.1f} s although {topic} has {publishers} publisher(s): {too_large}",
+                )
             if publishers and self._delivered_since_no_publisher:  # it delivered before: not a transport limit
                 return DiagnosticStatus.WARN, (
                     f"no image for {silent_s:.1f} s, after {self.received} received, although {topic} has "
@@ -218,8 +265,69 @@ class CameraStatistics:
             return DiagnosticStatus.WARN, "images arrive but no output: see 'last rejection'"
         if self.uncalibrated:
             return DiagnosticStatus.WARN, "camera uncalibrated (CameraInfo K all zeros): 2D objects only, no 3D"
+        if self.last_without_3d:
+            return DiagnosticStatus.WARN, f"no 3D objects in the newest frame: {self.last_without_3d}"
+        recent = self._last_stamp_problem_s is not None and now_s - self._last_stamp_problem_s <= self._window_s
+        if recent:
+            return DiagnosticStatus.WARN, (
+                f"image stamps left out of the latency statistics ({self.last_stamp_problem}); the frames are "
+                "processed. Stamp images with the capture time on a clock synchronised with this machine's"
+            )
         return DiagnosticStatus.OK, "ok"
+
+    def _too_large_for_transport(self, now_s: float) -> str:
+        """Why frames likely stopped at the transport, where CameraInfo still arriving tells: its image
+        size changed to one whose frames exceed the Fast DDS limit, or never fit it; else ""."""
+        if self._last_info is None or now_s - self._last_info[0] > STALE_INPUT_S:
+            return ""
+        _, width, height = self._last_info
+        if self._last_image is not None:
+            last_width, last_height, last_bytes = self._last_image
+            if (width, height) == (last_width, last_height):
+                return ""
+            bytes_per_pixel, was = (
+                last_bytes / max(last_width * last_height, 1),
+                f" (the last image was {last_width}x{last_height})",
+            )
+        else:
+            bytes_per_pixel, was = 3, " (3 bytes a pixel, as rgb8)"
+        frame_bytes = width * height * bytes_per_pixel
+        if frame_bytes <= TRANSPORT_LIMIT_BYTES:
+            return ""
+        return (
+            f"camera_info still arrives and describes {width}x{height} images{was}: such a frame is "
+            f"{frame_bytes / 2**20:.1f} MiB, over the {TRANSPORT_LIMIT_BYTES // 2**20} MiB that "
+            "config/fastdds_large_images.xml lets Fast DDS send, so best-effort frames are dropped without a log. "
+            "Fix: raise segment_size and maxMessageSize in the camera driver's profile above the frame size, send "
+            "image/compressed (transport: compressed), or have the driver send smaller images"
+        )
 
 
 def _milliseconds(values: np.ndarray, percentile: float) -> str:
     return f"{np.percentile(values, percentile) * 1e3:.1f}" if values.size else "n/a"
+
+
+def model_status(
+    node_name: str, state: str, settings: ModelSettings, graphs: list[str], configure_error
+) -> DiagnosticStatus:
+    """The model's status in every lifecycle state: its message names the state unless active, a
+    failed configure is an ERROR, and random weights a WARN."""
+    if state != "active":
+        level, message = DiagnosticStatus.OK, f"{state}: no inference (a lifecycle manager activates it)"
+        if configure_error is not None:
+            level, message = DiagnosticStatus.ERROR, f"configure failed: {configure_error}"
+    elif settings.uses_random_weights:
+        level, message = DiagnosticStatus.WARN, "RANDOM WEIGHTS (demo/tests only)"
+    else:
+        level, message = DiagnosticStatus.OK, "ok"
+    return DiagnosticStatus(
+        level=level,
+        name=f"{node_name}: model",
+        message=message,
+        hardware_id=settings.backend,
+        values=[
+            KeyValue(key="lifecycle state", value=state),
+            KeyValue(key="model", value=settings.describe()),
+            KeyValue(key="graphs", value=", ".join(graphs)),
+        ],
+    )

@@ -18,6 +18,8 @@ from collections import OrderedDict, deque
 from dataclasses import dataclass
 from typing import Any
 
+from dinov2_ros.perception.rejection import Rejection
+
 # camera_info / depth messages kept per camera while waiting for their image
 PARTNER_HISTORY = 8
 # images since the last one that found its partners whose partners may still arrive late
@@ -34,17 +36,7 @@ class PairedFrame:
     camera_info: Any
     depth: Any | None
     received_ns: int = 0  # when the image arrived (the slot's clock)
-
-
-@dataclass(frozen=True)
-class Unpaired:
-    """An image given up because a partner did not arrive within the pairing timeout."""
-
-    missing: str  # "camera_info" or "depth image": the warning throttle's problem key
-    reason: str  # what was expected, what was seen, what to check
-
-    def __str__(self) -> str:
-        return self.reason
+    stamp_usable: bool = True  # False: the stamp gives no latency (zero, in the future, gone backwards)
 
 
 class _Partners:
@@ -81,7 +73,7 @@ class CameraSlot:
         self.tolerance_ns = tolerance_ns  # the node changes both at run time (parameters)
         self.timeout_ns = timeout_ns
         self._lock = threading.Lock()
-        self._image: tuple[int, Any] | None = None  # (stamp, msg)
+        self._image: tuple[int, Any, bool] | None = None  # (stamp, msg, stamp usable)
         self.image_received_ns: int | None = None  # when the image in the slot arrived
         self.last_image_received_ns: int | None = None  # when any image last arrived (camera alive?)
         # (stamp, arrival) of the images since the last one that found its partners, oldest first;
@@ -93,14 +85,14 @@ class CameraSlot:
         self._depth = _Partners()
         self.dropped = 0
 
-    def put_image(self, stamp_ns: int, msg: Any, received_ns: int) -> None:
+    def put_image(self, stamp_ns: int, msg: Any, received_ns: int, stamp_usable: bool = True) -> None:
         with self._lock:
             if self._image is not None:
                 self.dropped += 1
             if self._waiting_since_ns is None:
                 self._waiting_since_ns = received_ns
             self._unpaired.append((stamp_ns, received_ns))
-            self._image = (stamp_ns, msg)
+            self._image = (stamp_ns, msg, stamp_usable)
             self.image_received_ns = self.last_image_received_ns = received_ns
             self._forget_paired()
 
@@ -149,17 +141,18 @@ class CameraSlot:
                 return False
             return self._partners(self._image[0])[2]
 
-    def take(self, now_ns: int) -> PairedFrame | Unpaired | None:
-        """The newest complete frame, else an Unpaired when the waiting image was given up, else None."""
+    def take(self, now_ns: int) -> PairedFrame | Rejection | None:
+        """The newest complete frame, else a pairing Rejection when the waiting image was given up (its
+        problem "no camera_info" or "no depth image"), else None."""
         with self._lock:
             if self._image is None:
                 return None
-            stamp_ns, image = self._image
+            stamp_ns, image, stamp_usable = self._image
             info, depth, complete = self._partners(stamp_ns)
             if complete:
                 received_ns = self.image_received_ns
                 self._clear()
-                return PairedFrame(self.camera, stamp_ns, image, info, depth, received_ns)
+                return PairedFrame(self.camera, stamp_ns, image, info, depth, received_ns, stamp_usable)
             waited_ns = now_ns - self._waiting_since_ns
             if waited_ns < self.timeout_ns:
                 return None
@@ -167,8 +160,9 @@ class CameraSlot:
             missing = "camera_info" if info is None else "depth image"
             newest = (self._camera_info if info is None else self._depth).newest_stamp()
             seen = "none received" if newest is None else f"newest stamp {newest / 1e9:.3f} s"
-            return Unpaired(
-                missing,
+            return Rejection(
+                "pairing",
+                f"no {missing}",
                 f"no {missing} with the image stamp {stamp_ns / 1e9:.3f} s within "
                 f"{self.timeout_ns / 1e9:.2f} s (waited {waited_ns / 1e9:.2f} s; {seen}); check that the "
                 f"{missing} topic is published with the same stamps, or raise pairing.tolerance_s",

@@ -3,8 +3,9 @@
 Raw images become zero-copy views of `msg.data` (rclpy stores it as an array.array), so an rgb8 frame
 costs nothing until the pipeline copies it into the batch; every other encoding cv_bridge converts to
 rgb8 (BGR, RGBA, mono, 16-bit, YUV 4:2:2, Bayer) is converted as cv_bridge does, with OpenCV. Every
-malformed message raises InputError (a ValueError) naming the field that is wrong and the kind of
-problem, so the node can skip the frame, count it, warn once per problem and keep running.
+malformed message raises a Rejection (a ValueError; category "image" or "depth") naming the field that
+is wrong and the kind of problem, so the node can skip the frame, count it, warn once per problem and
+keep running.
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ import numpy as np
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 
-from dinov2_ros.perception.input_error import InputError
-from dinov2_ros.perception.object_lifting import depth_to_metres
+from dinov2_ros.perception.depth import DEPTH_DTYPES, depth_to_metres
+from dinov2_ros.perception.rejection import Rejection
 
 
 @dataclass(frozen=True)
@@ -57,7 +58,7 @@ COLOUR_ENCODINGS: dict[str, _Encoding] = {
         for bits, dtype in ((8, _U8), (16, _U16))
     },
 }
-DEPTH_ENCODINGS: dict[str, _Encoding] = {"16UC1": _Encoding(_U16, 1), "32FC1": _Encoding(np.dtype(np.float32), 1)}
+DEPTH_ENCODINGS: dict[str, _Encoding] = {name: _Encoding(dtype, 1) for name, dtype in DEPTH_DTYPES.items()}  # REP 118
 # what the node publishes besides: dinov2/instances/image labels
 LABEL_ENCODINGS: dict[str, _Encoding] = {"32SC1": _Encoding(np.dtype(np.int32), 1)}
 ENCODINGS = {**COLOUR_ENCODINGS, **DEPTH_ENCODINGS, **LABEL_ENCODINGS}
@@ -66,27 +67,31 @@ _SIXTEEN_TO_EIGHT_BITS = 255.0 / 65535.0
 _HOST_IS_BIG_ENDIAN = sys.byteorder == "big"
 
 
-def _unknown_colour_encoding(encoding: str) -> InputError:
+def _unknown_colour_encoding(encoding: str) -> Rejection:
     if encoding in DEPTH_ENCODINGS:
-        return InputError(
+        return Rejection(
+            "image",
             "depth encoding on the image topic",
             f"camera image encoding {encoding!r} is not a colour encoding: expected one of "
             f"{', '.join(COLOUR_ENCODINGS)}; is a depth topic remapped onto the image topic?",
         )
-    return InputError(
+    return Rejection(
+        "image",
         f"unknown encoding {encoding!r}",
         f"unsupported image encoding {encoding!r}: expected one of {', '.join(COLOUR_ENCODINGS)}; "
         "convert the stream (e.g. with image_proc) or publish one of those encodings",
     )
 
 
-def _view(msg: Image, encoding: _Encoding) -> np.ndarray:
+def _view(msg: Image, encoding: _Encoding, category: str) -> np.ndarray:
+    """Zero-copy view of `msg`'s pixels; a Rejection of `category` ("image", "depth") when a field disagrees."""
     height, width, step = int(msg.height), int(msg.width), int(msg.step)
     if height == 0 or width == 0:
-        raise InputError("empty", f"empty image: {width}x{height} pixels; the publisher sent no picture")
+        raise Rejection(category, "empty", f"empty image: {width}x{height} pixels; the publisher sent no picture")
     pixel_bytes = encoding.dtype.itemsize * encoding.channels
     if step < width * pixel_bytes:
-        raise InputError(
+        raise Rejection(
+            category,
             "step",
             f"wrong step for {msg.encoding}: step {step} bytes is shorter than width {width} x "
             f"{pixel_bytes} bytes per pixel = {width * pixel_bytes}; the publisher's step field is wrong",
@@ -94,8 +99,8 @@ def _view(msg: Image, encoding: _Encoding) -> np.ndarray:
     size = len(msg.data)
     if size != step * height:
         kind = "truncated" if size < step * height else "oversized"
-        raise InputError(
-            kind, f"{kind} image data: {size} bytes, expected step {step} x height {height} = {step * height}"
+        raise Rejection(
+            category, kind, f"{kind} image data: {size} bytes, expected step {step} x height {height} = {step * height}"
         )
     dtype = encoding.dtype
     if dtype.itemsize > 1 and bool(msg.is_bigendian) != _HOST_IS_BIG_ENDIAN:
@@ -109,28 +114,30 @@ def _view(msg: Image, encoding: _Encoding) -> np.ndarray:
     return np.ndarray(shape, dtype=dtype, buffer=buffer, strides=strides)
 
 
-def image_view(msg: Image) -> np.ndarray:
+def image_view(msg: Image, category: str = "image") -> np.ndarray:
     """Zero-copy (H, W) or (H, W, C) view of a raw image in its own byte order (`is_bigendian`);
-    rows may be longer than the pixels (`step` padding). InputError if any field disagrees."""
+    rows may be longer than the pixels (`step` padding). A Rejection of `category` if any field disagrees."""
     encoding = ENCODINGS.get(msg.encoding)
     if encoding is None:
-        raise InputError(
+        raise Rejection(
+            category,
             f"unknown encoding {msg.encoding!r}",
             f"unsupported image encoding {msg.encoding!r}: expected one of {', '.join(ENCODINGS)}",
         )
-    return _view(msg, encoding)
+    return _view(msg, encoding, category)
 
 
 def pixels_to_rgb(pixels: np.ndarray, encoding: str) -> np.ndarray:
     """(H, W, 3) uint8 RGB from the pixels of a colour encoding, converted as cv_bridge's
     `cvtColor(image, "rgb8")` does: OpenCV's colour conversion at the source bit depth, then 16-bit
-    channels scaled by 255/65535. rgb8 comes back as the same array (no copy). InputError when the
+    channels scaled by 255/65535. rgb8 comes back as the same array (no copy). A Rejection when the
     encoding is not a colour encoding or the pixels do not fit it."""
     spec = COLOUR_ENCODINGS.get(encoding)
     if spec is None:
         raise _unknown_colour_encoding(encoding)
     if spec.to_rgb in (cv2.COLOR_YUV2RGB_UYVY, cv2.COLOR_YUV2RGB_YUY2) and pixels.shape[1] % 2:
-        raise InputError(
+        raise Rejection(
+            "image",
             "odd width for yuv422",
             f"{encoding} packs two pixels in four bytes, so its width must be even, got {pixels.shape[1]}; "
             "check the driver's image size",
@@ -140,7 +147,8 @@ def pixels_to_rgb(pixels: np.ndarray, encoding: str) -> np.ndarray:
     try:
         rgb = pixels if spec.to_rgb is None else cv2.cvtColor(pixels, spec.to_rgb)
     except cv2.error as error:
-        raise InputError(
+        raise Rejection(
+            "image",
             f"cannot convert {encoding}",
             f"OpenCV cannot convert a {pixels.shape[1]}x{pixels.shape[0]} {encoding} image to rgb8 "
             f"({error.msg}); check the image size and encoding the driver publishes",
@@ -152,23 +160,24 @@ def pixels_to_rgb(pixels: np.ndarray, encoding: str) -> np.ndarray:
 
 def image_to_rgb(msg: Image) -> np.ndarray:
     """(H, W, 3) uint8 RGB of a raw image in any of COLOUR_ENCODINGS (see pixels_to_rgb); a zero-copy
-    view for rgb8. InputError naming the problem for an unknown encoding or malformed message."""
+    view for rgb8. A Rejection naming the problem for an unknown encoding or malformed message."""
     spec = COLOUR_ENCODINGS.get(msg.encoding)
     if spec is None:
         raise _unknown_colour_encoding(msg.encoding)
-    return pixels_to_rgb(_view(msg, spec), msg.encoding)
+    return pixels_to_rgb(_view(msg, spec, "image"), msg.encoding)
 
 
 def depth_image_to_metres(msg: Image) -> np.ndarray:
     """(H, W) float32 metres with NaN where invalid: 16UC1 is millimetres (0 invalid), 32FC1 metres (REP 118)."""
     spec = DEPTH_ENCODINGS.get(msg.encoding)
     if spec is None:
-        raise InputError(
+        raise Rejection(
+            "depth",
             f"depth encoding {msg.encoding!r}",
             f"depth image encoding {msg.encoding!r} is not a depth encoding: expected 16UC1 (mm) or "
             "32FC1 (m); remap the camera's aligned depth topic (e.g. aligned_depth_to_color/image_raw)",
         )
-    return depth_to_metres(_view(msg, spec), msg.encoding)
+    return depth_to_metres(_view(msg, spec, "depth"), msg.encoding)
 
 
 @dataclass(frozen=True)
@@ -196,11 +205,12 @@ def parse_compressed_format(text: str) -> CompressedFormat:
 def compressed_to_rgb(msg: CompressedImage) -> np.ndarray:
     """Decode a CompressedImage to (H, W, 3) uint8 RGB as image_transport's compressed subscriber
     does: the format's pixel encoding (else its source encoding, else the decoded channels: 1 mono,
-    3 BGR, 4 BGRA, as OpenCV decodes colour) says how to read the decoded pixels. InputError for
+    3 BGR, 4 BGRA, as OpenCV decodes colour) says how to read the decoded pixels. A Rejection for
     compressedDepth, a non-colour source encoding, or data that does not decode to that encoding."""
     form = parse_compressed_format(msg.format)
     if form.codec == "compressedDepth" or "compressedDepth" in msg.format:
-        raise InputError(
+        raise Rejection(
+            "image",
             "compressedDepth on the image topic",
             f"compressed depth ({msg.format!r}) is not a camera image: the colour input expects "
             "'<encoding>; jpeg compressed bgr8', '<encoding>; png compressed bgr8' or 'jpeg'; subscribe to "
@@ -211,7 +221,8 @@ def compressed_to_rgb(msg: CompressedImage) -> np.ndarray:
     data = np.frombuffer(msg.data, dtype=np.uint8)
     decoded = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
     if decoded is None:
-        raise InputError(
+        raise Rejection(
+            "image",
             "corrupt compressed image",
             f"corrupt compressed image: OpenCV could not decode {data.size} bytes of format "
             f"{msg.format!r}; check the publisher or use the raw image topic",
@@ -221,7 +232,8 @@ def compressed_to_rgb(msg: CompressedImage) -> np.ndarray:
     encoding = form.pixels or form.source or {1: "mono", 3: "bgr", 4: "bgra"}.get(channels, "?") + str(bits)
     spec = COLOUR_ENCODINGS.get(encoding)
     if spec is None or spec.channels != channels or spec.dtype != decoded.dtype:
-        raise InputError(
+        raise Rejection(
+            "image",
             f"compressed pixels are not {encoding}",
             f"compressed image of format {msg.format!r} decodes to {channels} channel(s) of {bits} bits, "
             f"not {encoding}; check the publisher's format string",

@@ -24,7 +24,6 @@ NODE_PARAMETERS: dict[str, Setting] = {
         True, "the executable configures and activates the node itself; false: a lifecycle manager does", True
     ),
     "cameras": Setting(["camera"], "camera names; with several, each camera's topics live under its name", True),
-    "qos.reliable": Setting(False, "subscribe to cameras with reliable QoS instead of best effort (sensor data)", True),
     **MODEL_SETTINGS,  # model.* and backend.*: declared once for the node and the CLI
     "prototypes.file": Setting("", "taught classes: loaded at start when it exists, saved after every change", True),
     "detection.score_threshold": Setting(0.5, "minimum score of a reported detection", range=(0.0, 1.0)),
@@ -112,7 +111,6 @@ class CameraSettings:
 @dataclass(frozen=True)
 class NodeSettings:
     cameras: tuple[CameraSettings, ...]
-    reliable: bool
     model: ModelSettings
     prototypes_file: str
     diagnostics_period_s: float
@@ -141,7 +139,6 @@ def declare_parameters(node: Node) -> NodeSettings:
     model = ModelSettings.from_values({name: values[name] for name in MODEL_SETTINGS})
     return NodeSettings(
         cameras,
-        values["qos.reliable"],
         model,
         values["prototypes.file"],
         values["diagnostics.period_s"],

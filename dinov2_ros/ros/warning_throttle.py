@@ -24,3 +24,24 @@ class WarningThrottle:
                 return False
             self._last_s[key] = now_s
             return True
+
+
+class CameraWarnings:
+    """The node's log about its cameras: at most one line per (camera, problem) and `throttle` interval."""
+
+    def __init__(self, logger, throttle: WarningThrottle) -> None:
+        self._logger, self.throttle = logger, throttle
+
+    def __call__(self, camera: str, problem: str, text: str, level: str = "warning") -> None:
+        """Log "camera '<camera>': <text>" unless (camera, problem) was logged within the interval; `level`
+        "error", "warning", or "info" for what is expected and counted (frames waiting for their graph)."""
+        if not self.throttle.allow((camera, problem)):
+            return
+        # one call per severity: rclpy refuses a call site whose severity changes between calls
+        message = f"camera '{camera}': {text}"
+        if level == "error":
+            self._logger.error(message)
+        elif level == "info":
+            self._logger.info(message)
+        else:
+            self._logger.warning(message)

@@ -1,1 +1,2 @@
-"""ONNX export, engine cache and the Backend interface (TensorRT, ONNX Runtime, PyTorch). No ROS."""
+"""What the robot runs, without torch: the model settings, the graph spec, the artifact store and the
+backends (TensorRT, ONNX Runtime; PyTorch where asked for)."""

@@ -4,73 +4,22 @@
 GraphSpec and the provenance (what the backbone, depth and detector weights ARE, by content, and the
 exporter version), and the digest in its name is taken over both. So `/runs/a/best.pt` and
 `/runs/b/best.pt` give two graphs, and a retrained head never runs an old graph. Engines live in
-`<graph_dir>/engines/`, keyed by the ONNX file's bytes (runtime/engine_cache.py), and the cores
-the graphs are composed from (`onnx_export.export_core`, one per model and input size) in
+`<graph_dir>/engines/`, keyed by the ONNX file's bytes (runtime/backends/tensorrt/engine_cache.py), and the cores
+the graphs are composed from (`core_export.export_core`, one per model and input size) in
 `<graph_dir>/cores/`, named and matched as graphs are. `dinov2-ros export` and `build-engine` write
 here, and the node searches here and logs why it skips each other file.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
-import json
-from dataclasses import dataclass, field
 from pathlib import Path
 
+from dinov2_ros.runtime.graph_file import CORE_SPEC_KEY, PRECISION_KEY, PROVENANCE_KEY, SPEC_KEY, load_graph_metadata
 from dinov2_ros.runtime.graph_spec import GraphSpec
-from dinov2_ros.runtime.onnx_export import CORE_SPEC_KEY, PRECISION_KEY, PROVENANCE_KEY, SPEC_KEY, load_graph_metadata
+from dinov2_ros.runtime.provenance import Provenance
 
 DIGEST_LENGTH = 12  # hex digits of the content digest in a graph file's name
-
-
-UNVERIFIED = "?"  # the identity of weights whose file is not on this machine
-
-
-@dataclass(frozen=True)
-class Provenance:
-    """What a graph was exported from, by content: equal provenance and spec mean the same graph.
-
-    Each weights field is a `weights_identity` (a sha256 for a file, Meta's release name for
-    "pretrained", the seed for "random"); depth also names its dataset and kind. `sources` records
-    the path each file had. A robot may hold the exported graph without the checkpoint it came
-    from: that field is then UNVERIFIED, and a graph matches on the path it was exported from.
-    """
-
-    backbone: str
-    depth: str  # "" without a depth head
-    detector: str  # "" unless a trained (center) head
-    exporter: str
-    sources: dict[str, str] = field(default_factory=dict, compare=False)
-
-    @property
-    def unverified(self) -> list[str]:
-        """The weights fields whose content could not be read here."""
-        return [name for name in _WEIGHTS_FIELDS if getattr(self, name) == UNVERIFIED]
-
-    def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self), sort_keys=True)
-
-    @classmethod
-    def from_json(cls, text: str) -> Provenance:
-        try:
-            return cls(**json.loads(text))
-        except (ValueError, TypeError) as error:
-            raise ValueError(f"unreadable provenance metadata ({error}); re-export the graph") from error
-
-    def differences(self, other: Provenance) -> list[str]:
-        """Readable `field other -> self` for each field in which `other` (a stored graph's) differs."""
-        found = []
-        for name in (*_WEIGHTS_FIELDS, "exporter"):
-            mine, theirs = getattr(self, name), getattr(other, name)
-            if mine == UNVERIFIED:
-                mine, theirs = self.sources.get(name), other.sources.get(name)
-            if mine != theirs:
-                found.append(f"{name} {theirs!r} -> {mine!r}")
-        return found
-
-
-_WEIGHTS_FIELDS = ("backbone", "depth", "detector")
 
 
 def graph_file_name(spec: GraphSpec, provenance: Provenance, core: bool = False) -> str:

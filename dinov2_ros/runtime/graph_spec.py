@@ -13,10 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-PATCH_SIZE = 14
-# the model input's normalisation, per RGB channel: ImageNet's, which DINOv2 was trained with
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+from dinov2_ros.weights.variants import PATCH_SIZE, input_normalisation
+
 CORE_INPUT = "model_input"  # the core's input (PerceptionCore): the normalised model input, float (N, 3, h, w)
 RESIZE_MODES = ("stretch", "letterbox")
 DETECTION_HEADS = ("exemplar", "center")
@@ -61,7 +59,7 @@ class ResizeMapping:
 
 @dataclass(frozen=True)
 class GraphSpec:
-    """Static description of one perception graph (see docs/contracts.md for its inputs and outputs)."""
+    """Static description of one perception graph (see docs/architecture.md for its inputs and outputs)."""
 
     variant: str
     camera_height: int
@@ -119,6 +117,11 @@ class GraphSpec:
     @property
     def exemplar(self) -> bool:
         return self.detection == "exemplar"
+
+    @property
+    def normalisation(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        """(mean, std) per RGB channel the graph normalises its input with: the variant's (weights.variants)."""
+        return input_normalisation(self.variant)
 
     @property
     def grid(self) -> tuple[int, int]:

@@ -5,8 +5,8 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from dinov2_ros.model.center_head import CenterHead, CenterHeadInfo, load_center_head, save_center_head
 from dinov2_ros.model.checkpoint import CheckpointError
+from dinov2_ros.model.heads.center import CenterHead, CenterHeadInfo, load_center_head, save_center_head
 
 
 def hand_made_outputs() -> dict[str, torch.Tensor]:
@@ -102,6 +102,7 @@ def test_info_that_does_not_describe_the_head_is_refused(tmp_path):
         save_center_head(tmp_path / "head.pt", head, CenterHeadInfo(**{**info.__dict__, "class_names": ("a",)}))
 
 
+@pytest.mark.export
 def test_onnx_runtime_gives_the_same_detections_as_pytorch(tmp_path):
     head, _ = _head()
     x = torch.randn(2, 16, 6, 7)

@@ -15,8 +15,6 @@ import pytest
 import torch
 
 from dinov2_ros.model import (
-    VARIANTS,
-    BackboneVariant,
     CheckpointError,
     DinoVisionTransformer,
     create_backbone,
@@ -24,6 +22,7 @@ from dinov2_ros.model import (
     official_to_hf,
     read_checkpoint,
 )
+from dinov2_ros.weights.variants import VARIANTS, BackboneVariant
 
 KEY_COUNTS = {"vits14": 175, "vitb14": 175, "vitl14": 343, "vitg14": 567}  # without registers
 SCALED_WIDTH = {"vits14": 384, "vitb14": 48, "vitl14": 32, "vitg14": 48}  # heads must divide it

@@ -10,12 +10,19 @@ import torch.nn.functional as F
 
 from dinov2_ros.model import (
     CheckpointError,
-    DepthEstimator,
     LinearDepthHead,
     create_backbone,
     create_depth_head,
     normalise_bins,
 )
+from dinov2_ros.model.perception_graph import PerceptionCore
+from dinov2_ros.runtime.graph_spec import GraphSpec
+
+
+def depth_core(backbone, head, height: int, width: int) -> PerceptionCore:
+    """The backbone and the depth head alone as the exported core runs them: (B, 3, H, W) -> ((B, 1, H, W),)."""
+    spec = GraphSpec("tiny", height, width, height, width, heads=("depth",), embed_dim=backbone.embed_dim)
+    return PerceptionCore(spec, backbone, head)
 
 
 def head_file(path: Path, in_channels: int, extra: dict[str, torch.Tensor] | None = None) -> dict:
@@ -57,6 +64,7 @@ def test_forward_follows_meta_order_upsample_then_bins() -> None:
         torch.testing.assert_close(head(layers, (56, 84)), expected.detach())
 
 
+@pytest.mark.export
 def test_exported_head_upsamples_the_bins_by_matrix_products() -> None:
     """The 256 bins are upsampled by two MatMuls (faster than ONNX Runtime's Resize); the one Resize left
     is the final one of the single depth map to the input size."""
@@ -121,13 +129,13 @@ def test_range_and_final_norm_are_configurable() -> None:
 
 
 @pytest.mark.parametrize("final_norm", [True, False])
-def test_depth_estimator_feeds_the_head_with_its_final_norm(final_norm: bool, make_tiny) -> None:
+def test_the_core_feeds_the_depth_head_with_its_final_norm(final_norm: bool, make_tiny) -> None:
     backbone = make_tiny()
     head = LinearDepthHead(64, (1, 3), 0.001, 10.0, final_norm=final_norm)
     torch.nn.init.normal_(head.conv_depth.weight, std=0.05)
     x = torch.randn(1, 3, 56, 70)
     with torch.no_grad():
-        depth = DepthEstimator(backbone, head)(x)
+        (depth,) = depth_core(backbone, head, 56, 70)(x)
         normed = head(backbone.get_intermediate_layers(x, (1, 3), norm=True), (56, 70))
     assert depth.shape == (1, 1, 56, 70)
     assert torch.equal(depth, normed) == final_norm
@@ -162,7 +170,7 @@ def test_default_head_reads_unnormalised_blocks_as_the_hub_builder_taps_them() -
     torch.nn.init.normal_(head.conv_depth.weight, std=0.05)
     x = torch.randn(1, 3, 42, 56, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
-        depth = DepthEstimator(backbone, head)(x)
+        (depth,) = depth_core(backbone, head, 42, 56)(x)
         hub = meta_linear_head(head, meta_intermediate_layers(backbone, x, head.tap_indices, norm=False), (42, 56))
         normed = meta_linear_head(head, meta_intermediate_layers(backbone, x, head.tap_indices, norm=True), (42, 56))
     torch.testing.assert_close(depth, hub, rtol=1e-5, atol=1e-5)
@@ -235,22 +243,23 @@ def test_bad_arguments_are_refused(make_tiny) -> None:
     with pytest.raises(ValueError, match="reads blocks \\[0, 1\\], got 1 intermediate layers"):
         head(tiny_layers(1), (28, 42))
     with pytest.raises(ValueError, match="does not fit a backbone with 4 blocks and embed_dim 64"):
-        DepthEstimator(make_tiny(), LinearDepthHead(64, (4,), 0.001, 10.0))
+        depth_core(make_tiny(), LinearDepthHead(64, (4,), 0.001, 10.0), 28, 42)
 
 
-def test_depth_estimator_exports_to_onnx_and_runs_in_onnx_runtime(make_tiny, tmp_path: Path) -> None:
+@pytest.mark.export
+def test_the_depth_core_exports_to_onnx_and_runs_in_onnx_runtime(make_tiny, tmp_path: Path) -> None:
     import onnxruntime
 
     backbone = make_tiny()
-    backbone.bake_pos_embed(56, 84)
     head = LinearDepthHead(64, (1, 3), 0.001, 10.0)
     torch.nn.init.normal_(head.conv_depth.weight, std=0.05)
-    model = DepthEstimator(backbone, head).eval()
+    model = depth_core(backbone, head, 56, 84).eval()
     x = torch.randn(1, 3, 56, 84)
     torch.onnx.export(model, (x,), str(tmp_path / "depth.onnx"), opset_version=18, dynamo=True)
     session = onnxruntime.InferenceSession(str(tmp_path / "depth.onnx"), providers=["CPUExecutionProvider"])
     (depth,) = session.run(None, {session.get_inputs()[0].name: x.numpy()})
     with torch.no_grad():
-        expected = model(x).numpy()
+        (expected,) = model(x)
+        expected = expected.numpy()
     assert depth.shape == (1, 1, 56, 84)
     assert abs(depth - expected).max() < 1e-4

@@ -3,7 +3,7 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from dinov2_ros.model.exemplar_head import ExemplarHead
+from dinov2_ros.model.heads.exemplar import ExemplarHead
 
 E0, E1, BACKGROUND = (1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0)
 
@@ -64,6 +64,7 @@ def test_invalid_settings_are_refused(kwargs):
         ExemplarHead(**kwargs)
 
 
+@pytest.mark.export
 def test_onnx_runtime_gives_the_same_detections_as_pytorch(tmp_path):
     torch.manual_seed(0)
     head = ExemplarHead(max_classes=4, top_k=8, temperature=0.5).eval()  # unsaturated: no ties in the order

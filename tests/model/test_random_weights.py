@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
 import torch
 
 from dinov2_ros.model import create_backbone, create_depth_head
@@ -32,6 +33,7 @@ def state_digest_in_new_process(global_seed: int) -> str:
     return done.stdout.strip()
 
 
+@pytest.mark.subprocess
 def test_random_weights_are_bit_identical_in_separate_processes() -> None:
     first, second = state_digest_in_new_process(1), state_digest_in_new_process(2)
     assert len(first) == 64 and first == second

@@ -103,6 +103,7 @@ def test_baked_model_refuses_other_sizes_until_unbaked(tiny_backbone: DinoVision
     assert tiny_backbone.forward_features(torch.zeros(1, 3, 252, 252))["patch_tokens"].shape == (1, 324, 64)
 
 
+@pytest.mark.export
 def test_baked_export_has_no_resize_and_runs_in_onnx_runtime(tiny_backbone: DinoVisionTransformer, tmp_path) -> None:
     """The exporter sees the baked pos-embed as a constant: no Resize node, and ONNX Runtime agrees."""
     import onnx

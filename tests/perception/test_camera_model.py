@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 
 from dinov2_ros.perception.camera_model import PinholeCameraModel
+from dinov2_ros.perception.object_lifting import ObjectLifter
 
 K = [520.0, 0.0, 319.5, 0.0, 525.0, 239.5, 0.0, 0.0, 1.0]
 P = [500.0, 0.0, 320.0, 0.0, 0.0, 500.0, 240.0, 0.0, 0.0, 0.0, 1.0, 0.0]
@@ -118,3 +119,40 @@ def test_a_roi_crop_moves_the_principal_point_and_sees_the_same_points():
 def test_a_roi_outside_the_sensor_is_refused():
     with pytest.raises(ValueError, match="does not lie inside the 640x480 sensor"):
         PinholeCameraModel.from_camera_info(K, [], P, 640, 480, roi=(400, 0, 320, 240))
+
+
+def test_the_corners_of_a_strong_lens_are_undistorted_exactly():
+    """OpenCV's iteration stops 3.6 px off at a 1280x800 corner of k1 = -0.3 after 20 steps (the
+    fixed point converges slowly there): the table holds the exact inverse, here at half that size."""
+    model = PinholeCameraModel(
+        np.array([[300.0, 0, 320], [0, 300.0, 200], [0, 0, 1]]), np.array([-0.3, 0.1, 0, 0, 0]), 640, 400
+    )
+    x_plane, y_plane = model.normalized_pixel_grid()
+    rows, columns = np.mgrid[0:400, 0:640]
+    points = np.column_stack([x_plane.ravel(), y_plane.ravel(), np.ones(x_plane.size)])
+    back = model.project_3d_to_pixel(points.astype(np.float64))
+    error = np.hypot(back[:, 0] - columns.ravel(), back[:, 1] - rows.ravel())
+    assert error.max() < 0.01, f"{np.count_nonzero(error > 0.01)} pixels off by up to {error.max():.2f} px"
+
+
+def test_pixels_where_the_lens_model_has_no_inverse_are_nan_and_warned_once(caplog):
+    """A rational_polynomial fit whose distortion folds back before the corners (r(1 - 0.6 r^2) peaks
+    at r = 0.75): those pixels have no undistorted coordinates, so they never become 3D points."""
+    k = np.array([[200.0, 0, 160], [0, 200.0, 120], [0, 0, 1]])
+    model = PinholeCameraModel(k, np.array([-0.6, 0, 0, 0, 0, 0, 0, 0]), 320, 240, "rational_polynomial")
+    with caplog.at_level("WARNING", logger="dinov2_ros"):
+        grid = model.normalized_pixel_grid()
+        PinholeCameraModel(k, model.D, 320, 240, "rational_polynomial").normalized_pixel_grid()
+    assert np.isnan(grid[:, 0, 0]).all() and np.isnan(grid[:, -1, -1]).all(), "the corners have no inverse"
+    assert np.isfinite(grid[:, 120, 160]).all() and np.isfinite(grid[:, 120, 100]).all()
+    assert np.isnan(grid[0]).sum() == np.isnan(grid[1]).sum() > 0
+    assert caplog.text.count("cannot be inverted at") == 1, "once per calibration"
+    assert np.isnan(model.normalized_coordinates(np.array([[0.0, 0.0]]))).all()
+    # no 3D point from such a pixel, and the detection there gets no made-up box
+    points = model.back_project_pixels(np.array([0, 160]), np.array([0, 120]), np.array([1.0, 1.0]))
+    assert np.isnan(points[0, :2]).all() and np.isfinite(points[1]).all()
+    depth = np.full((240, 320), 1.0, np.float32)
+    (corner,) = ObjectLifter().lift(depth, model, np.array([[0, 0, 20, 20]]))
+    assert corner.center is None and "has an inverse" in corner.reason
+    (centre,) = ObjectLifter().lift(depth, model, np.array([[150, 110, 170, 130]]))
+    assert np.isfinite(centre.center).all()

@@ -4,8 +4,8 @@ import numpy as np
 import torch
 from tiny_detection import SIZE, count_matches, scene_generator, teach_from_scenes, tiny_encoder
 
-from dinov2_ros.model.exemplar_head import ExemplarHead
-from dinov2_ros.perception.detector_dataset import PatchFeatureExtractor
+from dinov2_ros.model.heads.exemplar import ExemplarHead
+from dinov2_ros.tools.training.detector_dataset import PatchFeatureExtractor
 
 # The random encoder's tokens give a part's own class a cosine of 0.70..0.95 and other classes and the
 # table at most ~0.5 inside parts and ~0.64 on patches half covering a part: 0.7 separates them (with

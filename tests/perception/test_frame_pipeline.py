@@ -3,6 +3,7 @@ the real linear depth head and exemplar head, exported once per camera size."""
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 
@@ -10,16 +11,22 @@ import numpy as np
 import pytest
 import torch
 
+from dinov2_ros.export.core_export import export_graph
 from dinov2_ros.model import DinoVisionTransformer, LinearDepthHead
-from dinov2_ros.model.exemplar_head import ExemplarHead
+from dinov2_ros.model.heads.exemplar import ExemplarHead
+from dinov2_ros.model.perception_graph import PerceptionGraph
 from dinov2_ros.perception.camera_model import PinholeCameraModel
-from dinov2_ros.perception.frame_pipeline import CameraFrame, FramePipeline, camera_to_grid_affine, mask_to_camera
+from dinov2_ros.perception.depth import depth_to_metres
+from dinov2_ros.perception.detection_decoding import camera_to_grid_affine, mask_to_camera
+from dinov2_ros.perception.frame import CameraFrame
+from dinov2_ros.perception.frame_pipeline import FramePipeline
+from dinov2_ros.perception.object_lifting import ObjectLifter
+from dinov2_ros.perception.object_tracking import ObjectTracker
 from dinov2_ros.perception.prototypes import PrototypeStore
-from dinov2_ros.perception.synthetic_scenes import SyntheticSceneGenerator
+from dinov2_ros.perception.rejection import Rejection
+from dinov2_ros.runtime.backends.onnxruntime_backend import OnnxRuntimeBackend
 from dinov2_ros.runtime.graph_spec import GraphSpec
-from dinov2_ros.runtime.onnx_export import export_graph
-from dinov2_ros.runtime.onnxruntime_backend import OnnxRuntimeBackend
-from dinov2_ros.runtime.perception_graph import PerceptionGraph
+from dinov2_ros.tools.scenes.synthetic_scenes import SyntheticSceneGenerator
 
 DIM = 32
 INPUT = 112
@@ -224,10 +231,10 @@ def test_a_graph_that_cannot_be_opened_is_not_retried_for_every_frame():
 
     pipeline = FramePipeline(failing, PrototypeStore("tiny", (INPUT, INPUT), DIM))
     frame = CameraFrame("cam", np.zeros((120, 160, 3), np.uint8))
-    with pytest.raises(FileNotFoundError):
-        pipeline.process([frame])
-    with pytest.raises(ValueError, match="the graph for 160x120 frames could not be opened: FileNotFoundError"):
-        pipeline.process([frame])
+    for _ in range(2):  # the frame is refused with the reason, in its place; the opening is not retried
+        (refused,) = pipeline.process([frame])
+        assert isinstance(refused, Rejection) and refused.category == "graph failed"
+        assert "the graph for 160x120 frames could not be opened: FileNotFoundError: no ONNX file" in refused.detail
     assert attempts == [(120, 160)]
 
 
@@ -290,3 +297,93 @@ def test_frames_of_open_sizes_run_while_another_size_is_being_opened(backends):
         release.set()
         opening.join(timeout=30.0)
     assert set(pipeline.graphs) == set(SIZES)
+
+
+class AppearingBackend(OnnxRuntimeBackend):
+    """The real ONNX Runtime backend; from its third call on, a copy of the best detection row 40 px to
+    the right in the last row: a part that comes into view (random weights find no new part on the
+    same frame, so the graph's own output is shifted, as a moving part's would be)."""
+
+    calls = 0
+
+    def _infer_impl(self, inputs):
+        outputs = super()._infer_impl(inputs)
+        AppearingBackend.calls += 1
+        if AppearingBackend.calls >= 3:
+            rows = outputs["detections"]
+            best = rows[:, :, 4].argmax(axis=1)
+            for frame, index in enumerate(best):
+                rows[frame, -1] = rows[frame, index] + (40, 0, 40, 0, 0, 0)
+                outputs["masks"][frame, -1] = outputs["masks"][frame, index]
+        return outputs
+
+
+class CountingLifter(ObjectLifter):
+    """The real lifter, counting the boxes it is asked to lift or check."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.boxes: list[int] = []
+
+    def can_lift(self, depth_m, camera, boxes, masks=None):
+        self.boxes.append(len(boxes))
+        return super().can_lift(depth_m, camera, boxes, masks)
+
+
+def test_tracking_runs_in_the_pipeline_and_only_published_detections_are_lifted(graph_files):
+    AppearingBackend.calls = 0
+    lifter, tracker = CountingLifter(), ObjectTracker(lost_timeout_s=1.0)
+    pipeline = FramePipeline(
+        lambda height, width: AppearingBackend(graph_files[(height, width)], threads=1),
+        PrototypeStore("tiny", (INPUT, INPUT), DIM),
+        max_classes=4,
+        lifter=lifter,
+        tracker=tracker,
+    )
+    frame, scene = scene_frame("a")
+    timed = [dataclasses.replace(frame, time_s=t) for t in (0.0, 0.1, 0.2, 0.3)]
+    pipeline.process(timed[:1])
+    pipeline.add_class_from_box("a", "part", scene.boxes[0])
+    assert pipeline.process(timed[1:2])[0].detections == [], "a part's first sighting is not published"
+    lifter.boxes.clear()
+    first = pipeline.process(timed[2:3])[0].detections  # confirmed; a new part comes into view, unconfirmed
+    assert first and [d.track_id for d in first] == list(range(1, len(first) + 1))
+    assert lifter.boxes == [len(first)], "the unconfirmed detection is neither published nor lifted"
+    confirmed = pipeline.process(timed[3:4])[0].detections
+    assert len(confirmed) == len(first) + 1 and confirmed[-1].track_id == len(first) + 1
+    assert lifter.boxes[-1] == len(confirmed), "once confirmed, it is published and lifted"
+
+
+def test_a_depth_image_without_one_valid_pixel_gives_no_3d_objects_while_2d_ones_stay(backends):
+    pipeline = make_pipeline(backends)
+    frame, scene = scene_frame("a")
+    pipeline.process([frame])
+    pipeline.add_class_from_box("a", "part", scene.boxes[0])
+    assert pipeline.process([frame])[0].without_3d is None
+    for invalid in (
+        depth_to_metres(np.zeros(scene.depth.shape, np.uint16), "16UC1"),
+        np.full_like(scene.depth, np.nan),
+    ):
+        blind = dataclasses.replace(frame, depth=invalid, depth_source="depth image on /d/depth/image")
+        (result,) = pipeline.process([blind])
+        assert result.detections and all(d.centre is None for d in result.detections)
+        assert (result.without_3d.category, result.without_3d.problem) == ("depth", "no valid depth")
+        assert "depth image on /d/depth/image has no valid pixel" in result.without_3d.detail
+    (uncalibrated,) = pipeline.process([dataclasses.replace(frame, camera_model=None)])
+    assert uncalibrated.without_3d.problem == "uncalibrated" and uncalibrated.detections
+
+
+class FailingBackend(OnnxRuntimeBackend):
+    def _infer_impl(self, inputs):
+        raise RuntimeError("CUDA error: an illegal memory access was encountered")
+
+
+def test_a_failing_graph_call_costs_its_own_frames_only(graph_files):
+    def open_backend(height: int, width: int) -> OnnxRuntimeBackend:
+        kind = FailingBackend if (height, width) == SIZES[1] else OnnxRuntimeBackend
+        return kind(graph_files[(height, width)], threads=1)
+
+    pipeline = FramePipeline(open_backend, PrototypeStore("tiny", (INPUT, INPUT), DIM), max_classes=4)
+    good, bad = pipeline.process([scene_frame("a")[0], scene_frame("b", SIZES[1])[0]])
+    assert good.depth is not None
+    assert isinstance(bad, Rejection) and bad.category == "inference" and "illegal memory access" in bad.detail

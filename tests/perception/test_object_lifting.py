@@ -2,8 +2,9 @@ import numpy as np
 import pytest
 
 from dinov2_ros.perception.camera_model import PinholeCameraModel
-from dinov2_ros.perception.object_lifting import ObjectLifter, depth_to_metres
-from dinov2_ros.perception.synthetic_scenes import SyntheticSceneGenerator
+from dinov2_ros.perception.depth import depth_to_metres
+from dinov2_ros.perception.object_lifting import ObjectLifter
+from dinov2_ros.tools.scenes.synthetic_scenes import SyntheticSceneGenerator
 
 WIDTH, HEIGHT = 320, 240
 

@@ -5,10 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dinov2_ros.perception.frame_pipeline import CameraFrame, Detection, FrameResult
-from dinov2_ros.perception.mot_evaluation import evaluate_tracks, iou_distances, track_conveyor
 from dinov2_ros.perception.object_tracking import CameraTracker, ObjectTracker
-from dinov2_ros.perception.tabletop_scenes import conveyor_sequence
+from dinov2_ros.tools.evaluation.mot_evaluation import evaluate_tracks, iou_distances, track_conveyor
+from dinov2_ros.tools.scenes.tabletop_scenes import conveyor_sequence
 
 BOX = np.array([[100.0, 80.0, 160.0, 120.0]], np.float32)
 SCORE = np.array([0.8], np.float32)
@@ -18,7 +17,7 @@ def test_on_a_conveyor_ids_stay_with_the_parts_within_one_switch_per_100_object_
     frames = list(conveyor_sequence(320, width=240, height=180, seed=1))
     assert len(frames) >= 290, "at least 300 camera frames, 5 % of them dropped"
     tracker = CameraTracker(lost_timeout_s=1.0)
-    figures = evaluate_tracks(track_conveyor(frames, lambda t, b, s: tracker.update(t, b, s, 0.5), seed=1))
+    figures = evaluate_tracks(track_conveyor(frames, tracker.update, seed=1))
     numbered = evaluate_tracks(track_conveyor(frames, lambda t, b, s: np.arange(1, len(b) + 1), seed=1))
     assert figures.ground_truth > 1000
     assert figures.switches_per_100 <= 1.0, figures
@@ -35,7 +34,7 @@ class Camera:
     def frame(self, in_view: bool = True, after_s: float | None = None) -> list[int]:
         self.stamp_s += self.period_s if after_s is None else after_s
         boxes = BOX if in_view else BOX[:0]
-        return self.tracker.update(self.stamp_s, boxes, SCORE[: len(boxes)], 0.5).tolist()
+        return self.tracker.update(self.stamp_s, boxes, SCORE[: len(boxes)]).tolist()
 
 
 def test_a_part_keeps_its_id_through_a_short_miss_and_a_new_one_after_the_lost_timeout():
@@ -69,19 +68,19 @@ def test_the_period_and_so_the_timeout_follow_the_processed_frame_rate():
     assert camera.frame() == [1]
 
 
-def test_object_tracker_keeps_only_tracked_detections_per_camera():
+def test_object_tracker_gives_ids_per_camera():
     tracker = ObjectTracker(lost_timeout_s=1.0)
-    image = np.zeros((240, 320, 3), np.uint8)
-    detection = Detection(0, "part", 0.8, BOX[0], None)
+    scores = np.array([0.8, 0.8])
 
-    def frame(camera: str, stamp_s: float, detections: list[Detection]) -> FrameResult:
-        return tracker.assign(FrameResult(CameraFrame(camera, image), None, detections), stamp_s, 0.5)
+    def frame(camera: str, stamp_s: float, boxes: list[np.ndarray]) -> list[int]:
+        ids = tracker.update(camera, stamp_s, np.array(boxes, np.float32).reshape(-1, 4), scores[: len(boxes)])
+        return [int(i) for i in ids if i > 0]  # the pipeline publishes the tracked ones only
 
-    assert [d.track_id for d in frame("left", 0.0, [detection]).detections] == [1]
-    assert [d.track_id for d in frame("right", 0.0, [detection]).detections] == [1], "ids are per camera"
-    moved = Detection(0, "part", 0.8, BOX[0] + (200, 100, 200, 100), None)
-    assert [d.track_id for d in frame("left", 0.1, [detection, moved]).detections] == [1], "new: unconfirmed"
-    assert [d.track_id for d in frame("left", 0.2, [moved, detection]).detections] == [2, 1]
+    assert frame("left", 0.0, [BOX[0]]) == [1]
+    assert frame("right", 0.0, [BOX[0]]) == [1], "ids are per camera"
+    moved = BOX[0] + (200, 100, 200, 100)
+    assert frame("left", 0.1, [BOX[0], moved]) == [1], "new: unconfirmed"
+    assert frame("left", 0.2, [moved, BOX[0]]) == [2, 1]
 
 
 def test_iou_distances_follow_motmetrics_convention():

@@ -20,7 +20,7 @@ from dinov2_ros.perception.oriented_box import (
     region_and_ring,
     rotation_to_quaternion,
 )
-from dinov2_ros.perception.tabletop_scenes import TABLETOP_PARTS, render_tabletop
+from dinov2_ros.tools.scenes.tabletop_scenes import TABLETOP_PARTS, render_tabletop
 
 TILTS = (0.0, 15.0, 30.0)
 YAWS = (-70.0, -25.0, 10.0, 40.0, 80.0)
@@ -163,7 +163,7 @@ def test_quaternions_rebuild_their_rotation(yaw):
 
 
 def test_conveyor_parts_move_at_the_known_speed_keep_their_ids_and_some_frames_go_missing():
-    from dinov2_ros.perception.tabletop_scenes import conveyor_sequence
+    from dinov2_ros.tools.scenes.tabletop_scenes import conveyor_sequence
 
     frames = list(conveyor_sequence(60, rate_hz=10.0, missed_fraction=0.1, seed=2, width=320, height=240))
     assert 40 <= len(frames) < 60, "about a tenth of the frames are not delivered"
@@ -181,7 +181,7 @@ def test_conveyor_parts_move_at_the_known_speed_keep_their_ids_and_some_frames_g
 
 
 def test_a_conveyor_renders_any_moment_the_same_as_its_sequence_does():
-    from dinov2_ros.perception.tabletop_scenes import Conveyor, conveyor_sequence
+    from dinov2_ros.tools.scenes.tabletop_scenes import Conveyor, conveyor_sequence
 
     frames = list(conveyor_sequence(30, rate_hz=10.0, missed_fraction=0.0, seed=4, width=160, height=120))
     live = Conveyor(seed=4).render(frames[25].stamp_s, width=160, height=120)

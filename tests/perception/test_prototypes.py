@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from tiny_detection import SIZE, TINY_ENCODER, scene_generator, teach_from_scenes, tiny_encoder
 
-from dinov2_ros.model.content_identity import encoder_name
-from dinov2_ros.model.exemplar_head import ExemplarHead
-from dinov2_ros.perception.detector_dataset import PatchFeatureExtractor
+from dinov2_ros.export.core_export import export_graph
+from dinov2_ros.model.heads.exemplar import ExemplarHead
+from dinov2_ros.model.perception_graph import PerceptionGraph
 from dinov2_ros.perception.prototypes import (
     PrototypeFileError,
     PrototypeStore,
@@ -16,10 +16,10 @@ from dinov2_ros.perception.prototypes import (
     coverage_from_box,
     teach_from_folder,
 )
+from dinov2_ros.runtime.backends.onnxruntime_backend import OnnxRuntimeBackend
 from dinov2_ros.runtime.graph_spec import GraphSpec, ResizeMapping
-from dinov2_ros.runtime.onnx_export import export_graph
-from dinov2_ros.runtime.onnxruntime_backend import OnnxRuntimeBackend
-from dinov2_ros.runtime.perception_graph import PerceptionGraph
+from dinov2_ros.tools.training.detector_dataset import PatchFeatureExtractor
+from dinov2_ros.weights.identity import encoder_name
 
 DIM = 8
 
@@ -167,6 +167,7 @@ def test_a_folder_without_class_sub_folders_is_refused(tmp_path, extractor):
         teach_from_folder(tmp_path, extractor, PrototypeStore(TINY_ENCODER, (SIZE, SIZE), 64))
 
 
+@pytest.mark.export
 def test_classes_are_added_and_removed_while_the_exported_graph_runs(tmp_path, extractor):
     """The same ONNX Runtime session serves every class set: prototypes are graph inputs."""
     generator = scene_generator()

@@ -13,7 +13,7 @@ from node_harness import REPO, Harness, SceneCamera, start_node_process, stop_no
 from sensor_msgs.msg import CameraInfo, Image
 from vision_msgs.msg import Detection2DArray
 
-from dinov2_ros.runtime.onnx_export import load_graph_spec
+from dinov2_ros.runtime.graph_file import load_graph_spec
 
 CAMERA = (120, 160)  # height, width
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
+from dinov2_ros.perception.rejection import Rejection
 from dinov2_ros.ros.frame_slots import (
     PARTNER_HISTORY,
     BatchPolicy,
     CameraSlot,
     PairedFrame,
-    Unpaired,
     batch_start_delay,
 )
 
@@ -72,7 +72,7 @@ def test_a_camera_info_that_never_arrives_is_reported_even_when_images_keep_repl
     for step in range(30):  # a 100 Hz camera for 300 ms, no camera_info at all
         s.put_image(step * 10 * MS, "image", received_ns=step * 10 * MS)
         taken = s.take(now_ns=step * 10 * MS)
-        if isinstance(taken, Unpaired):
+        if isinstance(taken, Rejection):
             reasons.append(str(taken))
     assert len(reasons) == 2
     assert "no camera_info with the image stamp" in reasons[0] and "none received" in reasons[0]
@@ -98,7 +98,7 @@ def _late_camera_info_stream(timeout_ns: int, stall: range) -> tuple[int, list[s
         elif value not in stall:
             result = s.take(now_ns=now)
             taken += isinstance(result, PairedFrame)
-            reasons += [str(result)] if isinstance(result, Unpaired) else []
+            reasons += [str(result)] if isinstance(result, Rejection) else []
     return taken, reasons, s.dropped
 
 
@@ -140,7 +140,7 @@ def test_the_reason_names_the_missing_partner_and_the_newest_stamp_seen(missing)
     s.put_depth(3 * 1_000_000_000, "old depth")
     s.put_image(5 * 1_000_000_000, "image", received_ns=0)
     reason = s.take(now_ns=20 * MS)
-    assert isinstance(reason, Unpaired) and reason.missing == missing
+    assert isinstance(reason, Rejection) and reason.problem == f"no {missing}" and reason.category == "pairing"
     reason = str(reason)
     assert reason.startswith(f"no {missing} with the image stamp 5.000 s")
     assert "newest stamp 3.000 s" in reason if missing == "depth image" else "none received" in reason

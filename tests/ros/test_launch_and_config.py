@@ -60,7 +60,7 @@ def test_launch_files_start_the_packaged_executables():
             keywords = {k.arg: k.value for k in getattr(call, "keywords", [])}
             if getattr(keywords.get("package"), "value", None) == "dinov2_ros":
                 executable = keywords["executable"].value
-                assert f"{executable} = dinov2_ros.ros." in setup, f"{path.name}: {executable}"
+                assert f'"{executable} = dinov2_ros.' in setup, f"{path.name}: {executable}"
 
 
 def _argument_defaults(path) -> dict[str, str | None]:

@@ -140,7 +140,7 @@ BAD_INPUTS = {
         _depth_of_another_size,
         {"camera.use_depth": True},
         "depth",
-        "depth image on /bad_depth_of_another_size/depth is 80x60 but the camera image on "
+        "depth image on /bad_depth_of_another_size/depth/image is 80x60 but the camera image on "
         "/bad_depth_of_another_size/image is 160x120",
     ),
 }
@@ -160,7 +160,7 @@ def test_bad_input_is_skipped_counted_and_warned_while_good_frames_around_it_pro
         CompressedImage if compressed else Image, f"/{namespace}/image" + ("/compressed" if compressed else "")
     )
     info_pub = harness.publisher(type(camera.messages(0)[1]), f"/{namespace}/camera_info")
-    depth_pub = harness.publisher(Image, f"/{namespace}/depth")
+    depth_pub = harness.publisher(Image, f"/{namespace}/depth/image")
     outputs = harness.record(Detection2DArray, f"/{namespace}/dinov2/objects_2d")
     diagnostics = harness.record(DiagnosticArray, "/diagnostics")
     statistics = node.cameras["camera"].statistics
@@ -345,14 +345,17 @@ def test_a_trained_center_head_runs_with_the_class_names_it_was_trained_on(conte
 
 
 def test_a_trained_head_for_another_encoder_is_refused_with_the_reason(context, graph_dir, tmp_path):
-    from dinov2_ros.model.center_head import CenterHead, CenterHeadInfo, save_center_head
+    from dinov2_ros.model.heads.center import CenterHead, CenterHeadInfo, save_center_head
 
     checkpoint = save_center_head(
         tmp_path / "other.pt",
         CenterHead(32, 2, 8),
         CenterHeadInfo("vits14:pretrained", (112, 112), "stretch", ("a", "b"), 32, 8),
     )
+    # the camera's size configured: its graph is made at configure, where the exporter reads the head
+    # (the robot process never loads a checkpoint) and refuses it in one line
     overrides = {"model.detector": "center", "model.detector_weights": str(checkpoint)}
+    overrides |= {"camera.width": 160, "camera.height": 120}
     with pytest.raises(ValueError, match="trained on encoder 'vits14:pretrained' features, not 'tiny:random'"):
         start_node(context, graph_dir, "refused", **overrides)
 
@@ -373,7 +376,7 @@ def test_a_configuration_the_node_cannot_run_says_what_to_change(context, graph_
 
 
 def test_an_incompatible_camera_qos_is_logged_with_the_parameter_that_fixes_it(context, graph_dir, harness, capfd):
-    node = start_node(context, graph_dir, "qos", **{"qos.reliable": True})
+    node = start_node(context, graph_dir, "qos", reliable=True)
     harness.add_node(node)
     best_effort = QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT)
     harness.publisher(Image, "/qos/image", best_effort)
@@ -383,9 +386,10 @@ def test_an_incompatible_camera_qos_is_logged_with_the_parameter_that_fixes_it(c
         def complained() -> bool:
             nonlocal logged
             logged += capfd.readouterr().err
-            return "qos.reliable:=false" in logged
+            return "qos_overrides./qos/image.subscription.reliability:=best_effort" in logged
 
         assert harness.spin_until(complained, timeout_s=10.0)
     finally:
         node.destroy_node()
-    assert "/qos/image" in logged and "RELIABILITY" in logged and "qos.reliable:=false" in logged
+    fix = "qos_overrides./qos/image.subscription.reliability:=best_effort"
+    assert "/qos/image" in logged and "RELIABILITY" in logged and fix in logged

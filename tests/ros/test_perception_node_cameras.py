@@ -43,8 +43,8 @@ def test_no_good_frame_is_lost_to_pairing_when_camera_info_comes_20_ms_late_afte
     context, graph_dir, harness
 ):
     # the size configured: its graph is open before the first frame, so no frame waits for it
-    overrides = {"pairing.timeout_s": 0.15, "qos.reliable": True, "camera.width": 160, "camera.height": 120}
-    node = start_node(context, graph_dir, "late_info", **overrides)
+    overrides = {"pairing.timeout_s": 0.15, "camera.width": 160, "camera.height": 120}
+    node = start_node(context, graph_dir, "late_info", reliable=True, **overrides)
     harness.add_node(node)
     stall_first_batch(node, 2.0)
     camera = SceneCamera(160, 120)
@@ -74,7 +74,7 @@ def test_no_good_frame_is_lost_to_pairing_when_camera_info_comes_20_ms_late_afte
 def test_driver_encodings_produce_objects(context, graph_dir, harness, encoding, bytes_per_pixel):
     """What usb_cam (YUYV), UYVY webcams, machine-vision Bayer cameras and 16-bit mono cameras send."""
     namespace = "driver_" + encoding
-    node = start_node(context, graph_dir, namespace, **{"qos.reliable": True})
+    node = start_node(context, graph_dir, namespace, reliable=True)
     harness.add_node(node)
     camera = SceneCamera(160, 120)
     image_pub = harness.publisher(Image, f"/{namespace}/image")
@@ -139,12 +139,13 @@ def test_a_camera_described_otherwise_places_objects_where_the_plain_camera_does
         namespace,
         **parameters,
         **{"cameras": ["plain", "other"], "plain.use_depth": True, "other.use_depth": True},
-        **{"detection.score_threshold": 0.0, "qos.reliable": True},
+        **{"detection.score_threshold": 0.0},
+        reliable=True,
         **other_parameters,
     )
     harness.add_node(node)
     camera = SceneCamera(160, 120)
-    streams = ((Image, "image"), (CameraInfo, "camera_info"), (Image, "depth"))
+    streams = ((Image, "image"), (CameraInfo, "camera_info"), (Image, "depth/image"))
     publishers = {
         name: [harness.publisher(kind, f"/{namespace}/{name}/{topic}") for kind, topic in streams]
         for name in ("plain", "other")
@@ -185,7 +186,7 @@ def test_a_camera_described_otherwise_places_objects_where_the_plain_camera_does
 
 
 def test_an_uncalibrated_camera_keeps_its_2d_objects_and_depth_and_says_so_once(context, graph_dir, harness, capfd):
-    node = start_node(context, graph_dir, "uncal", **{"qos.reliable": True, "warnings.throttle_s": 0.0})
+    node = start_node(context, graph_dir, "uncal", reliable=True, **{"warnings.throttle_s": 0.0})
     harness.add_node(node)
     camera = SceneCamera(160, 120)
     image_pub = harness.publisher(Image, "/uncal/image")
@@ -224,7 +225,7 @@ def _publish_until_rejected(harness, node, image_pub, info_pub, image, info, cou
 
 
 def test_different_problems_of_one_camera_are_each_warned_and_repeats_are_throttled(context, graph_dir, harness, capfd):
-    node = start_node(context, graph_dir, "faults", **{"qos.reliable": True, "warnings.throttle_s": 5.0})
+    node = start_node(context, graph_dir, "faults", reliable=True, **{"warnings.throttle_s": 5.0})
     harness.add_node(node)
     camera = SceneCamera(160, 120)
     image_pub = harness.publisher(Image, "/faults/image")
@@ -256,7 +257,7 @@ def test_different_problems_of_one_camera_are_each_warned_and_repeats_are_thrott
 
 
 def test_an_incompatible_qos_is_reported_for_each_topic(context, graph_dir, harness, capfd):
-    node = start_node(context, graph_dir, "qos_each", **{"qos.reliable": True})
+    node = start_node(context, graph_dir, "qos_each", reliable=True)
     harness.add_node(node)
     best_effort = QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT)
     harness.publisher(Image, "/qos_each/image", best_effort)
@@ -277,7 +278,7 @@ def test_an_incompatible_qos_is_reported_for_each_topic(context, graph_dir, harn
 def test_zero_stamps_and_empty_frame_ids_are_warned_processed_and_kept_out_of_latency(
     context, graph_dir, harness, capfd
 ):
-    node = start_node(context, graph_dir, "headers", **{"qos.reliable": True})  # warnings.throttle_s: 5 s
+    node = start_node(context, graph_dir, "headers", reliable=True)  # warnings.throttle_s: 5 s
     harness.add_node(node)
     camera = SceneCamera(160, 120, frame_id="")
     image_pub = harness.publisher(Image, "/headers/image")
@@ -322,3 +323,78 @@ def test_every_output_image_has_its_camera_info_beside_it(context, graph_dir, ca
         namespace, _, leaf = topic.rpartition("/")
         assert leaf == "image", f"{topic}: an image topic is named <ns>/image"
         assert "sensor_msgs/msg/CameraInfo" in published.get(f"{namespace}/camera_info", []), topic
+
+
+def _stream(harness, namespace: str, stamps, outputs, depth: bool = False) -> None:
+    """Publish one SceneCamera frame per stamp (ns), with a depth image without one valid pixel when
+    `depth` (16UC1 zeros: no return anywhere), and wait for its objects_2d."""
+    camera = SceneCamera(160, 120)
+    info_pub = harness.publisher(CameraInfo, f"/{namespace}/camera_info")
+    depth_pub = harness.publisher(Image, f"/{namespace}/depth/image") if depth else None
+    image_pub = harness.publisher(Image, f"/{namespace}/image")
+    for stamp in stamps:
+        image, info, _ = camera.messages(stamp)
+        info_pub.publish(info)
+        if depth_pub is not None:
+            blind = Image(header=image.header, height=120, width=160, encoding="16UC1", step=320)
+            blind.data = bytes(160 * 120 * 2)
+            depth_pub.publish(blind)
+        image_pub.publish(image)
+        done = len(outputs) + 1
+        harness.spin_until(lambda done=done: len(outputs) >= done, timeout_s=1.0)
+
+
+def test_stamps_in_the_future_or_going_backwards_are_warned_and_kept_out_of_the_latency(
+    context, graph_dir, harness, capfd
+):
+    """A stamp a day ahead read as a latency of minus one day, looped stamps as 16 s, both with status OK."""
+    ahead = start_node(context, graph_dir, "stamps_ahead", reliable=True)
+    looped = start_node(context, graph_dir, "stamps_looped", reliable=True)
+    for node in (ahead, looped):
+        harness.add_node(node)
+    ahead_out = harness.record(Detection2DArray, "/stamps_ahead/dinov2/objects_2d")
+    looped_out = harness.record(Detection2DArray, "/stamps_looped/dinov2/objects_2d")
+    try:
+        now = time.time_ns()
+        _stream(harness, "stamps_ahead", [now + 86_400 * SECOND + i * SECOND // 30 for i in range(8)], ahead_out)
+        live = [time.time_ns() + i * SECOND // 30 for i in range(5)]
+        _stream(
+            harness, "stamps_looped", live + [live[0] - 16 * SECOND + i * SECOND // 30 for i in range(8)], looped_out
+        )
+        harness.spin_for(0.3)
+        statuses = {
+            name: node.cameras["camera"].status(node.get_name())
+            for name, node in (("ahead", ahead), ("looped", looped))
+        }
+    finally:
+        ahead.destroy_node()
+        looped.destroy_node()
+    values = {name: {kv.key: kv.value for kv in status.values} for name, status in statuses.items()}
+    assert len(ahead_out) >= 6 and len(looped_out) >= 10, "such frames are processed"
+    assert values["ahead"]["latency median (ms)"] == "n/a" and int(values["ahead"]["stamps left out of latency"]) >= 6
+    assert statuses["ahead"].level == DiagnosticStatus.WARN and "left out of the latency" in statuses["ahead"].message
+    assert values["looped"]["last stamp problem"] == "stamp went backwards"
+    assert 0 <= float(values["looped"]["latency max (ms)"]) < 5000, "the looped frames are not in the latency"
+    logged = capfd.readouterr().err
+    assert logged.count("ahead of this node's clock") == 1, "warned, throttled"
+    assert logged.count("behind an earlier image's") == 1
+
+
+def test_a_depth_image_without_a_valid_pixel_publishes_no_3d_objects_and_says_so(context, graph_dir, harness, capfd):
+    """An empty Detection3DArray tells a planner the view is empty; a blind depth camera must not."""
+    node = start_node(context, graph_dir, "blind", reliable=True, **{"camera.use_depth": True})
+    harness.add_node(node)
+    objects_2d = harness.record(Detection2DArray, "/blind/dinov2/objects_2d")
+    objects = harness.record(Detection3DArray, "/blind/dinov2/objects")
+    try:
+        _stream(harness, "blind", [(index + 1) * SECOND for index in range(6)], objects_2d, depth=True)
+        harness.spin_for(0.3)
+        status = node.cameras["camera"].status(node.get_name())
+    finally:
+        node.destroy_node()
+    values = {kv.key: kv.value for kv in status.values}
+    assert len(objects_2d) >= 4 and objects == []
+    assert int(values["frames without 3D objects: no valid depth"]) >= 4
+    assert status.level == DiagnosticStatus.WARN and "no 3D objects in the newest frame" in status.message
+    logged = capfd.readouterr().err
+    assert logged.count("depth image on /blind/depth/image has no valid pixel") == 1, "warned, throttled"

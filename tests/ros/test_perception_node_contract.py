@@ -65,6 +65,7 @@ def refused_start(arguments: list[str], log) -> str:
     return text
 
 
+@pytest.mark.subprocess
 def test_config_alone_starts_the_node_and_it_refuses_to_guess_weights(tmp_path):
     """config/perception.yaml as shipped declares every parameter validly; without weights the node
     stops with a message saying which parameter to set, rather than running random weights."""
@@ -72,6 +73,7 @@ def test_config_alone_starts_the_node_and_it_refuses_to_guess_weights(tmp_path):
     assert "model.weights is empty" in text and "'random'" in text
 
 
+@pytest.mark.subprocess
 def test_a_parameter_of_the_wrong_type_stops_the_node_with_one_line_not_a_traceback(tmp_path):
     wrong_type = ["-p", "model.weights:=random", "-p", "tracking.lost_timeout_s:=2"]
     text = refused_start(["--params-file", launch_config_path(), *wrong_type], tmp_path / "node.log")

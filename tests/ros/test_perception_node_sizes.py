@@ -12,7 +12,7 @@ from vision_msgs.msg import Detection2DArray
 
 from dinov2_ros.ros.image_conversion import array_to_image
 from dinov2_ros.ros.perception_node import PerceptionNode
-from dinov2_ros.ros.synthetic_camera_node import camera_info_for
+from dinov2_ros.tools.demo.synthetic_camera_node import camera_info_for
 
 SECOND = 1_000_000_000
 PERIOD_S = 0.05  # each camera at 20 Hz
@@ -32,9 +32,8 @@ class BlankCamera(SceneCamera):
 
 
 def start_node(context, namespace: str, graph_dir, **overrides) -> PerceptionNode:
-    values = {"warnings.throttle_s": 0.0, "qos.reliable": True}
-    values |= {"cameras": ["front", "side"], "side.width": 128, "side.height": 96} | overrides
-    return start_tiny_node(context, graph_dir, namespace, **values)
+    values = {"warnings.throttle_s": 0.0, "cameras": ["front", "side"], "side.width": 128, "side.height": 96}
+    return start_tiny_node(context, graph_dir, namespace, reliable=True, **(values | overrides))
 
 
 class TwoCameras:

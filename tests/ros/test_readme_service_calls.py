@@ -1,4 +1,5 @@
-"""The README's `ros2 service call` examples, sent as written to the node's services over DDS.
+"""The documentation's `ros2 service call` examples (README, then docs/perception_node.md, in reading
+order), sent as written to the node's services over DDS.
 
 ros2cli is not installable here, so the test does what `ros2 service call` does with the YAML
 request: it fills the request message field by field, then calls the service from another node.
@@ -19,9 +20,13 @@ SECOND = 1_000_000_000
 CALL = re.compile(r'ros2 service call (\S+) (\S+) "(.*?)"', re.S)
 
 
+DOCUMENTS = ("README.md", "docs/perception_node.md")
+
+
 def readme_calls() -> list[tuple[str, str, object]]:
-    """(service, type, request YAML) of every `ros2 service call` in the README."""
-    return [(name, kind, yaml.safe_load(body)) for name, kind, body in CALL.findall((REPO / "README.md").read_text())]
+    """(service, type, request YAML) of every `ros2 service call` in the README and the node's page."""
+    text = "".join((REPO / document).read_text() for document in DOCUMENTS)
+    return [(name, kind, yaml.safe_load(body)) for name, kind, body in CALL.findall(text)]
 
 
 def message_type(name: str):

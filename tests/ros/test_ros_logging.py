@@ -19,8 +19,8 @@ def test_package_log_records_reach_rosout_from_the_node_with_their_severity(cont
     handler = forward_package_logs(node)
     try:
         harness.spin_for(0.5)  # discovery
-        logging.getLogger("dinov2_ros.runtime.graph_source").info("exporting graph '%s' ...", "tiny")
-        logging.getLogger("dinov2_ros.runtime.tensorrt_build").warning("TensorRT build: %d steps", 3)
+        logging.getLogger("dinov2_ros.runtime.backend_opener").info("exporting graph '%s' ...", "tiny")
+        logging.getLogger("dinov2_ros.export.engine_build").warning("TensorRT build: %d steps", 3)
         logging.getLogger("other_library").warning("not ours")
         assert harness.spin_until(lambda: len([m for m in received if m.name == "forwarding_node"]) >= 2, 10.0)
     finally:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from tiny_graphs import tiny_spec
 
-from dinov2_ros.runtime.factory import create_backend
+from dinov2_ros.runtime.backends import create_backend
 
 
 @pytest.fixture(params=["onnxruntime", "torch"])

@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 from tensorrt_modules import missing, run_python
 
-from dinov2_ros.runtime.cuda_runtime import (
+from dinov2_ros.runtime.backends.tensorrt.cuda_runtime import (
     CUDA_ERROR_INSUFFICIENT_DRIVER,
     CUDA_ERROR_NO_DEVICE,
     CudaUnavailableError,
@@ -44,7 +44,7 @@ def test_no_visible_gpu_points_at_cuda_visible_devices():
 
 
 PROBE = """
-from dinov2_ros.runtime.cuda_runtime import cuda_call, cuda_versions, import_cudart, require_cuda
+from dinov2_ros.runtime.backends.tensorrt.cuda_runtime import cuda_call, cuda_versions, import_cudart, require_cuda
 cudart = import_cudart()
 print("driver", cuda_versions(cudart).driver)
 try:
@@ -76,6 +76,7 @@ def test_real_cuda_python_without_a_driver(probe):
     assert probe["require:"].startswith(f"{CudaUnavailableError.__name__} no NVIDIA driver found")
 
 
+@pytest.mark.subprocess
 def test_build_engine_without_a_driver_exits_2_with_one_line(probe, tmp_path):
     """The real command with the real cuda-python and TensorRT 10.16 bindings (stub libraries); it
     stops before exporting anything."""

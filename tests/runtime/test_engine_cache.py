@@ -16,9 +16,14 @@ import threading
 import pytest
 from tiny_graphs import tiny_spec
 
-from dinov2_ros.model.weights import sha256_of
-from dinov2_ros.runtime.engine_cache import EngineCache, EngineKey, read_engine_file, write_engine_file
-from dinov2_ros.runtime.tensorrt_build import shapes_signature
+from dinov2_ros.runtime.backends.tensorrt.engine_cache import (
+    EngineCache,
+    EngineKey,
+    read_engine_file,
+    write_engine_file,
+)
+from dinov2_ros.runtime.backends.tensorrt.loader import shapes_signature
+from dinov2_ros.weights.cache import sha256_of
 
 ENGINE_PREFIX = b"stand-in engine:"
 

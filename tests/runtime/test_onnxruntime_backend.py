@@ -14,10 +14,10 @@ import onnx
 import pytest
 from tiny_graphs import frames, inputs_for, tiny_spec
 
-from dinov2_ros.runtime.onnx_export import PRECISION_KEY, load_graph_spec, read_metadata
-from dinov2_ros.runtime.onnxruntime_backend import OnnxRuntimeBackend
-from dinov2_ros.runtime.quantize import quantize_graph
-from dinov2_ros.runtime.torch_backend import TorchBackend
+from dinov2_ros.export.quantize import quantize_graph
+from dinov2_ros.runtime.backends.onnxruntime_backend import OnnxRuntimeBackend
+from dinov2_ros.runtime.backends.torch_backend import TorchBackend
+from dinov2_ros.runtime.graph_file import PRECISION_KEY, load_graph_spec, read_metadata
 
 TOLERANCES = {"depth": 1e-4, "masks": 1e-4, "features": 1e-4}
 BOX_ATOL = 1e-3

@@ -1,7 +1,8 @@
 """Our TensorRT build and run code against each supported version's real `tensorrt` bindings, without a GPU.
 
 Two halves, so that neither passes vacuously:
-- `build_serialized_engine`, and `TensorRTBackend` end to end (build, cache, allocate, one batch),
+- `build_serialized_engine`, and the engine's way end to end (built into the cache, loaded by
+  EngineLoader, run by TensorRTRunner: allocate, one batch),
   run against a recording stand-in for `tensorrt` and a host-only stand-in for cuda-python (TensorRT
   and CUDA cannot run here): every attribute, enum member and method they touch must be in
   `plan_build(...).api` or `RUNTIME_API`, and those may list nothing that is not touched (bar the
@@ -22,10 +23,16 @@ import pytest
 from tensorrt_modules import bindings_versions, missing, run_python
 from tiny_graphs import frames, inputs_for, tiny_spec
 
-from dinov2_ros.runtime import tensorrt_backend
-from dinov2_ros.runtime.tensorrt_backend import RUNTIME_API
-from dinov2_ros.runtime.tensorrt_build import PRECISIONS, UnsupportedTensorRTError, build_serialized_engine, plan_build
-from dinov2_ros.runtime.tensorrt_compat import parse_version
+from dinov2_ros.export.engine_build import build_engine, build_serialized_engine, plan_build
+from dinov2_ros.runtime.backends.tensorrt import loader as loader_module
+from dinov2_ros.runtime.backends.tensorrt import runner as runner_module
+from dinov2_ros.runtime.backends.tensorrt.loader import (
+    PRECISIONS,
+    EngineLoader,
+    UnsupportedTensorRTError,
+    parse_version,
+)
+from dinov2_ros.runtime.backends.tensorrt.runner import RUNTIME_API, TensorRTRunner
 
 VERSIONS = bindings_versions()
 SUPPORTED = [v for v in VERSIONS if parse_version(v) >= (10, 0)]
@@ -178,7 +185,7 @@ class HostOnlyCudart:
 
 @pytest.mark.parametrize("version", SUPPORTED)
 def test_backend_touches_only_what_runtime_api_and_the_plan_list(exported, monkeypatch, tmp_path, version):
-    """TensorRTBackend builds (recording stand-in), caches, allocates and runs one batch end to end."""
+    """An engine built (recording stand-in) into the cache, loaded and run on one batch end to end."""
     spec = tiny_spec()
     _, path = exported(spec)
     batch = 2
@@ -189,8 +196,11 @@ def test_backend_touches_only_what_runtime_api_and_the_plan_list(exported, monke
     }
     touched: set[str] = set()
     monkeypatch.setitem(sys.modules, "tensorrt", RecordingTensorRT(touched, version, values))
-    monkeypatch.setattr(tensorrt_backend, "import_cudart", HostOnlyCudart)
-    with tensorrt_backend.TensorRTBackend(path, spec, max_batch=batch, cache_dir=tmp_path) as backend:
+    monkeypatch.setattr(loader_module, "import_cudart", HostOnlyCudart)
+    monkeypatch.setattr(runner_module, "import_cudart", HostOnlyCudart)
+    loader = EngineLoader(path, spec, max_batch=batch, cache_dir=tmp_path)
+    build_engine(loader)
+    with TensorRTRunner(loader) as backend:
         outputs = backend.infer(inputs_for(spec, frames("random", spec, batch)))
     assert {name: array.shape for name, array in outputs.items()} == {
         tensor.name: (batch, *tensor.shape[1:]) for tensor in spec.output_specs()
@@ -240,6 +250,7 @@ def real_api(version: str, names) -> dict:
     return json.loads(result.stdout)
 
 
+@pytest.mark.subprocess
 @pytest.mark.parametrize("version", SUPPORTED)
 def test_real_bindings_have_everything_the_build_and_run_code_use(version):
     names = [*RUNTIME_API, *(name for precision in PRECISIONS for name in plan_build(version, precision).api)]
@@ -248,6 +259,7 @@ def test_real_bindings_have_everything_the_build_and_run_code_use(version):
     assert found["absent"] == []
 
 
+@pytest.mark.subprocess
 @pytest.mark.parametrize("version", [v for v in VERSIONS if v.startswith("11.")])
 def test_weak_typing_is_gone_in_tensorrt_11(version):
     """What the old fp16 build used is absent in 11.x: the checks above can see a missing name."""
@@ -258,6 +270,7 @@ def test_weak_typing_is_gone_in_tensorrt_11(version):
     assert not plan_build(version, "fp16").pin_layernorm_fp32
 
 
+@pytest.mark.subprocess
 def test_tensorrt_8_6_bindings_are_refused_by_version():
     found = real_api("8.6.1", ["__version__"])
     assert found["version"] == "8.6.1"
@@ -266,9 +279,10 @@ def test_tensorrt_8_6_bindings_are_refused_by_version():
 
 
 BACKEND = """
-from dinov2_ros.runtime.tensorrt_backend import TensorRTBackend
+from dinov2_ros.export.engine_build import build_engine
+from dinov2_ros.runtime.backends.tensorrt.loader import EngineLoader
 try:
-    TensorRTBackend({path!r})
+    build_engine(EngineLoader({path!r}))
 except Exception as error:
     print(type(error).__name__, error)
 """
@@ -287,7 +301,8 @@ def test_backend_refuses_before_touching_cuda(exported, tmp_path, version, top_k
 
     import onnx
 
-    from dinov2_ros.runtime.onnx_export import SPEC_KEY, set_metadata
+    from dinov2_ros.export.camera_graph import set_metadata
+    from dinov2_ros.runtime.graph_file import SPEC_KEY
 
     reason = missing(version)
     if reason:

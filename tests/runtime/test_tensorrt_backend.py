@@ -12,8 +12,8 @@ import logging
 import numpy as np
 import pytest
 
-from dinov2_ros.runtime.cuda_runtime import import_cudart
-from dinov2_ros.runtime.tensorrt_build import import_tensorrt
+from dinov2_ros.runtime.backends.tensorrt.cuda_runtime import import_cudart
+from dinov2_ros.runtime.backends.tensorrt.loader import import_tensorrt
 
 try:
     import_tensorrt()
@@ -27,10 +27,19 @@ pytestmark = pytest.mark.skipif(SKIP_REASON is not None, reason=SKIP_REASON or "
 
 from tiny_graphs import frames, inputs_for, tiny_spec  # noqa: E402
 
-from dinov2_ros.runtime.onnxruntime_backend import OnnxRuntimeBackend  # noqa: E402
-from dinov2_ros.runtime.tensorrt_backend import TensorRTBackend  # noqa: E402
+from dinov2_ros.export.engine_build import build_engine  # noqa: E402
+from dinov2_ros.runtime.backends.onnxruntime_backend import OnnxRuntimeBackend  # noqa: E402
+from dinov2_ros.runtime.backends.tensorrt.loader import EngineLoader  # noqa: E402
+from dinov2_ros.runtime.backends.tensorrt.runner import TensorRTRunner  # noqa: E402
 
 FP16_ATOL = {"depth": 0.05, "features": 0.05, "masks": 0.05}
+
+
+def runner(path, spec, precision: str, max_batch: int, cache_dir) -> TensorRTRunner:
+    """The engine built into `cache_dir` (build time), then loaded and run as the node does."""
+    loader = EngineLoader(path, spec, precision, max_batch, cache_dir)
+    build_engine(loader)
+    return TensorRTRunner(loader)
 
 
 @pytest.mark.parametrize("precision", ["fp32", "fp16"])
@@ -40,7 +49,7 @@ def test_tensorrt_matches_onnxruntime(exported, tmp_path, precision):
     inputs = inputs_for(spec, frames("structured", spec, batch=2))
     with OnnxRuntimeBackend(path, spec, device="cpu") as reference:
         expected = reference.infer(inputs)
-    with TensorRTBackend(path, spec, precision=precision, max_batch=2, cache_dir=tmp_path) as backend:
+    with runner(path, spec, precision, 2, tmp_path) as backend:
         got = backend.infer(inputs)
     for name in ("depth", "features", "masks"):
         atol = 1e-3 if precision == "fp32" else FP16_ATOL[name]
@@ -49,17 +58,14 @@ def test_tensorrt_matches_onnxruntime(exported, tmp_path, precision):
     np.testing.assert_allclose(scores, expected["detections"][..., 4], atol=1e-3 if precision == "fp32" else 0.02)
 
 
-def test_engine_is_reused_and_batch_limit_checked(exported, tmp_path, caplog):
+def test_engine_is_reused_and_larger_batches_are_split(exported, tmp_path, caplog):
     spec = tiny_spec()
     _, path = exported(spec)
-    with TensorRTBackend(path, spec, precision="fp32", max_batch=2, cache_dir=tmp_path):
+    with runner(path, spec, "fp32", 2, tmp_path):
         pass
-    with (
-        caplog.at_level(logging.INFO),
-        TensorRTBackend(path, spec, precision="fp32", max_batch=2, cache_dir=tmp_path) as backend,
-    ):
+    with caplog.at_level(logging.INFO), runner(path, spec, "fp32", 2, tmp_path) as backend:
         assert "reusing" in caplog.text
-        with pytest.raises(ValueError, match="exceeds the engine's max_batch 2"):
-            backend.infer(inputs_for(spec, frames("random", spec, batch=3)))
+        inputs = inputs_for(spec, frames("random", spec, batch=3))
+        assert backend.infer(inputs)["depth"].shape[0] == 3, "three frames on an engine for two: two runs"
         with pytest.raises(ValueError, match="'images' must be uint8"):
             backend.infer(inputs_for(spec, frames("random", spec).astype(np.float32)))

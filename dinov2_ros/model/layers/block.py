@@ -9,7 +9,7 @@ from dinov2_ros.model.layers.attention import Attention
 from dinov2_ros.model.layers.layer_scale import LayerScale
 from dinov2_ros.model.layers.mlp import Mlp
 from dinov2_ros.model.layers.swiglu_ffn import SwiGLUFFN, swiglu_hidden_features
-from dinov2_ros.model.variants import FfnKind
+from dinov2_ros.weights.variants import FfnKind
 
 LAYER_NORM_EPS = 1e-6
 

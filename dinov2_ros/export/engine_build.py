@@ -1,0 +1,247 @@
+"""Build a serialised TensorRT engine from the exported ONNX graph, on TensorRT 10.0 .. 11.x.
+
+`plan_build(version, precision)` decides what the build does on one TensorRT version, and lists every
+`tensorrt` attribute, enum member and method the build touches there (`BuildPlan.api`), so tests can
+check the plan against each version's real bindings. Precision routes (NVIDIA's "Migrating from
+TensorRT 10.x to 11.x": weak typing deprecated in 10.12, removed in 11.0):
+- fp16 on 10.0 .. 10.11: weakly typed, `BuilderFlag.FP16` with `OBEY_PRECISION_CONSTRAINTS` and each
+  LayerNorm layer (INormalizationLayer) pinned to fp32;
+- fp16 on 10.12 and later: a strongly typed network parsed from the mixed-precision copy of the graph
+  (`mixed_precision.fp16_graph`, made in memory and parsed from bytes, nothing written);
+  `NetworkDefinitionCreationFlag.STRONGLY_TYPED` on 10.x, the default (no flag) on 11.x;
+- fp32: the fp32 graph as it is (strongly typed from 10.12 on, where the types come from the graph).
+TensorRT 8.6 (JetPack 6.0) is refused: it parses opset <= 17, which torch.onnx cannot write.
+Before parsing, the graph is checked against the version's documented ONNX restrictions
+(`tensorrt_compat`). A workspace limit, one optimisation profile over the batch axis, and build
+progress through IProgressMonitor. `build_engine` writes the engine into the cache under the key
+the runtime's loader computes (runtime/backends/tensorrt/loader.py), where the node finds it.
+`tensorrt` is imported on use only.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import onnx
+
+from dinov2_ros.export.mixed_precision import fp16_graph
+from dinov2_ros.export.tensorrt_compat import graph_violations, max_topk
+from dinov2_ros.runtime.backends.tensorrt.loader import (
+    PRECISIONS,
+    EngineLoader,
+    UnsupportedTensorRTError,
+    batch_profile,
+    check_version,
+    import_tensorrt,
+    parse_version,
+)
+from dinov2_ros.runtime.graph_spec import GraphSpec
+
+LOG = logging.getLogger(__name__)
+
+DEFAULT_WORKSPACE_BYTES = 2 << 30
+
+
+STRONG_TYPING_FROM = (10, 12)  # weak typing deprecated in 10.12, removed in 11.0
+
+# what every build touches, on every version
+_COMMON_API = (
+    "__version__",
+    "Logger",
+    "Logger.WARNING",
+    "Builder",
+    "Builder.create_network",
+    "Builder.create_builder_config",
+    "Builder.create_optimization_profile",
+    "Builder.build_serialized_network",
+    "OnnxParser",
+    "OnnxParser.parse",
+    "OnnxParser.num_errors",
+    "OnnxParser.get_error",
+    "IBuilderConfig.set_memory_pool_limit",
+    "IBuilderConfig.add_optimization_profile",
+    "IBuilderConfig.progress_monitor",
+    "MemoryPoolType.WORKSPACE",
+    "IOptimizationProfile.set_shape",
+    "IProgressMonitor",
+)
+_WEAK_FP16_API = (
+    "IBuilderConfig.set_flag",
+    "BuilderFlag.FP16",
+    "BuilderFlag.OBEY_PRECISION_CONSTRAINTS",
+    "INetworkDefinition.num_layers",
+    "INetworkDefinition.get_layer",
+    "ILayer.type",
+    "ILayer.precision",
+    "ILayer.num_outputs",
+    "ILayer.set_output_type",
+    "LayerType.NORMALIZATION",
+    "float32",
+)
+
+
+@dataclass(frozen=True)
+class BuildPlan:
+    """What `build_serialized_engine` does on one TensorRT version and precision.
+
+    `network_flags` and `builder_flags` name members of NetworkDefinitionCreationFlag and BuilderFlag;
+    `api` is every dotted `tensorrt` name the build touches on this route ("Builder.create_network").
+    """
+
+    tensorrt_version: str
+    precision: str
+    strongly_typed: bool
+    fp16_graph: bool  # parse the mixed-precision copy of the graph
+    pin_layernorm_fp32: bool  # weak typing: LayerNorm layers' precision and outputs set to fp32
+    network_flags: tuple[str, ...]
+    builder_flags: tuple[str, ...]
+
+    @property
+    def api(self) -> tuple[str, ...]:
+        names = [*_COMMON_API]
+        names += [f"NetworkDefinitionCreationFlag.{flag}" for flag in self.network_flags]
+        names += [f"BuilderFlag.{flag}" for flag in self.builder_flags]
+        if self.pin_layernorm_fp32:
+            names += _WEAK_FP16_API
+        return tuple(dict.fromkeys(names))
+
+
+def plan_build(tensorrt_version: str, precision: str) -> BuildPlan:
+    """The build route for `precision` ("fp16"/"fp32") on `tensorrt_version`; UnsupportedTensorRTError below 10.0."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    check_version(tensorrt_version)
+    version = parse_version(tensorrt_version)
+    strong = version >= STRONG_TYPING_FROM
+    fp16 = precision == "fp16"
+    return BuildPlan(
+        tensorrt_version=tensorrt_version,
+        precision=precision,
+        strongly_typed=strong,
+        fp16_graph=strong and fp16,
+        pin_layernorm_fp32=fp16 and not strong,
+        network_flags=("STRONGLY_TYPED",) if strong and version[0] == 10 else (),
+        builder_flags=("FP16", "OBEY_PRECISION_CONSTRAINTS") if fp16 and not strong else (),
+    )
+
+
+def build_serialized_engine(
+    onnx_path: Path,
+    spec: GraphSpec,
+    precision: str,
+    max_batch: int,
+    workspace_bytes: int,
+) -> bytes:
+    """Check, parse and build `onnx_path` for `spec`; the serialised engine's bytes.
+
+    UnsupportedTensorRTError when the TensorRT version or the graph breaks a documented restriction
+    (all of them listed); RuntimeError with the parser's errors, or when the build fails.
+    """
+    trt = import_tensorrt()
+    plan = plan_build(trt.__version__, precision)
+    model = onnx.load(str(onnx_path))
+    if plan.fp16_graph:
+        model = fp16_graph(model, spec.depth)
+    violations = graph_violations(model, trt.__version__)
+    if violations:
+        raise UnsupportedTensorRTError(
+            f"{onnx_path} cannot be built with TensorRT {trt.__version__}: " + "; ".join(violations)
+        )
+    logger = trt.Logger(trt.Logger.WARNING)
+    builder = trt.Builder(logger)
+    flags = 0
+    for flag in plan.network_flags:
+        flags |= 1 << int(getattr(trt.NetworkDefinitionCreationFlag, flag))
+    network = builder.create_network(flags)
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse(model.SerializeToString()):
+        errors = "; ".join(str(parser.get_error(index)) for index in range(parser.num_errors))
+        raise RuntimeError(f"TensorRT could not parse {onnx_path}: {errors}")
+    del model  # the build needs the network, not this copy (hundreds of MB for the larger encoders)
+    config = builder.create_builder_config()
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_bytes)
+    for flag in plan.builder_flags:
+        config.set_flag(getattr(trt.BuilderFlag, flag))
+    if plan.pin_layernorm_fp32:
+        _pin_layernorm_fp32(trt, network)
+    profile = builder.create_optimization_profile()
+    low, opt, high = batch_profile(max_batch)
+    for tensor in spec.input_specs():
+        if tensor.shape[0] is None:
+            tail = tuple(tensor.shape[1:])
+            profile.set_shape(tensor.name, (low, *tail), (opt, *tail), (high, *tail))
+    config.add_optimization_profile(profile)
+    config.progress_monitor = _progress_monitor(trt)
+    LOG.info(
+        "TensorRT %s: building %s %s engine (max batch %d, %s); this takes minutes",
+        trt.__version__,
+        spec.key,
+        precision,
+        max_batch,
+        "strongly typed" if plan.strongly_typed else "weakly typed",
+    )
+    serialized = builder.build_serialized_network(network, config)
+    if serialized is None:
+        raise RuntimeError(f"TensorRT failed to build an engine for {onnx_path}; see the TensorRT log above")
+    return bytes(serialized)
+
+
+def _pin_layernorm_fp32(trt, network) -> None:
+    """Weak typing: every LayerNorm layer and its outputs in fp32 (OBEY_PRECISION_CONSTRAINTS holds them)."""
+    pinned = 0
+    for index in range(network.num_layers):
+        layer = network.get_layer(index)
+        if layer.type == trt.LayerType.NORMALIZATION:
+            layer.precision = trt.float32
+            for output in range(layer.num_outputs):
+                layer.set_output_type(output, trt.float32)
+            pinned += 1
+    LOG.info("TensorRT: fp16 with %d LayerNorm layers kept in fp32", pinned)
+
+
+def _progress_monitor(trt):
+    """An IProgressMonitor that logs the builder's top-level phases and their steps."""
+
+    class LogProgress(trt.IProgressMonitor):
+        def __init__(self) -> None:
+            trt.IProgressMonitor.__init__(self)
+            self.steps: dict[str, int] = {}
+
+        def phase_start(self, phase_name, parent_phase, num_steps):
+            self.steps[phase_name] = num_steps
+            if parent_phase is None:
+                LOG.info("TensorRT build: %s (%d steps)", phase_name, num_steps)
+
+        def step_complete(self, phase_name, step):
+            return True  # never cancel
+
+        def phase_finish(self, phase_name):
+            self.steps.pop(phase_name, None)
+
+    return LogProgress()
+
+
+def build_engine(loader: EngineLoader, workspace_bytes: int = DEFAULT_WORKSPACE_BYTES) -> Path:
+    """Build the engine `loader` looks for into its cache, unless the cache holds it already; the
+    engine file's path. The runner then loads it (`TensorRTRunner(loader)`).
+
+    Refuses a TensorRT version it cannot build for, and a top_k beyond its TopK, before touching CUDA.
+    """
+    version = import_tensorrt().__version__
+    plan_build(version, loader.precision)
+    if loader.spec.detection and loader.spec.top_k > max_topk(version):
+        raise ValueError(
+            f"top_k {loader.spec.top_k} is more than TensorRT {version}'s TopK takes (K <= {max_topk(version)}); "
+            "export the graph with a smaller top_k"
+        )
+    loader.cache.load_or_build(
+        loader.name,
+        loader.key(),
+        build=lambda: build_serialized_engine(
+            loader.onnx_path, loader.spec, loader.precision, loader.max_batch, workspace_bytes
+        ),
+        deserialize=loader.runtime().deserialize_cuda_engine,
+    )
+    return loader.cache.path_for(loader.name)

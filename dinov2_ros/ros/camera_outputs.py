@@ -1,0 +1,125 @@
+"""One camera's output topics and what each frame's result publishes on them.
+
+With one camera they are `dinov2/...`; with several, each camera's live under its name
+(`front/dinov2/objects`). Every output image has its CameraInfo beside it, as image_transport's
+CameraPublisher names them (`<ns>/image` and `<ns>/camera_info`), so image_pipeline and RViz's Camera
+and DepthCloud displays pair them: `dinov2/depth/image` with `dinov2/depth/camera_info`,
+`dinov2/debug/image` with `dinov2/debug/camera_info`, `dinov2/instances/image` with
+`dinov2/instances/camera_info`. The publishers are lifecycle publishers: they publish only while
+the node is active. Like image_pipeline, an output costs nothing while nobody subscribes to it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rclpy.lifecycle import Node
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+from std_msgs.msg import Header
+from vision_msgs.msg import Detection2DArray, Detection3DArray, LabelInfo
+from visualization_msgs.msg import MarkerArray
+
+from dinov2_ros.perception.frame import FrameResult
+from dinov2_ros.ros.messages.detections import to_detection2d_array, to_detection3d_array, to_label_info
+from dinov2_ros.ros.messages.images import (
+    camera_info_for_output,
+    debug_image_message,
+    to_depth_messages,
+    to_instances_messages,
+)
+from dinov2_ros.ros.messages.markers import to_markers
+from dinov2_ros.ros.messages.points import depth_points, to_point_cloud
+
+OUTPUT_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
+LATCHED_QOS = QoSProfile(
+    depth=1,
+    reliability=ReliabilityPolicy.RELIABLE,
+    durability=DurabilityPolicy.TRANSIENT_LOCAL,
+    history=HistoryPolicy.KEEP_LAST,
+)
+
+
+@dataclass(frozen=True)
+class OutputOptions:
+    """The output parameters that change at run time (output.*)."""
+
+    points: bool = False
+    points_stride: int = 4
+    debug_max_depth_m: float = 5.0
+
+
+class CameraOutputs:
+    """The publishers of one camera's outputs (created at configure, destroyed at cleanup)."""
+
+    def __init__(self, node: Node, prefix: str) -> None:
+        self._node = node
+        out = f"{prefix}dinov2/"
+        publish = node.create_lifecycle_publisher
+        self.objects = publish(Detection3DArray, out + "objects", OUTPUT_QOS)
+        self.objects_2d = publish(Detection2DArray, out + "objects_2d", OUTPUT_QOS)
+        self.label_info = publish(LabelInfo, out + "label_info", LATCHED_QOS)
+        self.depth = publish(Image, out + "depth/image", OUTPUT_QOS)
+        self.depth_info = publish(CameraInfo, out + "depth/camera_info", OUTPUT_QOS)
+        self.points = publish(PointCloud2, out + "points", OUTPUT_QOS)
+        self.markers = publish(MarkerArray, out + "markers", OUTPUT_QOS)
+        # the picture is pixel-aligned with the camera image, so the input's CameraInfo describes it
+        self.debug_image = publish(Image, out + "debug/image", OUTPUT_QOS)
+        self.debug_info = publish(CameraInfo, out + "debug/camera_info", OUTPUT_QOS)
+        # instance labels: 0 background, else the detection's id in objects_2d and objects
+        self.instances = publish(Image, out + "instances/image", OUTPUT_QOS)
+        self.instances_info = publish(CameraInfo, out + "instances/camera_info", OUTPUT_QOS)
+
+    def publish_labels(self, labels: dict[int, str], threshold: float, header: Header) -> None:
+        """Latch the class names (LabelInfo) that name the detections' class ids."""
+        self.label_info.publish(to_label_info(labels, threshold, header))
+
+    def publish_objects(self, result: FrameResult, header: Header) -> None:
+        """The objects (what planners wait for): 3D unless the frame has none at all (FrameResult.without_3d:
+        then no array, rather than an empty one that says the view is empty), and 2D."""
+        if result.without_3d is None:
+            self.objects.publish(to_detection3d_array(result, header))
+        self.objects_2d.publish(to_detection2d_array(result, header))
+
+    def publish_images(
+        self,
+        result: FrameResult,
+        header: Header,
+        camera_info: CameraInfo,
+        labels: dict[int, str],
+        options: OutputOptions,
+    ) -> None:
+        """Depth, instances, points, markers and the debug picture, each only while subscribed."""
+        subscribed = self._subscribed
+        if result.depth is not None and subscribed(self.depth, self.depth_info):
+            depth, info = to_depth_messages(result, header, camera_info)  # a 640x480 depth message is a 1.2 MB copy
+            self.depth.publish(depth)
+            self.depth_info.publish(info)
+        if subscribed(self.debug_info):
+            self.debug_info.publish(camera_info_for_output(camera_info, header))
+        if subscribed(self.instances, self.instances_info):
+            instances, info = to_instances_messages(result, header, camera_info)
+            self.instances.publish(instances)
+            self.instances_info.publish(info)
+        if (
+            options.points
+            and result.depth is not None
+            and result.frame.camera_model is not None
+            and subscribed(self.points)
+        ):
+            self.points.publish(to_point_cloud(depth_points(result, options.points_stride), header))
+        if subscribed(self.markers):
+            self.markers.publish(to_markers(result, header, labels))
+        if subscribed(self.debug_image):
+            self.debug_image.publish(debug_image_message(result, labels, options.debug_max_depth_m, header))
+
+    @staticmethod
+    def _subscribed(*publishers) -> bool:
+        return any(publisher.get_subscription_count() for publisher in publishers)
+
+    def destroy(self) -> None:
+        for publisher in (
+            self.objects, self.objects_2d, self.label_info, self.depth, self.depth_info, self.points, self.markers,
+            self.debug_image, self.debug_info, self.instances, self.instances_info,
+        ):  # fmt: skip
+            self._node.destroy_lifecycle_publisher(publisher)

@@ -1,0 +1,1 @@
+"""FrameResult -> standard ROS messages, one kind per module: objects, images, markers, points."""

@@ -1,0 +1,175 @@
+"""Opens the backend for a camera size from the artifact store: what the robot process runs, without
+exporting or building anything.
+
+The node and the CLI find their files through the same BackendOpener, so a graph exported beforehand
+(`dinov2-ros export`, `build-engine`, with the node's parameter file) is the one the node takes.
+What the store lacks for a size is made at build time (`export.graph_builder.GraphBuilder`), which
+the node runs as a child process (`build_command`, runtime/export_process.py). Each skipped file is
+logged once on this module's logger with its reason (the node forwards it to the ROS log).
+"""
+
+from __future__ import annotations
+
+import logging
+import shlex
+import sys
+from pathlib import Path
+
+from dinov2_ros.runtime.artifact_store import ArtifactStore, mismatches
+from dinov2_ros.runtime.backends import Backend, create_backend
+from dinov2_ros.runtime.backends.tensorrt.loader import EngineLoader
+from dinov2_ros.runtime.backends.tensorrt.runner import TensorRTRunner
+from dinov2_ros.runtime.graph_file import PRECISION_KEY, graph_class_names
+from dinov2_ros.runtime.graph_spec import GraphSpec
+from dinov2_ros.runtime.model_settings import ModelSettings
+from dinov2_ros.runtime.provenance import provenance_of
+from dinov2_ros.weights.variants import VARIANTS
+
+LOG = logging.getLogger(__name__)
+
+
+class MissingArtifactError(FileNotFoundError):
+    """The store lacks a file the backend needs for a camera size; the message gives the command that makes it."""
+
+
+class BackendOpener:
+    """`open(height, width)`: the backend for camera frames of that size (pixels), from stored files."""
+
+    def __init__(self, settings: ModelSettings) -> None:
+        self.settings = settings
+        self.store = ArtifactStore(settings.graph_dir)
+        self.provenance = provenance_of(settings)
+        self._embed_dim: int | None = None
+        self._skips_logged: set[tuple[str, str]] = set()  # each skipped file once, not per lookup
+        for name in self.provenance.unverified:
+            LOG.warning(
+                "the %s weights %s are not on this machine: a stored graph exported from that path is used "
+                "without checking its content",
+                name,
+                self.provenance.sources[name],
+            )
+
+    @property
+    def graph_precision(self) -> str:
+        """The precision of the stored graph the backend runs: int8 for ONNX Runtime at int8, else fp32
+        (TensorRT builds its fp16 engines from the fp32 graph; PyTorch runs no stored graph)."""
+        s = self.settings
+        return "int8" if s.backend == "onnxruntime" and s.backend_precision == "int8" else "fp32"
+
+    def embed_dim(self) -> int:
+        """The encoder width: from a stored graph or core of this variant, else from the variant table.
+
+        Stored graphs come first, so a custom encoder exported elsewhere runs here. Found once: a
+        variant's width does not change, and every spec_for would otherwise re-read the store.
+        """
+        if self._embed_dim is None:
+            self._embed_dim = self._find_embed_dim()
+        return self._embed_dim
+
+    def _find_embed_dim(self) -> int:
+        for _, spec, _ in [*self.store.graphs(), *self.store.cores()]:
+            if spec.variant == self.settings.variant:
+                return spec.embed_dim
+        if self.settings.variant not in VARIANTS:
+            raise ValueError(
+                f"model.variant {self.settings.variant!r} is not a released DINOv2 variant ({', '.join(VARIANTS)}) "
+                f"and {self.store.directory} holds no graph exported for it"
+            )
+        return VARIANTS[self.settings.variant].embed_dim
+
+    def spec_for(self, height: int, width: int) -> GraphSpec:
+        return self.settings.spec_for(height, width, self.embed_dim())
+
+    def find_graph_file(self, spec: GraphSpec, precision: str | None = None) -> Path | None:
+        """The stored graph for `spec` (in the backend's precision unless `precision`), or None."""
+        return self.logged(*self.store.find(spec, self.provenance, precision or self.graph_precision))
+
+    def find_core_file(self, spec: GraphSpec, precision: str = "fp32") -> Path | None:
+        """The stored core `spec`'s graph is composed from, or None."""
+        return self.logged(*self.store.find_core(spec.core(), self.provenance, precision), kind="core")
+
+    def logged(self, path: Path | None, skipped: list[tuple[Path, str]], kind: str = "graph") -> Path | None:
+        """`path`, after logging each skipped file with its reason (once per file and reason)."""
+        for other, reason in skipped:
+            name = other.name if kind == "graph" else f"{other.parent.name}/{other.name}"
+            if (name, reason) not in self._skips_logged:
+                self._skips_logged.add((name, reason))
+                LOG.info("artifact store: skipping %s %s: %s", kind, name, reason)
+        return path
+
+    def missing(self, height: int, width: int) -> str:
+        """What the store lacks for opening the backend of `height` x `width` frames, or "".
+
+        The torch backend runs its graph unstored and lacks nothing. ImportError (no `tensorrt`) or
+        CudaUnavailableError for a TensorRT backend that cannot run here, at once.
+        """
+        if self.settings.backend == "torch":
+            return ""
+        spec = self.spec_for(height, width)
+        graph = self.find_graph_file(spec)
+        if graph is None:
+            return f"the {self.graph_precision} graph '{spec.key}'"
+        if self.settings.backend == "tensorrt":
+            loader = self._engine_loader(graph, spec)
+            _, reason = loader.cache.load(loader.name, loader.key(), loader.runtime().deserialize_cuda_engine)
+            if reason:
+                return f"the TensorRT engine {loader.name} ({reason})"
+        return ""
+
+    def build_command(self, height: int, width: int) -> list[str]:
+        """The command (argv) that makes what the store lacks for `height` x `width` frames: `dinov2-ros
+        export` (graphs), or `build-engine` (the TensorRT engine, exporting its graph first)."""
+        command = "build-engine" if self.settings.backend == "tensorrt" else "export"
+        options = [*self.settings.cli_options(), "--camera", f"{width}x{height}"]
+        return [sys.executable, "-m", "dinov2_ros.cli", "--log-levels", command, *options]
+
+    def build_command_line(self, height: int, width: int) -> str:
+        """`build_command` as a user types it (`dinov2-ros export ...`), for messages."""
+        return "dinov2-ros " + shlex.join(self.build_command(height, width)[4:])
+
+    def class_names(self) -> tuple[str, ...] | None:
+        """A trained head's class names by id, from a stored graph or core of these settings; None
+        when the store has none yet (the export writes them from the head's checkpoint)."""
+        s = self.settings
+        graphs = [
+            (path, spec, metadata, s.spec_for(spec.camera_height, spec.camera_width, spec.embed_dim))
+            for path, spec, metadata in self.store.graphs()
+        ]
+        cores = [
+            (path, spec, metadata, s.spec_for(spec.input_height, spec.input_width, spec.embed_dim).core())
+            for path, spec, metadata in self.store.cores()
+        ]
+        for path, spec, metadata, wanted in graphs + cores:
+            if not mismatches(spec, metadata, wanted, self.provenance, metadata.get(PRECISION_KEY, "")):
+                names = graph_class_names(path)
+                if names is not None:
+                    return names
+        return None
+
+    def open(self, height: int, width: int) -> Backend:
+        """The ready backend for `height` x `width` frames. MissingArtifactError naming the command that
+        makes what the store lacks; what the backend raises otherwise (no `tensorrt`, no CUDA device)."""
+        s = self.settings
+        spec = self.spec_for(height, width)
+        if s.backend == "torch":
+            # the robot's one import of torch and the model, for backend.kind torch only
+            from dinov2_ros.runtime.backends.torch_backend import TorchBackend
+
+            LOG.info("building the PyTorch graph for %dx%d frames", width, height)
+            return TorchBackend.for_settings(s, spec)
+        graph = self.find_graph_file(spec)
+        if graph is None:
+            raise MissingArtifactError(
+                f"{self.store.directory} holds no {self.graph_precision} graph for {width}x{height} frames "
+                f"('{spec.key}'); make it with `{self.build_command_line(height, width)}`"
+            )
+        LOG.info(
+            "%s for %dx%d frames: %s", "int8 graph" if self.graph_precision == "int8" else "graph", width, height, graph
+        )
+        if s.backend == "onnxruntime":
+            return create_backend("onnxruntime", spec, onnx_path=graph, device=s.device, threads=s.threads)
+        return TensorRTRunner(self._engine_loader(graph, spec))
+
+    def _engine_loader(self, graph: Path, spec: GraphSpec) -> EngineLoader:
+        s = self.settings
+        return EngineLoader(graph, spec, s.backend_precision, s.max_batch, self.store.engine_dir)

@@ -1,0 +1,168 @@
+"""TensorRT's loader: the engine for a stored graph from the engine cache, checked against everything an
+engine is tied to, as Polygraphy's loaders feed its runner.
+
+It never builds: a missing or stale engine is MissingEngineError with the reason, and the engine is
+built at build time (`dinov2_ros.export.engine_build`, run by `dinov2-ros build-engine` or the node's
+child process). The key (runtime/backends/tensorrt/engine_cache.EngineKey) holds the ONNX file's
+sha256, the TensorRT version, the GPU, its SM count, the CUDA driver and runtime versions, the
+precision and the input shapes; the builder writes the engine under the key this loader computes.
+`tensorrt` is imported when a loader is used, so the package imports anywhere.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+from dinov2_ros.runtime.artifact_store import ArtifactStore
+from dinov2_ros.runtime.backends.tensorrt.cuda_runtime import gpu_identity, import_cudart, require_cuda
+from dinov2_ros.runtime.backends.tensorrt.engine_cache import EngineCache, EngineKey
+from dinov2_ros.runtime.graph_file import PRECISION_KEY, load_graph_metadata
+from dinov2_ros.runtime.graph_spec import GraphSpec
+from dinov2_ros.runtime.model_settings import DEFAULT_GRAPH_DIR
+from dinov2_ros.weights.digests import sha256_of
+
+LOG = logging.getLogger(__name__)
+
+PRECISIONS = ("fp16", "fp32")
+DEFAULT_ENGINE_DIR = ArtifactStore(DEFAULT_GRAPH_DIR).engine_dir  # where the node and build-engine look
+MIN_TENSORRT = (10, 0)
+# every `tensorrt` name loading touches (tests check each TensorRT version's bindings for them)
+LOADER_API = ("__version__", "Logger", "Logger.WARNING", "Runtime", "Runtime.deserialize_cuda_engine")
+
+
+class UnsupportedTensorRTError(ValueError):
+    """A TensorRT version this package cannot build for, or a graph it cannot parse (the message says which)."""
+
+
+class MissingEngineError(FileNotFoundError):
+    """The engine cache holds no engine for this graph, GPU and TensorRT; the message says why and how to build it."""
+
+
+def import_tensorrt():
+    """The `tensorrt` module, or ImportError saying how to get it."""
+    try:
+        import tensorrt
+    except ImportError as error:
+        raise ImportError(
+            "the TensorRT backend needs the `tensorrt` Python package (part of JetPack; on x86_64 "
+            "`pip install tensorrt`); use backend 'onnxruntime' or 'torch' without it"
+        ) from error
+    return tensorrt
+
+
+def parse_version(version: str) -> tuple[int, int]:
+    """(major, minor) of a TensorRT version string such as "10.12.0.36"; ValueError otherwise."""
+    parts = version.split(".")
+    try:
+        return int(parts[0]), int(parts[1])
+    except (IndexError, ValueError) as error:
+        raise ValueError(f"not a TensorRT version: {version!r} (expected e.g. '10.3.0')") from error
+
+
+def check_version(version: str) -> None:
+    """UnsupportedTensorRTError for a TensorRT older than 10.0, which cannot take the exported graphs."""
+    if parse_version(version) < MIN_TENSORRT:
+        raise UnsupportedTensorRTError(
+            f"TensorRT {version} is not supported: it parses ONNX opsets up to 17 and torch.onnx writes "
+            "18. Use TensorRT 10 or newer (on a Jetson JetPack 6.1 or 6.2, which ship TensorRT 10.3; elsewhere "
+            "`pip install tensorrt`), or backend 'onnxruntime'"
+        )
+
+
+def batch_profile(max_batch: int) -> tuple[int, int, int]:
+    """(min, opt, max) batch of the optimisation profile: tuned for the largest batch the node sends."""
+    if max_batch < 1:
+        raise ValueError(f"max_batch must be >= 1, got {max_batch}")
+    return 1, max_batch, max_batch
+
+
+def shapes_signature(spec: GraphSpec, max_batch: int) -> str:
+    """The input shapes an engine is built for, as one string for the cache key."""
+    low, opt, high = batch_profile(max_batch)
+    parts = []
+    for tensor in spec.input_specs():
+        tail = "x".join(str(size) for size in tensor.shape[1:])
+        if tensor.shape[0] is None:
+            parts.append(f"{tensor.name}:" + "/".join(f"{n}x{tail}" for n in (low, opt, high)))
+        else:
+            parts.append(f"{tensor.name}:" + "x".join(map(str, tensor.shape)))
+    return ";".join(parts)
+
+
+class EngineLoader:
+    """The engine of `onnx_path` (an fp32 graph of the artifact store) for `precision` and up to
+    `max_batch` frames a call, from the engine cache in `cache_dir`.
+
+    ValueError for an int8 or mismatched graph file; ImportError without `tensorrt`;
+    cuda_runtime.CudaUnavailableError without a usable GPU, before touching TensorRT.
+    """
+
+    def __init__(
+        self,
+        onnx_path: str | os.PathLike,
+        spec: GraphSpec | None = None,
+        precision: str = "fp16",
+        max_batch: int = 4,
+        cache_dir: str | os.PathLike = DEFAULT_ENGINE_DIR,
+    ) -> None:
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+        batch_profile(max_batch)
+        self.onnx_path = Path(onnx_path)
+        self.spec, metadata = load_graph_metadata(self.onnx_path, expected=spec)
+        stored_precision = metadata.get(PRECISION_KEY)
+        if stored_precision != "fp32":
+            raise ValueError(
+                f"{self.onnx_path} is a {stored_precision} graph; TensorRT builds from the fp32 export "
+                "(the fp16 route makes its own mixed-precision copy), so pass the file `dinov2-ros export` "
+                "wrote before quantising"
+            )
+        self.precision = precision
+        self.max_batch = max_batch
+        self.cache = EngineCache(cache_dir)
+        self._key: EngineKey | None = None
+
+    @property
+    def name(self) -> str:
+        """The engine's name in the cache (its file is `<name>.engine`)."""
+        return f"{self.spec.key}-{self.precision}-b{self.max_batch}"
+
+    def key(self) -> EngineKey:
+        """What the engine is tied to, on this machine (computed once: it hashes the graph file)."""
+        if self._key is None:
+            trt = import_tensorrt()
+            check_version(trt.__version__)
+            cudart = import_cudart()
+            require_cuda(cudart)
+            gpu = gpu_identity(cudart)
+            self._key = EngineKey(
+                onnx_sha256=sha256_of(self.onnx_path),
+                tensorrt_version=trt.__version__,
+                gpu_name=gpu.name,
+                compute_capability=gpu.compute_capability,
+                multiprocessors=gpu.multiprocessors,
+                cuda_driver_version=gpu.versions.driver,
+                cuda_runtime_version=gpu.versions.runtime,
+                precision=self.precision,
+                shapes=shapes_signature(self.spec, self.max_batch),
+            )
+        return self._key
+
+    def runtime(self):
+        """A TensorRT runtime to deserialise engines with (it must outlive the engines it made)."""
+        trt = import_tensorrt()
+        return trt.Runtime(trt.Logger(trt.Logger.WARNING))
+
+    def __call__(self, runtime=None):
+        """The deserialised engine (an ICudaEngine), or MissingEngineError saying why there is none."""
+        runtime = runtime or self.runtime()
+        engine, reason = self.cache.load(self.name, self.key(), runtime.deserialize_cuda_engine)
+        if engine is None:
+            raise MissingEngineError(
+                f"no TensorRT engine for {self.onnx_path.name} ({self.precision}, max batch {self.max_batch}) in "
+                f"{self.cache.directory}: {reason}; build it on this machine with `dinov2-ros build-engine` "
+                "(the node does so itself in a child process)"
+            )
+        return engine

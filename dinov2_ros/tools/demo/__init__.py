@@ -1,0 +1,1 @@
+"""The demo: a synthetic camera node and the supervisor that runs it with the perception node."""

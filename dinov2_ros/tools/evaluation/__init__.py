@@ -1,0 +1,1 @@
+"""Evaluation against ground truth: COCO detection metrics, MOT tracking metrics."""

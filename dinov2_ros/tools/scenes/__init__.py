@@ -1,0 +1,1 @@
+"""Synthetic scenes with ground truth: the picking table and the conveyor."""

@@ -1,0 +1,154 @@
+"""The exported graphs meet every supported TensorRT version's documented ONNX restrictions.
+
+Graphs with the node's default heads (linear4 depth, exemplar detection with top_k 20, features) on
+a tiny random 4-block encoder, with and without register tokens (`_reg4`), go through
+`tensorrt_compat.graph_violations` for each TensorRT version in tensorrt_api/versions.txt. So that
+the check cannot pass vacuously, deliberately broken copies must be flagged, and TensorRT 8.6 (not
+supported: opset 17) must be. The fp16 copy for strongly typed builds runs in ONNX Runtime on the CPU
+and is compared with the fp32 graph.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+from onnx import helper
+from tensorrt_modules import bindings_versions
+from tiny_graphs import CAMERA, TINY_DIM, frames, inputs_for
+
+from dinov2_ros.export.core_export import export_graph
+from dinov2_ros.export.engine_build import STRONG_TYPING_FROM, plan_build
+from dinov2_ros.export.mixed_precision import fp16_graph
+from dinov2_ros.export.tensorrt_compat import graph_violations, max_opset, max_topk
+from dinov2_ros.model import DinoVisionTransformer, LinearDepthHead
+from dinov2_ros.model.heads.exemplar import ExemplarHead
+from dinov2_ros.model.perception_graph import PerceptionGraph
+from dinov2_ros.runtime.backends.tensorrt.loader import parse_version
+from dinov2_ros.runtime.graph_spec import GraphSpec
+
+SUPPORTED = [v for v in bindings_versions() if parse_version(v) >= (10, 0)]
+BLOCKS = 4
+# fp16 (strongly typed) against fp32, both in ONNX Runtime CPU, random tiny weights
+FP16_ATOL = {"depth": 0.02, "features": 0.01, "masks": 0.05}
+
+
+def node_default_graph(registers: int) -> tuple[GraphSpec, PerceptionGraph]:
+    """The node's default heads (config/perception.yaml) on a tiny random encoder."""
+    spec = GraphSpec(
+        variant="tiny_reg4" if registers else "tiny",
+        camera_height=CAMERA[0],
+        camera_width=CAMERA[1],
+        input_height=56,
+        input_width=70,  # 4:3 camera at 4x5 patches, as the node's 224x308
+        heads=("depth", "exemplar"),
+        top_k=20,
+        max_prototypes=8,
+        embed_dim=TINY_DIM,
+        features=True,
+    )
+    torch.manual_seed(1)
+    backbone = DinoVisionTransformer(
+        embed_dim=TINY_DIM, depth=BLOCKS, num_heads=2, num_register_tokens=registers, img_size=56
+    )
+    backbone.init_weights()
+    with torch.no_grad():
+        backbone.pos_embed.normal_(std=0.5)
+        backbone.cls_token.normal_(std=0.5)
+    depth_head = LinearDepthHead(TINY_DIM, tuple(range(BLOCKS)), 0.001, 10.0)  # linear4: four taps
+    detection = ExemplarHead(max_classes=spec.max_classes, top_k=spec.top_k, similarity_threshold=0.2)
+    return spec, PerceptionGraph(spec, backbone, depth_head, detection).eval()
+
+
+@pytest.fixture(scope="module", params=[0, 4], ids=["vit", "vit_reg4"])
+def graph(request, tmp_path_factory):
+    spec, module = node_default_graph(request.param)
+    path = export_graph(module, tmp_path_factory.mktemp("compat") / f"{spec.key}.onnx")
+    return spec, onnx.load(path)
+
+
+@pytest.mark.parametrize("version", SUPPORTED)
+def test_exported_graph_meets_every_supported_version(graph, version):
+    spec, model = graph
+    assert graph_violations(model, version) == []
+    if plan_build(version, "fp16").fp16_graph:
+        assert graph_violations(fp16_graph(model, spec.depth), version) == []
+
+
+def test_tensorrt_8_6_is_flagged_and_refused(graph):
+    _, model = graph
+    found = graph_violations(model, "8.6.1")
+    assert found[0] == "opset 18: TensorRT 8.6.1 parses ONNX opsets up to 17"
+    assert sum("`axes` is an input (opset 18)" in line for line in found) >= 10
+    with pytest.raises(ValueError, match=r"TensorRT 8\.6\.1 is not supported.*JetPack 6\.1 or 6\.2"):
+        plan_build("8.6.1", "fp16")
+
+
+def broken_copies(model: onnx.ModelProto) -> dict[str, tuple[onnx.ModelProto, str]]:
+    """Copies of `model`, each breaking one documented restriction, with the line the checker must print."""
+    copies = {}
+    shape = onnx.ModelProto()
+    shape.CopyFrom(model)
+    shape.graph.node.insert(0, helper.make_node("Shape", ["images"], ["raw_shape"], name="raw_shape"))
+    copies["uint8 Shape"] = shape, "Shape node 'raw_shape' reads uint8 input 'images'"
+
+    opset = onnx.ModelProto()
+    opset.CopyFrom(model)
+    next(entry for entry in opset.opset_import if entry.domain == "").version = 26
+    copies["opset"] = opset, "opset 26: TensorRT"
+
+    topk = onnx.ModelProto()
+    topk.CopyFrom(model)
+    node = next(node for node in topk.graph.node if node.op_type == "TopK")
+    k = onnx.numpy_helper.from_array(np.array([5000], np.int64), name="huge_k")
+    topk.graph.initializer.append(k)
+    node.input[1] = "huge_k"
+    copies["TopK"] = topk, f"TopK node '{node.name}': K=5000"
+
+    unknown = onnx.ModelProto()
+    unknown.CopyFrom(model)
+    unknown.graph.node.append(helper.make_node("StringNormalizer", ["x"], ["y"], name="strings"))
+    copies["operator"] = unknown, "StringNormalizer node 'strings': operator not supported"
+
+    antialias = onnx.ModelProto()
+    antialias.CopyFrom(model)
+    resize = next(node for node in antialias.graph.node if node.op_type == "Resize")
+    kept = [attribute for attribute in resize.attribute if attribute.name != "antialias"]
+    del resize.attribute[:]
+    resize.attribute.extend([*kept, helper.make_attribute("antialias", 1)])
+    copies["antialias"] = antialias, f"Resize node '{resize.name}': antialiased Resize"
+    return copies
+
+
+@pytest.mark.parametrize("version", SUPPORTED)
+def test_broken_graphs_are_flagged(graph, version):
+    _, model = graph
+    for what, (broken, expected) in broken_copies(model).items():
+        found = graph_violations(broken, version)
+        assert any(line.startswith(expected) for line in found), (what, found)
+
+
+def test_limits_per_version():
+    assert [max_opset(v) for v in ("8.6.1", "10.3.0", "10.14.1", "10.16.0.72", "11.4.0.106")] == [17, 20, 20, 24, 25]
+    assert [max_topk(v) for v in ("8.6.1", "10.3.0", "11.0.0")] == [1024, 3839, 3839]
+    assert STRONG_TYPING_FROM == (10, 12)
+
+
+def test_fp16_graph_keeps_io_types_and_matches_fp32_in_onnxruntime(graph):
+    spec, model = graph
+    mixed = fp16_graph(model, spec.depth)
+    types = lambda values: {v.name: v.type.tensor_type.elem_type for v in values}  # noqa: E731
+    assert types(mixed.graph.input) == types(model.graph.input)
+    assert types(mixed.graph.output) == types(model.graph.output)
+    assert any(weight.data_type == onnx.TensorProto.FLOAT16 for weight in mixed.graph.initializer)
+    inputs = inputs_for(spec, frames("structured", spec, batch=2))
+    run = lambda m: ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, inputs)  # noqa: E731
+    names = [output.name for output in model.graph.output]
+    reference = dict(zip(names, run(model), strict=True))
+    got = dict(zip(names, run(mixed), strict=True))
+    for name, atol in FP16_ATOL.items():
+        assert got[name].dtype == np.float32
+        np.testing.assert_allclose(got[name], reference[name], atol=atol, err_msg=name)
+    np.testing.assert_array_equal(got["detections"][..., 5], reference["detections"][..., 5])  # class ids

@@ -234,6 +234,15 @@ class PrototypeStore:
         return store
 
 
+def open_store(path: str, encoder: str, input_size: tuple[int, int], embed_dim: int) -> tuple[PrototypeStore, bool]:
+    """(the store of the prototype file at `path` (`~` expanded) when it exists, else an empty one for
+    `encoder`, True when it was loaded). A file for another encoder or input size is refused."""
+    file = Path(path).expanduser() if path else None
+    if file is not None and file.is_file():
+        return PrototypeStore.load(file, encoder=encoder, input_size=input_size), True
+    return PrototypeStore(encoder, input_size, embed_dim), False
+
+
 def prototype_from_box(features: np.ndarray, box: Sequence[float], mapping: ResizeMapping) -> np.ndarray:
     """Prototype (D,) of the part inside camera-pixel `box` on a live frame's features (D, h, w)."""
     return foreground_prototype(features, coverage_from_box(box, mapping, features.shape[1:]))

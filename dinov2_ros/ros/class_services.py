@@ -71,9 +71,11 @@ class ClassServices:
         self._cameras = list(cameras)
         self._on_change = on_change
         self._log = node.get_logger()
-        node.create_service(SetParameters, "dinov2/add_class", self._add)
-        node.create_service(SetParameters, "dinov2/remove_class", self._remove)
-        node.create_service(ListParameters, "dinov2/list_classes", self._list)
+        self.services = [  # the node destroys them at cleanup
+            node.create_service(SetParameters, "dinov2/add_class", self._add),
+            node.create_service(SetParameters, "dinov2/remove_class", self._remove),
+            node.create_service(ListParameters, "dinov2/list_classes", self._list),
+        ]
 
     def _camera(self, fields: dict[str, Any]) -> str:
         camera = fields.get("camera")

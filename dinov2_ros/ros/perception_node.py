@@ -10,6 +10,7 @@ brings to active itself unless its autostart parameter is false.
 
 from __future__ import annotations
 
+import functools
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -25,7 +26,7 @@ from dinov2_ros.perception.frame import FrameResult
 from dinov2_ros.perception.frame_pipeline import FramePipeline
 from dinov2_ros.perception.graph_preparation import GraphPreparation
 from dinov2_ros.perception.object_tracking import ObjectTracker
-from dinov2_ros.perception.prototypes import PrototypeStore
+from dinov2_ros.perception.prototypes import PrototypeStore, open_store
 from dinov2_ros.perception.rejection import Rejection
 from dinov2_ros.ros.camera_outputs import CameraOutputs, OutputOptions
 from dinov2_ros.ros.camera_streams import CameraStreams
@@ -34,7 +35,7 @@ from dinov2_ros.ros.diagnostics import model_status
 from dinov2_ros.ros.frame_intake import to_camera_frame
 from dinov2_ros.ros.frame_slots import BatchPolicy, PairedFrame
 from dinov2_ros.ros.frame_worker import FrameWorker
-from dinov2_ros.ros.node_main import spin_node
+from dinov2_ros.ros.node_main import spin_node, started
 from dinov2_ros.ros.node_parameters import RUNTIME_PARAMETERS, NodeSettings, declare_parameters
 from dinov2_ros.ros.ros_logging import forward_package_logs, stop_forwarding
 from dinov2_ros.ros.warning_throttle import CameraWarnings, WarningThrottle
@@ -52,7 +53,7 @@ class PerceptionNode(LifecycleNode):
     configure opens the graphs of the configured camera sizes and creates the publishers and the
     class services; activate subscribes to the cameras and starts the worker; deactivate unsubscribes
     and stops inference, keeping everything loaded; cleanup closes the backends (their GPU memory)
-    and forgets classes not saved to prototypes.file. `bring_up` configures and activates it.
+    and forgets classes not saved to prototypes.file. `node_main.bring_up` configures and activates it.
     """
 
     def __init__(self, **kwargs) -> None:
@@ -93,11 +94,6 @@ class PerceptionNode(LifecycleNode):
     def _configure(self) -> None:
         settings, model, logger = self.settings, self.settings.model, self.get_logger()
         logger.info(f"running {model.describe()}")
-        if model.uses_random_weights:
-            logger.warning(
-                "RANDOM WEIGHTS were requested (model.weights or model.depth_weights is 'random'): depth and "
-                "objects are meaningless; this is for demos and tests only. Set real checkpoints to perceive."
-            )
         if settings.tracking and self._tracker is None:
             self._tracker = ObjectTracker(settings.lost_timeout_s)
         opener = BackendOpener(model)
@@ -120,24 +116,22 @@ class PerceptionNode(LifecycleNode):
         several = len(settings.cameras) > 1
         for camera in settings.cameras:
             prefix = f"{camera.name}/" if several else ""
-            warn = self._camera_warning(camera.name)
+            warn = functools.partial(self._warn, camera.name)
             self.cameras[camera.name] = CameraStreams(self, camera, prefix, self._wake_worker, warn)
             self.outputs[camera.name] = CameraOutputs(self, prefix)
         self._apply(self.get_parameters(RUNTIME_PARAMETERS))  # the score threshold, the new slots' pairing
         if model.detector == "exemplar":
-            before = set(self.services)
-            ClassServices(self, self.pipeline, list(self.cameras), self._classes_changed)
-            self._class_services = [service for service in self.services if service not in before]
+            self._class_services = ClassServices(
+                self, self.pipeline, list(self.cameras), self._classes_changed
+            ).services
 
     def _prototype_store(self, opener: BackendOpener) -> PrototypeStore:
         model, path = self.settings.model, self.settings.prototypes_file
         encoder = encoder_name(model.variant, model.weights)  # as `dinov2-ros teach` names it
-        input_size = (model.input_height, model.input_width)
-        if path and (file := Path(path).expanduser()).is_file():
-            store = PrototypeStore.load(file, encoder=encoder, input_size=input_size)
+        store, loaded = open_store(path, encoder, (model.input_height, model.input_width), opener.embed_dim())
+        if loaded:
             self.get_logger().info(f"loaded classes {store.class_ids} from {path}")
-            return store
-        return PrototypeStore(encoder, input_size, opener.embed_dim())
+        return store
 
     def on_activate(self, state: State) -> TransitionCallbackReturn:
         result = super().on_activate(state)  # the lifecycle publishers
@@ -281,9 +275,6 @@ class PerceptionNode(LifecycleNode):
     def _report(self, camera: str, rejection: Rejection) -> None:
         self.cameras[camera].report(rejection)
 
-    def _camera_warning(self, camera: str):
-        return lambda problem, text, level="warning": self._warn(camera, problem, text, level)
-
     # ----- diagnostics -----
     def _publish_diagnostics(self) -> None:
         """The model's status in every state, and each camera's while active."""
@@ -304,33 +295,8 @@ class PerceptionNode(LifecycleNode):
         super().destroy_node()
 
 
-def bring_up(node: PerceptionNode) -> None:
-    """Configure and activate `node`, what the executable does with autostart (the default).
-
-    Raises the error that refused the configuration (a ValueError says what to change), or
-    RuntimeError when activation fails.
-    """
-    if node.trigger_configure() != TransitionCallbackReturn.SUCCESS:
-        raise node.configure_error or RuntimeError("configuring perception_node failed: see its log")
-    if node.trigger_activate() != TransitionCallbackReturn.SUCCESS:
-        raise RuntimeError("activating perception_node failed: see its log")
-
-
-def _started_node() -> PerceptionNode:
-    node = PerceptionNode()
-    if node.settings.autostart:
-        try:
-            bring_up(node)
-        except BaseException:
-            node.destroy_node()
-            raise
-    else:
-        node.get_logger().info("autostart is false: unconfigured, waiting for a lifecycle manager")
-    return node
-
-
 def main(args: list[str] | None = None) -> int:
-    return spin_node(_started_node, NODE_NAME, args)
+    return spin_node(lambda: started(PerceptionNode()), NODE_NAME, args)
 
 
 if __name__ == "__main__":

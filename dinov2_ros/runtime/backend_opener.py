@@ -41,6 +41,11 @@ class BackendOpener:
         self.provenance = provenance_of(settings)
         self._embed_dim: int | None = None
         self._skips_logged: set[tuple[str, str]] = set()  # each skipped file once, not per lookup
+        if settings.uses_random_weights:
+            LOG.warning(
+                "RANDOM WEIGHTS were requested (model.weights or model.depth_weights is 'random'): depth and "
+                "objects are meaningless; this is for demos and tests only. Set real checkpoints to perceive."
+            )
         for name in self.provenance.unverified:
             LOG.warning(
                 "the %s weights %s are not on this machine: a stored graph exported from that path is used "

@@ -204,7 +204,8 @@ def start_node(
     """perception_node in this process on the session's graphs of `encoder`, with `overrides` (and,
     with `reliable`, reliable camera subscriptions), configured and active as the executable brings
     itself up (autostart); destroyed if that fails."""
-    from dinov2_ros.ros.perception_node import PerceptionNode, bring_up
+    from dinov2_ros.ros.node_main import bring_up
+    from dinov2_ros.ros.perception_node import PerceptionNode
 
     values = model_parameters(graph_dir, encoder) | overrides
     if reliable:

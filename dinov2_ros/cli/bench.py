@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from dinov2_ros.cli.model_options import add_model_options, parse_size, settings_from_args
+from dinov2_ros.weights.cache import WeightsError
 
 _LOG = logging.getLogger(__name__)
 # bench runs without weights on disk unless told otherwise: random weights, asked for explicitly
@@ -50,7 +51,7 @@ def _bench(args: argparse.Namespace) -> int:
             with backend:
                 stages = _stages(args, settings, graph.spec, backend, encoder)
                 result = time_interleaved(stages, args.iterations, args.warmup)
-    except (ImportError, ValueError) as error:
+    except (ImportError, ValueError, FileNotFoundError, WeightsError) as error:
         _LOG.error("%s", error)
         return 2
     print(

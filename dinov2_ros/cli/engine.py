@@ -12,6 +12,7 @@ import logging
 
 from dinov2_ros.cli.export import add_camera_option
 from dinov2_ros.cli.model_options import add_model_options, settings_from_args
+from dinov2_ros.weights.cache import WeightsError
 
 _LOG = logging.getLogger(__name__)
 
@@ -39,7 +40,7 @@ def _build_engine(args: argparse.Namespace) -> int:
                     f"engine ready for {backend.spec.key} ({settings.backend_precision}, max batch "
                     f"{settings.max_batch}) in {builder.store.engine_dir}"
                 )
-    except (ImportError, ValueError, FileNotFoundError, CudaUnavailableError) as error:
+    except (ImportError, ValueError, FileNotFoundError, CudaUnavailableError, WeightsError) as error:
         _LOG.error("%s", error)
         return 2
     return 0

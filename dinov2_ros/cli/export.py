@@ -10,6 +10,7 @@ import argparse
 import logging
 
 from dinov2_ros.cli.model_options import add_model_options, parse_size, settings_from_args
+from dinov2_ros.weights.cache import WeightsError
 
 _LOG = logging.getLogger(__name__)
 
@@ -44,7 +45,7 @@ def _export(args: argparse.Namespace) -> int:
             # TensorRT engines are built where they run (`build-engine`); export writes their graphs
             for path in builder.make(height, width, opset=args.opset, engine=False):
                 print(path)
-    except (ValueError, FileNotFoundError, ModuleNotFoundError) as error:
+    except (ValueError, FileNotFoundError, ModuleNotFoundError, WeightsError) as error:
         _LOG.error("%s", error)
         return 2
     return 0

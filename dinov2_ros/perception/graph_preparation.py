@@ -21,6 +21,7 @@ from collections.abc import Callable, Mapping
 
 from dinov2_ros.perception.rejection import WAITING_FOR_GRAPH, Rejection
 from dinov2_ros.runtime.backends import Backend
+from dinov2_ros.runtime.export_process import ExportCancelled
 from dinov2_ros.runtime.graph_spec import GraphSpec
 
 Size = tuple[int, int]  # (height, width) pixels
@@ -63,6 +64,7 @@ class GraphPreparation:
         self._configured: set[str] = set()  # the cameras whose size is a parameter, not learned
         self._opening: dict[Size, tuple[threading.Thread | None, float]] = {}  # size -> (thread, start)
         self._failures: dict[Size, str] = {}
+        self._closing = False  # an opening that fails now was stopped: not worth a warning
 
     @property
     def graphs(self) -> dict[Size, GraphSpec]:
@@ -227,7 +229,8 @@ class GraphPreparation:
             with self._lock:
                 del self._opening[size]
                 self._forget_learned(size)
-            self._warn(f"the graph for {_size(size)} frames could not be opened: {type(error).__name__}: {error}")
+            if not (self._closing or isinstance(error, ExportCancelled)):  # stopped: nothing went wrong
+                self._warn(f"the graph for {_size(size)} frames could not be opened: {type(error).__name__}: {error}")
             return
         with self._lock:
             del self._opening[size]
@@ -247,7 +250,9 @@ class GraphPreparation:
             thread.join()
 
     def close(self) -> None:
-        """Wait for the openings, then close every backend (their memory, GPU memory included)."""
+        """Wait for the openings (stop their exports first to have them end at once), then close every
+        backend (their memory, GPU memory included)."""
+        self._closing = True
         self.wait()
         for backend in self._backends.values():
             backend.close()

@@ -40,7 +40,7 @@ from dinov2_ros.ros.node_parameters import RUNTIME_PARAMETERS, NodeSettings, dec
 from dinov2_ros.ros.ros_logging import forward_package_logs, stop_forwarding
 from dinov2_ros.ros.warning_throttle import CameraWarnings, WarningThrottle
 from dinov2_ros.runtime.backend_opener import BackendOpener
-from dinov2_ros.runtime.export_process import export_in_subprocess
+from dinov2_ros.runtime.export_process import ChildExporter
 from dinov2_ros.weights.identity import encoder_name
 
 NODE_NAME = "dinov2"  # as perception.launch.py (node_name) and the README name it: /dinov2
@@ -66,6 +66,7 @@ class PerceptionNode(LifecycleNode):
         self._tracker: ObjectTracker | None = None  # kept for the node's life, so ids are never reused
         self._class_services: list = []
         self._worker: FrameWorker | None = None
+        self._exporter: ChildExporter | None = None  # makes a missing graph in a child process
         self._state = "unconfigured"
         self._log_handler = None
         self.settings: NodeSettings = declare_parameters(self)
@@ -97,9 +98,8 @@ class PerceptionNode(LifecycleNode):
         if settings.tracking and self._tracker is None:
             self._tracker = ObjectTracker(settings.lost_timeout_s)
         opener = BackendOpener(model)
-
-        def export(height: int, width: int) -> bool:
-            return export_in_subprocess(opener, height, width, progress=logger.info, warn=logger.warning)
+        opener.ensure_weights()  # offline without the files: refused here, in one line
+        self._exporter = ChildExporter(opener, progress=logger.info, warn=logger.warning)
 
         def on_open(size) -> None:  # a trained head's class names come with its graph
             if model.detector == "center" and self.pipeline is not None:
@@ -107,7 +107,7 @@ class PerceptionNode(LifecycleNode):
                 self._publish_label_info()
 
         graphs = GraphPreparation(
-            opener.open, settings.max_open_graphs, export if model.backend != "torch" else None, background=True,
+            opener.open, settings.max_open_graphs, self._exporter if model.backend != "torch" else None, background=True,
             log=logger.info, warn=logger.warning, on_open=on_open,
         )  # fmt: skip
         store = self._prototype_store(opener) if model.detector == "exemplar" else None
@@ -183,6 +183,9 @@ class PerceptionNode(LifecycleNode):
         for outputs in self.outputs.values():
             outputs.destroy()
         self.cameras, self.outputs = {}, {}
+        if self._exporter is not None:
+            self._exporter.cancel()  # an export for a size being opened ends now, not in half a minute
+            self._exporter = None
         if self.pipeline is not None:
             self.pipeline.close()  # a graph being opened is closed with the others
             self.pipeline = None

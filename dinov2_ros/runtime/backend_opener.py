@@ -23,7 +23,8 @@ from dinov2_ros.runtime.graph_file import PRECISION_KEY, graph_class_names
 from dinov2_ros.runtime.graph_spec import GraphSpec
 from dinov2_ros.runtime.model_settings import ModelSettings
 from dinov2_ros.runtime.provenance import provenance_of
-from dinov2_ros.weights.variants import VARIANTS
+from dinov2_ros.weights.cache import fetch
+from dinov2_ros.weights.variants import VARIANTS, get_variant
 
 LOG = logging.getLogger(__name__)
 
@@ -132,9 +133,8 @@ class BackendOpener:
         """`build_command` as a user types it (`dinov2-ros export ...`), for messages."""
         return "dinov2-ros " + shlex.join(self.build_command(height, width)[4:])
 
-    def class_names(self) -> tuple[str, ...] | None:
-        """A trained head's class names by id, from a stored graph or core of these settings; None
-        when the store has none yet (the export writes them from the head's checkpoint)."""
+    def stored(self) -> list[Path]:
+        """The stored graphs and cores of these settings, for any camera size and precision."""
         s = self.settings
         graphs = [
             (path, spec, metadata, s.spec_for(spec.camera_height, spec.camera_width, spec.embed_dim))
@@ -144,12 +144,40 @@ class BackendOpener:
             (path, spec, metadata, s.spec_for(spec.input_height, spec.input_width, spec.embed_dim).core())
             for path, spec, metadata in self.store.cores()
         ]
-        for path, spec, metadata, wanted in graphs + cores:
-            if not mismatches(spec, metadata, wanted, self.provenance, metadata.get(PRECISION_KEY, "")):
-                names = graph_class_names(path)
-                if names is not None:
-                    return names
-        return None
+        return [
+            path
+            for path, spec, metadata, wanted in graphs + cores
+            if not mismatches(spec, metadata, wanted, self.provenance, metadata.get(PRECISION_KEY, ""))
+        ]
+
+    def class_names(self) -> tuple[str, ...] | None:
+        """A trained head's class names by id, from a stored graph or core of these settings; None
+        when the store has none yet (the export writes them from the head's checkpoint)."""
+        return next((names for path in self.stored() if (names := graph_class_names(path)) is not None), None)
+
+    def ensure_weights(self) -> None:
+        """Make sure what the graphs are made from is here before the node goes active: nothing when the
+        store holds a graph or core of these settings (a robot with a copied store needs no weights,
+        unless the torch backend runs them), else each weights file: "pretrained" is downloaded into the
+        weights cache now, a path must exist. WeightsError or FileNotFoundError in one line saying what
+        to do, so an offline robot is refused at configure instead of running without output."""
+        s = self.settings
+        if s.backend != "torch" and self.stored():
+            return
+        wanted = [("model.weights", s.weights, lambda: get_variant(s.variant).checkpoint)]
+        if s.depth_weights:
+            depth_file = lambda: get_variant(s.variant).depth_head_file(s.depth_dataset, s.depth_kind)  # noqa: E731
+            wanted.append(("model.depth_weights", s.depth_weights, depth_file))
+        if s.detector == "center":
+            wanted.append(("model.detector_weights", s.detector_weights, None))
+        for name, weights, release in wanted:
+            if weights == "pretrained":
+                fetch(release(), progress=False)
+            elif weights != "random" and not Path(weights).expanduser().is_file():
+                raise FileNotFoundError(
+                    f"{name} {weights!r} is not a file, and {self.store.directory} holds no graph made from it: "
+                    "give the checkpoint's path, or copy the artifact store exported elsewhere here"
+                )
 
     def open(self, height: int, width: int) -> Backend:
         """The ready backend for `height` x `width` frames. MissingArtifactError naming the command that

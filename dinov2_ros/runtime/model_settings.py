@@ -144,7 +144,8 @@ class ModelSettings:
         if not self.weights:
             raise ValueError(
                 "model.weights is empty: set it to a checkpoint path, 'pretrained' (Meta's released file), "
-                "or 'random' (random weights, for tests and demos only)"
+                "or 'random' (random weights, for tests and demos only): the launch argument weights:=..., "
+                "-p model.weights:=... with ros2 run, or --weights for dinov2-ros"
             )
         for name in ("input_height", "input_width"):
             if getattr(self, name) % 14:
@@ -199,7 +200,7 @@ class ModelSettings:
         )
         detector = f"center head '{self.detector_weights}'" if self.detector == "center" else self.detector
         return (
-            f"backend {self.backend} {self.backend_precision} ({self.device}), encoder {self.variant} weights "
+            f"backend {self.backend} (precision {self.backend_precision}, device {self.device}), encoder {self.variant} weights "
             f"'{self.weights}', {depth}, detector {detector}, input {self.input_width}x{self.input_height} "
             f"({self.resize})"
         )

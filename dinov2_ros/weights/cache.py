@@ -39,6 +39,8 @@ from dinov2_ros.weights.file_kind import not_a_checkpoint
 from dinov2_ros.weights.variants import BASE_URL, DEPTH_DATASETS, DEPTH_HEAD_KINDS, VARIANTS, WeightFile
 
 CACHE_ENV = "DINOV2_ROS_CACHE"
+# a site's own copy of dl.fbaipublicfiles.com/dinov2 (air-gapped cells): replaces that prefix in downloads
+MIRROR_ENV = "DINOV2_ROS_WEIGHTS_MIRROR"
 _LOG = logging.getLogger(__name__)
 
 
@@ -159,13 +161,24 @@ def _mirrored_url(file: WeightFile, mirror: str | None) -> str:
 
 @contextlib.contextmanager
 def _exclusive(lock_path: Path) -> Iterator[None]:
-    """Serialise downloads of one file across processes: several nodes of a launch may start at once."""
-    with lock_path.open("a") as handle:
+    """Serialise downloads of one file across processes (several nodes of a launch may start at once);
+    the lock file is removed when done. A process that locked a file another one then removed takes
+    the new one instead (the inode check), so two never hold the lock at once."""
+    while True:
+        handle = lock_path.open("a")
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+            same = os.fstat(handle.fileno()).st_ino == os.stat(lock_path).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        handle.close()
+    try:
+        yield
+    finally:
+        lock_path.unlink(missing_ok=True)
+        handle.close()
 
 
 def fetch(
@@ -178,7 +191,8 @@ def fetch(
 ) -> Path:
     """Path to a verified copy of `file` in the cache, downloading (and resuming) it when missing.
 
-    `mirror` replaces the dl.fbaipublicfiles.com/dinov2 prefix (air-gapped sites). A download is
+    `mirror` (default: $DINOV2_ROS_WEIGHTS_MIRROR) replaces the dl.fbaipublicfiles.com/dinov2 prefix
+    (air-gapped sites). A download is
     checked against the registry's pins where known and its sha256 recorded (`<name>.sha256`); a cached
     file is checked against that record (see the module docstring). Raises WeightsError.
     """
@@ -200,7 +214,7 @@ def fetch(
                     target, verification.sha256,
                 )  # fmt: skip
             return target
-        _download_verified(file, _mirrored_url(file, mirror), target, progress, timeout)
+        _download_verified(file, _mirrored_url(file, mirror or os.environ.get(MIRROR_ENV)), target, progress, timeout)
     return target
 
 
@@ -212,7 +226,9 @@ def _download_verified(file: WeightFile, url: str, target: Path, progress: bool,
     except (urllib.error.URLError, http.client.HTTPException, OSError) as error:
         reason = getattr(error, "reason", error)
         raise WeightsError(
-            f"could not download {file.filename} from {url} ({reason}); place the file at {target}"
+            f"could not download {file.filename} from {url} ({reason}); place the file at {target} (copy it from "
+            f"a machine with network, where `dinov2-ros weights fetch {file.filename.removesuffix('.pth')}` puts it "
+            f"in the weights cache), or set ${MIRROR_ENV} to a site mirror of {BASE_URL}"
         ) from error
     remedy = f"the download was deleted; check the source {url}"
     try:

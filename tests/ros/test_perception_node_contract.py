@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import ast
 import math
+import os
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -211,3 +214,40 @@ def test_message_contract_across_processes(node_process, context):
         assert labels[-1].threshold == pytest.approx(0.5)
     finally:
         harness.close()
+
+
+@pytest.mark.subprocess
+def test_offline_pretrained_weights_refuse_configure_in_one_line(tmp_path):
+    """A robot without network and without Meta's file: one line naming the file, the cache folder and
+    what to do, exit 1, no traceback, no lock file left; not an active node that never publishes.
+    The download goes to a closed local port instead of the internet (DINOV2_ROS_WEIGHTS_MIRROR)."""
+    cache = tmp_path / "cache"
+    offline = {"DINOV2_ROS_CACHE": str(cache), "DINOV2_ROS_WEIGHTS_MIRROR": "http://127.0.0.1:9"}
+    arguments = ["--params-file", launch_config_path(), "-p", "model.weights:=pretrained"]
+    arguments += ["-p", f"model.graph_dir:={tmp_path / 'graphs'}"]
+    process = start_node_process(arguments, tmp_path / "node.log", env=offline)
+    try:
+        code = process.wait(timeout=60)
+    finally:
+        stop_node_process(process)
+    text = (tmp_path / "node.log").read_text()
+    assert code == 1 and "Traceback" not in text, text
+    (fatal,) = [line for line in text.splitlines() if "[FATAL]" in line]
+    assert "could not download dinov2_vits14_pretrain.pth" in fatal, fatal
+    assert f"place the file at {cache / 'dinov2_vits14_pretrain.pth'}" in fatal, fatal
+    assert "active" not in text, "the node must not go active as if it worked"
+    assert [path.name for path in cache.iterdir()] == [], "no lock or partial file left"
+
+
+@pytest.mark.subprocess
+def test_offline_export_of_pretrained_weights_fails_in_one_line(tmp_path):
+    environment = {"DINOV2_ROS_CACHE": str(tmp_path / "cache"), "DINOV2_ROS_WEIGHTS_MIRROR": "http://127.0.0.1:9"}
+    command = [sys.executable, "-m", "dinov2_ros.cli", "export", "--weights", "pretrained"]
+    command += ["--graph-dir", str(tmp_path / "graphs"), "--camera", "160x120"]
+    result = subprocess.run(
+        command, cwd=REPO, capture_output=True, text=True, timeout=300, env={**os.environ, **environment}
+    )
+    assert result.returncode == 2, result.stdout + result.stderr
+    output = (result.stdout + result.stderr).strip().splitlines()
+    assert "Traceback" not in result.stderr and len(output) <= 3, output
+    assert any("could not download dinov2_vits14_pretrain.pth" in line for line in output), output

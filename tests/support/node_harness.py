@@ -220,17 +220,36 @@ def start_node(
     return node
 
 
-def start_node_process(arguments: list[str], log_path: Path, python_path: tuple[Path, ...] = ()) -> subprocess.Popen:
-    """perception_node in its own process with the venv's python (the ROS wheels re-exec it once);
-    `python_path` folders come before the repository on its module path."""
+def start_node_process(
+    arguments: list[str], log_path: Path, python_path: tuple[Path, ...] = (), env: dict[str, str] | None = None
+) -> subprocess.Popen:
+    """perception_node in its own process (and process group, as a terminal or launch starts it) with
+    the venv's python (the ROS wheels re-exec it once); `python_path` folders come before the
+    repository on its module path; `env` adds to the environment."""
     log = log_path.open("w")
     return subprocess.Popen(
         [sys.executable, "-m", "dinov2_ros.ros.perception_node", "--ros-args", *arguments],
         cwd=REPO,
         stdout=log,
         stderr=subprocess.STDOUT,
-        env={**os.environ, "PYTHONPATH": os.pathsep.join(map(str, (*python_path, REPO)))},
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(map(str, (*python_path, REPO))), **(env or {})},
+        start_new_session=True,
     )
+
+
+def process_group(process: subprocess.Popen) -> list[int]:
+    """The pids still alive in `process`'s process group and among its children (Linux /proc)."""
+    alive = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            state, parent, group = fields[0], int(fields[1]), int(fields[2])
+            if state != "Z" and (group == process.pid or parent == process.pid):
+                alive.append(int(entry.name))
+    return alive
 
 
 def stop_node_process(process: subprocess.Popen) -> int:

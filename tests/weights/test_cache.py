@@ -214,7 +214,7 @@ def test_an_html_error_page_served_as_the_file_is_refused_and_deleted(http_serve
         WeightsError, match=r"is an HTML page \(titled 'Access Denied'\), not a checkpoint: the download"
     ):
         fetch(file, cache_dir, progress=False)
-    assert [path.name for path in cache_dir.iterdir()] == ["blob.pth.lock"]  # no file, part or record
+    assert [path.name for path in cache_dir.iterdir()] == [], "no file, part, record or lock file left"
 
 
 def test_digest_index_rehashes_a_file_only_when_its_version_changes(tmp_path: Path) -> None:

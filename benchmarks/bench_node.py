@@ -54,7 +54,7 @@ from dinov2_ros.perception.object_lifting import ObjectLifter
 from dinov2_ros.perception.object_tracking import ObjectTracker
 from dinov2_ros.perception.oriented_box import fit_from_depths
 from dinov2_ros.perception.prototypes import PrototypeStore
-from dinov2_ros.ros.camera_streams import CAMERA_QOS, stamp_ns
+from dinov2_ros.ros.camera_streams import camera_qos, stamp_ns
 from dinov2_ros.ros.class_services import add_class_request
 from dinov2_ros.ros.dds_profile import PROFILE_FILE, profile_environment
 from dinov2_ros.ros.frame_intake import to_camera_frame
@@ -263,8 +263,8 @@ class Camera:
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
         # like a camera driver: sensor-data QoS, the node's default
-        self.image_pub = self.node.create_publisher(Image, "/bench/image", CAMERA_QOS)
-        self.info_pub = self.node.create_publisher(CameraInfo, "/bench/camera_info", CAMERA_QOS)
+        self.image_pub = self.node.create_publisher(Image, "/bench/image", camera_qos())
+        self.info_pub = self.node.create_publisher(CameraInfo, "/bench/camera_info", camera_qos())
         self.add_class = self.node.create_client(SetParameters, "/bench/dinov2/add_class")
         self.node.create_subscription(Detection3DArray, "/bench/dinov2/objects", self._received, RELIABLE)
         self.node.create_subscription(DiagnosticArray, "/diagnostics", self._diagnostics, RELIABLE)

@@ -31,8 +31,13 @@ try:  # Jazzy and newer
 except ImportError:  # Humble
     from rclpy.qos_event import SubscriptionEventCallbacks
 
-# keep only the newest message, best effort: every publisher matches (sensor data QoS with depth 1)
-CAMERA_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT, history=HistoryPolicy.KEEP_LAST)
+
+def camera_qos() -> QoSProfile:
+    """Keep only the newest message, best effort, so every publisher matches (sensor data QoS with depth
+    1). A new profile per subscription: rclpy's QoS overrides change the profile they are given."""
+    return QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT, history=HistoryPolicy.KEEP_LAST)
+
+
 # a stamp this far ahead of the node's clock is not the capture time (unsynchronised clocks)
 FUTURE_STAMP_TOLERANCE_S = 1.0
 
@@ -101,6 +106,7 @@ class CameraStreams:
         def incompatible(event) -> None:
             policy = qos_policy_name_from_kind(event.last_policy_kind)
             name = subscriptions[0].topic_name
+            self.statistics.qos_incompatible(time.monotonic(), name, policy)
             fix = (
                 f"the parameter qos_overrides.{name}.subscription.reliability:=best_effort (best effort accepts "
                 "every publisher)"
@@ -119,7 +125,7 @@ class CameraStreams:
             msg_type,
             topic,
             callback,
-            CAMERA_QOS,
+            camera_qos(),
             event_callbacks=events,
             qos_overriding_options=QoSOverridingOptions.with_default_policies(),
         )
@@ -158,8 +164,8 @@ class CameraStreams:
                 f"image stamp {stamp / 1e9:.3f} s is {(self._newest_stamp_ns - stamp) / 1e9:.3f} s behind an earlier "
                 "image's (a clock reset, a looped bag)"
             )
-        self._newest_stamp_ns = max(self._newest_stamp_ns, stamp)
-        if not problem:
+        if not problem:  # a stamp in the future is not the newest: the frames after it would all seem late
+            self._newest_stamp_ns = stamp
             return (now - stamp) / 1e9
         self.statistics.stamp_unusable(time.monotonic(), problem)
         self._warn(

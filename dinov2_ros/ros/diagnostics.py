@@ -92,6 +92,7 @@ class CameraStatistics:
         self.last_without_3d = ""  # the newest frame's reason, "" when it had 3D objects
         self._last_image: tuple[int, int, int] | None = None  # (width, height, bytes) of the newest image
         self._last_info: tuple[float, int, int] | None = None  # (time, width, height) of the newest CameraInfo
+        self._qos_problem: tuple[float, str, str] | None = None  # (time, topic, policy) of an incompatible publisher
 
     def image_received(self, now_s: float, age_s: float | None, size: tuple[int, int, int] | None = None) -> None:
         """`age_s`: the image's stamp to its arrival here (camera driver and DDS delivery); None for
@@ -113,6 +114,11 @@ class CameraStatistics:
             self.stamps_unusable += 1
             self.last_stamp_problem = problem
             self._last_stamp_problem_s = now_s
+
+    def qos_incompatible(self, now_s: float, topic: str, policy: str) -> None:
+        """A publisher of `topic` offers QoS this camera's subscription cannot match (`policy`)."""
+        with self._lock:
+            self._qos_problem = (now_s, topic, policy)
 
     def camera_info_received(self, now_s: float, width: int, height: int) -> None:
         """A CameraInfo describing images of `width` x `height` pixels (binning and ROI applied) arrived."""
@@ -227,6 +233,13 @@ class CameraStatistics:
         if topic and not publishers:
             self._delivered_since_no_publisher = False  # a sender that starts now is judged afresh
         if silent_s > STALE_INPUT_S and topic:
+            qos = self._qos_problem
+            if qos is not None and (self._last_input_s is None or qos[0] >= self._last_input_s):
+                return DiagnosticStatus.WARN, (
+                    f"no image for {silent_s:.1f} s: the publisher of {qos[1]} offers QoS incompatible with this "
+                    f"node's subscription (policy {qos[2]}), so nothing arrives; set "
+                    f"qos_overrides.{qos[1]}.subscription.{qos[2].lower()} to match it, or change the publisher"
+                )
             if publishers and (too_large := self._too_large_for_transport(now_s)):
                 return (
                     DiagnosticStatus.WARN,

@@ -109,3 +109,12 @@ def test_stamps_left_out_of_the_latency_are_counted_and_warned():
     assert values["latency median (ms)"] == "n/a" and values["stamps left out of latency"] == "5"
     assert status.level == DiagnosticStatus.WARN and "(stamp in the future)" in status.message
     assert stats.to_status(6.0, "node", dropped=0).message != status.message, "an old problem is history"
+
+
+def test_a_camera_silent_for_incompatible_qos_is_told_so():
+    stats = CameraStatistics("front", window_s=1.0)
+    stats.subscribed(0.0)
+    stats.qos_incompatible(0.5, "/front/image", "RELIABILITY")
+    status = stats.to_status(STALE_INPUT_S + 1.0, "node", dropped=0, image_topic=("/front/image", 1))
+    assert "offers QoS incompatible" in status.message and "shared-memory" not in status.message
+    assert "qos_overrides./front/image.subscription.reliability" in status.message

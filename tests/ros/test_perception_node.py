@@ -393,3 +393,22 @@ def test_an_incompatible_camera_qos_is_logged_with_the_parameter_that_fixes_it(c
         node.destroy_node()
     fix = "qos_overrides./qos/image.subscription.reliability:=best_effort"
     assert "/qos/image" in logged and "RELIABILITY" in logged and fix in logged
+
+
+def test_a_qos_override_changes_its_own_topic_only(context, graph_dir):
+    """rclpy's overrides change the profile they are given: each subscription has its own, so making the
+    image reliable leaves camera_info and depth best effort (a best-effort driver still pairs)."""
+    override = {"qos_overrides./qos_one/image.subscription.reliability": "reliable", "camera.use_depth": True}
+    node = start_node(context, graph_dir, "qos_one", **override)
+    try:
+        reliability = {
+            topic: node.get_subscriptions_info_by_topic(f"/qos_one/{topic}")[0].qos_profile.reliability
+            for topic in ("image", "camera_info", "depth/image")
+        }
+    finally:
+        node.destroy_node()
+    assert reliability == {
+        "image": ReliabilityPolicy.RELIABLE,
+        "camera_info": ReliabilityPolicy.BEST_EFFORT,
+        "depth/image": ReliabilityPolicy.BEST_EFFORT,
+    }

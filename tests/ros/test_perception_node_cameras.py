@@ -357,6 +357,11 @@ def test_stamps_in_the_future_or_going_backwards_are_warned_and_kept_out_of_the_
     try:
         now = time.time_ns()
         _stream(harness, "stamps_ahead", [now + 86_400 * SECOND + i * SECOND // 30 for i in range(8)], ahead_out)
+        ahead_then = {kv.key: kv.value for kv in ahead.cameras["camera"].status(ahead.get_name()).values}
+        # stamps right again: latency counts again at once (the future stamps were not the newest)
+        _stream(
+            harness, "stamps_ahead", [time.time_ns() - SECOND // 2 + i * SECOND // 100 for i in range(4)], ahead_out
+        )
         live = [time.time_ns() + i * SECOND // 30 for i in range(5)]
         _stream(
             harness, "stamps_looped", live + [live[0] - 16 * SECOND + i * SECOND // 30 for i in range(8)], looped_out
@@ -371,8 +376,10 @@ def test_stamps_in_the_future_or_going_backwards_are_warned_and_kept_out_of_the_
         looped.destroy_node()
     values = {name: {kv.key: kv.value for kv in status.values} for name, status in statuses.items()}
     assert len(ahead_out) >= 6 and len(looped_out) >= 10, "such frames are processed"
-    assert values["ahead"]["latency median (ms)"] == "n/a" and int(values["ahead"]["stamps left out of latency"]) >= 6
+    assert ahead_then["latency median (ms)"] == "n/a" and int(ahead_then["stamps left out of latency"]) >= 6
     assert statuses["ahead"].level == DiagnosticStatus.WARN and "left out of the latency" in statuses["ahead"].message
+    assert 0 <= float(values["ahead"]["latency median (ms)"]) < 5000, "right stamps after wrong ones count"
+    assert values["ahead"]["stamps left out of latency"] == ahead_then["stamps left out of latency"]
     assert values["looped"]["last stamp problem"] == "stamp went backwards"
     assert 0 <= float(values["looped"]["latency max (ms)"]) < 5000, "the looped frames are not in the latency"
     logged = capfd.readouterr().err

@@ -15,14 +15,16 @@ The node is started here rather than through perception.launch.py, whose camera 
 
 import os
 
-from ament_index_python.packages import PackageNotFoundError, get_package_prefix, get_package_share_directory
+from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, LogInfo, OpaqueFunction
 from launch.substitutions import LaunchConfiguration, PythonExpression
 from launch_ros.actions import Node
 from launch_ros.parameter_descriptions import ParameterValue
 
+from dinov2_ros.launch_support import rviz_where_installed
 from dinov2_ros.ros.dds_profile import PROFILE_FILE, profile_environment
+from dinov2_ros.tools.demo.synthetic_camera_node import PARAMETERS as CAMERA_PARAMETERS
 
 DEMO_TOPICS = {
     "image": "/demo_camera/image",
@@ -33,19 +35,8 @@ DEMO_TOPICS = {
 PARAMETER_ARGUMENTS = {"weights": "model.weights", "depth_weights": "model.depth_weights", "backend": "backend.kind"}
 
 
-def _rviz_where_installed(context):
-    """RViz when asked for (rviz:=true, the default) and installed; otherwise a line saying why not,
-    so a machine without rviz2 runs the demo instead of failing to launch it."""
-    if LaunchConfiguration("rviz").perform(context).lower() not in ("true", "1"):
-        return []
-    try:
-        get_package_prefix("rviz2")
-    except PackageNotFoundError:
-        return [LogInfo(msg="RViz skipped: the rviz2 package is not installed (install ros-<distro>-rviz2)")]
-    share = get_package_share_directory("dinov2_ros")
-    return [
-        Node(package="rviz2", executable="rviz2", arguments=["-d", os.path.join(share, "config", "perception.rviz")])
-    ]
+def _rviz(context):
+    return rviz_where_installed(LaunchConfiguration("rviz").perform(context))
 
 
 def generate_launch_description():
@@ -58,7 +49,11 @@ def generate_launch_description():
         ),
         DeclareLaunchArgument("depth_weights", default_value="random", description="depth head weights, likewise"),
         DeclareLaunchArgument("backend", default_value="onnxruntime", description="onnxruntime | tensorrt | torch"),
-        DeclareLaunchArgument("rate_hz", default_value="15.0", description="synthetic camera frame rate"),
+        DeclareLaunchArgument(
+            "rate_hz",
+            default_value=str(CAMERA_PARAMETERS["rate_hz"].default),
+            description="synthetic camera frame rate",
+        ),
         DeclareLaunchArgument(
             "scene",
             default_value="picking",
@@ -113,6 +108,4 @@ def generate_launch_description():
     )
     # teaches each synthetic part through dinov2/add_class and logs what is found against the truth
     monitor = Node(package="dinov2_ros", executable="demo_monitor", output="screen")
-    return LaunchDescription(
-        [*arguments, notice, camera, perception, monitor, OpaqueFunction(function=_rviz_where_installed)]
-    )
+    return LaunchDescription([*arguments, notice, camera, perception, monitor, OpaqueFunction(function=_rviz)])

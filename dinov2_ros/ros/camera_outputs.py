@@ -44,7 +44,6 @@ LATCHED_QOS = QoSProfile(
 class OutputOptions:
     """The output parameters that change at run time (output.*)."""
 
-    points: bool = False
     points_stride: int = 4
     debug_max_depth_m: float = 5.0
 
@@ -52,16 +51,17 @@ class OutputOptions:
 class CameraOutputs:
     """The publishers of one camera's outputs (created at configure, destroyed at cleanup)."""
 
-    def __init__(self, node: Node, prefix: str) -> None:
+    def __init__(self, node: Node, prefix: str, points: bool = False) -> None:
+        """`points`: advertise dinov2/points (output.points; `set_points` changes it at run time)."""
         self._node = node
-        out = f"{prefix}dinov2/"
+        self._out = out = f"{prefix}dinov2/"
         publish = node.create_lifecycle_publisher
         self.objects = publish(Detection3DArray, out + "objects", OUTPUT_QOS)
         self.objects_2d = publish(Detection2DArray, out + "objects_2d", OUTPUT_QOS)
         self.label_info = publish(LabelInfo, out + "label_info", LATCHED_QOS)
         self.depth = publish(Image, out + "depth/image", OUTPUT_QOS)
         self.depth_info = publish(CameraInfo, out + "depth/camera_info", OUTPUT_QOS)
-        self.points = publish(PointCloud2, out + "points", OUTPUT_QOS)
+        self.points = publish(PointCloud2, out + "points", OUTPUT_QOS) if points else None
         self.markers = publish(MarkerArray, out + "markers", OUTPUT_QOS)
         # the picture is pixel-aligned with the camera image, so the input's CameraInfo describes it
         self.debug_image = publish(Image, out + "debug/image", OUTPUT_QOS)
@@ -101,25 +101,37 @@ class CameraOutputs:
             instances, info = to_instances_messages(result, header, camera_info)
             self.instances.publish(instances)
             self.instances_info.publish(info)
+        points = self.points  # None unless output.points
         if (
-            options.points
+            points is not None
             and result.depth is not None
             and result.frame.camera_model is not None
-            and subscribed(self.points)
+            and subscribed(points)
         ):
-            self.points.publish(to_point_cloud(depth_points(result, options.points_stride), header))
+            points.publish(to_point_cloud(depth_points(result, options.points_stride), header))
         if subscribed(self.markers):
             self.markers.publish(to_markers(result, header, labels))
         if subscribed(self.debug_image):
             self.debug_image.publish(debug_image_message(result, labels, options.debug_max_depth_m, header))
+
+    def set_points(self, enabled: bool, active: bool) -> None:
+        """Advertise dinov2/points (enabled, publishing at once when the node is `active`) or withdraw it."""
+        if enabled and self.points is None:
+            self.points = self._node.create_lifecycle_publisher(PointCloud2, self._out + "points", OUTPUT_QOS)
+            if active:
+                self.points.on_activate(None)
+        elif not enabled and self.points is not None:
+            self._node.destroy_lifecycle_publisher(self.points)
+            self.points = None
 
     @staticmethod
     def _subscribed(*publishers) -> bool:
         return any(publisher.get_subscription_count() for publisher in publishers)
 
     def destroy(self) -> None:
+        self.set_points(False, active=False)
         for publisher in (
-            self.objects, self.objects_2d, self.label_info, self.depth, self.depth_info, self.points, self.markers,
+            self.objects, self.objects_2d, self.label_info, self.depth, self.depth_info, self.markers,
             self.debug_image, self.debug_info, self.instances, self.instances_info,
         ):  # fmt: skip
             self._node.destroy_lifecycle_publisher(publisher)

@@ -1,7 +1,9 @@
 """Teach, forget and list classes at run time through services of types every ROS 2 install has.
 
 This package is one ament_python package, which cannot define .srv files, so the services reuse
-rcl_interfaces (part of every ROS 2 install and of the rclpy wheels) with named, typed fields:
+rcl_interfaces (part of every ROS 2 install and of the rclpy wheels) with named, typed fields. They
+are the node's own (`~/add_class`: `/dinov2/add_class` for the node named dinov2, beside its
+lifecycle services):
 
 - `dinov2/add_class` (rcl_interfaces/srv/SetParameters): parameters `class_name` (string), `box`
   (4 numbers: x1, y1, x2, y2 in the camera's pixels) and `camera` (string; optional with one camera).
@@ -72,9 +74,9 @@ class ClassServices:
         self._on_change = on_change
         self._log = node.get_logger()
         self.services = [  # the node destroys them at cleanup
-            node.create_service(SetParameters, "dinov2/add_class", self._add),
-            node.create_service(SetParameters, "dinov2/remove_class", self._remove),
-            node.create_service(ListParameters, "dinov2/list_classes", self._list),
+            node.create_service(SetParameters, "~/add_class", self._add),
+            node.create_service(SetParameters, "~/remove_class", self._remove),
+            node.create_service(ListParameters, "~/list_classes", self._list),
         ]
 
     def _camera(self, fields: dict[str, Any]) -> str:

@@ -24,9 +24,14 @@ def profile_variable(ros_distro: str | None) -> str:
 def profile_environment(profile: str | Path, environment: Mapping[str, str]) -> dict[str, str]:
     """Variables to add to a child process's `environment` so its Fast DDS loads `profile`.
 
-    Empty when the user already set a profile file or runs another RMW: theirs wins.
+    Empty when the user already set a profile file or runs another RMW (theirs wins), and for a
+    `profile` of "" or "none" (the launch files' fastdds_profile:=none).
     """
     rmw = environment.get("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp")
-    if not str(profile) or not rmw.startswith("rmw_fastrtps") or any(environment.get(v) for v in PROFILE_VARIABLES):
+    if (
+        str(profile).lower() in ("", "none")
+        or not rmw.startswith("rmw_fastrtps")
+        or any(environment.get(v) for v in PROFILE_VARIABLES)
+    ):
         return {}
     return {profile_variable(environment.get("ROS_DISTRO")): str(profile)}

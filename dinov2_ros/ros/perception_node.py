@@ -17,6 +17,7 @@ from pathlib import Path
 
 from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import SetParametersResult
+from rclpy.clock import Clock, ClockType
 from rclpy.lifecycle import Node as LifecycleNode
 from rclpy.lifecycle import State, TransitionCallbackReturn
 from rclpy.parameter import Parameter
@@ -76,7 +77,10 @@ class PerceptionNode(LifecycleNode):
         self._apply(self.get_parameters(RUNTIME_PARAMETERS))
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self._diagnostics = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        self.create_timer(self.settings.diagnostics_period_s, self._publish_diagnostics)
+        # on the steady clock: with use_sim_time and no /clock yet, /diagnostics must still say why
+        self.create_timer(
+            self.settings.diagnostics_period_s, self._publish_diagnostics, clock=Clock(clock_type=ClockType.STEADY_TIME)
+        )
 
     # ----- lifecycle -----
     def on_configure(self, state: State) -> TransitionCallbackReturn:
@@ -118,7 +122,7 @@ class PerceptionNode(LifecycleNode):
             prefix = f"{camera.name}/" if several else ""
             warn = functools.partial(self._warn, camera.name)
             self.cameras[camera.name] = CameraStreams(self, camera, prefix, self._wake_worker, warn)
-            self.outputs[camera.name] = CameraOutputs(self, prefix)
+            self.outputs[camera.name] = CameraOutputs(self, prefix, points=bool(self._options["output.points"]))
         self._apply(self.get_parameters(RUNTIME_PARAMETERS))  # the score threshold, the new slots' pairing
         if model.detector == "exemplar":
             self._class_services = ClassServices(
@@ -216,9 +220,10 @@ class PerceptionNode(LifecycleNode):
         self._batch_policy = BatchPolicy(
             option("scheduling.wait_for_new_frame"), int(option("scheduling.batch_wait_s") * 1e9)
         )
-        self._output_options = OutputOptions(
-            option("output.points"), option("output.points_stride"), option("output.debug_max_depth_m")
-        )
+        self._output_options = OutputOptions(option("output.points_stride"), option("output.debug_max_depth_m"))
+        if "output.points" in values:  # dinov2/points is advertised only while it is on
+            for outputs in self.outputs.values():
+                outputs.set_points(values["output.points"], active=self._state == "active")
 
     # ----- classes -----
     def _classes_changed(self) -> None:

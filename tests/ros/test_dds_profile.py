@@ -41,8 +41,10 @@ def test_a_profile_the_user_chose_or_another_rmw_is_left_alone(environment):
     assert profile_environment("/p.xml", environment) == {}
 
 
-def test_an_empty_profile_argument_sets_nothing():
-    assert profile_environment("", {}) == {}
+@pytest.mark.parametrize("profile", ["", "none", "None"])
+def test_no_profile_sets_nothing(profile):
+    """fastdds_profile:=none (ros2 launch refuses an empty argument value) leaves Fast DDS as it is."""
+    assert profile_environment(profile, {}) == {}
 
 
 def test_the_shipped_profile_sends_a_1080p_frame_through_shared_memory_and_keeps_udp():

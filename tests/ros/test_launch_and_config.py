@@ -33,24 +33,45 @@ def _module_constant(path, name: str):
     raise AssertionError(f"{path.name} has no {name}")
 
 
+def _parameter_arguments(path) -> dict[str, tuple[str, str]]:
+    """PARAMETER_ARGUMENTS of a launch file: argument -> (parameter, type name)."""
+    tree = ast.parse(path.read_text())
+    assignment = next(n for n in tree.body if isinstance(n, ast.Assign) and n.targets[0].id == "PARAMETER_ARGUMENTS")
+    return {
+        key.value: (value.elts[0].value, value.elts[1].id)  # ("camera.width", int)
+        for key, value in zip(assignment.value.keys, assignment.value.values, strict=True)
+    }
+
+
 def test_perception_launch_offers_the_issue_arguments_and_maps_them_to_real_parameters():
     declared = _declared_arguments(LAUNCH / "perception.launch.py")
     wanted = {"image", "camera_info", "depth", "config", "backend", "model", "weights", "precision", "graph_dir"}
-    assert wanted | {"rviz", "use_sim_time"} <= declared
-    mapping = _module_constant(LAUNCH / "perception.launch.py", "PARAMETER_ARGUMENTS")
+    assert wanted | {"rviz", "use_sim_time", "use_depth", "width", "height"} <= declared
+    mapping = _parameter_arguments(LAUNCH / "perception.launch.py")
     assert set(mapping) <= declared
-    assert set(mapping.values()) <= set(NODE_PARAMETERS)
+    camera = {f"camera.{name}": setting for name, setting in CAMERA_PARAMETERS.items()}
+    for argument, (parameter, kind) in mapping.items():
+        setting = {**NODE_PARAMETERS, **camera}.get(parameter)
+        if parameter == "use_sim_time":  # rclpy's own
+            assert kind == "bool"
+            continue
+        assert setting is not None, f"{argument}:= sets {parameter}, which the node does not have"
+        assert kind == type(setting.default).__name__, f"{argument}:= passes a {kind}, {parameter} is not one"
 
 
-def test_perception_launch_can_leave_the_node_to_a_lifecycle_manager():
-    """autostart:=false reaches the node's autostart parameter as a bool; the default brings it up."""
+def test_a_parameter_argument_overrides_the_file_only_when_given():
+    """`autostart: false` or `use_sim_time: true` in a config:= file must hold unless typed on the line:
+    every parameter argument defaults to empty, and empty ones are not passed."""
     path = LAUNCH / "perception.launch.py"
-    assert _argument_defaults(path)["autostart"] == "true"
-    assert NODE_PARAMETERS["autostart"].default is True
-    source = ast.unparse(
-        next(f for f in ast.parse(path.read_text()).body if getattr(f, "name", "") == "_perception_node")
-    )
-    assert "overrides['autostart'] = value('autostart').lower() in ('true', '1')" in source
+    defaults = _argument_defaults(path)
+    for argument in _parameter_arguments(path):
+        assert defaults[argument] == "", f"{argument}:= has a default, which would override the file"
+    source = ast.unparse(next(f for f in ast.parse(path.read_text()).body if getattr(f, "name", "") == "_nodes"))
+    assert "if value(argument)" in source
+    from dinov2_ros.launch_support import as_parameter
+
+    assert as_parameter("false", bool) is False and as_parameter("True", bool) is True
+    assert as_parameter("640", int) == 640
 
 
 def test_launch_files_start_the_packaged_executables():
@@ -99,15 +120,15 @@ def test_demo_lists_only_the_arguments_it_uses():
     assert set(_argument_defaults(path)) == _used_configurations(path)
 
 
-def test_rviz_is_off_by_default_for_a_robot_and_the_demo_starts_it_only_where_installed():
+def test_rviz_is_off_by_default_for_a_robot_and_both_launch_files_start_it_only_where_installed():
     assert _argument_defaults(LAUNCH / "perception.launch.py")["rviz"] == "false"
-    tree = ast.parse((LAUNCH / "demo.launch.py").read_text())
-    function = next(f for f in tree.body if isinstance(f, ast.FunctionDef) and f.name == "_rviz_where_installed")
-    source = ast.unparse(function)
+    support = ast.parse((REPO / "dinov2_ros" / "launch_support.py").read_text())
+    source = ast.unparse(next(f for f in support.body if getattr(f, "name", "") == "rviz_where_installed"))
     assert "get_package_prefix('rviz2')" in source and "except PackageNotFoundError" in source
     assert "RViz skipped" in source, "a skipped RViz is logged"
-    generate = next(f for f in tree.body if isinstance(f, ast.FunctionDef) and f.name == "generate_launch_description")
-    assert "rviz2" not in ast.unparse(generate).replace("_rviz_where_installed", ""), "RViz only via the check"
+    for path in LAUNCH.glob("*.launch.py"):
+        text = path.read_text()
+        assert "rviz_where_installed(" in text and "'rviz2'" not in text and '"rviz2"' not in text, path.name
 
 
 def test_the_parameter_file_sets_and_documents_every_parameter():

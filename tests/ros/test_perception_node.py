@@ -412,3 +412,50 @@ def test_a_qos_override_changes_its_own_topic_only(context, graph_dir):
         "camera_info": ReliabilityPolicy.BEST_EFFORT,
         "depth/image": ReliabilityPolicy.BEST_EFFORT,
     }
+
+
+def test_points_are_advertised_only_while_the_output_is_on(context, graph_dir):
+    node = start_node(context, graph_dir, "points_on")
+    try:
+        assert node.count_publishers("/points_on/dinov2/points") == 0
+        assert node.set_parameters([Parameter("output.points", value=True)])[0].successful
+        assert node.count_publishers("/points_on/dinov2/points") == 1
+        assert node.set_parameters([Parameter("output.points", value=False)])[0].successful
+        assert node.count_publishers("/points_on/dinov2/points") == 0
+    finally:
+        node.destroy_node()
+
+
+def test_diagnostics_keep_coming_under_sim_time_with_no_clock(context, graph_dir, harness):
+    """A bag-replay setup whose /clock has not started yet still reports (the timer is on the steady clock)."""
+    diagnostics = harness.record(DiagnosticArray, "/diagnostics")
+    node = start_node(context, graph_dir, "sim_time", use_sim_time=True)
+    harness.add_node(node)
+    try:
+        # stamped with sim time 0: this node's, from before any /clock
+        assert harness.spin_until(
+            lambda: any(msg.header.stamp.sec == 0 and msg.status[0].name == "dinov2: model" for msg in diagnostics),
+            timeout_s=5.0,
+        ), "no /diagnostics from a node on sim time before /clock"
+    finally:
+        node.destroy_node()
+
+
+def test_a_renamed_node_serves_its_class_services_under_its_own_name(context, graph_dir):
+    from node_harness import model_parameters
+
+    from dinov2_ros.ros.node_main import bring_up
+
+    parameters = [Parameter(name, value=value) for name, value in model_parameters(graph_dir, "tiny").items()]
+    node = PerceptionNode(
+        context=context,
+        namespace="renamed",
+        parameter_overrides=parameters,
+        cli_args=["--ros-args", "-r", "__node:=perc"],
+    )
+    try:
+        bring_up(node)
+        services = {name for name, _ in node.get_service_names_and_types_by_node("perc", "/renamed")}
+    finally:
+        node.destroy_node()
+    assert {"/renamed/perc/add_class", "/renamed/perc/remove_class"} <= services

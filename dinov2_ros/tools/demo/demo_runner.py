@@ -32,6 +32,7 @@ from dinov2_ros.ros.camera_streams import stamp_ns
 from dinov2_ros.ros.class_services import add_class_request
 from dinov2_ros.ros.dds_profile import PROFILE_FILE, profile_environment
 from dinov2_ros.ros.node_main import spin_node
+from dinov2_ros.tools.demo.synthetic_camera_node import PARAMETERS as CAMERA_PARAMETERS
 
 # the same remappings as launch/demo.launch.py (tests/ros/test_demo_runner.py checks they agree)
 DEMO_TOPICS = {
@@ -51,8 +52,8 @@ class DemoSettings:
     startup_timeout_s: float = 600.0
     backend: str = "onnxruntime"
     variant: str = "vits14"
-    rate_hz: float = 15.0
-    scene_period_s: float = 8.0
+    rate_hz: float = CAMERA_PARAMETERS["rate_hz"].default  # as demo.launch.py: the camera's defaults
+    scene_period_s: float = CAMERA_PARAMETERS["scene_period_s"].default
     scene: str = "picking"  # or "conveyor" (synthetic_camera_node's `scene`)
     graph_dir: str = ""  # the artifact store; "" keeps config/perception.yaml's model.graph_dir
 
@@ -235,9 +236,10 @@ class DemoMonitor(Node):
         result = response.results[0] if response is not None and response.results else None
         if result is not None and result.successful:
             self.examples[name] = self.examples.get(name, 0) + 1
+            # the node logs the class id it gave (result.reason): this line does not repeat it
             print(
                 f"demo: taught '{name}' (example {self.examples[name]} of {EXAMPLES_PER_CLASS}) "
-                f"through {NODE_NAME}/add_class: {result.reason}",
+                f"through {NODE_NAME}/add_class",
                 flush=True,
             )
         else:

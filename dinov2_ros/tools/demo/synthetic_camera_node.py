@@ -36,9 +36,9 @@ CAMERA_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, history
 PARAMETERS: dict[str, Setting] = {  # all read-only
     "width": Setting(640, "image width in pixels", True, (32, 4096)),
     "height": Setting(480, "image height in pixels", True, (32, 4096)),
-    "rate_hz": Setting(10.0, "frames per second", True, (0.1, 1000.0)),
+    "rate_hz": Setting(15.0, "frames per second", True, (0.1, 1000.0)),
     "seed": Setting(0, "scene generator seed", True, (0, 2**31 - 1)),
-    "scene_period_s": Setting(5.0, "seconds before the next scene", True, (0.0, 3600.0)),
+    "scene_period_s": Setting(8.0, "seconds before the next scene", True, (0.0, 3600.0)),
     "frame_id": Setting("camera_optical_frame", "optical frame id", True),
     "publish_depth": Setting(True, "also publish aligned depth", True),
     "scene": Setting(

@@ -20,6 +20,11 @@ stamp="$venv/.dinov2_ros-requirements.sha256"
 wanted="$(cat requirements/*.txt setup.py setup.cfg | sha256sum | cut -d' ' -f1)"
 if [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]; then
   echo "prepare: installing requirements/dev.txt (ROS 2 Kilted wheels, torch CPU, onnxruntime, tests) ..."
+  if [ "$(uname -sm)" = "Linux x86_64" ]; then  # torch's CPU build first: PyPI's is a multi-GB CUDA build
+    "$venv/bin/python" -m pip install --disable-pip-version-check --progress-bar off -q --retries 1 \
+      --index-url https://download.pytorch.org/whl/cpu "$(grep -E '^torch==' requirements/dev.txt)" \
+      2>&1 | grep -v "is ignored: it is neither a file nor a directory" || true
+  fi
   "$venv/bin/python" -m pip install --disable-pip-version-check --progress-bar off -q \
     -r requirements/dev.txt 2>&1 | grep -v "is ignored: it is neither a file nor a directory" || true
   "$venv/bin/python" -m pip check >/dev/null 2>&1 || "$venv/bin/python" -m pip check | head -20

@@ -8,7 +8,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 # rosdep keys of Python modules that are not ROS packages
-SYSTEM_KEYS = {"numpy": "python3-numpy", "cv2": "python3-opencv", "yaml": "python3-yaml"}
+SYSTEM_KEYS = {"numpy": "python3-numpy", "cv2": "python3-opencv", "yaml": "python3-yaml", "scipy": "python3-scipy"}
 # declared for the user's entry points rather than imported: RViz is started by the launch files
 NOT_IMPORTED = {"rviz2"}
 

@@ -51,7 +51,8 @@ class FramePipeline:
     that a default one (first use waits, no bound) wraps. `prototypes` is required for an exemplar
     graph; `class_names` names a trained head's class ids. With a `tracker`, detections carry
     per-camera track ids and only tracked ones are published (ByteTrack confirms on the second
-    sighting); the tracker may outlive the pipeline, so ids are never reused.
+    sighting, and a tracked part stays while its score dips to the tracker's low_score_threshold);
+    the tracker may outlive the pipeline, so ids are never reused.
     """
 
     def __init__(
@@ -172,11 +173,14 @@ class FramePipeline:
                 self._features[frame.camera] = (outputs["features"][row], spec)  # the backend's own array
         if "detections" not in outputs:
             return FrameResult(frame, depth, [], inference_s)
-        decoded = decode_rows(outputs["detections"][row], self._score_threshold)
+        tracker = self._tracker
+        # the tracker also takes the low detections, which only continue its tracks (ByteTrack)
+        floor = min(self._score_threshold, tracker.low_score_threshold) if tracker else self._score_threshold
+        decoded = decode_rows(outputs["detections"][row], floor)
         track_ids = np.zeros(len(decoded), np.int64)
-        if self._tracker is not None:
+        if tracker is not None:
             time_s = time.monotonic() if frame.time_s is None else frame.time_s
-            track_ids = self._tracker.update(frame.camera, time_s, decoded.boxes, decoded.scores)
+            track_ids = tracker.update(frame.camera, time_s, decoded.boxes, decoded.scores, self._score_threshold)
             decoded, track_ids = decoded.subset(track_ids > 0), track_ids[track_ids > 0]
         lift_depth = frame.depth if frame.depth is not None else depth
         without_3d = _without_3d(frame, lift_depth, "the model's depth" if frame.depth is None else frame.depth_source)

@@ -33,6 +33,12 @@ NODE_PARAMETERS: dict[str, Setting] = {
     "tracking.lost_timeout_s": Setting(
         1.0, "how long (s) an unseen part keeps its track id before it expires", True, (0.05, 600.0)
     ),
+    "tracking.low_score_threshold": Setting(
+        0.1,
+        "a tracked part stays published while its score is at least this, below detection.score_threshold",
+        True,
+        (0.0, 1.0),
+    ),
     "pairing.tolerance_s": Setting(
         0.0, "largest stamp difference between image and camera_info/depth", range=(0.0, 1.0)
     ),
@@ -118,6 +124,7 @@ class NodeSettings:
     max_open_graphs: int = 4
     tracking: bool = True
     lost_timeout_s: float = 1.0
+    low_score_threshold: float = 0.1
 
 
 def declare_parameters(node: Node) -> NodeSettings:
@@ -146,6 +153,7 @@ def declare_parameters(node: Node) -> NodeSettings:
         values["graphs.max_open"],
         values["tracking.enabled"],
         values["tracking.lost_timeout_s"],
+        values["tracking.low_score_threshold"],
     )
 
 

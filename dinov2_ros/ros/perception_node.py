@@ -100,7 +100,7 @@ class PerceptionNode(LifecycleNode):
         settings, model, logger = self.settings, self.settings.model, self.get_logger()
         logger.info(f"running {model.describe()}")
         if settings.tracking and self._tracker is None:
-            self._tracker = ObjectTracker(settings.lost_timeout_s)
+            self._tracker = ObjectTracker(settings.lost_timeout_s, settings.low_score_threshold)
         opener = BackendOpener(model)
         opener.ensure_weights()  # offline without the files: refused here, in one line
         self._exporter = ChildExporter(opener, progress=logger.info, warn=logger.warning)

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import motmetrics
 import numpy as np
-from supervision import box_iou_batch
 
+from dinov2_ros.perception.object_tracking import box_iou
 from dinov2_ros.tools.scenes.tabletop_scenes import ConveyorFrame, DetectorNoise, noisy_detections, visible_boxes
 
 # (stamp s, (N, 4) xyxy boxes, (N,) scores) -> (N,) track ids, 0 for an untracked box
@@ -37,8 +37,8 @@ class TrackingFigures:
 
 def iou_distances(truth: np.ndarray, tracks: np.ndarray, min_iou: float) -> np.ndarray:
     """(M, N) 1 - IoU of xyxy boxes, NaN (no match allowed) where IoU < min_iou: motmetrics' distance
-    convention (its own iou_matrix calls np.asfarray, which numpy 2 removed); IoU by supervision."""
-    iou = box_iou_batch(np.asarray(truth, np.float64).reshape(-1, 4), np.asarray(tracks, np.float64).reshape(-1, 4))
+    convention (its own iou_matrix calls np.asfarray, which numpy 2 removed)."""
+    iou = box_iou(np.asarray(truth, np.float64).reshape(-1, 4), np.asarray(tracks, np.float64).reshape(-1, 4))
     return np.where(iou >= min_iou, 1.0 - iou, np.nan)
 
 

@@ -3,8 +3,9 @@
 `process` does, per batch of frames: admit (is the graph of the frame's size ready? see
 GraphPreparation) -> infer (one `Backend.infer` call per size) -> decode (the rows above the score
 threshold, in camera pixels) -> track (per-camera ids; the untracked are dropped) -> lift only what
-is published (masks, 3D boxes) -> results. A frame that cannot be processed comes back as its
-Rejection, in its place, and never costs the frames around it. The prototype store is held here so
+is published (masks, 3D boxes) -> results; `infer` and `finish` are its two halves, so the graph
+call of one batch can overlap the CPU work of the previous one. A frame that cannot be processed
+comes back as its Rejection, in its place, and never costs the frames around it. The prototype store is held here so
 classes change between frames without rebuilding anything. Tests and tools drive this class directly.
 """
 
@@ -12,8 +13,10 @@ from __future__ import annotations
 
 import copy
 import os
+import statistics
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -32,8 +35,28 @@ from dinov2_ros.perception.rejection import Rejection
 from dinov2_ros.runtime.backends import Backend
 from dinov2_ros.runtime.graph_spec import GraphSpec
 
+GRAPH_CALL_WINDOW = 16  # recent graph calls `graph_call_s` is the median of
 # (camera height, camera width) -> a ready backend for that resolution
 BackendOpener = Callable[[int, int], Backend]
+
+
+@dataclass(frozen=True)
+class _Inferred:
+    """One frame's share of a graph call: row `row` of the outputs of the graph `spec`."""
+
+    spec: GraphSpec
+    outputs: dict[str, np.ndarray]
+    row: int
+    inference_s: float
+
+
+@dataclass(frozen=True)
+class InferredBatch:
+    """A batch between FramePipeline.infer and FramePipeline.finish: per frame its graph outputs, or
+    the Rejection that already says why it is skipped."""
+
+    frames: list[CameraFrame]
+    graphs: list[_Inferred | Rejection]
 
 
 @dataclass
@@ -76,6 +99,7 @@ class FramePipeline:
         self._lock = threading.Lock()
         self._prototype_inputs: tuple[np.ndarray, np.ndarray] | None = None
         self._features: dict[str, tuple[np.ndarray, GraphSpec]] = {}
+        self._graph_calls_s: deque[float] = deque(maxlen=GRAPH_CALL_WINDOW)
 
     @property
     def score_threshold(self) -> float:
@@ -97,6 +121,12 @@ class FramePipeline:
         self._class_names = dict(names or {})
 
     @property
+    def graph_call_s(self) -> float | None:
+        """The median of the recent graph calls (s), None before the first."""
+        calls = list(self._graph_calls_s)
+        return statistics.median(calls) if calls else None
+
+    @property
     def graphs(self) -> dict[tuple[int, int], GraphSpec]:
         """The graphs opened so far, by (height, width)."""
         return self.preparation.graphs
@@ -113,13 +143,20 @@ class FramePipeline:
         return self.preparation.open_graph(height, width)
 
     def process(self, frames: Sequence[CameraFrame]) -> list[FrameResult | Rejection]:
-        """Each frame's FrameResult, or the Rejection that says why it was skipped, in frame order."""
-        results: list[FrameResult | Rejection | None] = [None] * len(frames)
+        """Each frame's FrameResult, or the Rejection that says why it was skipped, in frame order:
+        `finish(infer(frames))`."""
+        return self.finish(self.infer(frames))
+
+    def infer(self, frames: Sequence[CameraFrame]) -> InferredBatch:
+        """The graph calls of a batch (one per size): the first half of `process`. With a GPU backend
+        the call waits on the device with the GIL released, so another thread can `finish` the
+        previous batch meanwhile (the node's FrameWorker does); backends return arrays the caller owns."""
+        graphs: list[_Inferred | Rejection | None] = [None] * len(frames)
         by_size: dict[tuple[int, int], list[int]] = {}
         for index, frame in enumerate(frames):
             rejection = self.preparation.admit(frame.camera, frame.size)
             if rejection is not None:
-                results[index] = rejection
+                graphs[index] = rejection
             else:
                 by_size.setdefault(frame.size, []).append(index)
         for size, indices in by_size.items():
@@ -127,15 +164,26 @@ class FramePipeline:
                 spec, outputs, inference_s = self._infer(size, [frames[i] for i in indices])
             except Exception as error:  # a failing graph call costs its frames, not the other sizes'
                 for index in indices:
-                    results[index] = Rejection("inference", type(error).__name__, f"{type(error).__name__}: {error}")
+                    graphs[index] = Rejection("inference", type(error).__name__, f"{type(error).__name__}: {error}")
                 continue
             for row, index in enumerate(indices):
-                try:
-                    results[index] = self._result(frames[index], spec, outputs, row, inference_s)
-                except Exception as error:  # never the other frames' output
-                    results[index] = Rejection(
-                        "processing", type(error).__name__, f"{type(error).__name__}: {str(error).strip()}"
-                    )
+                graphs[index] = _Inferred(spec, outputs, row, inference_s)
+        return InferredBatch(list(frames), graphs)
+
+    def finish(self, inferred: InferredBatch) -> list[FrameResult | Rejection]:
+        """Decode, track and lift what `infer` gave, in frame order (the second half of `process`;
+        batches must be finished in the order they were inferred: the tracker sees time go forward)."""
+        results: list[FrameResult | Rejection] = []
+        for frame, graph in zip(inferred.frames, inferred.graphs, strict=True):
+            if isinstance(graph, Rejection):
+                results.append(graph)
+                continue
+            try:
+                results.append(self._result(frame, graph.spec, graph.outputs, graph.row, graph.inference_s))
+            except Exception as error:  # never the other frames' output
+                results.append(
+                    Rejection("processing", type(error).__name__, f"{type(error).__name__}: {str(error).strip()}")
+                )
         return results
 
     def _infer(self, size: tuple[int, int], frames: list[CameraFrame]):
@@ -154,7 +202,9 @@ class FramePipeline:
             inputs["prototypes"], inputs["prototype_classes"] = self._graph_prototypes(backend.spec)
         start = time.perf_counter()
         outputs = backend.infer(inputs)
-        return backend.spec, outputs, time.perf_counter() - start
+        seconds = time.perf_counter() - start
+        self._graph_calls_s.append(seconds)
+        return backend.spec, outputs, seconds
 
     def _graph_prototypes(self, spec: GraphSpec) -> tuple[np.ndarray, np.ndarray]:
         if self._prototypes is None:

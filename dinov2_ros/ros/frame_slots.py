@@ -7,13 +7,15 @@ pairing timeout from its own arrival; only while no image has found its partners
 newer image count from the first of them, so a camera_info that never arrives is given up and
 reported as a reason rather than as silence, even when images replace each other faster than the timeout.
 
-`batch_start_delay` decides when to start: by default only on an image that arrived while the worker
-was idle, so a published object is one graph call old rather than up to a camera period older.
+`batch_start_delay` decides when to start: by default only on an image that arrived (or got its
+camera_info) while the worker was idle, so a published object is one graph call old rather than up
+to a camera period older.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections import OrderedDict, deque
 from dataclasses import dataclass
 from typing import Any
@@ -75,6 +77,7 @@ class CameraSlot:
         self._lock = threading.Lock()
         self._image: tuple[int, Any, bool] | None = None  # (stamp, msg, stamp usable)
         self.image_received_ns: int | None = None  # when the image in the slot arrived
+        self.ready_ns: int | None = None  # when the image in the slot had all its partners (None: not yet)
         self.last_image_received_ns: int | None = None  # when any image last arrived (camera alive?)
         # (stamp, arrival) of the images since the last one that found its partners, oldest first;
         # the wait of the image in the slot counts from the first of them (its own arrival, unless the
@@ -94,21 +97,25 @@ class CameraSlot:
             self._unpaired.append((stamp_ns, received_ns))
             self._image = (stamp_ns, msg, stamp_usable)
             self.image_received_ns = self.last_image_received_ns = received_ns
-            self._forget_paired()
+            self.ready_ns = None
+            self._forget_paired(received_ns)
 
-    def put_camera_info(self, stamp_ns: int, msg: Any) -> None:
+    def put_camera_info(self, stamp_ns: int, msg: Any, received_ns: int | None = None) -> None:
         with self._lock:
             self._camera_info.put(stamp_ns, msg)
-            self._forget_paired()
+            self._forget_paired(time.monotonic_ns() if received_ns is None else received_ns)
 
-    def put_depth(self, stamp_ns: int, msg: Any) -> None:
+    def put_depth(self, stamp_ns: int, msg: Any, received_ns: int | None = None) -> None:
         with self._lock:
             self._depth.put(stamp_ns, msg)
-            self._forget_paired()
+            self._forget_paired(time.monotonic_ns() if received_ns is None else received_ns)
 
-    def _forget_paired(self) -> None:
+    def _forget_paired(self, now_ns: int) -> None:
         """Drop the images up to the newest one whose partners are here (taken or replaced, they were
-        paired): the waits of the images after it start at their own arrival. Call with the lock held."""
+        paired): the waits of the images after it start at their own arrival; note when the image in
+        the slot became complete. Call with the lock held."""
+        if self._image is not None and self.ready_ns is None and self._partners(self._image[0])[2]:
+            self.ready_ns = now_ns
         for index in range(len(self._unpaired) - 1, -1, -1):
             if self._partners(self._unpaired[index][0])[2]:
                 for _ in range(index + 1):
@@ -125,7 +132,7 @@ class CameraSlot:
             self.last_image_received_ns = None
 
     def _clear(self) -> None:
-        self._image = self._waiting_since_ns = self.image_received_ns = None
+        self._image = self._waiting_since_ns = self.image_received_ns = self.ready_ns = None
         self._unpaired.clear()
 
     def _partners(self, stamp_ns: int) -> tuple[Any | None, Any | None, bool]:
@@ -135,11 +142,10 @@ class CameraSlot:
         return info, depth, info is not None and (depth is not None or not self.needs_depth)
 
     def complete_since(self, since_ns: int) -> bool:
-        """Whether the slot holds an image that arrived at or after `since_ns` with all its partners."""
+        """Whether the slot holds an image with all its partners that became complete at or after
+        `since_ns` (it, or its last partner, arrived then)."""
         with self._lock:
-            if self._image is None or self.image_received_ns < since_ns:
-                return False
-            return self._partners(self._image[0])[2]
+            return self.ready_ns is not None and self.ready_ns >= since_ns
 
     def take(self, now_ns: int) -> PairedFrame | Rejection | None:
         """The newest complete frame, else a pairing Rejection when the waiting image was given up (its
@@ -173,16 +179,19 @@ class CameraSlot:
 class BatchPolicy:
     """When the worker starts a batch (the node's scheduling.* parameters)."""
 
-    # True: start only on an image that arrived while the worker was idle; images that arrived during
-    # the previous batch wait to be replaced (lowest latency). False: start at once on the newest image
-    # (highest output rate, objects up to a camera period older).
+    # True: start only on an image that arrived while the worker was idle (or in the last batch_wait of
+    # the batch before); images that arrived earlier in that batch wait to be replaced (lowest latency).
+    # False: start at once on the newest image (highest output rate, objects up to a camera period older).
     wait_for_new_frame: bool = True
     # after the first new image, how long to wait for every live camera's new image with its
     # camera_info (and depth): drivers publish the image first, and synchronised rigs arrive within a
-    # few ms of each other
+    # few ms of each other. At most a quarter of graph_call_ns, so unsynchronised cameras do not add a
+    # fast GPU graph's time to each other's latency.
     batch_wait_ns: int = 5_000_000
     # a camera with no image for this long is not waited for
     live_ns: int = 1_000_000_000
+    # the recent graph call (None before the first): the wait for other cameras is at most a quarter of it
+    graph_call_ns: int | None = None
 
 
 def batch_start_delay(slots: list[CameraSlot], idle_since_ns: int, now_ns: int, policy: BatchPolicy) -> int | None:
@@ -194,7 +203,11 @@ def batch_start_delay(slots: list[CameraSlot], idle_since_ns: int, now_ns: int, 
     waiting = [slot.image_received_ns for slot in slots if slot.image_received_ns is not None]
     if not policy.wait_for_new_frame:
         return 0 if waiting else None
-    new = [received for received in waiting if received >= idle_since_ns]
+    # new: an image that arrived while idle, or one that became complete then (its camera_info came
+    # later), or in the last batch_wait of the batch before (the batch would have waited that long)
+    fresh_since_ns = idle_since_ns - policy.batch_wait_ns
+    ready = [slot.ready_ns for slot in slots if slot.ready_ns is not None and slot.ready_ns >= fresh_since_ns]
+    new = [received for received in waiting if received >= fresh_since_ns] + ready
     if not new:
         return None
     incomplete = any(
@@ -203,4 +216,7 @@ def batch_start_delay(slots: list[CameraSlot], idle_since_ns: int, now_ns: int, 
         and not slot.complete_since(idle_since_ns)
         for slot in slots
     )
-    return max(min(new) + policy.batch_wait_ns - now_ns, 0) if incomplete else 0
+    wait_ns = (
+        policy.batch_wait_ns if policy.graph_call_ns is None else min(policy.batch_wait_ns, policy.graph_call_ns // 4)
+    )
+    return max(min(new) + wait_ns - now_ns, 0) if incomplete else 0

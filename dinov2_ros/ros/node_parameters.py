@@ -47,7 +47,10 @@ NODE_PARAMETERS: dict[str, Setting] = {
         True, "start inference only on a frame that arrived while idle (latency) rather than at once (rate)"
     ),
     "scheduling.batch_wait_s": Setting(
-        0.005, "how long a batch waits for every camera's new image with its camera_info", range=(0.0, 1.0)
+        0.005,
+        "how long a batch waits for every camera's new image with its camera_info (at most a quarter of the "
+        "recent graph call)",
+        range=(0.0, 1.0),
     ),
     "output.points": Setting(False, "publish dinov2/points (PointCloud2) from the depth output"),
     "output.points_stride": Setting(4, "use every n-th pixel in each direction for dinov2/points", range=(1, 64)),

@@ -10,9 +10,10 @@ brings to active itself unless its autostart parameter is false.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from diagnostic_msgs.msg import DiagnosticArray
@@ -23,8 +24,8 @@ from rclpy.lifecycle import State, TransitionCallbackReturn
 from rclpy.parameter import Parameter
 from std_msgs.msg import Header
 
-from dinov2_ros.perception.frame import FrameResult
-from dinov2_ros.perception.frame_pipeline import FramePipeline
+from dinov2_ros.perception.frame import CameraFrame, FrameResult
+from dinov2_ros.perception.frame_pipeline import FramePipeline, InferredBatch
 from dinov2_ros.perception.graph_preparation import GraphPreparation
 from dinov2_ros.perception.object_tracking import ObjectTracker
 from dinov2_ros.perception.prototypes import PrototypeStore, open_store
@@ -142,7 +143,7 @@ class PerceptionNode(LifecycleNode):
         self._state = "active"
         self._publish_label_info()
         slots = [camera.slot for camera in self.cameras.values()]
-        self._worker = FrameWorker(slots, self._run, self._report, lambda: self._batch_policy)
+        self._worker = FrameWorker(slots, self._infer, self._finish, self._report, self._scheduling)
         for camera in self.cameras.values():
             camera.subscribe()
         self.get_logger().info(f"active: subscribed to {', '.join(c.image_topic for c in self.cameras.values())}")
@@ -240,23 +241,38 @@ class PerceptionNode(LifecycleNode):
             outputs.publish_labels(labels, self.pipeline.score_threshold, Header(stamp=self.get_clock().now().to_msg()))
 
     # ----- the worker -----
+    def _scheduling(self) -> BatchPolicy:
+        """scheduling.* with the recent graph call, which bounds the wait for other cameras' frames."""
+        graph_call_s = self.pipeline.graph_call_s
+        return dataclasses.replace(
+            self._batch_policy, graph_call_ns=None if graph_call_s is None else int(graph_call_s * 1e9)
+        )
+
     def _wake_worker(self) -> None:
         if self._worker is not None:
             self._worker.wake()
 
-    def _run(self, batch: list[PairedFrame]) -> None:
-        """One batch on the worker thread: frames (frame_intake) -> pipeline -> publish, each camera's
-        rejection reported."""
-        frames = []
+    def _infer(self, batch: list[PairedFrame]) -> Iterator[tuple[list[PairedFrame], InferredBatch]]:
+        """The inferring thread: messages -> frames (frame_intake), each rejection reported -> one graph
+        call per camera size, each handed over as it ends (a camera does not wait for another's size)."""
+        by_size: dict[tuple[int, int], list[tuple[PairedFrame, CameraFrame]]] = {}
         for paired in batch:
             try:
-                frames.append((paired, to_camera_frame(paired, self.cameras[paired.camera])))
+                frame = to_camera_frame(paired, self.cameras[paired.camera])
             except Rejection as rejection:
                 self._report(paired.camera, rejection)
-        results = self.pipeline.process([frame for _, frame in frames])
+            else:
+                by_size.setdefault(frame.size, []).append((paired, frame))
+        for frames in by_size.values():
+            yield [paired for paired, _ in frames], self.pipeline.infer([frame for _, frame in frames])
+
+    def _finish(self, inferred: tuple[list[PairedFrame], InferredBatch]) -> None:
+        """The finishing thread: decode, track, lift (FramePipeline.finish) -> publish, objects first."""
+        batch, graphs = inferred
+        results = self.pipeline.finish(graphs)
         labels = self.pipeline.labels()
         published = []
-        for (paired, _), result in zip(frames, results, strict=True):
+        for paired, result in zip(batch, results, strict=True):
             if isinstance(result, Rejection):
                 self._report(paired.camera, result)
             else:

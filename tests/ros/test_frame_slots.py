@@ -151,12 +151,12 @@ def _slot_with_image(received_ns: int | None, last_ns: int | None = None, with_i
     s = slot()
     if last_ns is not None:
         s.put_image(0, "old image", received_ns=last_ns)
-        s.put_camera_info(0, "info")
+        s.put_camera_info(0, "info", received_ns=last_ns)
         s.take(now_ns=last_ns)
     if received_ns is not None:
         s.put_image(1, "image", received_ns=received_ns)
         if with_info:
-            s.put_camera_info(1, "info")
+            s.put_camera_info(1, "info", received_ns=received_ns)
     return s
 
 
@@ -166,10 +166,18 @@ def test_by_default_a_batch_starts_only_on_an_image_that_arrived_while_the_worke
     stale = _slot_with_image(received_ns=90 * MS)  # arrived during the previous batch
     assert batch_start_delay([stale], idle_since, 101 * MS, policy) is None
     stale.put_image(2, "newer image", received_ns=120 * MS)
-    stale.put_camera_info(2, "its info")
+    stale.put_camera_info(2, "its info", received_ns=120 * MS)
     assert batch_start_delay([stale], idle_since, 121 * MS, policy) == 0
     assert stale.dropped == 1  # the stale image was replaced, and counted
     assert batch_start_delay([_slot_with_image(None)], idle_since, 101 * MS, policy) is None
+
+
+def test_an_image_from_the_last_moments_of_the_batch_before_counts_as_new():
+    """It is no older than the batch would have waited for it (batch_wait_s): starting on it beats
+    dropping it for the camera's next frame (a short batch of another camera's frame must not starve it)."""
+    idle_since = 100 * MS
+    assert batch_start_delay([_slot_with_image(received_ns=96 * MS)], idle_since, 101 * MS, BatchPolicy()) == 0
+    assert batch_start_delay([_slot_with_image(received_ns=94 * MS)], idle_since, 101 * MS, BatchPolicy()) is None
 
 
 def test_starting_at_once_on_the_newest_image_when_asked_for():
@@ -182,12 +190,12 @@ def test_a_batch_waits_briefly_for_the_other_live_cameras_then_takes_their_older
     policy = BatchPolicy(batch_wait_ns=5 * MS, live_ns=1000 * MS)
     idle_since = 100 * MS
     front = _slot_with_image(received_ns=110 * MS)
-    rear = _slot_with_image(received_ns=95 * MS, last_ns=60 * MS)  # alive; its image is from the last batch
+    rear = _slot_with_image(received_ns=90 * MS, last_ns=60 * MS)  # alive; its image is from the last batch
     assert batch_start_delay([front, rear], idle_since, 111 * MS, policy) == 4 * MS
     assert batch_start_delay([front, rear], idle_since, 116 * MS, policy) == 0  # waited long enough
     rear.put_image(3, "rear new", received_ns=112 * MS)
     assert batch_start_delay([front, rear], idle_since, 112 * MS, policy) == 3 * MS  # its camera_info is due
-    rear.put_camera_info(3, "rear info")
+    rear.put_camera_info(3, "rear info", received_ns=112 * MS)
     assert batch_start_delay([front, rear], idle_since, 112 * MS, policy) == 0  # every camera is complete
 
 
@@ -198,8 +206,25 @@ def test_an_image_published_before_its_camera_info_waits_for_it_rather_than_goin
     idle_since = 100 * MS
     front = _slot_with_image(received_ns=110 * MS, last_ns=50 * MS, with_info=False)
     assert batch_start_delay([front], idle_since, 110 * MS, policy) == 5 * MS
-    front.put_camera_info(1, "info")
+    front.put_camera_info(1, "info", received_ns=111 * MS)
     assert batch_start_delay([front], idle_since, 111 * MS, policy) == 0
+
+
+def test_an_image_whose_camera_info_came_after_the_batch_ended_is_new():
+    """It arrived during the previous batch but could not go in (no camera_info yet): once complete it
+    starts a batch, instead of waiting to ride along with another camera's (it would starve)."""
+    idle_since = 100 * MS
+    late = _slot_with_image(received_ns=80 * MS, last_ns=50 * MS, with_info=False)
+    assert batch_start_delay([late], idle_since, 101 * MS, BatchPolicy()) is None
+    late.put_camera_info(1, "info", received_ns=102 * MS)
+    assert batch_start_delay([late], idle_since, 102 * MS, BatchPolicy()) == 0
+
+
+def test_the_wait_for_other_cameras_is_at_most_a_quarter_of_the_graph_call():
+    front, rear = _slot_with_image(received_ns=110 * MS), _slot_with_image(received_ns=None, last_ns=90 * MS)
+    slow, fast = BatchPolicy(graph_call_ns=100 * MS), BatchPolicy(graph_call_ns=8 * MS)
+    assert batch_start_delay([front, rear], 100 * MS, 110 * MS, slow) == 5 * MS  # batch_wait_s
+    assert batch_start_delay([front, rear], 100 * MS, 110 * MS, fast) == 2 * MS
 
 
 def test_a_camera_that_stopped_publishing_is_not_waited_for():

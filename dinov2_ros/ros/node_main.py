@@ -37,6 +37,8 @@ def spin_node(make_node: Callable[[], Node], name: str, args: list[str] | None =
         if node is None or rclpy.ok():  # e.g. rclpy.init refusing the ROS arguments
             raise
         # rclpy raises RCLError instead of ExternalShutdownException when SIGTERM lands mid-wait
+    except ConfigurationError:  # the node logged why, in one line, when its configure failed
+        return 1
     except (ValueError, ParameterException) as error:  # a configuration the node cannot run with, e.g.
         # `-p tracking.lost_timeout_s:=2` (an integer for a double): one line saying what to change
         rclpy.logging.get_logger(name).fatal(str(error))
@@ -64,21 +66,21 @@ def _ignore_stop_signals() -> None:
 
 
 class ConfigurationError(ValueError):
-    """A lifecycle node refused its configuration; the message is the reason (what to change)."""
+    """A lifecycle node refused its configuration, and logged why; the message is the reason (what to
+    change), the cause the node's `configure_error`."""
 
 
 def bring_up(node) -> None:
     """Configure and activate a lifecycle `node`, what an executable does with autostart (the default).
 
-    Raises the ValueError that refused the configuration (the node's `configure_error`; any other error
-    of configure as a ConfigurationError with its message: a missing file, an offline download), or
-    RuntimeError when activation fails.
+    Raises ConfigurationError when configure failed (a bad setting, a missing file, an offline
+    download: the node has logged it in one line), or RuntimeError when activation fails.
     """
     if node.trigger_configure() != TransitionCallbackReturn.SUCCESS:
         error = node.configure_error
         if error is None:
             raise RuntimeError(f"configuring {node.get_name()} failed: see its log")
-        raise error if isinstance(error, ValueError) else ConfigurationError(str(error)) from error
+        raise ConfigurationError(str(error)) from error
     if node.trigger_activate() != TransitionCallbackReturn.SUCCESS:
         raise RuntimeError(f"activating {node.get_name()} failed: see its log")
 

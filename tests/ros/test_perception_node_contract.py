@@ -232,9 +232,9 @@ def test_offline_pretrained_weights_refuse_configure_in_one_line(tmp_path):
         stop_node_process(process)
     text = (tmp_path / "node.log").read_text()
     assert code == 1 and "Traceback" not in text, text
-    (fatal,) = [line for line in text.splitlines() if "[FATAL]" in line]
-    assert "could not download dinov2_vits14_pretrain.pth" in fatal, fatal
-    assert f"place the file at {cache / 'dinov2_vits14_pretrain.pth'}" in fatal, fatal
+    (error,) = [line for line in text.splitlines() if "could not download" in line]
+    assert "[ERROR]" in error and "configure failed: WeightsError" in error, error
+    assert f"place the file at {cache / 'dinov2_vits14_pretrain.pth'}" in error, error
     assert "active" not in text, "the node must not go active as if it worked"
     assert [path.name for path in cache.iterdir()] == [], "no lock or partial file left"
 

@@ -37,7 +37,7 @@ class GraphPreparation:
 
     `open_backend(height, width)` opens the backend of a size (runtime.backend_opener.BackendOpener.open).
     `export(height, width)`, when given, first makes what the store lacks for it, True when it did
-    (runtime.export_process.export_in_subprocess). `max_open` bounds the sizes served (None: no bound).
+    (the node's runtime.export_process.ChildExporter). `max_open` bounds the sizes served (None: no bound).
     `log` gets progress and `warn` the sizes that cannot be opened (the node's logger); `on_open(size)`
     runs after each size is opened (the node republishes the class names then).
     """

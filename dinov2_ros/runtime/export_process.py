@@ -134,17 +134,6 @@ class ChildExporter:
                     self._progress(text)
 
 
-def export_in_subprocess(
-    opener: BackendOpener,
-    height: int,
-    width: int,
-    progress: Callable[[str], None] | None = None,
-    warn: Callable[[str], None] | None = None,
-) -> bool:
-    """One ChildExporter call: make what the store lacks for `height` x `width` frames in a child process."""
-    return ChildExporter(opener, progress, warn)(height, width)
-
-
 def _stop(process: subprocess.Popen) -> None:
     """SIGTERM, then SIGKILL if the child has not exited within STOP_TIMEOUT_S."""
     with contextlib.suppress(ProcessLookupError):

@@ -9,7 +9,7 @@ from node_harness import model_parameters, settings_for
 from dinov2_ros.perception.graph_preparation import GraphPreparation
 from dinov2_ros.perception.rejection import WAITING_FOR_GRAPH
 from dinov2_ros.runtime.backend_opener import BackendOpener
-from dinov2_ros.runtime.export_process import export_in_subprocess
+from dinov2_ros.runtime.export_process import ChildExporter
 
 LOG = logging.getLogger("test_graph_preparation")
 
@@ -24,7 +24,7 @@ def test_two_cameras_learning_one_size_open_its_graph_once_and_keep_it(graph_dir
 
     def export(height: int, width: int) -> bool:
         exports.append((height, width))
-        return export_in_subprocess(source, height, width)
+        return ChildExporter(source)(height, width)
 
     preparation = GraphPreparation(opener, 4, export, background=True, log=LOG.info, warn=LOG.warning)
     try:

@@ -204,20 +204,14 @@ def start_node(
     """perception_node in this process on the session's graphs of `encoder`, with `overrides` (and,
     with `reliable`, reliable camera subscriptions), configured and active as the executable brings
     itself up (autostart); destroyed if that fails."""
-    from dinov2_ros.ros.node_main import bring_up
+    from dinov2_ros.ros.node_main import started
     from dinov2_ros.ros.perception_node import PerceptionNode
 
     values = model_parameters(graph_dir, encoder) | overrides
     if reliable:
         values |= reliable_inputs(namespace, list(values.get("cameras", ["camera"])))
     parameters = [Parameter(name, value=value) for name, value in values.items()]
-    node = PerceptionNode(context=context, namespace=namespace, parameter_overrides=parameters)
-    try:
-        bring_up(node)
-    except BaseException:
-        node.destroy_node()
-        raise
-    return node
+    return started(PerceptionNode(context=context, namespace=namespace, parameter_overrides=parameters))
 
 
 def start_node_process(

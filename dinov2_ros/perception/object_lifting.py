@@ -8,6 +8,7 @@ part gives no reliable orientation, and an axis-aligned box is what a grasp plan
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -127,8 +128,9 @@ class ObjectLifter:
         """(x1, y1, crop, support): the box's depth crop from pixel (x1, y1) and where it holds valid
         depth inside the mask."""
         height, width = depth_m.shape
-        x1, y1 = (int(np.clip(np.floor(v), 0, limit)) for v, limit in zip(box[:2], (width, height), strict=True))
-        x2, y2 = (int(np.clip(np.ceil(v), 0, limit)) for v, limit in zip(box[2:], (width, height), strict=True))
+        left, top, right, bottom = box.tolist()  # Python floats: NumPy's scalar calls cost more than the crop
+        x1, y1 = min(max(math.floor(left), 0), width), min(max(math.floor(top), 0), height)
+        x2, y2 = min(max(math.ceil(right), 0), width), min(max(math.ceil(bottom), 0), height)
         crop = depth_m[y1:y2, x1:x2]
         support = np.isfinite(crop) if mask is None else np.isfinite(crop) & mask[y1:y2, x1:x2]
         return x1, y1, crop, support

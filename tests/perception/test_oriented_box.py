@@ -123,15 +123,20 @@ def test_a_frames_detections_fitted_at_once_get_what_each_gets_alone():
     masks.insert(1, np.zeros_like(masks[0]))  # a detection whose mask holds no pixel
     boxes = np.array([[0, 0, 640, 480] if not m.any() else _box_of(m) for m in masks], float)
     boxes[1] = (300, 200, 310, 206)
+    # first, a detection without a mask whose box reaches 220 rows past the image: its window must not
+    # reach into the next detection's (they share one canvas)
+    masks.insert(0, None)
+    boxes = np.concatenate([[(560.0, 300.0, 620.0, 700.0)], boxes])
     together = fit_from_depths(scene.depth, camera, masks, boxes)
     alone = [fit_from_depth(scene.depth, camera, m, b) for m, b in zip(masks, boxes, strict=True)]
-    assert isinstance(together[1], str) and together[1] == alone[1]
+    assert isinstance(together[2], str) and together[2] == alone[2]
+    assert together[0] == alone[0], "the same reason"
     for a, b in zip(together, alone, strict=True):
         if isinstance(a, OrientedBox):
             for key in ("center", "rotation", "size"):
                 np.testing.assert_allclose(getattr(a, key), getattr(b, key), atol=1e-12)
     assert sum(isinstance(a, OrientedBox) for a in together) == 3
-    whole_frame = fit_from_depth(scene.depth, camera, np.ones_like(masks[0]), np.array([0.0, 0.0, 640.0, 480.0]))
+    whole_frame = fit_from_depth(scene.depth, camera, np.ones_like(masks[1]), np.array([0.0, 0.0, 640.0, 480.0]))
     assert whole_frame == "only 0 points of the surface around the part (need 30)"  # no ring left: a reason
     rng = np.random.default_rng(1)
     sets = [rng.normal(size=(n, 3)) * (1.0, 1.0, 0.01) + (0.0, 0.0, 1.0) for n in (40, 700, 95)]

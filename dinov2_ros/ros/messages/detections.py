@@ -9,11 +9,10 @@
 
 from __future__ import annotations
 
-from geometry_msgs.msg import Point, Pose, Quaternion, Vector3
+from geometry_msgs.msg import Pose
 from std_msgs.msg import Header
 from vision_msgs.msg import (
     BoundingBox2D,
-    BoundingBox3D,
     Detection2D,
     Detection2DArray,
     Detection3D,
@@ -33,46 +32,65 @@ def object_hypothesis(detection: Detection) -> ObjectHypothesisWithPose:
     return result
 
 
+def set_object_pose(pose: Pose, detection: Detection) -> Pose:
+    """Write the detection's centre (m) and orientation (x, y, z, w) into `pose`, and return it."""
+    position, orientation = pose.position, pose.orientation
+    position.x, position.y, position.z = (float(v) for v in detection.centre)
+    orientation.x, orientation.y, orientation.z, orientation.w = (float(v) for v in detection.orientation)
+    return pose
+
+
 def object_pose(detection: Detection) -> Pose:
-    x, y, z = (float(v) for v in detection.centre)
-    qx, qy, qz, qw = (float(v) for v in detection.orientation)
-    return Pose(position=Point(x=x, y=y, z=z), orientation=Quaternion(x=qx, y=qy, z=qz, w=qw))
+    return set_object_pose(Pose(), detection)
+
+
+# The arrays below fill default-constructed messages in place: a message constructor builds the
+# default of every field, including those passed as keywords, so nesting constructors builds each
+# field twice (at 10 objects: 0.4 ms against 0.25 ms for both arrays).
 
 
 def to_detection3d_array(result: FrameResult, header: Header) -> Detection3DArray:
     """Detections with a 3D pose, in the camera's optical frame."""
     array = Detection3DArray(header=header)
+    detections = []
     for index, detection in enumerate(result.detections):
         if detection.centre is None:
             continue
+        message = Detection3D()
+        message.header, message.id = header, detection_id(detection, index)
         hypothesis = object_hypothesis(detection)
-        hypothesis.pose.pose = object_pose(detection)
-        sx, sy, sz = (float(v) for v in detection.size)
-        bbox = BoundingBox3D(center=hypothesis.pose.pose, size=Vector3(x=sx, y=sy, z=sz))
-        array.detections.append(
-            Detection3D(header=header, results=[hypothesis], bbox=bbox, id=detection_id(detection, index))
-        )
+        hypothesis.pose.pose = set_object_pose(message.bbox.center, detection)
+        message.results = [hypothesis]
+        size = message.bbox.size
+        size.x, size.y, size.z = (float(v) for v in detection.size)
+        detections.append(message)
+    array.detections = detections
     return array
+
+
+def set_bounding_box_2d(bbox: BoundingBox2D, x1: float, y1: float, x2: float, y2: float) -> BoundingBox2D:
+    """Write the centre and size of corner coordinates in pixels into `bbox`, and return it."""
+    bbox.size_x, bbox.size_y = x2 - x1, y2 - y1
+    bbox.center.position.x, bbox.center.position.y = (x1 + x2) / 2, (y1 + y2) / 2
+    return bbox
 
 
 def bounding_box_2d(x1: float, y1: float, x2: float, y2: float) -> BoundingBox2D:
     """The BoundingBox2D (centre and size) of corner coordinates in pixels."""
-    bbox = BoundingBox2D(size_x=x2 - x1, size_y=y2 - y1)
-    bbox.center.position.x = (x1 + x2) / 2
-    bbox.center.position.y = (y1 + y2) / 2
-    return bbox
+    return set_bounding_box_2d(BoundingBox2D(), x1, y1, x2, y2)
 
 
 def to_detection2d_array(result: FrameResult, header: Header) -> Detection2DArray:
     """Every detection, boxes in source-image pixels (centre and size)."""
     array = Detection2DArray(header=header)
+    detections = []
     for index, detection in enumerate(result.detections):
-        bbox = bounding_box_2d(*(float(v) for v in detection.box))
-        array.detections.append(
-            Detection2D(
-                header=header, results=[object_hypothesis(detection)], bbox=bbox, id=detection_id(detection, index)
-            )
-        )
+        message = Detection2D()
+        message.header, message.id = header, detection_id(detection, index)
+        message.results = [object_hypothesis(detection)]
+        set_bounding_box_2d(message.bbox, *(float(v) for v in detection.box))
+        detections.append(message)
+    array.detections = detections
     return array
 
 

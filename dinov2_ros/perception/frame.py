@@ -73,7 +73,7 @@ class Detection:
     label: str
     score: float
     box: np.ndarray  # (4,) float32 x1, y1, x2, y2 camera pixels
-    mask: np.ndarray | None  # (H, W) bool, None when the graph gives no masks
+    mask: np.ndarray | None  # (H, W) bool, empty outside `box`; None when the graph gives no masks
     centre: np.ndarray | None = None  # (3,) metres in the camera optical frame
     size: np.ndarray | None = None  # (3,) metres along the box's axes (`orientation` turns them)
     orientation: tuple[float, float, float, float] = IDENTITY_ORIENTATION_XYZW  # x, y, z, w

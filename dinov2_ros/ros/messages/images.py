@@ -4,6 +4,8 @@ debug picture."""
 
 from __future__ import annotations
 
+import math
+
 import cv2
 import numpy as np
 from sensor_msgs.msg import CameraInfo, Image
@@ -38,7 +40,8 @@ def instance_labels(result: FrameResult) -> np.ndarray:
     the pixel belongs to (int32, so a label equals a track id however long the run: 16 bits would wrap
     after 65,535 parts); where masks overlap, the higher score wins. A detection without a mask
     covers its box. Masks come from the patch grid (14 model-input pixels) upsampled bilinearly, so
-    their edges are as coarse as a patch at camera scale."""
+    their edges are as coarse as a patch at camera scale; they are empty outside their boxes
+    (Detection.mask), so each is painted within its box only: the cost follows the boxes, not the frame."""
     height, width = result.frame.size
     labels = np.zeros((height, width), np.int32)
     order = sorted(range(len(result.detections)), key=lambda i: result.detections[i].score)
@@ -46,7 +49,12 @@ def instance_labels(result: FrameResult) -> np.ndarray:
         detection = result.detections[index]
         label = detection_number(detection, index)
         if detection.mask is not None:
-            labels[detection.mask] = label
+            left, top, right, bottom = (float(v) for v in detection.box)
+            window = (
+                slice(max(math.floor(top), 0), math.ceil(bottom)),
+                slice(max(math.floor(left), 0), math.ceil(right)),
+            )
+            np.copyto(labels[window], label, where=detection.mask[window])
         else:
             x1, y1, x2, y2 = (round(float(v)) for v in detection.box)
             labels[max(0, y1) : y2, max(0, x1) : x2] = label

@@ -10,6 +10,10 @@ TensorRT 10.x to 11.x": weak typing deprecated in 10.12, removed in 11.0):
   (`mixed_precision.fp16_graph`, made in memory and parsed from bytes, nothing written);
   `NetworkDefinitionCreationFlag.STRONGLY_TYPED` on 10.x, the default (no flag) on 11.x;
 - fp32: the fp32 graph as it is (strongly typed from 10.12 on, where the types come from the graph).
+On every route `BuilderFlag.TF32` is cleared: TensorRT sets it by default (the bindings' IBuilderConfig
+documentation, 10.3 and 11.4), which lets fp32 matrix products and convolutions run in TF32 (a 10-bit
+mantissa) on Ampere and later GPUs, Orin included; fp32 must mean fp32, both for an fp32 engine and for
+the layers the fp16 routes keep in fp32.
 TensorRT 8.6 (JetPack 6.0) is refused: it parses opset <= 17, which torch.onnx cannot write.
 Before parsing, the graph is checked against the version's documented ONNX restrictions
 (`tensorrt_compat`). A workspace limit, one optimisation profile over the batch axis, and build
@@ -37,6 +41,7 @@ from dinov2_ros.runtime.backends.tensorrt.loader import (
     import_tensorrt,
     parse_version,
 )
+from dinov2_ros.runtime.backends.tensorrt.trt_logger import LOGGER_API, tensorrt_logger
 from dinov2_ros.runtime.graph_spec import GraphSpec
 
 LOG = logging.getLogger(__name__)
@@ -49,8 +54,7 @@ STRONG_TYPING_FROM = (10, 12)  # weak typing deprecated in 10.12, removed in 11.
 # what every build touches, on every version
 _COMMON_API = (
     "__version__",
-    "Logger",
-    "Logger.WARNING",
+    *LOGGER_API,
     "Builder",
     "Builder.create_network",
     "Builder.create_builder_config",
@@ -97,12 +101,15 @@ class BuildPlan:
     pin_layernorm_fp32: bool  # weak typing: LayerNorm layers' precision and outputs set to fp32
     network_flags: tuple[str, ...]
     builder_flags: tuple[str, ...]
+    cleared_builder_flags: tuple[str, ...] = ("TF32",)  # on by default: fp32 matmuls in TF32 on Ampere+
 
     @property
     def api(self) -> tuple[str, ...]:
         names = [*_COMMON_API]
         names += [f"NetworkDefinitionCreationFlag.{flag}" for flag in self.network_flags]
         names += [f"BuilderFlag.{flag}" for flag in self.builder_flags]
+        if self.cleared_builder_flags:
+            names += ["IBuilderConfig.clear_flag", *(f"BuilderFlag.{flag}" for flag in self.cleared_builder_flags)]
         if self.pin_layernorm_fp32:
             names += _WEAK_FP16_API
         return tuple(dict.fromkeys(names))
@@ -149,7 +156,7 @@ def build_serialized_engine(
         raise UnsupportedTensorRTError(
             f"{onnx_path} cannot be built with TensorRT {trt.__version__}: " + "; ".join(violations)
         )
-    logger = trt.Logger(trt.Logger.WARNING)
+    logger = tensorrt_logger(trt)
     builder = trt.Builder(logger)
     flags = 0
     for flag in plan.network_flags:
@@ -164,6 +171,8 @@ def build_serialized_engine(
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_bytes)
     for flag in plan.builder_flags:
         config.set_flag(getattr(trt.BuilderFlag, flag))
+    for flag in plan.cleared_builder_flags:
+        config.clear_flag(getattr(trt.BuilderFlag, flag))
     if plan.pin_layernorm_fp32:
         _pin_layernorm_fp32(trt, network)
     profile = builder.create_optimization_profile()

@@ -91,3 +91,23 @@ def test_build_engine_without_a_driver_exits_2_with_one_line(probe, tmp_path):
     errors = [line for line in result.stderr.splitlines() if "no NVIDIA driver found" in line]
     assert len(errors) == 1, result.stderr
     assert not list(tmp_path.glob("*.onnx")), "no export before finding that CUDA is unusable"
+
+
+class NoLibcuda:
+    """Stands in for cuda-python 12.6.2.post1 on a machine without the NVIDIA driver (that release is not
+    installed here): its first runtime call raises instead of returning an error code."""
+
+    def cudaDriverGetVersion(self):
+        raise RuntimeError("Failed to dlopen libcuda.so.1")
+
+    cudaRuntimeGetVersion = cudaGetDeviceCount = cudaDriverGetVersion
+
+
+def test_cuda_python_that_cannot_load_libcuda_is_the_no_driver_message():
+    from dinov2_ros.runtime.backends.tensorrt.cuda_runtime import require_cuda
+
+    with pytest.raises(
+        CudaUnavailableError,
+        match=r"^no NVIDIA driver found \(cuda-python: Failed to dlopen libcuda\.so\.1\)\. .*'onnxruntime'",
+    ):
+        require_cuda(NoLibcuda())

@@ -18,6 +18,7 @@ import ctypes
 import json
 import sys
 from types import SimpleNamespace
+from typing import ClassVar
 
 import pytest
 from tensorrt_modules import bindings_versions, missing, run_python
@@ -81,6 +82,15 @@ class Recorder:
                     pass
 
             return IProgressMonitor
+        if name == "ILogger":  # subclassed by trt_logger, which reads its Severity members
+
+            class ILogger:
+                Severity = Recorder(self._log, "ILogger.Severity")
+
+                def __init__(self) -> None:
+                    pass
+
+            return ILogger
         return Recorder(self._log, name, callee=name, values=self._values)
 
     def __setattr__(self, attribute: str, value) -> None:
@@ -129,6 +139,7 @@ def test_build_touches_exactly_what_its_plan_lists(exported, monkeypatch, versio
     touched, planned = leaves(touched), leaves(plan_build(version, precision).api)
     assert touched - planned == set(), "touched but not in the plan"
     assert planned - touched <= ERROR_PATH_ONLY, "planned but never touched"
+    assert {"IBuilderConfig.clear_flag", "BuilderFlag.TF32"} <= touched, "TF32 (on by default) is cleared"
 
 
 def leaves(names) -> set[str]:
@@ -315,3 +326,76 @@ def test_backend_refuses_before_touching_cuda(exported, tmp_path, version, top_k
     result = run_python(BACKEND.format(path=str(tmp_path / "graph.onnx")), version=version)
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith(expected), result.stdout
+
+
+FORWARDING = """
+import logging, tensorrt
+from dinov2_ros.runtime.backends.tensorrt.trt_logger import tensorrt_logger
+records = []
+handler = logging.Handler()
+handler.emit = lambda record: records.append((record.name, record.levelname, record.getMessage()))
+logging.getLogger("dinov2_ros").addHandler(handler)
+logging.getLogger("dinov2_ros").setLevel(logging.DEBUG)
+logger = tensorrt_logger(tensorrt)
+assert isinstance(logger, tensorrt.ILogger) and tensorrt_logger(tensorrt) is logger
+for severity in ("ERROR", "WARNING", "INFO"):
+    logger.log(getattr(tensorrt.ILogger.Severity, severity), "a " + severity.lower() + " line")
+print(records)
+"""
+
+
+@pytest.mark.subprocess
+@pytest.mark.parametrize("version", SUPPORTED)
+def test_tensorrt_messages_reach_python_logging_through_one_logger(version):
+    """The real bindings' ILogger, subclassed: TensorRT's lines go to the package's logging (the node's
+    log), its INFO at DEBUG, instead of a second trt.Logger printing to stderr."""
+    reason = missing(version)
+    if reason:
+        pytest.skip(reason)
+    result = run_python(FORWARDING, version=version)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    name = "dinov2_ros.runtime.backends.tensorrt.trt"
+    assert result.stdout.strip() == str(
+        [
+            (name, "ERROR", "TensorRT: a error line"),
+            (name, "WARNING", "TensorRT: a warning line"),
+            (name, "DEBUG", "TensorRT: a info line"),
+        ]
+    )
+
+
+class CountingCudart(HostOnlyCudart):
+    """HostOnlyCudart that counts what is allocated and freed (CUDA cannot run here)."""
+
+    freed: ClassVar[list[int]] = []
+
+    def _free(self, pointer):
+        CountingCudart.freed.append(pointer)
+        return (0,)
+
+    cudaFree = cudaFreeHost = _free
+
+
+def test_a_runner_that_fails_part_way_frees_what_it_allocated(exported, monkeypatch, tmp_path):
+    """TensorRT refuses the address of the last output: the constructor raises, and every pinned host
+    and device buffer it had allocated is freed (a node that retries must not leak them)."""
+    spec = tiny_spec()
+    _, path = exported(spec)
+    last = spec.output_specs()[-1].name
+    values = {
+        "nptype": lambda dtype: {t.name: t.dtype.type for t in (*spec.input_specs(), *spec.output_specs())}[
+            dtype._args[0]
+        ],
+        "IExecutionContext.set_tensor_address": lambda name, pointer: name != last,
+    }
+    monkeypatch.setitem(sys.modules, "tensorrt", RecordingTensorRT(set(), "10.3.0", values))
+    monkeypatch.setattr(loader_module, "import_cudart", HostOnlyCudart)
+    monkeypatch.setattr(runner_module, "import_cudart", CountingCudart)
+    CountingCudart.freed = []
+    loader = EngineLoader(path, spec, max_batch=2, cache_dir=tmp_path)
+    build_engine(loader)
+    with pytest.raises(RuntimeError, match=f"TensorRT refused the device address of tensor '{last}'"):
+        TensorRTRunner(loader)
+    tensors = len(spec.input_specs()) + len(spec.output_specs())
+    assert len(CountingCudart.freed) == 2 * tensors, "a host and a device buffer per tensor, all freed"

@@ -1,7 +1,7 @@
 """The CUDA runtime through cuda-python: import, error checking, device identity, and why CUDA is unusable.
 
 cuda-python's runtime bindings (`cuda.bindings.runtime`, formerly `cuda.cudart`) return `(error,
-*values)` tuples. `cuda_call` turns a non-zero error into a RuntimeError naming it; `require_cuda`
+*values)` tuples. `cuda_call` turns a non-zero error into a CudaError naming it; `require_cuda`
 runs first and turns the usual set-up faults (no NVIDIA driver, a driver older than the CUDA runtime
 cuda-python was built for, no visible GPU) into a `CudaUnavailableError` that says which one it is
 and what to install, from `cudaDriverGetVersion`, `cudaRuntimeGetVersion` and `cudaGetErrorString`.
@@ -16,10 +16,18 @@ from dataclasses import dataclass
 CUDA_SUCCESS = 0
 CUDA_ERROR_INSUFFICIENT_DRIVER = 35
 CUDA_ERROR_NO_DEVICE = 100
+NO_DRIVER_ADVICE = (
+    "The TensorRT backend needs an NVIDIA GPU with its driver (JetPack on a Jetson); "
+    "without one use backend 'onnxruntime' or 'torch'"
+)
 
 
 class CudaUnavailableError(RuntimeError):
     """CUDA cannot run here: no NVIDIA driver, a driver too old for cuda-python's CUDA runtime, or no GPU."""
+
+
+class CudaError(RuntimeError):
+    """A CUDA runtime call returned an error (`cuda_call`)."""
 
 
 @dataclass(frozen=True)
@@ -62,10 +70,10 @@ def error_text(cudart, error) -> str:
 
 
 def cuda_call(cudart, result):
-    """Unpack a cuda-python `(error, *values)` result; RuntimeError naming the error when it is not success."""
+    """Unpack a cuda-python `(error, *values)` result; CudaError naming the error when it is not success."""
     error, *values = result
     if int(error) != CUDA_SUCCESS:
-        raise RuntimeError(f"CUDA error {error_text(cudart, error)}")
+        raise CudaError(f"CUDA error {error_text(cudart, error)}")
     return values[0] if len(values) == 1 else values or None
 
 
@@ -82,10 +90,7 @@ def unavailable_reason(versions: CudaVersions, error_code: int, error: str) -> s
     runtime = CudaVersions.text(versions.runtime)
     runtime_major = versions.runtime // 1000
     if versions.driver == 0:
-        return (
-            f"no NVIDIA driver found (cudaDriverGetVersion reports none; {error}). The TensorRT backend needs "
-            "an NVIDIA GPU with its driver (JetPack on a Jetson); without one use backend 'onnxruntime' or 'torch'"
-        )
+        return f"no NVIDIA driver found (cudaDriverGetVersion reports none; {error}). {NO_DRIVER_ADVICE}"
     if error_code == CUDA_ERROR_INSUFFICIENT_DRIVER:
         driver = CudaVersions.text(versions.driver)
         driver_major = versions.driver // 1000
@@ -104,9 +109,21 @@ def unavailable_reason(versions: CudaVersions, error_code: int, error: str) -> s
 
 
 def require_cuda(cudart) -> int:
-    """The number of visible CUDA devices; CudaUnavailableError saying what is wrong when there are none."""
-    versions = cuda_versions(cudart)
-    error, count = cudart.cudaGetDeviceCount()
+    """The number of visible CUDA devices; CudaUnavailableError saying what is wrong when there are none.
+
+    Without a driver, cuda-python 12.9 returns cudaErrorInsufficientDriver with driver version 0, but
+    12.6.x (12.6.2.post1, as JetPack 6 users pin it) raises `RuntimeError: Failed to dlopen
+    libcuda.so.1` from its first call: both are "no NVIDIA driver".
+    """
+    try:
+        versions = cuda_versions(cudart)
+        error, count = cudart.cudaGetDeviceCount()
+    except CudaError:
+        raise
+    except RuntimeError as failure:
+        if "libcuda" not in str(failure):
+            raise
+        raise CudaUnavailableError(f"no NVIDIA driver found (cuda-python: {failure}). {NO_DRIVER_ADVICE}") from failure
     if int(error) != CUDA_SUCCESS:
         raise CudaUnavailableError(unavailable_reason(versions, int(error), error_text(cudart, error)))
     if count < 1:

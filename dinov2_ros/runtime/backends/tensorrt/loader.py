@@ -18,6 +18,7 @@ from pathlib import Path
 from dinov2_ros.runtime.artifact_store import ArtifactStore
 from dinov2_ros.runtime.backends.tensorrt.cuda_runtime import gpu_identity, import_cudart, require_cuda
 from dinov2_ros.runtime.backends.tensorrt.engine_cache import EngineCache, EngineKey
+from dinov2_ros.runtime.backends.tensorrt.trt_logger import LOGGER_API, tensorrt_logger
 from dinov2_ros.runtime.graph_file import PRECISION_KEY, load_graph_metadata
 from dinov2_ros.runtime.graph_spec import GraphSpec
 from dinov2_ros.runtime.model_settings import DEFAULT_GRAPH_DIR
@@ -29,7 +30,7 @@ PRECISIONS = ("fp16", "fp32")
 DEFAULT_ENGINE_DIR = ArtifactStore(DEFAULT_GRAPH_DIR).engine_dir  # where the node and build-engine look
 MIN_TENSORRT = (10, 0)
 # every `tensorrt` name loading touches (tests check each TensorRT version's bindings for them)
-LOADER_API = ("__version__", "Logger", "Logger.WARNING", "Runtime", "Runtime.deserialize_cuda_engine")
+LOADER_API = ("__version__", *LOGGER_API, "Runtime", "Runtime.deserialize_cuda_engine")
 
 
 class UnsupportedTensorRTError(ValueError):
@@ -153,7 +154,7 @@ class EngineLoader:
     def runtime(self):
         """A TensorRT runtime to deserialise engines with (it must outlive the engines it made)."""
         trt = import_tensorrt()
-        return trt.Runtime(trt.Logger(trt.Logger.WARNING))
+        return trt.Runtime(tensorrt_logger(trt))
 
     def __call__(self, runtime=None):
         """The deserialised engine (an ICudaEngine), or MissingEngineError saying why there is none."""

@@ -43,19 +43,23 @@ class TensorRTRunner(Backend):
 
     def __init__(self, loader: EngineLoader) -> None:
         super().__init__(loader.spec)
-        self._cudart = import_cudart()
-        self._runtime = loader.runtime()  # outlives the engine it deserialised
-        self.engine = loader(self._runtime)
-        self.max_batch = max_batch = loader.max_batch
-        self.context = self.engine.create_execution_context()
-        self._stream = cuda_call(self._cudart, self._cudart.cudaStreamCreate())
         self._host: dict[str, np.ndarray] = {}
         self._host_ptr: dict[str, int] = {}
         self._device: dict[str, int] = {}
-        for tensor in (*self.inputs, *self.outputs):
-            self._allocate(
-                tensor.name, tensor.dtype, (max_batch, *tensor.shape[1:]) if tensor.shape[0] is None else tensor.shape
-            )
+        self._stream = None
+        self._cudart = import_cudart()
+        try:  # a failure part way frees what was allocated: a node retrying must not leak pinned memory
+            self._runtime = loader.runtime()  # outlives the engine it deserialised
+            self.engine = loader(self._runtime)
+            self.max_batch = max_batch = loader.max_batch
+            self.context = self.engine.create_execution_context()
+            self._stream = cuda_call(self._cudart, self._cudart.cudaStreamCreate())
+            for tensor in (*self.inputs, *self.outputs):
+                shape = (max_batch, *tensor.shape[1:]) if tensor.shape[0] is None else tensor.shape
+                self._allocate(tensor.name, tensor.dtype, shape)
+        except BaseException:
+            self.close()
+            raise
 
     def _allocate(self, name: str, dtype: np.dtype, shape: tuple[int, ...]) -> None:
         engine_dtype = np.dtype(import_tensorrt().nptype(self.engine.get_tensor_dtype(name)))
@@ -124,7 +128,7 @@ class TensorRTRunner(Backend):
             cudart.cudaFree(pointer)
         for pointer in self._host_ptr.values():
             cudart.cudaFreeHost(pointer)
-        if getattr(self, "_stream", None) is not None:
+        if self._stream is not None:
             cudart.cudaStreamDestroy(self._stream)
         self._device, self._host_ptr, self._host, self._stream = {}, {}, {}, None
         self.context = self.engine = self._runtime = None

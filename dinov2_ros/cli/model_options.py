@@ -56,7 +56,7 @@ def settings_from_args(args: argparse.Namespace, defaults: Mapping[str, Any] | N
         values.update(
             (name, value)
             for name, value in read_parameter_file(path, args.node_name).items()
-            if name.startswith(("model.", "backend."))
+            if name.startswith(("model.", "backend.")) or name == "cameras"  # cameras: backend.opt_batch 0
         )
     for name, setting in MODEL_SETTINGS.items():
         given = getattr(args, setting.field)

@@ -17,8 +17,9 @@ the layers the fp16 routes keep in fp32.
 TensorRT 8.6 (JetPack 6.0) is refused: it parses opset <= 17, which torch.onnx cannot write.
 Before parsing, the graph is checked against the version's documented ONNX restrictions
 (`tensorrt_compat`). A workspace limit, one optimisation profile over the batch axis, and build
-progress through IProgressMonitor. `build_engine` writes the engine into the cache under the key
-the runtime's loader computes (runtime/backends/tensorrt/loader.py), where the node finds it.
+progress through IProgressMonitor, and TensorRT's timing cache kept beside the engines (rebuilds in
+seconds). `build_engine` writes the engine into the cache under the name and key the runtime's loader
+computes (runtime/backends/tensorrt/loader.py), where the node finds it.
 `tensorrt` is imported on use only.
 """
 
@@ -32,6 +33,7 @@ import onnx
 
 from dinov2_ros.export.mixed_precision import fp16_graph
 from dinov2_ros.export.tensorrt_compat import graph_violations, max_topk
+from dinov2_ros.runtime.backends.tensorrt.engine_cache import TimingCacheFile
 from dinov2_ros.runtime.backends.tensorrt.loader import (
     PRECISIONS,
     EngineLoader,
@@ -67,6 +69,10 @@ _COMMON_API = (
     "IBuilderConfig.set_memory_pool_limit",
     "IBuilderConfig.add_optimization_profile",
     "IBuilderConfig.progress_monitor",
+    "IBuilderConfig.create_timing_cache",
+    "IBuilderConfig.set_timing_cache",
+    "IBuilderConfig.get_timing_cache",
+    "ITimingCache.serialize",
     "MemoryPoolType.WORKSPACE",
     "IOptimizationProfile.set_shape",
     "IProgressMonitor",
@@ -140,8 +146,12 @@ def build_serialized_engine(
     precision: str,
     max_batch: int,
     workspace_bytes: int,
+    opt_batch: int | None = None,
+    timing_cache: TimingCacheFile | None = None,
 ) -> bytes:
-    """Check, parse and build `onnx_path` for `spec`; the serialised engine's bytes.
+    """Check, parse and build `onnx_path` for `spec`, batches 1..`max_batch` tuned for `opt_batch`; the
+    serialised engine's bytes. The build starts from `timing_cache` (kernel timings of earlier builds
+    on this TensorRT and GPU) and stores it back with this build's timings added.
 
     UnsupportedTensorRTError when the TensorRT version or the graph breaks a documented restriction
     (all of them listed); RuntimeError with the parser's errors, or when the build fails.
@@ -175,8 +185,11 @@ def build_serialized_engine(
         config.clear_flag(getattr(trt.BuilderFlag, flag))
     if plan.pin_layernorm_fp32:
         _pin_layernorm_fp32(trt, network)
+    timings = config.create_timing_cache(timing_cache.read() if timing_cache else b"")
+    if not config.set_timing_cache(timings, False):  # ignore_mismatch=False: TensorRT checks it too
+        LOG.warning("TensorRT refused the stored timing cache; building without it")
     profile = builder.create_optimization_profile()
-    low, opt, high = batch_profile(max_batch)
+    low, opt, high = batch_profile(max_batch, opt_batch)
     for tensor in spec.input_specs():
         if tensor.shape[0] is None:
             tail = tuple(tensor.shape[1:])
@@ -184,16 +197,20 @@ def build_serialized_engine(
     config.add_optimization_profile(profile)
     config.progress_monitor = _progress_monitor(trt)
     LOG.info(
-        "TensorRT %s: building %s %s engine (max batch %d, %s); this takes minutes",
+        "TensorRT %s: building %s %s engine (batch 1..%d, tuned for %d, %s); minutes on a first build, "
+        "seconds with a timing cache",
         trt.__version__,
         spec.key,
         precision,
         max_batch,
+        opt,
         "strongly typed" if plan.strongly_typed else "weakly typed",
     )
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
         raise RuntimeError(f"TensorRT failed to build an engine for {onnx_path}; see the TensorRT log above")
+    if timing_cache is not None:
+        timing_cache.write(bytes(config.get_timing_cache().serialize()))
     return bytes(serialized)
 
 
@@ -249,7 +266,13 @@ def build_engine(loader: EngineLoader, workspace_bytes: int = DEFAULT_WORKSPACE_
         loader.name,
         loader.key(),
         build=lambda: build_serialized_engine(
-            loader.onnx_path, loader.spec, loader.precision, loader.max_batch, workspace_bytes
+            loader.onnx_path,
+            loader.spec,
+            loader.precision,
+            loader.max_batch,
+            workspace_bytes,
+            opt_batch=loader.profile[1],
+            timing_cache=loader.cache.timing_cache(loader.key()),
         ),
         deserialize=loader.runtime().deserialize_cuda_engine,
     )

@@ -91,7 +91,7 @@ class GraphBuilder:
         s = self.settings
         loader = EngineLoader(
             graph or self.graph_file(height, width), self.spec_for(height, width), s.backend_precision, s.max_batch,
-            self.store.engine_dir,
+            self.store.engine_dir, s.opt_batch,
         )  # fmt: skip
         return build_engine(loader)
 

@@ -146,7 +146,7 @@ def declare_parameters(node: Node) -> NodeSettings:
                 f"parameters {camera.name}.width and {camera.name}.height are {camera.width} and {camera.height}: "
                 "set both to the size the camera sends, or both to 0 to learn it from the first frame"
             )
-    model = ModelSettings.from_values({name: values[name] for name in MODEL_SETTINGS})
+    model = ModelSettings.from_values({**{name: values[name] for name in MODEL_SETTINGS}, "cameras": names})
     return NodeSettings(
         cameras,
         model,

@@ -205,4 +205,4 @@ class BackendOpener:
 
     def _engine_loader(self, graph: Path, spec: GraphSpec) -> EngineLoader:
         s = self.settings
-        return EngineLoader(graph, spec, s.backend_precision, s.max_batch, self.store.engine_dir)
+        return EngineLoader(graph, spec, s.backend_precision, s.max_batch, self.store.engine_dir, s.opt_batch)

@@ -98,6 +98,9 @@ MODEL_SETTINGS: dict[str, Setting] = {
     "backend.max_batch": _model(
         "max_batch", 4, "most frames per TensorRT engine call; larger batches run in several calls", (1, 64)
     ),
+    "backend.opt_batch": _model(
+        "opt_batch", 0, "frames per call TensorRT tunes its engine for; 0: one per camera (cameras)", (0, 64)
+    ),
     "backend.threads": _model("threads", 0, "ONNX Runtime CPU threads; 0 lets it choose", (0, 256)),
 }
 
@@ -124,6 +127,7 @@ class ModelSettings:
     device: str
     precision: str
     max_batch: int
+    opt_batch: int  # 0 in a parameter file: resolved to the number of cameras by from_values
     threads: int
 
     def cli_options(self) -> list[str]:
@@ -159,6 +163,11 @@ class ModelSettings:
             raise ValueError(
                 "model.detector is 'none' and model.depth_weights is empty: the graph would output nothing"
             )
+        if not 1 <= self.opt_batch <= self.max_batch:
+            raise ValueError(
+                f"backend.opt_batch must be in [1, backend.max_batch = {self.max_batch}] (0 in a parameter file: "
+                f"one per camera), got {self.opt_batch}"
+            )
         allowed = BACKEND_PRECISIONS[self.backend]
         if self.precision != "auto" and self.precision not in allowed:
             raise ValueError(
@@ -171,13 +180,17 @@ class ModelSettings:
     def from_values(cls, values: Mapping[str, Any]) -> ModelSettings:
         """Settings from parameter values by name (`model.variant`, ...); MODEL_SETTINGS defaults fill gaps.
 
-        Other parameters (the node's own) are ignored; an unknown `model.*` or `backend.*` name is a
-        ValueError, so a misspelt setting in a parameter file is not silently dropped.
+        `backend.opt_batch` 0 becomes the number of names in the node's `cameras` (one when absent),
+        at most `backend.max_batch`. Other parameters (the node's own) are ignored; an unknown
+        `model.*` or `backend.*` name is a ValueError, so a misspelt setting in a parameter file is
+        not silently dropped.
         """
         unknown = sorted(name for name in values if name.startswith(_GROUPS) and name not in MODEL_SETTINGS)
         if unknown:
             raise ValueError(f"unknown model settings {unknown}; known: {sorted(MODEL_SETTINGS)}")
         fields = {s.field: values.get(name, s.default) for name, s in MODEL_SETTINGS.items()}
+        if fields["opt_batch"] == 0:
+            fields["opt_batch"] = min(len(values.get("cameras") or ["camera"]), fields["max_batch"])
         return cls(**fields)
 
     def replace(self, **changes: Any) -> ModelSettings:

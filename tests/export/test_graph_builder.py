@@ -145,11 +145,22 @@ def test_random_weights_and_a_checkpoint_are_told_apart(tmp_path):
         ({"model.input_height": 50}, "multiple of 14"),
         ({"model.top_k": 0}, r"model.top_k must be in \[1, 1000\]"),
         ({"model.varaint": "vits14"}, "unknown model settings"),
+        (
+            {"backend.max_batch": 2, "backend.opt_batch": 3},
+            r"backend.opt_batch must be in \[1, backend.max_batch = 2\]",
+        ),
     ],
 )
 def test_settings_refuse_bad_values_with_the_parameter_name(tmp_path, values, message):
     with pytest.raises(ValueError, match=message):
         settings(tmp_path, **values)
+
+
+def test_the_tensorrt_profile_is_tuned_for_one_frame_per_camera_unless_set(tmp_path):
+    assert settings(tmp_path).opt_batch == 1, "no cameras given: the node's default, one camera"
+    assert settings(tmp_path, cameras=["left", "right", "top"]).opt_batch == 3
+    assert settings(tmp_path, cameras=list("abcdef")).opt_batch == 4, "at most backend.max_batch"
+    assert settings(tmp_path, cameras=["left", "right"], **{"backend.opt_batch": 1}).opt_batch == 1
 
 
 def test_pretrained_weights_are_named_by_their_release_file_even_where_it_is_not_downloaded(tmp_path, monkeypatch):

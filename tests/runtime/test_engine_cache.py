@@ -19,6 +19,7 @@ from tiny_graphs import tiny_spec
 from dinov2_ros.runtime.backends.tensorrt.engine_cache import (
     EngineCache,
     EngineKey,
+    TimingCacheFile,
     read_engine_file,
     write_engine_file,
 )
@@ -52,7 +53,6 @@ def key(**changes) -> EngineKey:
         compute_capability="8.7",
         multiprocessors=16,
         cuda_driver_version=12060,
-        cuda_runtime_version=12090,
         precision="fp16",
         shapes="images:1x480x640x3/4x480x640x3/4x480x640x3",
     )
@@ -80,6 +80,9 @@ def test_key_from_file_and_spec(tmp_path):
     assert shapes_signature(spec, max_batch=4) == (
         "images:1x60x80x3/4x60x80x3/4x60x80x3;prototypes:4x32;prototype_classes:4"
     )
+    assert shapes_signature(spec, max_batch=4, opt_batch=2).startswith("images:1x60x80x3/2x60x80x3/4x60x80x3;")
+    with pytest.raises(ValueError, match="opt_batch 5 and max_batch 4"):
+        shapes_signature(spec, max_batch=4, opt_batch=5)
     assert key().differences(key(gpu_name="NVIDIA H100")) == ["gpu_name 'NVIDIA H100' -> 'NVIDIA Jetson AGX Orin'"]
 
 
@@ -103,7 +106,6 @@ def test_first_use_builds_then_reuses(tmp_path, caplog):
         ({"precision": "fp32"}, "precision 'fp16' -> 'fp32'"),
         ({"multiprocessors": 8}, "multiprocessors 16 -> 8"),
         ({"cuda_driver_version": 12080}, "cuda_driver_version 12060 -> 12080"),
-        ({"cuda_runtime_version": 12060}, "cuda_runtime_version 12090 -> 12060"),
         ({"shapes": "images:1x480x640x3/8x480x640x3/8x480x640x3"}, "shapes"),
     ],
 )
@@ -175,3 +177,26 @@ def test_replacement_is_atomic(tmp_path, monkeypatch):
         write_engine_file(path, key(), b"half")
     assert read_engine_file(path)[1] == b"old" * 100_000
     assert [p.name for p in tmp_path.iterdir()] == ["graph.engine"]  # no temporary file left behind
+
+
+def test_timing_cache_is_reused_only_by_its_tensorrt_and_gpu(tmp_path, caplog):
+    """The file of one TensorRT version and GPU: read back by the same, b"" (an empty cache) for another
+    or for a damaged file, with a warning; never handed to TensorRT as if it were its own."""
+    timing = TimingCacheFile(tmp_path, key())
+    assert timing.read() == b"", "none yet"
+    timing.write(b"kernel timings")
+    with caplog.at_level(logging.INFO):
+        assert TimingCacheFile(tmp_path, key(precision="fp32", onnx_sha256="cd" * 32)).read() == b"kernel timings"
+    assert "timing cache: reusing" in caplog.text
+    other = TimingCacheFile(tmp_path, key(tensorrt_version="10.16.0"))
+    assert other.path != timing.path and other.read() == b""
+    other.path.write_bytes(timing.path.read_bytes())  # a foreign file under this name (copied by hand)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        assert other.read() == b""
+    assert "it is for" in caplog.text and "10.12.0" in caplog.text
+    timing.path.write_bytes(b"D2RTIM01 truncated")
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        assert timing.read() == b""
+    assert "ignoring" in caplog.text

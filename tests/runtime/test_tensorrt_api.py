@@ -27,6 +27,7 @@ from tiny_graphs import frames, inputs_for, tiny_spec
 from dinov2_ros.export.engine_build import build_engine, build_serialized_engine, plan_build
 from dinov2_ros.runtime.backends.tensorrt import loader as loader_module
 from dinov2_ros.runtime.backends.tensorrt import runner as runner_module
+from dinov2_ros.runtime.backends.tensorrt.engine_cache import EngineKey, TimingCacheFile
 from dinov2_ros.runtime.backends.tensorrt.loader import (
     PRECISIONS,
     EngineLoader,
@@ -47,6 +48,8 @@ RETURNS = {
     "Builder.create_network": "INetworkDefinition",
     "Builder.create_builder_config": "IBuilderConfig",
     "Builder.create_optimization_profile": "IOptimizationProfile",
+    "IBuilderConfig.create_timing_cache": "ITimingCache",
+    "IBuilderConfig.get_timing_cache": "ITimingCache",
     "INetworkDefinition.get_layer": "ILayer",
     "Runtime": "Runtime",
     "Runtime.deserialize_cuda_engine": "ICudaEngine",
@@ -130,16 +133,33 @@ class RecordingTensorRT(Recorder):
 
 @pytest.mark.parametrize("precision", PRECISIONS)
 @pytest.mark.parametrize("version", SUPPORTED)
-def test_build_touches_exactly_what_its_plan_lists(exported, monkeypatch, version, precision):
+def test_build_touches_exactly_what_its_plan_lists(exported, monkeypatch, tmp_path, version, precision):
     spec = tiny_spec()
     _, path = exported(spec)
     touched: set[str] = set()
     monkeypatch.setitem(sys.modules, "tensorrt", RecordingTensorRT(touched, version))
-    assert build_serialized_engine(path, spec, precision, max_batch=2, workspace_bytes=1 << 20) == b"serialised engine"
+    timing = TimingCacheFile(tmp_path, engine_key())
+    engine = build_serialized_engine(path, spec, precision, 2, 1 << 20, opt_batch=1, timing_cache=timing)
+    assert engine == b"serialised engine"
+    assert timing.read() == b"serialised engine", "the builder's timing cache is stored (the stand-in's bytes)"
     touched, planned = leaves(touched), leaves(plan_build(version, precision).api)
     assert touched - planned == set(), "touched but not in the plan"
     assert planned - touched <= ERROR_PATH_ONLY, "planned but never touched"
     assert {"IBuilderConfig.clear_flag", "BuilderFlag.TF32"} <= touched, "TF32 (on by default) is cleared"
+
+
+def engine_key(**changes) -> EngineKey:
+    fields = dict(
+        onnx_sha256="ab" * 32,
+        tensorrt_version="10.3.0",
+        gpu_name="NVIDIA Jetson AGX Orin",
+        compute_capability="8.7",
+        multiprocessors=16,
+        cuda_driver_version=12060,
+        precision="fp16",
+        shapes="images:1x480x640x3/1x480x640x3/4x480x640x3",
+    )
+    return EngineKey(**(fields | changes))
 
 
 def leaves(names) -> set[str]:
@@ -399,3 +419,36 @@ def test_a_runner_that_fails_part_way_frees_what_it_allocated(exported, monkeypa
         TensorRTRunner(loader)
     tensors = len(spec.input_specs()) + len(spec.output_specs())
     assert len(CountingCudart.freed) == 2 * tensors, "a host and a device buffer per tensor, all freed"
+
+
+class OtherRuntimeCudart(HostOnlyCudart):
+    """The same driver and GPU, another cuda-python (its own CUDA runtime 12.6 instead of 12.9)."""
+
+    def cudaRuntimeGetVersion(self):
+        return 0, 12060
+
+
+@pytest.mark.parametrize("version", ["10.3.0", "10.16.0.72"])
+def test_engines_of_two_tensorrt_versions_share_a_directory_and_cuda_python_does_not_rebuild(
+    exported, monkeypatch, tmp_path, version
+):
+    """Each engine file is named by its key: a JetPack's TensorRT and a desktop's in one graph_dir keep
+    their own engines; cuda-python's CUDA runtime is no part of the key; the profile is tuned for
+    opt_batch; the timing cache is kept beside the engines."""
+    spec = tiny_spec()
+    _, path = exported(spec)
+    monkeypatch.setattr(loader_module, "import_cudart", HostOnlyCudart)
+    names = {}
+    for other in ("10.0.1", version):
+        monkeypatch.setitem(sys.modules, "tensorrt", RecordingTensorRT(set(), other))
+        loader = EngineLoader(path, spec, max_batch=4, cache_dir=tmp_path, opt_batch=2)
+        build_engine(loader)
+        names[other] = loader.name
+    assert names["10.0.1"] != names[version]
+    assert sorted(p.name for p in tmp_path.glob("*.engine")) == sorted(f"{n}.engine" for n in names.values())
+    assert len(list(tmp_path.glob("timing-*.cache"))) == 2, "one timing cache per TensorRT version"
+    assert "images:1x60x80x3/2x60x80x3/4x60x80x3" in loader.key().shapes
+    monkeypatch.setattr(loader_module, "import_cudart", OtherRuntimeCudart)
+    again = EngineLoader(path, spec, max_batch=4, cache_dir=tmp_path, opt_batch=2)
+    assert again.name == names[version]
+    assert again.cache.load(again.name, again.key(), lambda data: data)[1] == "", "found, not rebuilt"

@@ -4,8 +4,9 @@ engine is tied to, as Polygraphy's loaders feed its runner.
 It never builds: a missing or stale engine is MissingEngineError with the reason, and the engine is
 built at build time (`dinov2_ros.export.engine_build`, run by `dinov2-ros build-engine` or the node's
 child process). The key (runtime/backends/tensorrt/engine_cache.EngineKey) holds the ONNX file's
-sha256, the TensorRT version, the GPU, its SM count, the CUDA driver and runtime versions, the
-precision and the input shapes; the builder writes the engine under the key this loader computes.
+sha256, the TensorRT version, the GPU, its SM count, the CUDA driver version, the precision and the
+input shapes (with the batch the profile is tuned for); the builder writes the engine under the name
+and key this loader computes.
 `tensorrt` is imported when a loader is used, so the package imports anywhere.
 """
 
@@ -72,16 +73,18 @@ def check_version(version: str) -> None:
         )
 
 
-def batch_profile(max_batch: int) -> tuple[int, int, int]:
-    """(min, opt, max) batch of the optimisation profile: tuned for the largest batch the node sends."""
-    if max_batch < 1:
-        raise ValueError(f"max_batch must be >= 1, got {max_batch}")
-    return 1, max_batch, max_batch
+def batch_profile(max_batch: int, opt_batch: int | None = None) -> tuple[int, int, int]:
+    """(min, opt, max) batch of the optimisation profile: TensorRT picks its kernels for `opt` (the
+    batch the node sends most: one frame per camera of a size; default `max_batch`)."""
+    opt = max_batch if opt_batch is None else opt_batch
+    if not 1 <= opt <= max_batch:
+        raise ValueError(f"need 1 <= opt_batch <= max_batch, got opt_batch {opt} and max_batch {max_batch}")
+    return 1, opt, max_batch
 
 
-def shapes_signature(spec: GraphSpec, max_batch: int) -> str:
+def shapes_signature(spec: GraphSpec, max_batch: int, opt_batch: int | None = None) -> str:
     """The input shapes an engine is built for, as one string for the cache key."""
-    low, opt, high = batch_profile(max_batch)
+    low, opt, high = batch_profile(max_batch, opt_batch)
     parts = []
     for tensor in spec.input_specs():
         tail = "x".join(str(size) for size in tensor.shape[1:])
@@ -94,7 +97,8 @@ def shapes_signature(spec: GraphSpec, max_batch: int) -> str:
 
 class EngineLoader:
     """The engine of `onnx_path` (an fp32 graph of the artifact store) for `precision` and up to
-    `max_batch` frames a call, from the engine cache in `cache_dir`.
+    `max_batch` frames a call, tuned for `opt_batch` (default `max_batch`), from the engine cache in
+    `cache_dir`.
 
     ValueError for an int8 or mismatched graph file; ImportError without `tensorrt`;
     cuda_runtime.CudaUnavailableError without a usable GPU, before touching TensorRT.
@@ -107,10 +111,11 @@ class EngineLoader:
         precision: str = "fp16",
         max_batch: int = 4,
         cache_dir: str | os.PathLike = DEFAULT_ENGINE_DIR,
+        opt_batch: int | None = None,
     ) -> None:
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
-        batch_profile(max_batch)
+        self.profile = batch_profile(max_batch, opt_batch)
         self.onnx_path = Path(onnx_path)
         self.spec, metadata = load_graph_metadata(self.onnx_path, expected=spec)
         stored_precision = metadata.get(PRECISION_KEY)
@@ -127,8 +132,9 @@ class EngineLoader:
 
     @property
     def name(self) -> str:
-        """The engine's name in the cache (its file is `<name>.engine`)."""
-        return f"{self.spec.key}-{self.precision}-b{self.max_batch}"
+        """The engine's name in the cache (its file is `<name>.engine`): graph, precision, batch and the
+        key's digest, so engines of other TensorRT versions or GPUs in the same directory stay."""
+        return f"{self.spec.key}-{self.precision}-b{self.max_batch}-{self.key().digest}"
 
     def key(self) -> EngineKey:
         """What the engine is tied to, on this machine (computed once: it hashes the graph file)."""
@@ -145,9 +151,8 @@ class EngineLoader:
                 compute_capability=gpu.compute_capability,
                 multiprocessors=gpu.multiprocessors,
                 cuda_driver_version=gpu.versions.driver,
-                cuda_runtime_version=gpu.versions.runtime,
                 precision=self.precision,
-                shapes=shapes_signature(self.spec, self.max_batch),
+                shapes=shapes_signature(self.spec, self.max_batch, self.profile[1]),
             )
         return self._key
 

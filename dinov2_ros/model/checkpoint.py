@@ -2,11 +2,17 @@
 
 Conversions are pure functions of a state_dict. Two Hugging Face namings exist: "hub" (files on the
 Hugging Face hub, `attention.attention.query`, `mlp.weights_in`) and "modules" (transformers >= 5
-modules, `attention.q_proj`, `mlp.gate_proj`); both are read, either can be written.
+modules, `attention.q_proj`, `mlp.gate_proj`); both are read, either can be written. Checkpoints of
+Meta's training code (facebookresearch/dinov2 `dinov2/train`), which users who continue pretraining on
+their parts have, are read too: `teacher_checkpoint.pth` ({"teacher": {"backbone.*", "dino_head.*",
+...}}, as train.py's do_test saves it; `load_pretrained_weights` with checkpoint_key "teacher" reads
+it), the SSLMetaArch state_dict (`teacher.backbone.*`), and blocks saved in chunks (`block_chunks: 4`
+in the vitl14/vitg14 training configs: `blocks.<chunk>.<block>.*`, the block index kept global).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import pickle
 import re
@@ -21,6 +27,8 @@ from dinov2_ros.model.heads.depth import LinearDepthHead, feature_channels
 from dinov2_ros.model.safe_unpickling import load_weights_only
 from dinov2_ros.weights.file_kind import not_a_checkpoint
 from dinov2_ros.weights.variants import DEPTH_HEAD_KINDS, VARIANTS
+
+LOG = logging.getLogger(__name__)
 
 StateDict = dict[str, torch.Tensor]
 HfNaming = Literal["hub", "modules"]
@@ -51,6 +59,9 @@ _QKV_NAMES = {
 }
 _SWIGLU_IN_MODULES = ("mlp.gate_proj", "mlp.up_proj")
 _OFFICIAL_BLOCK = re.compile(r"^blocks\.(\d+)\.(.+)\.(weight|bias|gamma)$")
+_CHUNKED_BLOCK = re.compile(r"^blocks\.(\d+)\.(\d+)\.(.+)$")  # blocks.<chunk>.<block>.<parameter>
+# where Meta's training code keeps the backbone: SSLMetaArch.state_dict(), then the teacher's ModuleDict
+_TRAINING_BACKBONE_PREFIXES = ("teacher.backbone.", "module.backbone.", "backbone.")
 _HF_BLOCK = re.compile(r"^encoder\.layer\.(\d+)\.(.+)\.(weight|bias|lambda1)$")
 
 
@@ -58,8 +69,13 @@ class CheckpointError(ValueError):
     """A checkpoint that does not fit the model it is loaded into, or a file that cannot be read."""
 
 
+class CheckpointMismatchError(CheckpointError):
+    """A checkpoint whose keys or shapes are not the model's."""
+
+
 def read_checkpoint(path: str | os.PathLike[str]) -> StateDict:
-    """Tensors of a .pth/.pt (unwrapping a {"state_dict": ...} or {"model": ...} wrapper) or .safetensors file.
+    """Tensors of a .pth/.pt (unwrapping a {"state_dict": ...}, {"model": ...} or Meta's training
+    {"teacher": ...} wrapper) or .safetensors file.
 
     Loads with torch's safe unpickler (weights_only) plus the numpy values mmcv-style files carry
     (safe_unpickling.py); never unpickles other objects. Raises CheckpointError naming what the file is
@@ -88,7 +104,7 @@ def read_checkpoint(path: str | os.PathLike[str]) -> StateDict:
         raise CheckpointError(
             f"could not read checkpoint {path} ({type(error).__name__}: {error}); {_DAMAGED}"
         ) from error
-    for wrapper in ("state_dict", "model"):
+    for wrapper in ("state_dict", "model", "teacher"):
         if isinstance(data, Mapping) and isinstance(data.get(wrapper), Mapping):
             data = data[wrapper]
     if not isinstance(data, Mapping) or not all(isinstance(v, torch.Tensor) for v in data.values()):
@@ -177,6 +193,40 @@ def hf_to_official(state_dict: Mapping[str, torch.Tensor]) -> StateDict:
     return converted
 
 
+def training_to_released(state_dict: Mapping[str, torch.Tensor]) -> tuple[StateDict, list[str]]:
+    """A backbone from Meta's training code in the released layout, and what was changed (for the log):
+    the backbone's keys taken from under `teacher.backbone.` / `backbone.` (the heads left out), and
+    chunked blocks (`blocks.<chunk>.<block>.*`) numbered as one list (`blocks.<block>.*`). A state_dict
+    in the released layout comes back unchanged, with no notes."""
+    converted, notes = dict(state_dict), []
+    for prefix in _TRAINING_BACKBONE_PREFIXES:
+        if any(key.startswith(prefix) for key in converted):
+            left_out = sorted({key.split(".")[0] for key in converted if not key.startswith(prefix)})
+            converted = {key[len(prefix) :]: value for key, value in converted.items() if key.startswith(prefix)}
+            notes.append(
+                f"took the backbone under '{prefix}'" + (f", left out {', '.join(left_out)}" if left_out else "")
+            )
+            break
+    chunks = set()
+    for key in list(converted):
+        match = _CHUNKED_BLOCK.match(key)
+        if match:
+            chunk, block, rest = match.groups()
+            chunks.add(chunk)
+            converted[f"blocks.{block}.{rest}"] = converted.pop(key)
+    if chunks:
+        blocks = len({key.split(".")[1] for key in converted if key.startswith("blocks.")})
+        notes.append(f"numbered {len(chunks)} block chunks (block_chunks) as {blocks} blocks")
+    return converted, notes
+
+
+def non_finite_keys(state_dict: Mapping[str, torch.Tensor]) -> list[str]:
+    """Keys of the floating-point tensors that hold NaN or Inf."""
+    return [
+        key for key, value in state_dict.items() if value.is_floating_point() and not bool(torch.isfinite(value).all())
+    ]
+
+
 def describe_backbone_state_dict(state_dict: Mapping[str, torch.Tensor]) -> str:
     """A short guess of the architecture a (Meta-layout) backbone checkpoint was written for."""
     if "cls_token" not in state_dict:
@@ -212,16 +262,28 @@ def load_strictly(model: nn.Module, state_dict: Mapping[str, torch.Tensor], what
     if shapes:
         problems.append(f"shape mismatches: {_listed(shapes)}")
     if problems:
-        raise CheckpointError(f"{what} does not fit the model; " + "; ".join(problems))
+        raise CheckpointMismatchError(f"{what} does not fit the model; " + "; ".join(problems))
+    non_finite = non_finite_keys(state_dict)
+    if non_finite:
+        raise CheckpointError(
+            f"{what} holds NaN or Inf in {len(non_finite)} tensors ({_listed(non_finite)}): a training run that "
+            "diverged or a damaged file; it is not loaded. Use a checkpoint from before the divergence"
+        )
     model.load_state_dict(state_dict, strict=True)
 
 
 def load_backbone_state_dict(model: nn.Module, state_dict: Mapping[str, torch.Tensor], source: str) -> None:
-    """Load Meta- or Hugging Face-layout weights strictly; on mismatch say what the checkpoint looks like."""
-    official = hf_to_official(state_dict) if is_hf_layout(state_dict) else dict(state_dict)
+    """Load Meta- (released or training-code) or Hugging Face-layout weights strictly; on mismatch say
+    what the checkpoint looks like."""
+    if is_hf_layout(state_dict):
+        official = hf_to_official(state_dict)
+    else:
+        official, notes = training_to_released(state_dict)
+        if notes:
+            LOG.info("backbone checkpoint %s is from Meta's training code: %s", source, "; ".join(notes))
     try:
         load_strictly(model, official, f"backbone checkpoint {source}")
-    except CheckpointError as error:
+    except CheckpointMismatchError as error:
         raise CheckpointError(
             f"{error}. The checkpoint looks like {describe_backbone_state_dict(official)}; pick the backbone "
             "name that matches it"

@@ -144,6 +144,59 @@ def test_checkpoint_of_another_variant_names_keys_and_shapes(make_tiny) -> None:
     assert "looks like embed_dim 128, 2 blocks, 0 register tokens, mlp feed-forward" in message
 
 
+def meta_training_keys(state: dict[str, torch.Tensor], block_chunks: int) -> dict[str, torch.Tensor]:
+    """A backbone state_dict as Meta's training code saves it (facebookresearch/dinov2 at b8931f7):
+    DinoVisionTransformer with `block_chunks` (vision_transformer.py: chunk c holds blocks
+    c*chunksize.. behind nn.Identity placeholders, so a block keeps its global index:
+    `blocks.<chunk>.<block>.*`) inside the teacher's ModuleDict (`backbone.*`, beside `dino_head.*`)."""
+    depth = len({key.split(".")[1] for key in state if key.startswith("blocks.")})
+    chunksize = depth // block_chunks
+    keys = {}
+    for key, value in state.items():
+        if key.startswith("blocks."):
+            block = int(key.split(".")[1])
+            key = f"blocks.{block // chunksize}.{key.split('.', 1)[1]}"
+        keys[f"backbone.{key}"] = value
+    keys["dino_head.mlp.0.weight"] = torch.zeros(8, 64)  # the DINO head: not the backbone's
+    keys["dino_head.last_layer.weight_g"] = torch.ones(16, 1)
+    return keys
+
+
+def test_meta_training_checkpoints_load_with_the_teacher_backbone_unchunked(make_tiny, tmp_path: Path, caplog) -> None:
+    """train.py's teacher_checkpoint.pth ({"teacher": ...}) with block_chunks 2, and the SSLMetaArch
+    state_dict (`teacher.backbone.*`) in an fvcore-style {"model": ...} file: both load strictly into
+    the released architecture, and the log says what was taken."""
+    import logging
+
+    trained = make_tiny()
+    with torch.no_grad():
+        for parameter in trained.parameters():
+            parameter.add_(0.5)  # unlike the fresh model it is loaded into
+    teacher = meta_training_keys(trained.state_dict(), block_chunks=2)
+    assert "backbone.blocks.1.3.attn.qkv.weight" in teacher, "the layout of Meta's chunked blocks"
+    torch.save({"teacher": teacher}, tmp_path / "teacher_checkpoint.pth")
+    arch = {f"teacher.{key}": value for key, value in teacher.items()}
+    arch |= {f"student.{key}": value for key, value in teacher.items()}
+    torch.save({"model": arch, "iteration": 1249}, tmp_path / "model_0001249.pth")
+    for name in ("teacher_checkpoint.pth", "model_0001249.pth"):
+        model = make_tiny()
+        with caplog.at_level(logging.INFO, logger="dinov2_ros"):
+            load_backbone_state_dict(model, read_checkpoint(tmp_path / name), name)
+        for key, value in trained.state_dict().items():
+            assert torch.equal(model.state_dict()[key], value), key
+        assert "numbered 2 block chunks (block_chunks) as 4 blocks" in caplog.text
+    assert "took the backbone under 'backbone.', left out dino_head" in caplog.text
+    assert "took the backbone under 'teacher.backbone.', left out student" in caplog.text
+
+
+def test_a_checkpoint_holding_nan_or_inf_is_refused(make_tiny) -> None:
+    state = make_tiny().state_dict()
+    state["blocks.2.attn.qkv.weight"][0, 0] = float("nan")
+    state["norm.bias"][1] = float("inf")
+    with pytest.raises(CheckpointError, match=r"holds NaN or Inf in 2 tensors \(blocks.2.attn.qkv.weight, norm.bias\)"):
+        load_backbone_state_dict(make_tiny(), state, "diverged.pth")
+
+
 def test_register_mismatch_names_the_register_tokens(make_tiny) -> None:
     with pytest.raises(CheckpointError, match="unexpected keys: register_tokens"):
         load_backbone_state_dict(make_tiny(0), make_tiny(4).state_dict(), "reg.pth")

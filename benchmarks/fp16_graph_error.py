@@ -44,7 +44,7 @@ def main() -> None:
     spec = load_graph_spec(args.graph)
     model = onnx.load(args.graph)
     start = time.perf_counter()
-    mixed = fp16_graph(model, spec.depth)
+    mixed = fp16_graph(model, spec)
     print(f"fp16 copy made in {time.perf_counter() - start:.2f} s ({mixed.ByteSize() / 1e6:.1f} MB)")
     for name, graph in (("fp32", model), ("fp16", mixed)):
         for version in VERSIONS:

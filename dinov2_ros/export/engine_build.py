@@ -4,10 +4,11 @@
 `tensorrt` attribute, enum member and method the build touches there (`BuildPlan.api`), so tests can
 check the plan against each version's real bindings. Precision routes (NVIDIA's "Migrating from
 TensorRT 10.x to 11.x": weak typing deprecated in 10.12, removed in 11.0):
-- fp16 on 10.0 .. 10.11: weakly typed, `BuilderFlag.FP16` with `OBEY_PRECISION_CONSTRAINTS` and each
-  LayerNorm layer (INormalizationLayer) pinned to fp32;
+- fp16 on 10.0 .. 10.11: weakly typed, `BuilderFlag.FP16` with `OBEY_PRECISION_CONSTRAINTS`, and the
+  layers of `mixed_precision.fp32_nodes` (LayerNorm, Softmax, reductions, depth bins, the detection
+  head and its boxes) pinned to fp32: precision and output types of their float outputs;
 - fp16 on 10.12 and later: a strongly typed network parsed from the mixed-precision copy of the graph
-  (`mixed_precision.fp16_graph`, made in memory and parsed from bytes, nothing written);
+  (`mixed_precision.fp16_graph`, the same nodes fp32; made in memory and parsed from bytes);
   `NetworkDefinitionCreationFlag.STRONGLY_TYPED` on 10.x, the default (no flag) on 11.x;
 - fp32: the fp32 graph as it is (strongly typed from 10.12 on, where the types come from the graph).
 On every route `BuilderFlag.TF32` is cleared: TensorRT sets it by default (the bindings' IBuilderConfig
@@ -31,7 +32,7 @@ from pathlib import Path
 
 import onnx
 
-from dinov2_ros.export.mixed_precision import fp16_graph
+from dinov2_ros.export.mixed_precision import fp16_graph, fp32_nodes
 from dinov2_ros.export.tensorrt_compat import graph_violations, max_topk
 from dinov2_ros.runtime.backends.tensorrt.engine_cache import TimingCacheFile
 from dinov2_ros.runtime.backends.tensorrt.loader import (
@@ -83,11 +84,16 @@ _WEAK_FP16_API = (
     "BuilderFlag.OBEY_PRECISION_CONSTRAINTS",
     "INetworkDefinition.num_layers",
     "INetworkDefinition.get_layer",
+    "ILayer.name",
     "ILayer.type",
     "ILayer.precision",
     "ILayer.num_outputs",
+    "ILayer.get_output",
     "ILayer.set_output_type",
+    "ITensor.dtype",
     "LayerType.NORMALIZATION",
+    "LayerType.SOFTMAX",
+    "LayerType.REDUCE",
     "float32",
 )
 
@@ -104,7 +110,7 @@ class BuildPlan:
     precision: str
     strongly_typed: bool
     fp16_graph: bool  # parse the mixed-precision copy of the graph
-    pin_layernorm_fp32: bool  # weak typing: LayerNorm layers' precision and outputs set to fp32
+    pin_fp32_layers: bool  # weak typing: the layers of mixed_precision.fp32_nodes pinned to fp32
     network_flags: tuple[str, ...]
     builder_flags: tuple[str, ...]
     cleared_builder_flags: tuple[str, ...] = ("TF32",)  # on by default: fp32 matmuls in TF32 on Ampere+
@@ -116,7 +122,7 @@ class BuildPlan:
         names += [f"BuilderFlag.{flag}" for flag in self.builder_flags]
         if self.cleared_builder_flags:
             names += ["IBuilderConfig.clear_flag", *(f"BuilderFlag.{flag}" for flag in self.cleared_builder_flags)]
-        if self.pin_layernorm_fp32:
+        if self.pin_fp32_layers:
             names += _WEAK_FP16_API
         return tuple(dict.fromkeys(names))
 
@@ -134,7 +140,7 @@ def plan_build(tensorrt_version: str, precision: str) -> BuildPlan:
         precision=precision,
         strongly_typed=strong,
         fp16_graph=strong and fp16,
-        pin_layernorm_fp32=fp16 and not strong,
+        pin_fp32_layers=fp16 and not strong,
         network_flags=("STRONGLY_TYPED",) if strong and version[0] == 10 else (),
         builder_flags=("FP16", "OBEY_PRECISION_CONSTRAINTS") if fp16 and not strong else (),
     )
@@ -159,8 +165,10 @@ def build_serialized_engine(
     trt = import_tensorrt()
     plan = plan_build(trt.__version__, precision)
     model = onnx.load(str(onnx_path))
+    if plan.pin_fp32_layers:
+        kept, node_names = set(fp32_nodes(model, spec)), {node.name for node in model.graph.node}
     if plan.fp16_graph:
-        model = fp16_graph(model, spec.depth)
+        model = fp16_graph(model, spec)
     violations = graph_violations(model, trt.__version__)
     if violations:
         raise UnsupportedTensorRTError(
@@ -183,8 +191,8 @@ def build_serialized_engine(
         config.set_flag(getattr(trt.BuilderFlag, flag))
     for flag in plan.cleared_builder_flags:
         config.clear_flag(getattr(trt.BuilderFlag, flag))
-    if plan.pin_layernorm_fp32:
-        _pin_layernorm_fp32(trt, network)
+    if plan.pin_fp32_layers:
+        _pin_fp32_layers(trt, network, kept, node_names)
     timings = config.create_timing_cache(timing_cache.read() if timing_cache else b"")
     if not config.set_timing_cache(timings, False):  # ignore_mismatch=False: TensorRT checks it too
         LOG.warning("TensorRT refused the stored timing cache; building without it")
@@ -214,17 +222,43 @@ def build_serialized_engine(
     return bytes(serialized)
 
 
-def _pin_layernorm_fp32(trt, network) -> None:
-    """Weak typing: every LayerNorm layer and its outputs in fp32 (OBEY_PRECISION_CONSTRAINTS holds them)."""
+def onnx_node_of(layer_name: str, node_names: set[str]) -> str | None:
+    """The ONNX node a TensorRT layer was made from, or None (a layer the parser adds for itself).
+
+    onnx-tensorrt names a node's first layer after the node and any further ones `<node>_<n>`
+    (ImporterContext::registerLayer, generateUniqueName), so the longest node name the layer name
+    reduces to by dropping `_<n>` suffixes is its node."""
+    name = layer_name
+    while name not in node_names:
+        base, separator, suffix = name.rpartition("_")
+        if not separator or not suffix.isdigit():
+            return None
+        name = base
+    return name
+
+
+def _pin_fp32_layers(trt, network, kept: set[str], node_names: set[str]) -> None:
+    """Weak typing: every LayerNorm, Softmax and reduction layer and every layer made from a node of
+    `kept` (mixed_precision.fp32_nodes) computes in fp32 with fp32 outputs, as the strongly typed copy
+    does (OBEY_PRECISION_CONSTRAINTS holds them). Layers without a float output (shapes, indices,
+    masks) keep their types."""
+    fp32_types = (trt.LayerType.NORMALIZATION, trt.LayerType.SOFTMAX, trt.LayerType.REDUCE)
     pinned = 0
     for index in range(network.num_layers):
         layer = network.get_layer(index)
-        if layer.type == trt.LayerType.NORMALIZATION:
-            layer.precision = trt.float32
-            for output in range(layer.num_outputs):
-                layer.set_output_type(output, trt.float32)
-            pinned += 1
-    LOG.info("TensorRT: fp16 with %d LayerNorm layers kept in fp32", pinned)
+        if onnx_node_of(str(layer.name), node_names) not in kept and layer.type not in fp32_types:
+            continue
+        floats = [output for output in range(layer.num_outputs) if layer.get_output(output).dtype == trt.float32]
+        if not floats:
+            continue
+        layer.precision = trt.float32
+        for output in floats:
+            layer.set_output_type(output, trt.float32)
+        pinned += 1
+    LOG.info(
+        "TensorRT: fp16 with %d layers kept in fp32 (LayerNorm, Softmax, reductions, depth bins, detection head)",
+        pinned,
+    )
 
 
 def _progress_monitor(trt):

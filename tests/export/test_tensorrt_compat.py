@@ -20,8 +20,8 @@ from tensorrt_modules import bindings_versions
 from tiny_graphs import CAMERA, TINY_DIM, frames, inputs_for
 
 from dinov2_ros.export.core_export import export_graph
-from dinov2_ros.export.engine_build import STRONG_TYPING_FROM, plan_build
-from dinov2_ros.export.mixed_precision import fp16_graph
+from dinov2_ros.export.engine_build import STRONG_TYPING_FROM, onnx_node_of, plan_build
+from dinov2_ros.export.mixed_precision import fp16_graph, fp32_nodes
 from dinov2_ros.export.tensorrt_compat import graph_violations, max_opset, max_topk
 from dinov2_ros.model import DinoVisionTransformer, LinearDepthHead
 from dinov2_ros.model.heads.exemplar import ExemplarHead
@@ -74,7 +74,7 @@ def test_exported_graph_meets_every_supported_version(graph, version):
     spec, model = graph
     assert graph_violations(model, version) == []
     if plan_build(version, "fp16").fp16_graph:
-        assert graph_violations(fp16_graph(model, spec.depth), version) == []
+        assert graph_violations(fp16_graph(model, spec), version) == []
 
 
 def test_tensorrt_8_6_is_flagged_and_refused(graph):
@@ -138,7 +138,7 @@ def test_limits_per_version():
 
 def test_fp16_graph_keeps_io_types_and_matches_fp32_in_onnxruntime(graph):
     spec, model = graph
-    mixed = fp16_graph(model, spec.depth)
+    mixed = fp16_graph(model, spec)
     types = lambda values: {v.name: v.type.tensor_type.elem_type for v in values}  # noqa: E731
     assert types(mixed.graph.input) == types(model.graph.input)
     assert types(mixed.graph.output) == types(model.graph.output)
@@ -152,3 +152,46 @@ def test_fp16_graph_keeps_io_types_and_matches_fp32_in_onnxruntime(graph):
         assert got[name].dtype == np.float32
         np.testing.assert_allclose(got[name], reference[name], atol=atol, err_msg=name)
     np.testing.assert_array_equal(got["detections"][..., 5], reference["detections"][..., 5])  # class ids
+
+
+def test_fp16_graph_is_a_valid_onnx_model(graph):
+    """Nodes in topological order and value_info that tells the truth: TensorRT's parser sorts nodes and
+    ignores value_info, but Polygraphy, ONNX Runtime's optimisers and a user's inspection do not."""
+    spec, model = graph
+    mixed = fp16_graph(model, spec)
+    onnx.checker.check_model(mixed, full_check=True)
+
+
+def test_both_fp16_routes_keep_the_heads_and_boxes_in_fp32(graph):
+    """The set the strongly typed copy keeps fp32 and the weak route pins: the detection head (prototype
+    normalisation, cosines, boxes) and what follows it (boxes to camera pixels), the depth bins, every
+    LayerNorm and Softmax; not the encoder's matrix products. In the copy, the box arithmetic reads fp32."""
+    spec, model = graph
+    kept = set(fp32_nodes(model, spec))
+    names = {node.name: node for node in model.graph.node}
+    boxes = [
+        name for name in names if name.startswith("camera_out/") and names[name].op_type in ("Mul", "Add", "Min", "Max")
+    ]
+    assert boxes and set(boxes) <= kept
+    assert {n for n, node in names.items() if node.op_type in ("LayerNormalization", "Softmax")} <= kept
+    assert any("detection_head" in str(node.metadata_props) for node in names.values() if node.name in kept)
+    encoder_matmuls = [
+        n for n, node in names.items() if node.op_type == "MatMul" and "backbone" in str(node.metadata_props)
+    ]
+    assert encoder_matmuls and not kept & set(encoder_matmuls)
+    mixed = onnx.shape_inference.infer_shapes(fp16_graph(model, spec))
+    types = {v.name: v.type.tensor_type.elem_type for v in (*mixed.graph.value_info, *mixed.graph.input)}
+    mixed_nodes = {node.name: node for node in mixed.graph.node}
+    for name in boxes:
+        assert {types.get(i) for i in mixed_nodes[name].input if i in types} <= {onnx.TensorProto.FLOAT}, name
+
+
+def test_tensorrt_layers_are_traced_to_their_onnx_nodes():
+    """onnx-tensorrt names a node's layers `<node>`, `<node>_1`, ... (ImporterContext::registerLayer)."""
+    nodes = {"node_add_17", "node_add_17_1", "/blocks.0/Mul", "camera_out/max"}
+    assert onnx_node_of("node_add_17", nodes) == "node_add_17"
+    assert onnx_node_of("node_add_17_1", nodes) == "node_add_17_1", "a node of that name wins over a suffix"
+    assert onnx_node_of("node_add_17_1_2", nodes) == "node_add_17_1"
+    assert onnx_node_of("/blocks.0/Mul_3", nodes) == "/blocks.0/Mul"
+    assert onnx_node_of("camera_out/max", nodes) == "camera_out/max"
+    assert onnx_node_of("ONNXTRT_Broadcast_5", nodes) is None

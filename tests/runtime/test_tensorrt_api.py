@@ -51,6 +51,7 @@ RETURNS = {
     "IBuilderConfig.create_timing_cache": "ITimingCache",
     "IBuilderConfig.get_timing_cache": "ITimingCache",
     "INetworkDefinition.get_layer": "ILayer",
+    "ILayer.get_output": "ITensor",
     "Runtime": "Runtime",
     "Runtime.deserialize_cuda_engine": "ICudaEngine",
     "ICudaEngine.create_execution_context": "IExecutionContext",
@@ -298,7 +299,7 @@ def test_weak_typing_is_gone_in_tensorrt_11(version):
     found = real_api(version, weak)
     assert found["version"] == version
     assert found["absent"] == weak
-    assert not plan_build(version, "fp16").pin_layernorm_fp32
+    assert not plan_build(version, "fp16").pin_fp32_layers
 
 
 @pytest.mark.subprocess

@@ -60,8 +60,7 @@ def _nodes(context):
         emulate_tty=True,
         parameters=[value("config"), overrides],
         remappings=[
-            ("image", image),
-            ("image/compressed", image + "/compressed"),
+            ("image", image),  # and `<image>/compressed` with camera.transport compressed (image_transport's rule)
             ("camera_info", value("camera_info")),
             ("depth/image", value("depth")),
         ],

@@ -82,7 +82,7 @@ class CameraStreams:
         """Subscribe to the camera's topics (the node's activation)."""
         prefix = self._prefix
         if self._settings.transport == "compressed":
-            self._subscribe(CompressedImage, f"{prefix}image/compressed", self._on_image)
+            self._subscribe(CompressedImage, self._compressed_topic(f"{prefix}image"), self._on_image)
         else:
             self._subscribe(Image, f"{prefix}image", self._on_image)
         self.image_topic = self._subscriptions[0].topic_name
@@ -92,6 +92,15 @@ class CameraStreams:
             self.depth_topic = self._subscriptions[-1].topic_name
         self._newest_stamp_ns = 0
         self.statistics.subscribed(time.monotonic())
+
+    def _compressed_topic(self, image: str) -> str:
+        """image_transport's name of the compressed stream: the image topic as remapped, plus
+        `/compressed` (so `-r image:=/camera/color/image_raw` also moves the compressed stream), unless
+        `image/compressed` is remapped itself."""
+        node, compressed = self._node, f"{image}/compressed"
+        if node.resolve_topic_name(compressed) != node.resolve_topic_name(compressed, only_expand=True):
+            return compressed
+        return node.resolve_topic_name(image) + "/compressed"
 
     def unsubscribe(self) -> None:
         """Stop receiving (the node's deactivation) and forget the frames not processed yet."""

@@ -405,3 +405,31 @@ def test_a_depth_image_without_a_valid_pixel_publishes_no_3d_objects_and_says_so
     assert status.level == DiagnosticStatus.WARN and "no 3D objects in the newest frame" in status.message
     logged = capfd.readouterr().err
     assert logged.count("depth image on /blind/depth/image has no valid pixel") == 1, "warned, throttled"
+
+
+@pytest.mark.parametrize(
+    ("remaps", "expected"),
+    [
+        ([], "/ns/image/compressed"),
+        (["image:=/camera/color/image_raw"], "/camera/color/image_raw/compressed"),
+        (["image:=/camera/color/image_raw", "image/compressed:=/jpeg"], "/jpeg"),
+    ],
+    ids=["no remap", "the image remapped", "the compressed stream remapped itself"],
+)
+def test_the_compressed_stream_follows_the_image_remap_as_image_transport_does(context, remaps, expected):
+    """image_transport subscribes `<remapped image topic>/compressed`: `-r image:=X` is all a user of
+    `ros2 run` gives, as for a raw camera (a real rclpy node with those remapping arguments)."""
+    from rclpy.node import Node
+
+    from dinov2_ros.ros.camera_streams import CameraStreams
+    from dinov2_ros.ros.node_parameters import CameraSettings
+
+    arguments = ["--ros-args", *(part for remap in remaps for part in ("-r", remap))]
+    node = Node("remapped", namespace="ns", context=context, cli_args=arguments)
+    try:
+        camera = CameraStreams(node, CameraSettings("camera", "compressed", False, False), "", lambda: None, print)
+        camera.subscribe()
+        assert camera.image_topic == expected
+        camera.unsubscribe()
+    finally:
+        node.destroy_node()

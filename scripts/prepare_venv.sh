@@ -15,6 +15,13 @@ if [ ! -x "$venv/bin/python" ]; then
   "$python" -m venv "$venv"
 fi
 
+# pip's output without its retry warnings (offline, an index that cannot be reached is retried while
+# wheels come from local files; a real failure still prints pip's ERROR and fails the import check
+# below) and without the ignored-path notices of the editable install.
+quiet_pip() {
+  grep -v -e "is ignored: it is neither a file nor a directory" -e "WARNING: Retrying (Retry(" || true
+}
+
 # Reinstall only when a requirements file changed since the last successful install.
 stamp="$venv/.dinov2_ros-requirements.sha256"
 wanted="$(cat requirements/*.txt setup.py setup.cfg | sha256sum | cut -d' ' -f1)"
@@ -23,13 +30,13 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]; then
   if [ "$(uname -sm)" = "Linux x86_64" ]; then  # torch's CPU build first: PyPI's is a multi-GB CUDA build
     "$venv/bin/python" -m pip install --disable-pip-version-check --progress-bar off -q --retries 1 \
       --index-url https://download.pytorch.org/whl/cpu "$(grep -E '^torch==' requirements/dev.txt)" \
-      2>&1 | grep -v "is ignored: it is neither a file nor a directory" || true
+      2>&1 | quiet_pip || true
   fi
   "$venv/bin/python" -m pip install --disable-pip-version-check --progress-bar off -q \
-    -r requirements/dev.txt 2>&1 | grep -v "is ignored: it is neither a file nor a directory" || true
+    -r requirements/dev.txt 2>&1 | quiet_pip || true
   "$venv/bin/python" -m pip check >/dev/null 2>&1 || "$venv/bin/python" -m pip check | head -20
   "$venv/bin/python" -m pip install --disable-pip-version-check -q --no-deps --no-build-isolation -e . \
-    2>&1 | grep -v "is ignored: it is neither a file nor a directory" || true
+    2>&1 | quiet_pip || true
   "$venv/bin/python" -c "import rclpy, torch, onnxruntime" \
     || { echo "prepare: the install above failed; see the pip output"; exit 1; }
   echo "$wanted" > "$stamp"

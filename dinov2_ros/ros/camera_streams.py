@@ -74,6 +74,7 @@ class CameraStreams:
         self._newest_stamp_ns = 0  # the newest image stamp since subscribing: a stamp behind it went backwards
         self._warned_uncalibrated = False
         self.image_topic = ""  # the image subscription's resolved name (remapped), while subscribed
+        self.camera_info_topic = ""  # the camera_info subscription's, while subscribed
         self.depth_topic = ""  # the depth subscription's, where depth is used
         # the image message -> (H, W, 3) uint8 RGB; a Rejection if malformed
         self.to_rgb = compressed_to_rgb if settings.transport == "compressed" else image_to_rgb
@@ -87,6 +88,7 @@ class CameraStreams:
             self._subscribe(Image, f"{prefix}image", self._on_image)
         self.image_topic = self._subscriptions[0].topic_name
         self._subscribe(CameraInfo, f"{prefix}camera_info", self._on_camera_info)
+        self.camera_info_topic = self._subscriptions[-1].topic_name
         if self._settings.use_depth:
             self._subscribe(Image, f"{prefix}depth/image", self._on_depth)
             self.depth_topic = self._subscriptions[-1].topic_name
@@ -201,8 +203,25 @@ class CameraStreams:
             self.statistics.frame_waited_for_graph()
             self._warn(rejection.problem, f"frame skipped: {rejection}", level="info")
             return
+        rejection = self._with_publisher_count(rejection)
         self.statistics.frame_rejected(time.monotonic(), rejection.category, rejection.detail)
         self._warn(f"{rejection.category}: {rejection.problem}", f"frame skipped ({rejection.category}): {rejection}")
+
+    def _with_publisher_count(self, rejection: Rejection) -> Rejection:
+        """A frame given up for want of its camera_info or depth, none of which ever arrived, says whether
+        that topic has a publisher at all: the usual cause is a driver not started or a missing remap."""
+        topic = {"no camera_info": self.camera_info_topic, "no depth image": self.depth_topic}.get(rejection.problem)
+        if rejection.category != "pairing" or not topic or "none received" not in rejection.detail:
+            return rejection
+        if self._node.count_publishers(topic):
+            return rejection
+        remap = "camera_info" if rejection.problem == "no camera_info" else "depth/image (depth:= in the launch file)"
+        return Rejection(
+            rejection.category,
+            rejection.problem,
+            f"{rejection.detail}. {topic} has no publisher: start the driver that publishes it, or remap {remap} "
+            "to its topic",
+        )
 
     def result_published(self, paired: PairedFrame, result: FrameResult) -> None:
         """Account for a frame's published objects: latency, the node's own time, its 3D objects (or

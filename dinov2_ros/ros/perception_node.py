@@ -103,6 +103,7 @@ class PerceptionNode(LifecycleNode):
         if settings.tracking and self._tracker is None:
             self._tracker = ObjectTracker(settings.lost_timeout_s, settings.low_score_threshold)
         opener = BackendOpener(model)
+        opener.ensure_backend()  # no TensorRT or GPU: refused here, in one line, before any camera size is known
         opener.ensure_weights()  # offline without the files: refused here, in one line
         self._exporter = ChildExporter(opener, progress=logger.info, warn=logger.warning)
 

@@ -17,13 +17,14 @@ from pathlib import Path
 
 from dinov2_ros.runtime.artifact_store import ArtifactStore, mismatches
 from dinov2_ros.runtime.backends import Backend, create_backend
-from dinov2_ros.runtime.backends.tensorrt.loader import EngineLoader
+from dinov2_ros.runtime.backends.tensorrt.cuda_runtime import import_cudart, require_cuda
+from dinov2_ros.runtime.backends.tensorrt.loader import EngineLoader, check_version, import_tensorrt
 from dinov2_ros.runtime.backends.tensorrt.runner import TensorRTRunner
 from dinov2_ros.runtime.graph_file import PRECISION_KEY, graph_class_names
 from dinov2_ros.runtime.graph_spec import GraphSpec
 from dinov2_ros.runtime.model_settings import ModelSettings
 from dinov2_ros.runtime.provenance import provenance_of
-from dinov2_ros.weights.cache import fetch
+from dinov2_ros.weights.cache import WeightsError, fetch
 from dinov2_ros.weights.variants import VARIANTS, get_variant
 
 LOG = logging.getLogger(__name__)
@@ -170,14 +171,30 @@ class BackendOpener:
             wanted.append(("model.depth_weights", s.depth_weights, depth_file))
         if s.detector == "center":
             wanted.append(("model.detector_weights", s.detector_weights, None))
+        problems: list[tuple[str, Exception]] = []  # every missing file in the one line, not the first only
         for name, weights, release in wanted:
-            if weights == "pretrained":
-                fetch(release(), progress=False)
-            elif weights != "random" and not Path(weights).expanduser().is_file():
-                raise FileNotFoundError(
-                    f"{name} {weights!r} is not a file, and {self.store.directory} holds no graph made from it: "
-                    "give the checkpoint's path, or copy the artifact store exported elsewhere here"
-                )
+            try:
+                if weights == "pretrained":
+                    fetch(release(), progress=False)
+                elif weights != "random" and not Path(weights).expanduser().is_file():
+                    raise FileNotFoundError(
+                        f"{name} {weights!r} is not a file, and {self.store.directory} holds no graph made from it: "
+                        "give the checkpoint's path, or copy the artifact store exported elsewhere here"
+                    )
+            except (WeightsError, FileNotFoundError) as error:
+                problems.append((name, error))
+        if len(problems) == 1:
+            raise problems[0][1]
+        if problems:
+            raise type(problems[0][1])("; and ".join(f"{name}: {error}" for name, error in problems))
+
+    def ensure_backend(self) -> None:
+        """ImportError or CudaUnavailableError, in one line, when the configured backend cannot run on this
+        machine (no `tensorrt`, no cuda-python, no NVIDIA driver or GPU), at configure, whether or not
+        a camera size is known yet; nothing for the other backends, which open with the first graph."""
+        if self.settings.backend == "tensorrt":
+            check_version(import_tensorrt().__version__)
+            require_cuda(import_cudart())
 
     def open(self, height: int, width: int) -> Backend:
         """The ready backend for `height` x `width` frames. MissingArtifactError naming the command that

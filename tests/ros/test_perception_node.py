@@ -459,3 +459,26 @@ def test_a_renamed_node_serves_its_class_services_under_its_own_name(context, gr
     finally:
         node.destroy_node()
     assert {"/renamed/perc/add_class", "/renamed/perc/remove_class"} <= services
+
+
+def test_frames_given_up_for_a_depth_topic_without_publisher_say_so(context, graph_dir, harness):
+    """use_depth with no depth driver running (or not remapped): the skip says the depth topic has no
+    publisher, the actual cause, not only 'check the stamps'."""
+    node = start_node(context, graph_dir, "no_depth_driver", **{"camera.use_depth": True, "pairing.timeout_s": 0.2})
+    harness.add_node(node)
+    camera = SceneCamera(160, 120)
+    image_pub = harness.publisher(Image, "/no_depth_driver/image")
+    info_pub = harness.publisher(type(camera.messages(0)[1]), "/no_depth_driver/camera_info")
+    statistics = node.cameras["camera"].statistics
+    try:
+        for stamp in range(1, 40):
+            image, info, _ = camera.messages(stamp * SECOND // 10)
+            info_pub.publish(info)
+            image_pub.publish(image)
+            if harness.spin_until(lambda: statistics.rejected["pairing"] >= 1, timeout_s=0.1):
+                break
+        assert statistics.rejected["pairing"] >= 1
+        assert "no depth image with the image stamp" in statistics.last_rejection
+        assert "/no_depth_driver/depth/image has no publisher" in statistics.last_rejection
+    finally:
+        node.destroy_node()

@@ -5,6 +5,7 @@ camera and the consumers (objects, depth, markers, debug image, a late LabelInfo
 from __future__ import annotations
 
 import ast
+import importlib.util
 import math
 import os
 import subprocess
@@ -224,7 +225,7 @@ def test_offline_pretrained_weights_refuse_configure_in_one_line(tmp_path):
     cache = tmp_path / "cache"
     offline = {"DINOV2_ROS_CACHE": str(cache), "DINOV2_ROS_WEIGHTS_MIRROR": "http://127.0.0.1:9"}
     arguments = ["--params-file", launch_config_path(), "-p", "model.weights:=pretrained"]
-    arguments += ["-p", f"model.graph_dir:={tmp_path / 'graphs'}"]
+    arguments += ["-p", "model.depth_weights:=pretrained", "-p", f"model.graph_dir:={tmp_path / 'graphs'}"]
     process = start_node_process(arguments, tmp_path / "node.log", env=offline)
     try:
         code = process.wait(timeout=60)
@@ -235,8 +236,31 @@ def test_offline_pretrained_weights_refuse_configure_in_one_line(tmp_path):
     (error,) = [line for line in text.splitlines() if "could not download" in line]
     assert "[ERROR]" in error and "configure failed: WeightsError" in error, error
     assert f"place the file at {cache / 'dinov2_vits14_pretrain.pth'}" in error, error
+    depth_file = cache / "dinov2_vits14_nyu_linear4_head.pth"
+    assert f"model.depth_weights: could not download {depth_file.name}" in error, "both files, in one line"
     assert "active" not in text, "the node must not go active as if it worked"
     assert [path.name for path in cache.iterdir()] == [], "no lock or partial file left"
+
+
+@pytest.mark.subprocess
+def test_the_tensorrt_backend_without_tensorrt_refuses_configure_before_any_camera_size_is_known(tmp_path):
+    """backend.kind tensorrt on a machine without the `tensorrt` package (this one): configure fails in
+    one line at start, as it does with a camera size set, instead of an active node that skips every
+    frame."""
+    if importlib.util.find_spec("tensorrt") is not None:
+        pytest.skip("tensorrt is installed here: the fault cannot be made")
+    arguments = ["--params-file", launch_config_path(), "-p", "model.weights:=random", "-p", "backend.kind:=tensorrt"]
+    arguments += ["-p", f"model.graph_dir:={tmp_path / 'graphs'}"]
+    process = start_node_process(arguments, tmp_path / "node.log")
+    try:
+        code = process.wait(timeout=60)
+    finally:
+        stop_node_process(process)
+    text = (tmp_path / "node.log").read_text()
+    assert code == 1 and "Traceback" not in text, text
+    (error,) = [line for line in text.splitlines() if "[ERROR]" in line or "[FATAL]" in line]
+    assert "the TensorRT backend needs the `tensorrt` Python package" in error, error
+    assert "active" not in text
 
 
 @pytest.mark.subprocess

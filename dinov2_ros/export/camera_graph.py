@@ -53,7 +53,11 @@ _IRRELEVANT_WARNING = "torchvision is not installed"
 _IRRELEVANT_FUTURE_WARNING = r"`isinstance\(treespec, LeafSpec\)` is deprecated"
 # onnxruntime.quantization's advice before every quantize_dynamic: its pre-processing (shape inference,
 # graph optimisation) is for static quantisation of models without shapes; exported graphs have them
-_PRE_PROCESSING_HINT = "Please consider to run pre-processing before quantization"
+# onnxruntime.quantization's advice (quantize_dynamic's and quantize_static's wording)
+_PRE_PROCESSING_HINT = (
+    "Please consider to run pre-processing before quantization",
+    "Please consider pre-processing before",
+)
 
 
 class DamagedCoreError(ForeignGraphError):

@@ -48,8 +48,8 @@ def fp32_nodes(model: ModelProto, spec: GraphSpec) -> list[str]:
     graph order. ValueError when `spec` says there is a depth or detection head that the module scopes
     do not show (a file not written by `dinov2-ros export`)."""
     nodes = list(model.graph.node)
-    bin_convs = [node for node in nodes if node.op_type == "Conv" and DEPTH_BIN_CONV_SCOPE in _scopes(node)]
-    detection = [node for node in nodes if DETECTION_HEAD_SCOPE in _scopes(node)]
+    bin_convs = [node for node in nodes if node.op_type == "Conv" and DEPTH_BIN_CONV_SCOPE in name_scopes(node)]
+    detection = [node for node in nodes if DETECTION_HEAD_SCOPE in name_scopes(node)]
     for present, nodes_found, scope in (
         (spec.depth, bin_convs, DEPTH_BIN_CONV_SCOPE),
         (spec.detection, detection, DETECTION_HEAD_SCOPE),
@@ -127,5 +127,6 @@ def _value_info_of_initializers_as_stored(graph) -> None:
             value.type.tensor_type.elem_type = stored[value.name]
 
 
-def _scopes(node) -> str:
+def name_scopes(node) -> str:
+    """The torch module scopes torch.onnx recorded for `node` ('' for a node written otherwise)."""
     return next((prop.value for prop in node.metadata_props if prop.key == NAME_SCOPES_KEY), "")

@@ -17,6 +17,16 @@ call. The GraphSpec metadata is kept, with the precision set to int8. What stays
 ONNX Runtime's default op list is not used: it can rewrite fused attention into an invalid node.
 MatMulNBits (8-bit weights in blocks of 32, int8 compute) keeps more (cosine 0.99987) but ran slower
 than fp32 here (0.89x at 448x448).
+
+`quantize_qdq` makes the other int8 graph: calibrated, with explicit QuantizeLinear/DequantizeLinear
+pairs, the form TensorRT 10 builds int8 from (explicit quantisation; its implicit, calibrator-based
+int8 is deprecated) and ONNX Runtime also runs. ONNX Runtime's `quantize_static` (QDQ format) makes it,
+chosen over NVIDIA's modelopt because it is already a dependency and its output is plain ONNX with
+what TensorRT requires: symmetric int8 (zero points 0), weights per output channel, activations per
+tensor. Quantised are the encoder's weight MatMuls except fc2 (its input, after GELU, is long-tailed:
+per-tensor scales cost patch cosine 0.99937 -> 0.99973 with it left out, vits14 at 224); left in
+floating point is `mixed_precision.fp32_nodes` (LayerNorm, Softmax, the heads and their boxes). On the
+CPU the dynamic graph stays ONNX Runtime's int8: faster and closer to fp32 there (benchmarks/bench_int8.py).
 """
 
 from __future__ import annotations
@@ -24,9 +34,14 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
+import cv2
+import numpy as np
+
 from dinov2_ros.export.camera_graph import graph_digest, load_core, quiet_onnx_tools, save_model_atomic, set_metadata
+from dinov2_ros.export.mixed_precision import fp32_nodes, name_scopes
 from dinov2_ros.runtime.graph_file import CORE_DIGEST_KEY, CORE_SPEC_KEY, PRECISION_KEY, SPEC_KEY, load_graph_metadata
 
 LOG = logging.getLogger(__name__)
@@ -49,8 +64,14 @@ def quantize_graph(onnx_path: str | os.PathLike, output_path: str | os.PathLike,
     LOG.info("quantising the MatMuls of %s to int8 ...", spec.key if key == SPEC_KEY else spec.core_key)
     with tempfile.TemporaryDirectory(dir=output_path.parent) as scratch:
         quantized = quantize_matmuls(onnx_path, Path(scratch) / "quantized.onnx")
-        model = onnx.load_model(quantized)
-    metadata[PRECISION_KEY] = "int8"
+        return _save_quantized(onnx.load_model(quantized), metadata, "int8", key, output_path)
+
+
+def _save_quantized(model, metadata: dict[str, str], precision: str, key: str, output_path: Path) -> Path:
+    """Write a quantised copy with its source's metadata (precision set, a core's digest renewed), checked."""
+    import onnx
+
+    metadata[PRECISION_KEY] = precision
     if key == CORE_SPEC_KEY:
         metadata[CORE_DIGEST_KEY] = graph_digest(model)
     set_metadata(model, metadata)
@@ -72,3 +93,112 @@ def quantize_matmuls(onnx_path: str | os.PathLike, output_path: str | os.PathLik
             weight_type=QuantType.QInt8,
         )
     return Path(output_path)
+
+
+QDQ_PRECISION = "int8-qdq"  # PRECISION_KEY of a calibrated Q/DQ graph
+CALIBRATION_SEED = 0
+
+
+def quantize_qdq(
+    onnx_path: str | os.PathLike, output_path: str | os.PathLike, images: np.ndarray, key: str = SPEC_KEY
+) -> Path:
+    """Write the calibrated Q/DQ int8 copy of the exported fp32 graph (or, with `key=CORE_SPEC_KEY`,
+    core) at `onnx_path` to `output_path`; returns it. `images` (N, H, W, 3) uint8 RGB frames of any
+    size calibrate the activation scales (the graph's own preprocessing, stretched to its input);
+    a few dozen frames like the cell's are enough. ValueError without frames."""
+    import onnx
+
+    onnx_path, output_path = Path(onnx_path), Path(output_path)
+    if onnx_path.resolve() == output_path.resolve():
+        raise ValueError(f"output_path must differ from the fp32 input {onnx_path}")
+    images = np.asarray(images)
+    if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8 or not len(images):
+        raise ValueError(
+            f"calibration images must be (N, H, W, 3) uint8 RGB with N >= 1, got {images.dtype} {images.shape}"
+        )
+    spec, metadata = load_graph_metadata(onnx_path, key=key)
+    model = onnx.load(onnx_path)
+    feeds = calibration_feeds(model, spec, images)
+    LOG.info(
+        "calibrating int8 Q/DQ of %s on %d frames ...", spec.key if key == SPEC_KEY else spec.core_key, len(images)
+    )
+    with tempfile.TemporaryDirectory(dir=output_path.parent) as scratch:
+        quantized = quantize_matmuls_qdq(onnx_path, Path(scratch) / "qdq.onnx", feeds, fp32_nodes(model, spec))
+        return _save_quantized(onnx.load_model(quantized), metadata, QDQ_PRECISION, key, output_path)
+
+
+def quantize_matmuls_qdq(
+    onnx_path: str | os.PathLike,
+    output_path: str | os.PathLike,
+    feeds: list[dict[str, np.ndarray]],
+    keep_float: Sequence[str] = (),
+) -> Path:
+    """ONNX Runtime's static Q/DQ quantisation of the MatMuls with a constant weight, but fc2 and the
+    nodes `keep_float`, calibrated (min-max) on `feeds`: symmetric int8, weights per output channel,
+    activations per tensor."""
+    import onnx
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    model = onnx.load(onnx_path, load_external_data=False)
+    weights, kept = {tensor.name for tensor in model.graph.initializer}, set(keep_float)
+    chosen = [  # named, not excluded: ONNX Runtime's static route also takes activation-by-activation MatMuls
+        node.name
+        for node in model.graph.node
+        if node.op_type == "MatMul"
+        and node.input[1] in weights
+        and node.name not in kept
+        and _FC2_SCOPE not in name_scopes(node)
+    ]
+    with quiet_onnx_tools():
+        quantize_static(
+            onnx_path,
+            output_path,
+            _Feeds(feeds),
+            quant_format=QuantFormat.QDQ,
+            op_types_to_quantize=["MatMul"],
+            nodes_to_quantize=chosen,
+            per_channel=True,
+            activation_type=QuantType.QInt8,
+            weight_type=QuantType.QInt8,
+            calibrate_method=CalibrationMethod.MinMax,
+            extra_options={"ActivationSymmetric": True, "WeightSymmetric": True},
+        )
+    return Path(output_path)
+
+
+def calibration_feeds(model, spec, images: np.ndarray) -> list[dict[str, np.ndarray]]:
+    """One input dict per frame for `model` (a camera graph: uint8 `images` at the camera size; a core:
+    normalised `model_input`), with fixed random unit prototypes (the exemplar head is not quantised)."""
+    names = {graph_input.name for graph_input in model.graph.input}
+    rng = np.random.default_rng(CALIBRATION_SEED)
+    extra = {}
+    if "prototypes" in names:
+        prototypes = rng.standard_normal((spec.max_prototypes, spec.embed_dim)).astype(np.float32)
+        extra = {
+            "prototypes": prototypes / np.linalg.norm(prototypes, axis=1, keepdims=True),
+            "prototype_classes": np.zeros(spec.max_prototypes, np.int32),
+        }
+    mean, std = (np.asarray(values, np.float32) for values in spec.normalisation)
+    feeds = []
+    for image in images:
+        if "images" in names:
+            resized = cv2.resize(image, (spec.camera_width, spec.camera_height), interpolation=cv2.INTER_AREA)
+            feeds.append({"images": resized[None], **extra})
+        else:
+            resized = cv2.resize(image, (spec.input_width, spec.input_height), interpolation=cv2.INTER_AREA)
+            normalised = ((resized.astype(np.float32) / 255.0 - mean) / std).transpose(2, 0, 1)[None]
+            feeds.append({"model_input": np.ascontiguousarray(normalised), **extra})
+    return feeds
+
+
+_FC2_SCOPE = "mlp.fc2"
+
+
+class _Feeds:
+    """ONNX Runtime's CalibrationDataReader protocol over a list of input dicts."""
+
+    def __init__(self, feeds: list[dict[str, np.ndarray]]) -> None:
+        self._feeds = iter(feeds)
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        return next(self._feeds, None)

@@ -18,6 +18,10 @@ branch, and NVIDIA's TensorRT documentation):
 - Reduce* `axes`: opset 18 moved it from an attribute to an input; TensorRT 8.6's Reduce importers
   ignore that input, and 10.x require it to be an initializer ("`axes` must be an initializer").
 - Resize: "Antialiasing is not supported" (10.x tables).
+- QuantizeLinear / DequantizeLinear (explicit quantisation, the TensorRT 10 Developer Guide's "Working
+  with Quantized Types"): int8 only among the 8-bit integer types (no uint8), symmetric ("the
+  zero-point must be 0"), scale and zero point constants, per-channel scales on weights (a constant
+  data input) only, activations per tensor.
 """
 
 from __future__ import annotations
@@ -108,6 +112,32 @@ def graph_violations(model: ModelProto, version: str) -> list[str]:
             found += _topk(node, where, constants, version)
         if node.op_type == "Resize" and _attribute(node, "antialias", 0):
             found.append(f"{where}: antialiased Resize is not supported by TensorRT")
+        if node.op_type in ("QuantizeLinear", "DequantizeLinear"):
+            found += _quantize_dequantize(node, where, constants)
+    return found
+
+
+def _quantize_dequantize(node, where: str, constants: dict) -> list[str]:
+    """What TensorRT's explicit quantisation refuses in one Q or DQ node (see the module docstring)."""
+    from onnx import TensorProto, numpy_helper
+
+    found = []
+    scale = constants.get(node.input[1]) if len(node.input) > 1 else None
+    if scale is None:
+        return [f"{where}: the scale must be an initializer or Constant"]
+    zero_point = constants.get(node.input[2]) if len(node.input) > 2 and node.input[2] else None
+    if len(node.input) > 2 and node.input[2] and zero_point is None:
+        found.append(f"{where}: the zero point must be an initializer or Constant")
+    if zero_point is None and not (len(node.input) > 2 and node.input[2]):
+        found.append(f"{where}: no zero point means uint8; TensorRT quantises to int8 with zero point 0")
+    elif zero_point is not None:
+        if zero_point.data_type != TensorProto.INT8:
+            name = TensorProto.DataType.Name(zero_point.data_type)
+            found.append(f"{where}: {name} quantisation; TensorRT takes int8 (zero point 0)")
+        elif np.any(numpy_helper.to_array(zero_point)):
+            found.append(f"{where}: non-zero zero point; TensorRT takes symmetric quantisation only")
+    if int(np.prod(scale.dims)) > 1 and node.input[0] not in constants:
+        found.append(f"{where}: per-channel scales on an activation; TensorRT quantises activations per tensor")
     return found
 
 

@@ -195,3 +195,68 @@ def test_tensorrt_layers_are_traced_to_their_onnx_nodes():
     assert onnx_node_of("/blocks.0/Mul_3", nodes) == "/blocks.0/Mul"
     assert onnx_node_of("camera_out/max", nodes) == "camera_out/max"
     assert onnx_node_of("ONNXTRT_Broadcast_5", nodes) is None
+
+
+@pytest.fixture(scope="module")
+def qdq_graph(graph, tmp_path_factory):
+    """The calibrated Q/DQ int8 copy of the node-default graph, calibrated on structured frames."""
+    from dinov2_ros.export.quantize import QDQ_PRECISION, quantize_qdq
+    from dinov2_ros.runtime.graph_file import PRECISION_KEY, load_graph_metadata
+
+    spec, model = graph
+    directory = tmp_path_factory.mktemp("qdq")
+    onnx.save(model, directory / "fp32.onnx")
+    path = quantize_qdq(directory / "fp32.onnx", directory / "qdq.onnx", frames("structured", spec, batch=6))
+    assert load_graph_metadata(path)[1][PRECISION_KEY] == QDQ_PRECISION
+    return spec, onnx.load(path)
+
+
+@pytest.mark.parametrize("version", SUPPORTED)
+def test_the_qdq_int8_graph_meets_every_supported_version(qdq_graph, version):
+    """Explicit quantisation as TensorRT takes it: int8, zero points 0, per-channel weights, per-tensor
+    activations, on every supported version; the heads and LayerNorm/Softmax left unquantised."""
+    _, model = qdq_graph
+    assert graph_violations(model, version) == []
+    nodes = list(model.graph.node)
+    assert sum(node.op_type == "QuantizeLinear" for node in nodes) >= BLOCKS * 3, "qkv, proj, fc1 per block"
+    quantised_inputs = {output for node in nodes if node.op_type == "DequantizeLinear" for output in node.output}
+    for node in nodes:
+        if node.op_type in ("LayerNormalization", "Softmax") or "detection_head" in str(node.metadata_props):
+            assert not quantised_inputs & set(node.input), node.name
+
+
+def test_qdq_restrictions_are_flagged(qdq_graph):
+    _, model = qdq_graph
+    constants = {tensor.name: tensor for tensor in model.graph.initializer}
+    activation = next(
+        node for node in model.graph.node if node.op_type == "QuantizeLinear" and node.input[0] not in constants
+    )
+    broken = onnx.ModelProto()
+    broken.CopyFrom(model)
+    target = next(node for node in broken.graph.node if node.name == activation.name)
+    zero_point = next(tensor for tensor in broken.graph.initializer if tensor.name == target.input[2])
+    zero_point.CopyFrom(onnx.numpy_helper.from_array(np.array(3, np.uint8), name=zero_point.name))
+    scale = next(tensor for tensor in broken.graph.initializer if tensor.name == target.input[1])
+    scale.CopyFrom(onnx.numpy_helper.from_array(np.full(4, 0.1, np.float32), name=scale.name))
+    found = graph_violations(broken, "10.3.0")
+    where = f"QuantizeLinear node '{activation.name}'"
+    assert f"{where}: UINT8 quantisation; TensorRT takes int8 (zero point 0)" in found
+    assert f"{where}: per-channel scales on an activation; TensorRT quantises activations per tensor" in found
+    del target.input[2:]
+    assert f"{where}: no zero point means uint8; TensorRT quantises to int8 with zero point 0" in graph_violations(
+        broken, "10.3.0"
+    )
+
+
+def test_the_qdq_graph_runs_in_onnxruntime_close_to_fp32(graph, qdq_graph):
+    spec, model = graph
+    _, qdq = qdq_graph
+    inputs = inputs_for(spec, frames("structured", spec, batch=2))
+    run = lambda m: ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, inputs)  # noqa: E731
+    names = [output.name for output in model.graph.output]
+    reference, got = (dict(zip(names, run(m), strict=True)) for m in (model, qdq))
+    np.testing.assert_allclose(got["depth"], reference["depth"], atol=0.05)
+    cosine = (got["features"] * reference["features"]).sum(1) / (
+        np.linalg.norm(got["features"], axis=1) * np.linalg.norm(reference["features"], axis=1)
+    )
+    assert cosine.mean() > 0.99, cosine.mean()

@@ -217,6 +217,19 @@ def test_message_contract_across_processes(node_process, context):
         harness.close()
 
 
+def run_refused_node(tmp_path, parameters: list[str], env: dict[str, str] | None = None) -> tuple[int, str]:
+    """(exit code, log) of perception_node started as `ros2 run` does, with the launch file's parameters,
+    `parameters` (`name:=value`) and a store of its own, expected to stop on its own within a minute."""
+    arguments = ["--params-file", launch_config_path(), "-p", f"model.graph_dir:={tmp_path / 'graphs'}"]
+    arguments += [part for parameter in parameters for part in ("-p", parameter)]
+    process = start_node_process(arguments, tmp_path / "node.log", env=env)
+    try:
+        code = process.wait(timeout=60)
+    finally:
+        stop_node_process(process)
+    return code, (tmp_path / "node.log").read_text()
+
+
 @pytest.mark.subprocess
 def test_offline_pretrained_weights_refuse_configure_in_one_line(tmp_path):
     """A robot without network and without Meta's file: one line naming the file, the cache folder and
@@ -224,14 +237,7 @@ def test_offline_pretrained_weights_refuse_configure_in_one_line(tmp_path):
     The download goes to a closed local port instead of the internet (DINOV2_ROS_WEIGHTS_MIRROR)."""
     cache = tmp_path / "cache"
     offline = {"DINOV2_ROS_CACHE": str(cache), "DINOV2_ROS_WEIGHTS_MIRROR": "http://127.0.0.1:9"}
-    arguments = ["--params-file", launch_config_path(), "-p", "model.weights:=pretrained"]
-    arguments += ["-p", "model.depth_weights:=pretrained", "-p", f"model.graph_dir:={tmp_path / 'graphs'}"]
-    process = start_node_process(arguments, tmp_path / "node.log", env=offline)
-    try:
-        code = process.wait(timeout=60)
-    finally:
-        stop_node_process(process)
-    text = (tmp_path / "node.log").read_text()
+    code, text = run_refused_node(tmp_path, ["model.weights:=pretrained", "model.depth_weights:=pretrained"], offline)
     assert code == 1 and "Traceback" not in text, text
     (error,) = [line for line in text.splitlines() if "could not download" in line]
     assert "[ERROR]" in error and "configure failed: WeightsError" in error, error
@@ -249,14 +255,7 @@ def test_the_tensorrt_backend_without_tensorrt_refuses_configure_before_any_came
     frame."""
     if importlib.util.find_spec("tensorrt") is not None:
         pytest.skip("tensorrt is installed here: the fault cannot be made")
-    arguments = ["--params-file", launch_config_path(), "-p", "model.weights:=random", "-p", "backend.kind:=tensorrt"]
-    arguments += ["-p", f"model.graph_dir:={tmp_path / 'graphs'}"]
-    process = start_node_process(arguments, tmp_path / "node.log")
-    try:
-        code = process.wait(timeout=60)
-    finally:
-        stop_node_process(process)
-    text = (tmp_path / "node.log").read_text()
+    code, text = run_refused_node(tmp_path, ["model.weights:=random", "backend.kind:=tensorrt"])
     assert code == 1 and "Traceback" not in text, text
     (error,) = [line for line in text.splitlines() if "[ERROR]" in line or "[FATAL]" in line]
     assert "the TensorRT backend needs the `tensorrt` Python package" in error, error

@@ -14,11 +14,11 @@ import struct
 import threading
 
 import pytest
+from tensorrt_modules import engine_key as key
 from tiny_graphs import tiny_spec
 
 from dinov2_ros.runtime.backends.tensorrt.engine_cache import (
     EngineCache,
-    EngineKey,
     TimingCacheFile,
     read_engine_file,
     write_engine_file,
@@ -43,20 +43,6 @@ class StandInBuilder:
         if not data.startswith(ENGINE_PREFIX):
             raise RuntimeError("Serialization assertion failed: version tag mismatch")
         return data.decode()
-
-
-def key(**changes) -> EngineKey:
-    fields = dict(
-        onnx_sha256="ab" * 32,
-        tensorrt_version="10.12.0",
-        gpu_name="NVIDIA Jetson AGX Orin",
-        compute_capability="8.7",
-        multiprocessors=16,
-        cuda_driver_version=12060,
-        precision="fp16",
-        shapes="images:1x480x640x3/4x480x640x3/4x480x640x3",
-    )
-    return EngineKey(**(fields | changes))
 
 
 # a header written before the key held the CUDA driver and runtime versions and the SM count

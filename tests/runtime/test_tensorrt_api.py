@@ -21,13 +21,13 @@ from types import SimpleNamespace
 from typing import ClassVar
 
 import pytest
-from tensorrt_modules import bindings_versions, missing, run_python
+from tensorrt_modules import bindings_versions, engine_key, missing, run_python
 from tiny_graphs import frames, inputs_for, tiny_spec
 
 from dinov2_ros.export.engine_build import build_engine, build_serialized_engine, plan_build
 from dinov2_ros.runtime.backends.tensorrt import loader as loader_module
 from dinov2_ros.runtime.backends.tensorrt import runner as runner_module
-from dinov2_ros.runtime.backends.tensorrt.engine_cache import EngineKey, TimingCacheFile
+from dinov2_ros.runtime.backends.tensorrt.engine_cache import TimingCacheFile
 from dinov2_ros.runtime.backends.tensorrt.loader import (
     PRECISIONS,
     EngineLoader,
@@ -147,20 +147,6 @@ def test_build_touches_exactly_what_its_plan_lists(exported, monkeypatch, tmp_pa
     assert touched - planned == set(), "touched but not in the plan"
     assert planned - touched <= ERROR_PATH_ONLY, "planned but never touched"
     assert {"IBuilderConfig.clear_flag", "BuilderFlag.TF32"} <= touched, "TF32 (on by default) is cleared"
-
-
-def engine_key(**changes) -> EngineKey:
-    fields = dict(
-        onnx_sha256="ab" * 32,
-        tensorrt_version="10.3.0",
-        gpu_name="NVIDIA Jetson AGX Orin",
-        compute_capability="8.7",
-        multiprocessors=16,
-        cuda_driver_version=12060,
-        precision="fp16",
-        shapes="images:1x480x640x3/1x480x640x3/4x480x640x3",
-    )
-    return EngineKey(**(fields | changes))
 
 
 def leaves(names) -> set[str]:

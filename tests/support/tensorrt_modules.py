@@ -52,3 +52,20 @@ def run_python(code: str, version: str | None = None, cuda_python: bool = False)
         paths.append(str(CUDA_PYTHON))
     env["PYTHONPATH"] = os.pathsep.join(paths)
     return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+
+
+def engine_key(**changes):
+    """An EngineKey of a Jetson AGX Orin on TensorRT 10.12 (fields replaced by `changes`), for tests."""
+    from dinov2_ros.runtime.backends.tensorrt.engine_cache import EngineKey
+
+    fields = dict(
+        onnx_sha256="ab" * 32,
+        tensorrt_version="10.12.0",
+        gpu_name="NVIDIA Jetson AGX Orin",
+        compute_capability="8.7",
+        multiprocessors=16,
+        cuda_driver_version=12060,
+        precision="fp16",
+        shapes="images:1x480x640x3/4x480x640x3/4x480x640x3",
+    )
+    return EngineKey(**(fields | changes))

@@ -21,7 +21,13 @@ from vision_msgs.msg import Detection2DArray, Detection3DArray, LabelInfo
 from visualization_msgs.msg import MarkerArray
 
 from dinov2_ros.perception.frame import FrameResult
-from dinov2_ros.ros.messages.detections import to_detection2d_array, to_detection3d_array, to_label_info
+from dinov2_ros.perception.object_points import object_points
+from dinov2_ros.ros.messages.detections import (
+    detection_number,
+    to_detection2d_array,
+    to_detection3d_array,
+    to_label_info,
+)
 from dinov2_ros.ros.messages.images import (
     camera_info_for_output,
     debug_image_message,
@@ -29,7 +35,7 @@ from dinov2_ros.ros.messages.images import (
     to_instances_messages,
 )
 from dinov2_ros.ros.messages.markers import to_markers
-from dinov2_ros.ros.messages.points import depth_points, to_point_cloud
+from dinov2_ros.ros.messages.points import depth_points, to_object_point_cloud, to_point_cloud
 
 OUTPUT_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
 LATCHED_QOS = QoSProfile(
@@ -46,6 +52,7 @@ class OutputOptions:
 
     points_stride: int = 4
     debug_max_depth_m: float = 5.0
+    object_points_stride: int = 2
 
 
 class CameraOutputs:
@@ -62,6 +69,7 @@ class CameraOutputs:
         self.depth = publish(Image, out + "depth/image", OUTPUT_QOS)
         self.depth_info = publish(CameraInfo, out + "depth/camera_info", OUTPUT_QOS)
         self.points = publish(PointCloud2, out + "points", OUTPUT_QOS) if points else None
+        self.object_points = publish(PointCloud2, out + "objects/points", OUTPUT_QOS)
         self.markers = publish(MarkerArray, out + "markers", OUTPUT_QOS)
         # the picture is pixel-aligned with the camera image, so the input's CameraInfo describes it
         self.debug_image = publish(Image, out + "debug/image", OUTPUT_QOS)
@@ -109,6 +117,10 @@ class CameraOutputs:
             and subscribed(points)
         ):
             points.publish(to_point_cloud(depth_points(result, options.points_stride), header))
+        if result.without_3d is None and subscribed(self.object_points):
+            ids = [detection_number(detection, index) for index, detection in enumerate(result.detections)]
+            objects = object_points(result, ids, options.object_points_stride)
+            self.object_points.publish(to_object_point_cloud(objects, header))
         if subscribed(self.markers):
             self.markers.publish(to_markers(result, header, labels))
         if subscribed(self.debug_image):

@@ -54,6 +54,9 @@ NODE_PARAMETERS: dict[str, Setting] = {
     ),
     "output.points": Setting(False, "publish dinov2/points (PointCloud2) from the depth output"),
     "output.points_stride": Setting(4, "use every n-th pixel in each direction for dinov2/points", range=(1, 64)),
+    "output.object_points_stride": Setting(
+        2, "use every n-th pixel in each direction for dinov2/objects/points", range=(1, 64)
+    ),
     "output.debug_max_depth_m": Setting(
         5.0, "depth shown at the end of the colour map in dinov2/debug/image", range=(0.1, 100.0)
     ),

@@ -222,7 +222,9 @@ class PerceptionNode(LifecycleNode):
         self._batch_policy = BatchPolicy(
             option("scheduling.wait_for_new_frame"), int(option("scheduling.batch_wait_s") * 1e9)
         )
-        self._output_options = OutputOptions(option("output.points_stride"), option("output.debug_max_depth_m"))
+        self._output_options = OutputOptions(
+            option("output.points_stride"), option("output.debug_max_depth_m"), option("output.object_points_stride")
+        )
         if "output.points" in values:  # dinov2/points is advertised only while it is on
             for outputs in self.outputs.values():
                 outputs.set_points(values["output.points"], active=self._state == "active")

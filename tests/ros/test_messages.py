@@ -135,3 +135,22 @@ def test_debug_image_without_depth_tints_masks_and_nothing_else():
     colour = np.array([int(c * 255) for c in class_colour(3)])
     np.testing.assert_array_equal(picture[15, 20], colour // 2)  # inside the mask, off the outline
     assert not picture[25:].any(), "below every box and caption the black image stays black"
+
+
+def test_object_point_cloud_is_pcl_point_xyzrgbl_by_field_name():
+    """x, y, z float32 metres, rgb packed as PCL packs it (0x00RRGGBB in a float32's bytes), label the
+    object's id: what pcl::fromROSMsg reads into PointXYZRGBL and RViz colours by."""
+    from dinov2_ros.perception.object_points import ObjectPoints
+    from dinov2_ros.ros.messages.points import to_object_point_cloud
+
+    points = np.array([[0.1, -0.2, 0.8], [0.0, 0.0, 1.5]], np.float32)
+    rgb = np.array([[255, 128, 1], [0, 0, 0]], np.uint8)
+    cloud = to_object_point_cloud(ObjectPoints(points, rgb, np.array([7, 42], np.uint32)), HEADER)
+    assert cloud.header == HEADER and (cloud.height, cloud.width, cloud.point_step) == (1, 2, 20)
+    fields = {f.name: (f.offset, f.datatype, f.count) for f in cloud.fields}
+    assert fields == {"x": (0, 7, 1), "y": (4, 7, 1), "z": (8, 7, 1), "rgb": (12, 7, 1), "label": (16, 6, 1)}
+    raw = np.frombuffer(bytes(cloud.data), np.uint8).reshape(2, 20)
+    np.testing.assert_array_equal(raw[:, :12].copy().view(np.float32), points)
+    assert raw[0, 12:16].copy().view(np.uint32)[0] == 0xFF8001
+    assert raw[:, 16:20].copy().view(np.uint32).ravel().tolist() == [7, 42]
+    assert not cloud.is_bigendian and cloud.is_dense

@@ -29,7 +29,7 @@ from rcl_interfaces.msg import Parameter as ParameterMsg
 from rcl_interfaces.srv import SetParameters
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
-from sensor_msgs.msg import CameraInfo, Image
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from vision_msgs.msg import Detection2DArray, Detection3DArray, LabelInfo
 from visualization_msgs.msg import Marker, MarkerArray
 
@@ -123,6 +123,7 @@ def test_message_contract_across_processes(node_process, context):
     debug = harness.record(Image, topic + "debug/image")
     instances = harness.record(Image, topic + "instances/image")
     instances_info = harness.record(CameraInfo, topic + "instances/camera_info")
+    object_points = harness.record(PointCloud2, topic + "objects/points")
     sent: dict[int, tuple] = {}
     stamp = [0]
 
@@ -201,6 +202,13 @@ def test_message_contract_across_processes(node_process, context):
         assert tracked[0] == tracked[1] == tracked[2] and all(i.isdigit() and int(i) > 0 for i in tracked[0])
         ids_3d = next(sorted(d.id for d in m.detections) for m in reversed(objects) if m.detections)
         assert set(ids_3d) <= set(tracked[-1])
+
+        # each object's points, labelled with its id (published only while subscribed)
+        cloud = next(c for c in reversed(object_points) if c.width)
+        posed = next(m for m in objects if m.header.stamp == cloud.header.stamp)
+        assert cloud.header == posed.header and [f.name for f in cloud.fields] == ["x", "y", "z", "rgb", "label"]
+        labels = np.frombuffer(bytes(cloud.data), np.uint8).reshape(-1, 20)[:, 16:20].copy().view(np.uint32)
+        assert cloud.width > 0 and {str(v) for v in labels.ravel()} <= {d.id for d in posed.detections}
 
         # markers and debug image (published only while subscribed)
         kinds = [m.type for m in markers[-1].markers]

@@ -92,13 +92,13 @@ def fit_from_depths(
     tops = np.concatenate([[0], np.cumsum(heights + reach_px)[:-1]])  # each crop's first canvas row
     shape = (int(tops[-1] + heights[-1]), int(max(widths.max(), 1)))
     crops, regions = np.full(shape, np.nan, depth_m.dtype), np.zeros(shape, np.uint8)
-    lens_valid = np.isfinite(camera.normalized_pixel_grid()[0]) if camera.has_distortion else None
+    rays = camera.normalized_pixel_grid()[0] if camera.has_distortion else None  # x/z of each pixel
     for k, (mask, box) in enumerate(zip(masks, corners, strict=True)):
         rows, cols = slice(y1[k], y2[k]), slice(x1[k], x2[k])
         into = (slice(tops[k], tops[k] + heights[k]), slice(0, widths[k]))
         crops[into] = depth_m[rows, cols]
-        if lens_valid is not None:  # pixels where the lens model has no inverse give no points
-            crops[into][~lens_valid[rows, cols]] = np.nan
+        if rays is not None:  # pixels where the lens model has no inverse give no points
+            crops[into][~np.isfinite(rays[rows, cols])] = np.nan
         if mask is None:  # the box itself, within its window
             top, bottom = (min(max(v - y1[k], 0), heights[k]) for v in (int(box[1]), math.ceil(box[3])))
             left, right = (min(max(v - x1[k], 0), widths[k]) for v in (int(box[0]), math.ceil(box[2])))

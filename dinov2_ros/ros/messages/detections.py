@@ -46,7 +46,7 @@ def object_pose(detection: Detection) -> Pose:
 
 # The arrays below fill default-constructed messages in place: a message constructor builds the
 # default of every field, including those passed as keywords, so nesting constructors builds each
-# field twice (at 10 objects: 0.4 ms against 0.25 ms for both arrays).
+# field twice (at 10 objects: 0.43 ms against 0.31 ms for both arrays).
 
 
 def to_detection3d_array(result: FrameResult, header: Header) -> Detection3DArray:

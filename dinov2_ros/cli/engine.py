@@ -27,13 +27,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _build_engine(args: argparse.Namespace) -> int:
+    from dinov2_ros.cli.calibration import calibration_images
     from dinov2_ros.export.graph_builder import GraphBuilder
     from dinov2_ros.runtime.backends.tensorrt.cuda_runtime import CudaUnavailableError
 
     try:
         # the node's file may name another backend for this machine: the engine is TensorRT's either way
         settings = settings_from_args(args).replace(backend="tensorrt")
-        builder = GraphBuilder(settings)
+        builder = GraphBuilder(settings, lambda: calibration_images(settings.calibration))
         for height, width in args.camera or [(480, 640)]:
             with builder.open(height, width) as backend:  # built, then loaded as the node loads it
                 print(

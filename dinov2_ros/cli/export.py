@@ -37,10 +37,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _export(args: argparse.Namespace) -> int:
+    from dinov2_ros.cli.calibration import calibration_images
     from dinov2_ros.export.graph_builder import GraphBuilder
 
     try:
-        builder = GraphBuilder(settings_from_args(args))
+        settings = settings_from_args(args)
+        builder = GraphBuilder(settings, lambda: calibration_images(settings.calibration))
         for height, width in args.camera or [(480, 640)]:
             # TensorRT engines are built where they run (`build-engine`); export writes their graphs
             for path in builder.make(height, width, opset=args.opset, engine=False):

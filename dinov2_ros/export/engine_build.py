@@ -11,6 +11,10 @@ TensorRT 10.x to 11.x": weak typing deprecated in 10.12, removed in 11.0):
   (`mixed_precision.fp16_graph`, the same nodes fp32; made in memory and parsed from bytes);
   `NetworkDefinitionCreationFlag.STRONGLY_TYPED` on 10.x, the default (no flag) on 11.x;
 - fp32: the fp32 graph as it is (strongly typed from 10.12 on, where the types come from the graph).
+- int8: the calibrated Q/DQ graph (`quantize.quantize_qdq`), explicit quantisation, TensorRT 10's
+  supported int8 route: on 10.0 .. 10.11 weakly typed with `BuilderFlag.INT8` and `FP16` (the layers
+  between the Q/DQ pairs in fp16) and the same fp32 set pinned; from 10.12 strongly typed, the types
+  as the graph gives them (int8 between the Q/DQ pairs, fp32 elsewhere).
 On every route `BuilderFlag.TF32` is cleared: TensorRT sets it by default (the bindings' IBuilderConfig
 documentation, 10.3 and 11.4), which lets fp32 matrix products and convolutions run in TF32 (a 10-bit
 mantissa) on Ampere and later GPUs, Orin included; fp32 must mean fp32, both for an fp32 engine and for
@@ -128,21 +132,25 @@ class BuildPlan:
 
 
 def plan_build(tensorrt_version: str, precision: str) -> BuildPlan:
-    """The build route for `precision` ("fp16"/"fp32") on `tensorrt_version`; UnsupportedTensorRTError below 10.0."""
+    """The build route for `precision` ("fp16"/"fp32"/"int8") on `tensorrt_version`; UnsupportedTensorRTError below 10.0."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     check_version(tensorrt_version)
     version = parse_version(tensorrt_version)
     strong = version >= STRONG_TYPING_FROM
-    fp16 = precision == "fp16"
+    fp16, int8 = precision == "fp16", precision == "int8"
+    weak_flags = {
+        "fp16": ("FP16", "OBEY_PRECISION_CONSTRAINTS"),
+        "int8": ("INT8", "FP16", "OBEY_PRECISION_CONSTRAINTS"),
+    }
     return BuildPlan(
         tensorrt_version=tensorrt_version,
         precision=precision,
         strongly_typed=strong,
         fp16_graph=strong and fp16,
-        pin_fp32_layers=fp16 and not strong,
+        pin_fp32_layers=(fp16 or int8) and not strong,
         network_flags=("STRONGLY_TYPED",) if strong and version[0] == 10 else (),
-        builder_flags=("FP16", "OBEY_PRECISION_CONSTRAINTS") if fp16 and not strong else (),
+        builder_flags=() if strong else weak_flags.get(precision, ()),
     )
 
 

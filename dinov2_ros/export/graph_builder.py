@@ -9,6 +9,7 @@ camera's ends (about 3 s). torch is imported only where a core must be exported.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import logging
 import time
@@ -16,14 +17,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
+import numpy as np
+
 from dinov2_ros.export.camera_graph import DamagedCoreError, compose_camera_graph
 from dinov2_ros.export.engine_build import build_engine
-from dinov2_ros.export.quantize import quantize_graph
+from dinov2_ros.export.quantize import quantize_graph, quantize_qdq
 from dinov2_ros.runtime.backend_opener import BackendOpener
 from dinov2_ros.runtime.backends import Backend
 from dinov2_ros.runtime.backends.tensorrt.cuda_runtime import import_cudart, require_cuda
 from dinov2_ros.runtime.backends.tensorrt.loader import EngineLoader, import_tensorrt
-from dinov2_ros.runtime.graph_file import CORE_SPEC_KEY
+from dinov2_ros.runtime.graph_file import CORE_SPEC_KEY, QDQ_PRECISION
 from dinov2_ros.runtime.graph_spec import GraphSpec
 from dinov2_ros.runtime.model_settings import ModelSettings
 
@@ -35,11 +38,16 @@ class GraphBuilder:
     """The build half beside `opener` (a BackendOpener of the same settings): `make(height, width)`
     writes every file the backend needs for that size; `open(height, width)` makes them, then opens."""
 
-    def __init__(self, settings: ModelSettings) -> None:
+    def __init__(
+        self, settings: ModelSettings, calibration_images: Callable[[], list[np.ndarray]] | None = None
+    ) -> None:
+        """`calibration_images()` gives the frames TensorRT's int8 graph is calibrated on (the CLI reads
+        `backend.calibration`); needed only where that graph must be made."""
         self.opener = BackendOpener(settings)
         self.settings = settings
         self.store = self.opener.store
         self.provenance = self.opener.provenance
+        self._calibration_images = calibration_images
 
     def spec_for(self, height: int, width: int) -> GraphSpec:
         return self.opener.spec_for(height, width)
@@ -53,7 +61,10 @@ class GraphBuilder:
         if self.settings.backend == "tensorrt" and engine:  # at once without TensorRT or CUDA, not after an export
             import_tensorrt()
             require_cuda(import_cudart())
-        paths = [self.graph_file(height, width, opset)]
+        if self.opener.graph_precision == QDQ_PRECISION:
+            paths = [self.qdq_graph_file(height, width, opset)]
+        else:
+            paths = [self.graph_file(height, width, opset)]
         if self.settings.backend == "tensorrt" and engine:
             paths.append(self.engine(height, width, paths[0]))
         return paths
@@ -85,14 +96,40 @@ class GraphBuilder:
         LOG.info("int8 graph for %dx%d frames: %s", width, height, path)
         return path
 
+    def qdq_graph_file(self, height: int, width: int, opset: int | None = None) -> Path:
+        """TensorRT's stored int8 Q/DQ graph for `height` x `width` frames, calibrated on
+        `backend.calibration`; made from the fp32 graph (exported first where missing) when the store
+        has none for these frames."""
+        spec = self.spec_for(height, width)
+        path = self.opener.find_graph_file(spec, QDQ_PRECISION)
+        if path is None:
+            if self._calibration_images is None:
+                raise ValueError("making an int8 Q/DQ graph needs calibration images; GraphBuilder was given none")
+            fp32 = self.graph_file(height, width, opset)
+            start = time.monotonic()
+            images = self._calibration_images()
+            calibration = hashlib.sha256(self.opener.calibration.encode()).hexdigest()[:8]  # one file per calibration
+            output = self.store.graph_path(spec, self.provenance).with_suffix(f".{QDQ_PRECISION}-{calibration}.onnx")
+            path = quantize_qdq(fp32, output, images, calibration=self.opener.calibration)
+            LOG.info(
+                "made the int8 Q/DQ graph '%s' from %d calibration frames in %.0f s",
+                spec.key,
+                len(images),
+                time.monotonic() - start,
+            )
+        LOG.info("int8 Q/DQ graph for %dx%d frames: %s", width, height, path)
+        return path
+
     def engine(self, height: int, width: int, graph: Path | None = None) -> Path:
         """The TensorRT engine for `height` x `width` frames in the store's engine cache, built on this
         machine's GPU when the cache lacks it (minutes); its file."""
         s = self.settings
+        if graph is None:
+            int8 = self.opener.graph_precision == QDQ_PRECISION
+            graph = self.qdq_graph_file(height, width) if int8 else self.graph_file(height, width)
         loader = EngineLoader(
-            graph or self.graph_file(height, width), self.spec_for(height, width), s.backend_precision, s.max_batch,
-            self.store.engine_dir, s.opt_batch,
-        )  # fmt: skip
+            graph, self.spec_for(height, width), s.backend_precision, s.max_batch, self.store.engine_dir, s.opt_batch
+        )
         return build_engine(loader)
 
     def _make_int8(self, spec: GraphSpec, opset: int | None) -> Path:

@@ -42,7 +42,15 @@ import numpy as np
 
 from dinov2_ros.export.camera_graph import graph_digest, load_core, quiet_onnx_tools, save_model_atomic, set_metadata
 from dinov2_ros.export.mixed_precision import fp32_nodes, name_scopes
-from dinov2_ros.runtime.graph_file import CORE_DIGEST_KEY, CORE_SPEC_KEY, PRECISION_KEY, SPEC_KEY, load_graph_metadata
+from dinov2_ros.runtime.graph_file import (
+    CALIBRATION_KEY,
+    CORE_DIGEST_KEY,
+    CORE_SPEC_KEY,
+    PRECISION_KEY,
+    QDQ_PRECISION,
+    SPEC_KEY,
+    load_graph_metadata,
+)
 
 LOG = logging.getLogger(__name__)
 
@@ -95,27 +103,29 @@ def quantize_matmuls(onnx_path: str | os.PathLike, output_path: str | os.PathLik
     return Path(output_path)
 
 
-QDQ_PRECISION = "int8-qdq"  # PRECISION_KEY of a calibrated Q/DQ graph
 CALIBRATION_SEED = 0
 
 
 def quantize_qdq(
-    onnx_path: str | os.PathLike, output_path: str | os.PathLike, images: np.ndarray, key: str = SPEC_KEY
+    onnx_path: str | os.PathLike,
+    output_path: str | os.PathLike,
+    images: Sequence[np.ndarray],
+    key: str = SPEC_KEY,
+    calibration: str = "",
 ) -> Path:
     """Write the calibrated Q/DQ int8 copy of the exported fp32 graph (or, with `key=CORE_SPEC_KEY`,
-    core) at `onnx_path` to `output_path`; returns it. `images` (N, H, W, 3) uint8 RGB frames of any
-    size calibrate the activation scales (the graph's own preprocessing, stretched to its input);
-    a few dozen frames like the cell's are enough. ValueError without frames."""
+    core) at `onnx_path` to `output_path`; returns it. `images`, (H, W, 3) uint8 RGB frames of any
+    sizes, calibrate the activation scales (through the graph's own preprocessing, stretched to its
+    input); a few dozen frames like the cell's are enough. `calibration` names them in the metadata
+    (CALIBRATION_KEY), so a graph calibrated on other frames is told apart. ValueError without frames."""
     import onnx
 
     onnx_path, output_path = Path(onnx_path), Path(output_path)
     if onnx_path.resolve() == output_path.resolve():
         raise ValueError(f"output_path must differ from the fp32 input {onnx_path}")
-    images = np.asarray(images)
-    if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8 or not len(images):
-        raise ValueError(
-            f"calibration images must be (N, H, W, 3) uint8 RGB with N >= 1, got {images.dtype} {images.shape}"
-        )
+    if not len(images) or any(image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8 for image in images):
+        found = [f"{image.dtype} {image.shape}" for image in images[:3]]
+        raise ValueError(f"calibration needs at least one (H, W, 3) uint8 RGB image, got {len(images)}: {found}")
     spec, metadata = load_graph_metadata(onnx_path, key=key)
     model = onnx.load(onnx_path)
     feeds = calibration_feeds(model, spec, images)
@@ -124,6 +134,7 @@ def quantize_qdq(
     )
     with tempfile.TemporaryDirectory(dir=output_path.parent) as scratch:
         quantized = quantize_matmuls_qdq(onnx_path, Path(scratch) / "qdq.onnx", feeds, fp32_nodes(model, spec))
+        metadata[CALIBRATION_KEY] = calibration
         return _save_quantized(onnx.load_model(quantized), metadata, QDQ_PRECISION, key, output_path)
 
 
@@ -166,7 +177,7 @@ def quantize_matmuls_qdq(
     return Path(output_path)
 
 
-def calibration_feeds(model, spec, images: np.ndarray) -> list[dict[str, np.ndarray]]:
+def calibration_feeds(model, spec, images: Sequence[np.ndarray]) -> list[dict[str, np.ndarray]]:
     """One input dict per frame for `model` (a camera graph: uint8 `images` at the camera size; a core:
     normalised `model_input`), with fixed random unit prototypes (the exemplar head is not quantised)."""
     names = {graph_input.name for graph_input in model.graph.input}

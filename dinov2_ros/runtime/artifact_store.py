@@ -13,6 +13,7 @@ here, and the node searches here and logs why it skips each other file.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from pathlib import Path
 
 from dinov2_ros.runtime.graph_file import CORE_SPEC_KEY, PRECISION_KEY, PROVENANCE_KEY, SPEC_KEY, load_graph_metadata
@@ -52,20 +53,20 @@ class ArtifactStore:
         return self.core_dir / graph_file_name(core, provenance, core=True)
 
     def find(
-        self, spec: GraphSpec, provenance: Provenance, precision: str = "fp32"
+        self, spec: GraphSpec, provenance: Provenance, precision: str = "fp32", required: Mapping[str, str] = {}
     ) -> tuple[Path | None, list[tuple[Path, str]]]:
-        """(the graph for `spec`, `provenance` and `precision`, or None; every other file with why it was
-        skipped, except the same graph in another precision).
+        """(the graph for `spec`, `provenance` and `precision` whose metadata also holds `required`, or
+        None; every other file with why it was skipped, except the same graph in another precision).
 
         Reads only the metadata of each `*.onnx` file (a few small reads each, not the weights).
         """
-        return _find(self._entries(self.directory, SPEC_KEY), spec, provenance, precision)
+        return _find(self._entries(self.directory, SPEC_KEY), spec, provenance, precision, required)
 
     def find_core(
         self, core: GraphSpec, provenance: Provenance, precision: str = "fp32"
     ) -> tuple[Path | None, list[tuple[Path, str]]]:
         """`find` for the core `core` (a `GraphSpec.core()`) among the stored cores."""
-        return _find(self._entries(self.core_dir, CORE_SPEC_KEY), core, provenance, precision)
+        return _find(self._entries(self.core_dir, CORE_SPEC_KEY), core, provenance, precision, {})
 
     def graphs(self) -> list[tuple[Path, GraphSpec, dict[str, str]]]:
         """Every readable dinov2_ros graph in the store with its spec and metadata."""
@@ -87,12 +88,12 @@ class ArtifactStore:
 
 
 def _find(
-    entries, spec: GraphSpec, provenance: Provenance, precision: str
+    entries, spec: GraphSpec, provenance: Provenance, precision: str, required: Mapping[str, str]
 ) -> tuple[Path | None, list[tuple[Path, str]]]:
     skipped: list[tuple[Path, str]] = []
     found = None
     for path, stored, metadata, error in entries:
-        reasons = [error] if error else mismatches(stored, metadata, spec, provenance, precision)
+        reasons = [error] if error else mismatches(stored, metadata, spec, provenance, precision, required)
         if not reasons and found is None:
             found = path
         elif error:
@@ -103,9 +104,15 @@ def _find(
 
 
 def mismatches(
-    stored: GraphSpec, metadata: dict[str, str], spec: GraphSpec, provenance: Provenance, precision: str = "fp32"
+    stored: GraphSpec,
+    metadata: dict[str, str],
+    spec: GraphSpec,
+    provenance: Provenance,
+    precision: str = "fp32",
+    required: Mapping[str, str] = {},
 ) -> list[str]:
-    """Why a stored graph (its spec and metadata) is not the one for `spec`, `provenance`, `precision`; [] if it is."""
+    """Why a stored graph (its spec and metadata) is not the one for `spec`, `provenance`, `precision`
+    and the `required` metadata values; [] if it is."""
     try:
         stored_provenance = Provenance.from_json(metadata.get(PROVENANCE_KEY, "{}"))
     except ValueError as error:
@@ -113,4 +120,9 @@ def mismatches(
     reasons = spec.differences(stored) + provenance.differences(stored_provenance)
     if metadata.get(PRECISION_KEY) != precision:
         reasons.append(f"precision {metadata.get(PRECISION_KEY)!r} -> {precision!r}")
+    reasons += [
+        f"{key.removeprefix('dinov2_ros.')} {metadata.get(key)!r} -> {value!r}"
+        for key, value in required.items()
+        if metadata.get(key) != value
+    ]
     return reasons

@@ -20,7 +20,7 @@ from dinov2_ros.runtime.backends import Backend, create_backend
 from dinov2_ros.runtime.backends.tensorrt.cuda_runtime import import_cudart, require_cuda
 from dinov2_ros.runtime.backends.tensorrt.loader import EngineLoader, check_version, import_tensorrt
 from dinov2_ros.runtime.backends.tensorrt.runner import TensorRTRunner
-from dinov2_ros.runtime.graph_file import PRECISION_KEY, graph_class_names
+from dinov2_ros.runtime.graph_file import CALIBRATION_KEY, PRECISION_KEY, QDQ_PRECISION, graph_class_names
 from dinov2_ros.runtime.graph_spec import GraphSpec
 from dinov2_ros.runtime.model_settings import ModelSettings
 from dinov2_ros.runtime.provenance import provenance_of
@@ -28,6 +28,9 @@ from dinov2_ros.weights.cache import WeightsError, fetch
 from dinov2_ros.weights.variants import VARIANTS, get_variant
 
 LOG = logging.getLogger(__name__)
+
+SYNTHETIC_CALIBRATION = "synthetic tabletop scenes"  # backend.calibration "": the CLI renders them
+GRAPH_NAMES = {"int8": "int8 graph", QDQ_PRECISION: "int8 Q/DQ graph"}
 
 
 class MissingArtifactError(FileNotFoundError):
@@ -58,10 +61,19 @@ class BackendOpener:
 
     @property
     def graph_precision(self) -> str:
-        """The precision of the stored graph the backend runs: int8 for ONNX Runtime at int8, else fp32
-        (TensorRT builds its fp16 engines from the fp32 graph; PyTorch runs no stored graph)."""
+        """The precision of the stored graph the backend runs: int8 (dynamic) for ONNX Runtime at int8,
+        the calibrated Q/DQ graph for TensorRT at int8, else fp32 (TensorRT builds its fp32 and fp16
+        engines from the fp32 graph; PyTorch runs no stored graph)."""
         s = self.settings
-        return "int8" if s.backend == "onnxruntime" and s.backend_precision == "int8" else "fp32"
+        if s.backend_precision == "int8":
+            return QDQ_PRECISION if s.backend == "tensorrt" else "int8"
+        return "fp32"
+
+    @property
+    def calibration(self) -> str:
+        """What a Q/DQ graph of these settings is calibrated on, as its metadata records it."""
+        folder = self.settings.calibration
+        return str(Path(folder).expanduser().resolve()) if folder else SYNTHETIC_CALIBRATION
 
     def embed_dim(self) -> int:
         """The encoder width: from a stored graph or core of this variant, else from the variant table.
@@ -88,8 +100,11 @@ class BackendOpener:
         return self.settings.spec_for(height, width, self.embed_dim())
 
     def find_graph_file(self, spec: GraphSpec, precision: str | None = None) -> Path | None:
-        """The stored graph for `spec` (in the backend's precision unless `precision`), or None."""
-        return self.logged(*self.store.find(spec, self.provenance, precision or self.graph_precision))
+        """The stored graph for `spec` (in the backend's precision unless `precision`; a Q/DQ graph
+        calibrated on `calibration`), or None."""
+        precision = precision or self.graph_precision
+        required = {CALIBRATION_KEY: self.calibration} if precision == QDQ_PRECISION else {}
+        return self.logged(*self.store.find(spec, self.provenance, precision, required))
 
     def find_core_file(self, spec: GraphSpec, precision: str = "fp32") -> Path | None:
         """The stored core `spec`'s graph is composed from, or None."""
@@ -213,9 +228,7 @@ class BackendOpener:
                 f"{self.store.directory} holds no {self.graph_precision} graph for {width}x{height} frames "
                 f"('{spec.key}'); make it with `{self.build_command_line(height, width)}`"
             )
-        LOG.info(
-            "%s for %dx%d frames: %s", "int8 graph" if self.graph_precision == "int8" else "graph", width, height, graph
-        )
+        LOG.info("%s for %dx%d frames: %s", GRAPH_NAMES.get(self.graph_precision, "graph"), width, height, graph)
         if s.backend == "onnxruntime":
             return create_backend("onnxruntime", spec, onnx_path=graph, device=s.device, threads=s.threads)
         return TensorRTRunner(self._engine_loader(graph, spec))

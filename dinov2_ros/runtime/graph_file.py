@@ -24,6 +24,8 @@ VERSION_KEY = "dinov2_ros.version"
 PRECISION_KEY = "dinov2_ros.precision"
 CLASS_NAMES_KEY = "dinov2_ros.class_names"  # JSON list: a trained detection head's class names by id
 PROVENANCE_KEY = "dinov2_ros.provenance"  # JSON: what the weights were, by content (artifact_store.Provenance)
+CALIBRATION_KEY = "dinov2_ros.calibration"  # a Q/DQ graph's calibration frames (`backend.calibration`)
+QDQ_PRECISION = "int8-qdq"  # PRECISION_KEY of a calibrated Q/DQ int8 graph (TensorRT's int8)
 
 
 class ForeignGraphError(ValueError):

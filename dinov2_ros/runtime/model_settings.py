@@ -21,7 +21,7 @@ BACKENDS = ("onnxruntime", "tensorrt", "torch")
 DETECTORS = ("exemplar", "center", "none")
 PRECISIONS = ("auto", "fp32", "fp16", "int8")
 # what each backend can run; "auto" is the first
-BACKEND_PRECISIONS = {"tensorrt": ("fp16", "fp32"), "onnxruntime": ("fp32", "int8"), "torch": ("fp32", "fp16")}
+BACKEND_PRECISIONS = {"tensorrt": ("fp16", "fp32", "int8"), "onnxruntime": ("fp32", "int8"), "torch": ("fp32", "fp16")}
 DEFAULT_GRAPH_DIR = "~/.cache/dinov2_ros/graphs"
 _GROUPS = ("model.", "backend.")
 
@@ -92,7 +92,7 @@ MODEL_SETTINGS: dict[str, Setting] = {
     "backend.precision": _model(
         "precision",
         "auto",
-        "auto (tensorrt fp16, else fp32), fp32, fp16 (tensorrt, torch on cuda) or int8 (onnxruntime)",
+        "auto (tensorrt fp16, else fp32), fp32, fp16 (tensorrt, torch on cuda) or int8 (onnxruntime, tensorrt)",
         choices=PRECISIONS,
     ),
     "backend.max_batch": _model(
@@ -102,6 +102,9 @@ MODEL_SETTINGS: dict[str, Setting] = {
         "opt_batch", 0, "frames per call TensorRT tunes its engine for; 0: one per camera (cameras)", (0, 64)
     ),
     "backend.threads": _model("threads", 0, "ONNX Runtime CPU threads; 0 lets it choose", (0, 256)),
+    "backend.calibration": _model(
+        "calibration", "", "TensorRT int8: a folder of the cell's frames to calibrate on; empty: synthetic scenes"
+    ),
 }
 
 
@@ -129,6 +132,7 @@ class ModelSettings:
     max_batch: int
     opt_batch: int  # 0 in a parameter file: resolved to the number of cameras by from_values
     threads: int
+    calibration: str  # TensorRT int8's calibration frames: a folder, or "" for the synthetic scenes
 
     def cli_options(self) -> list[str]:
         """These settings as `dinov2-ros` options (`--variant vits14 --weights ...`), every one spelt out."""

@@ -308,3 +308,46 @@ def test_a_damaged_core_is_refused_and_a_graph_with_non_finite_outputs_is_not_st
     with pytest.raises(RuntimeError, match=r"non-finite values .* so it was not stored"):
         compose_camera_graph(spec, core, target)
     assert not target.exists() and not list(tmp_path.glob(".graph.onnx.*")), "nothing half-written is left"
+
+
+@pytest.mark.export
+def test_tensorrt_int8_builds_from_a_calibrated_qdq_graph_kept_per_calibration(tmp_path, caplog):
+    """backend tensorrt at int8: `make` (without the engine, which needs a GPU) writes the Q/DQ graph,
+    calibrated on the frames given, from the fp32 graph; the next lookup finds it without calibrating
+    again; frames from another backend.calibration make another. The engine loader takes the Q/DQ
+    graph for int8 and refuses the fp32 one (and the Q/DQ one for fp16)."""
+    from dinov2_ros.runtime.backends.tensorrt.loader import EngineLoader
+    from dinov2_ros.runtime.graph_file import CALIBRATION_KEY, QDQ_PRECISION
+
+    model = settings(tmp_path, **{"backend.kind": "tensorrt", "backend.precision": "int8"})
+    store(model)
+    calls = []
+
+    def frames() -> list[np.ndarray]:
+        calls.append(1)
+        rng = np.random.default_rng(len(calls))
+        return [rng.integers(0, 256, (60 + 10 * k, 80, 3), dtype=np.uint8) for k in range(4)]  # sizes differ
+
+    builder = GraphBuilder(model, frames)
+    assert builder.opener.missing(*CAMERA) == f"the {QDQ_PRECISION} graph '{builder.spec_for(*CAMERA).key}'"
+    with caplog.at_level(logging.INFO, logger="dinov2_ros"):
+        (qdq,) = builder.make(*CAMERA, engine=False)
+    metadata = load_graph_metadata(qdq)[1]
+    assert (metadata[PRECISION_KEY], metadata[CALIBRATION_KEY]) == (QDQ_PRECISION, "synthetic tabletop scenes")
+    assert "made the int8 Q/DQ graph" in caplog.text and "from 4 calibration frames" in caplog.text
+    assert builder.make(*CAMERA, engine=False) == [qdq] and len(calls) == 1, "found, not calibrated again"
+    assert any(node.op_type == "QuantizeLinear" for node in onnx.load(qdq).graph.node)
+
+    folder = tmp_path / "cell_frames"
+    folder.mkdir()
+    other = GraphBuilder(model.replace(calibration=str(folder)), frames)
+    (recalibrated,) = other.make(*CAMERA, engine=False)
+    assert recalibrated != qdq and len(calls) == 2
+    assert load_graph_metadata(recalibrated)[1][CALIBRATION_KEY] == str(folder.resolve())
+
+    spec, fp32 = builder.spec_for(*CAMERA), builder.graph_file(*CAMERA)
+    EngineLoader(qdq, spec, "int8", cache_dir=tmp_path / "engines")
+    with pytest.raises(ValueError, match=r"a TensorRT int8 engine is built from the int8-qdq graph"):
+        EngineLoader(fp32, spec, "int8", cache_dir=tmp_path / "engines")
+    with pytest.raises(ValueError, match=r"a TensorRT fp16 engine is built from the fp32 graph"):
+        EngineLoader(qdq, spec, "fp16", cache_dir=tmp_path / "engines")

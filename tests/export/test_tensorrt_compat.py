@@ -200,13 +200,13 @@ def test_tensorrt_layers_are_traced_to_their_onnx_nodes():
 @pytest.fixture(scope="module")
 def qdq_graph(graph, tmp_path_factory):
     """The calibrated Q/DQ int8 copy of the node-default graph, calibrated on structured frames."""
-    from dinov2_ros.export.quantize import QDQ_PRECISION, quantize_qdq
-    from dinov2_ros.runtime.graph_file import PRECISION_KEY, load_graph_metadata
+    from dinov2_ros.export.quantize import quantize_qdq
+    from dinov2_ros.runtime.graph_file import PRECISION_KEY, QDQ_PRECISION, load_graph_metadata
 
     spec, model = graph
     directory = tmp_path_factory.mktemp("qdq")
     onnx.save(model, directory / "fp32.onnx")
-    path = quantize_qdq(directory / "fp32.onnx", directory / "qdq.onnx", frames("structured", spec, batch=6))
+    path = quantize_qdq(directory / "fp32.onnx", directory / "qdq.onnx", list(frames("structured", spec, batch=6)))
     assert load_graph_metadata(path)[1][PRECISION_KEY] == QDQ_PRECISION
     return spec, onnx.load(path)
 

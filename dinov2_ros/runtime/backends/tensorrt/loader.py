@@ -20,14 +20,17 @@ from dinov2_ros.runtime.artifact_store import ArtifactStore
 from dinov2_ros.runtime.backends.tensorrt.cuda_runtime import gpu_identity, import_cudart, require_cuda
 from dinov2_ros.runtime.backends.tensorrt.engine_cache import EngineCache, EngineKey
 from dinov2_ros.runtime.backends.tensorrt.trt_logger import LOGGER_API, tensorrt_logger
-from dinov2_ros.runtime.graph_file import PRECISION_KEY, load_graph_metadata
+from dinov2_ros.runtime.graph_file import PRECISION_KEY, QDQ_PRECISION, load_graph_metadata
 from dinov2_ros.runtime.graph_spec import GraphSpec
 from dinov2_ros.runtime.model_settings import DEFAULT_GRAPH_DIR
 from dinov2_ros.weights.digests import sha256_of
 
 LOG = logging.getLogger(__name__)
 
-PRECISIONS = ("fp16", "fp32")
+PRECISIONS = ("fp16", "fp32", "int8")
+# the stored graph each engine precision is built from: int8 from the calibrated Q/DQ graph (explicit
+# quantisation), the others from the fp32 graph (fp16 makes its own mixed-precision copy)
+GRAPH_PRECISIONS = {"fp16": "fp32", "fp32": "fp32", "int8": QDQ_PRECISION}
 DEFAULT_ENGINE_DIR = ArtifactStore(DEFAULT_GRAPH_DIR).engine_dir  # where the node and build-engine look
 MIN_TENSORRT = (10, 0)
 # every `tensorrt` name loading touches (tests check each TensorRT version's bindings for them)
@@ -96,7 +99,8 @@ def shapes_signature(spec: GraphSpec, max_batch: int, opt_batch: int | None = No
 
 
 class EngineLoader:
-    """The engine of `onnx_path` (an fp32 graph of the artifact store) for `precision` and up to
+    """The engine of `onnx_path` (a graph of the artifact store: the fp32 one, the Q/DQ one for int8)
+    for `precision` and up to
     `max_batch` frames a call, tuned for `opt_batch` (default `max_batch`), from the engine cache in
     `cache_dir`.
 
@@ -118,12 +122,11 @@ class EngineLoader:
         self.profile = batch_profile(max_batch, opt_batch)
         self.onnx_path = Path(onnx_path)
         self.spec, metadata = load_graph_metadata(self.onnx_path, expected=spec)
-        stored_precision = metadata.get(PRECISION_KEY)
-        if stored_precision != "fp32":
+        stored_precision, wanted = metadata.get(PRECISION_KEY), GRAPH_PRECISIONS[precision]
+        if stored_precision != wanted:
             raise ValueError(
-                f"{self.onnx_path} is a {stored_precision} graph; TensorRT builds from the fp32 export "
-                "(the fp16 route makes its own mixed-precision copy), so pass the file `dinov2-ros export` "
-                "wrote before quantising"
+                f"{self.onnx_path} is a {stored_precision} graph; a TensorRT {precision} engine is built from the "
+                f"{wanted} graph (`dinov2-ros build-engine --precision {precision}` makes and finds it)"
             )
         self.precision = precision
         self.max_batch = max_batch

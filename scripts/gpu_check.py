@@ -1,9 +1,12 @@
-"""GPU check for a machine with an NVIDIA GPU and PyTorch CUDA (no TensorRT needed).
+"""GPU check for a machine with an NVIDIA GPU and PyTorch CUDA.
 
 Runs the whole perception graph (vits14, linear depth head, exemplar head, features; 640x480 frames at
 448x448 model input) in PyTorch on CUDA in fp32 (TF32 off) and in fp16 autocast, batch 1 and 4, and
 prints one summary line per case: fp16-vs-fp32 error of every output and the latency of both.
-Without CUDA it prints SKIP and exits 0.
+Where `tensorrt` is installed it then builds the node's TensorRT engines, fp32, fp16 and int8 (from
+the calibrated Q/DQ graph, synthetic calibration frames), as `dinov2-ros build-engine` does into a
+scratch store, and prints each one's error against ONNX Runtime's fp32 graph and its latency; without
+`tensorrt` it says SKIP for those. Without CUDA it prints SKIP and exits 0.
 
     .venv/bin/python scripts/gpu_check.py [--weights random|pretrained|PATH] [--iterations 50]
 """
@@ -110,7 +113,53 @@ def main(argv: list[str] | None = None) -> int:
             f"{1e3 * batch / fp16_time.median_ms:.1f} frames/s fp16",
             flush=True,
         )
+    tensorrt_engines(args.weights, args.iterations, inputs)
     return 0
+
+
+def tensorrt_engines(weights: str, iterations: int, inputs: dict[str, np.ndarray]) -> None:
+    """fp32, fp16 and int8 TensorRT engines of the node's graph (448x448 input) against ONNX Runtime's
+    fp32 graph on the same batch: errors and latency, one line each."""
+    import importlib.util
+    import tempfile
+
+    if importlib.util.find_spec("tensorrt") is None:
+        print("SKIP TensorRT engines: the `tensorrt` Python package is not installed here")
+        return
+    from dinov2_ros.cli.calibration import calibration_images
+    from dinov2_ros.export.graph_builder import GraphBuilder
+    from dinov2_ros.runtime.model_settings import ModelSettings
+
+    height, width = inputs["images"].shape[1:3]
+    with tempfile.TemporaryDirectory() as store:
+        values = {
+            "model.weights": weights,
+            "model.depth_weights": weights,
+            "model.depth_kind": "linear",
+            "model.input_height": 448,
+            "model.input_width": 448,
+            "model.top_k": 100,
+            "model.graph_dir": store,
+            "backend.max_batch": len(inputs["images"]),
+        }
+        reference_builder = GraphBuilder(ModelSettings.from_values({**values, "backend.kind": "onnxruntime"}))
+        with reference_builder.open(height, width) as onnxruntime:
+            reference = onnxruntime.infer(inputs)
+        embed_dim = reference["features"].shape[1]
+        for precision in ("fp32", "fp16", "int8"):
+            settings = ModelSettings.from_values({**values, "backend.kind": "tensorrt", "backend.precision": precision})
+            builder = GraphBuilder(settings, lambda: calibration_images(""))
+            try:
+                with builder.open(height, width) as engine:
+                    got, latency = timed(engine, inputs, iterations)
+            except Exception as error:  # one engine failing must not hide the others' lines
+                print(f"TensorRT {precision}: FAILED {type(error).__name__}: {error}", flush=True)
+                continue
+            print(
+                f"TensorRT {precision} vs ONNX Runtime fp32, batch {len(inputs['images'])}: "
+                f"{compare(reference, got, embed_dim)}; median {latency.median_ms:.2f} ms p99 {latency.p99_ms:.2f}",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

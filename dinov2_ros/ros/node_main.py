@@ -34,9 +34,11 @@ def spin_node(make_node: Callable[[], Node], name: str, args: list[str] | None =
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     except RuntimeError:
-        if node is None or rclpy.ok():  # e.g. rclpy.init refusing the ROS arguments
+        # a stop signal that lands while rclpy converts a message (take_message) surfaces as pybind11's
+        # "Unable to convert call argument ... to Python object", and rclpy raises RCLError instead of
+        # ExternalShutdownException when SIGTERM lands mid-wait: both are the stop, not a fault
+        if not _stop_requested and (node is None or rclpy.ok()):  # e.g. rclpy.init refusing the ROS arguments
             raise
-        # rclpy raises RCLError instead of ExternalShutdownException when SIGTERM lands mid-wait
     except ConfigurationError:  # the node logged why, in one line, when its configure failed
         return 1
     except (ValueError, ParameterException) as error:  # a configuration the node cannot run with, e.g.
@@ -51,8 +53,13 @@ def spin_node(make_node: Callable[[], Node], name: str, args: list[str] | None =
     return 0
 
 
+_stop_requested = False  # a SIGINT or SIGTERM arrived: what is raised from here on is the stop
+
+
 def _stop(signum, frame) -> None:
     """The first SIGINT or SIGTERM: stop (as Ctrl-C does), and ignore the ones after it."""
+    global _stop_requested
+    _stop_requested = True
     _ignore_stop_signals()
     raise KeyboardInterrupt
 

@@ -118,8 +118,8 @@ def mismatches(
     except ValueError as error:
         return [str(error)]
     reasons = spec.differences(stored) + provenance.differences(stored_provenance)
-    if metadata.get(PRECISION_KEY) != precision:
-        reasons.append(f"precision {metadata.get(PRECISION_KEY)!r} -> {precision!r}")
+    if metadata.get(PRECISION_KEY) != precision:  # a sibling in another precision: `required` is not its
+        return [*reasons, f"precision {metadata.get(PRECISION_KEY)!r} -> {precision!r}"]
     reasons += [
         f"{key.removeprefix('dinov2_ros.')} {metadata.get(key)!r} -> {value!r}"
         for key, value in required.items()

@@ -335,6 +335,7 @@ def test_tensorrt_int8_builds_from_a_calibrated_qdq_graph_kept_per_calibration(t
     metadata = load_graph_metadata(qdq)[1]
     assert (metadata[PRECISION_KEY], metadata[CALIBRATION_KEY]) == (QDQ_PRECISION, "synthetic tabletop scenes")
     assert "made the int8 Q/DQ graph" in caplog.text and "from 4 calibration frames" in caplog.text
+    assert "skipping" not in caplog.text, "the fp32 graph it is made from is a sibling, not a foreign file"
     assert builder.make(*CAMERA, engine=False) == [qdq] and len(calls) == 1, "found, not calibrated again"
     assert any(node.op_type == "QuantizeLinear" for node in onnx.load(qdq).graph.node)
 

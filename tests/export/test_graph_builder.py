@@ -335,7 +335,11 @@ def test_tensorrt_int8_builds_from_a_calibrated_qdq_graph_kept_per_calibration(t
     metadata = load_graph_metadata(qdq)[1]
     assert (metadata[PRECISION_KEY], metadata[CALIBRATION_KEY]) == (QDQ_PRECISION, "synthetic tabletop scenes")
     assert "made the int8 Q/DQ graph" in caplog.text and "from 4 calibration frames" in caplog.text
-    assert "skipping" not in caplog.text, "the fp32 graph it is made from is a sibling, not a foreign file"
+    spec = builder.spec_for(*CAMERA)
+    found, skipped = builder.store.find(
+        spec, builder.provenance, QDQ_PRECISION, {CALIBRATION_KEY: builder.opener.calibration}
+    )
+    assert found == qdq and skipped == [], "the fp32 graph it is made from is a sibling, not a skipped file"
     assert builder.make(*CAMERA, engine=False) == [qdq] and len(calls) == 1, "found, not calibrated again"
     assert any(node.op_type == "QuantizeLinear" for node in onnx.load(qdq).graph.node)
 
@@ -346,7 +350,7 @@ def test_tensorrt_int8_builds_from_a_calibrated_qdq_graph_kept_per_calibration(t
     assert recalibrated != qdq and len(calls) == 2
     assert load_graph_metadata(recalibrated)[1][CALIBRATION_KEY] == str(folder.resolve())
 
-    spec, fp32 = builder.spec_for(*CAMERA), builder.graph_file(*CAMERA)
+    fp32 = builder.graph_file(*CAMERA)
     EngineLoader(qdq, spec, "int8", cache_dir=tmp_path / "engines")
     with pytest.raises(ValueError, match=r"a TensorRT int8 engine is built from the int8-qdq graph"):
         EngineLoader(fp32, spec, "int8", cache_dir=tmp_path / "engines")

@@ -49,7 +49,6 @@ def _nodes(context):
         for argument, (parameter, kind) in PARAMETER_ARGUMENTS.items()
         if value(argument)
     }
-    image = value("image")
     node = Node(
         additional_env=profile_environment(value("fastdds_profile"), os.environ),
         package="dinov2_ros",
@@ -60,7 +59,10 @@ def _nodes(context):
         emulate_tty=True,
         parameters=[value("config"), overrides],
         remappings=[
-            ("image", image),  # and `<image>/compressed` with camera.transport compressed (image_transport's rule)
+            (
+                "image",
+                value("image"),
+            ),  # and `<image>/compressed` with camera.transport compressed (image_transport's rule)
             ("camera_info", value("camera_info")),
             ("depth/image", value("depth")),
         ],

@@ -24,8 +24,7 @@ from dinov2_ros.export.engine_build import build_engine
 from dinov2_ros.export.quantize import quantize_graph, quantize_qdq
 from dinov2_ros.runtime.backend_opener import BackendOpener
 from dinov2_ros.runtime.backends import Backend
-from dinov2_ros.runtime.backends.tensorrt.cuda_runtime import import_cudart, require_cuda
-from dinov2_ros.runtime.backends.tensorrt.loader import EngineLoader, import_tensorrt
+from dinov2_ros.runtime.backends.tensorrt.loader import EngineLoader
 from dinov2_ros.runtime.graph_file import CORE_SPEC_KEY, QDQ_PRECISION
 from dinov2_ros.runtime.graph_spec import GraphSpec
 from dinov2_ros.runtime.model_settings import ModelSettings
@@ -58,9 +57,8 @@ class GraphBuilder:
         engine, built on this machine's GPU). The torch backend runs its graph unstored; for it, the fp32 graph."""
         if self.opener.graph_precision == "int8":
             return [self.int8_graph_file(height, width, opset)]
-        if self.settings.backend == "tensorrt" and engine:  # at once without TensorRT or CUDA, not after an export
-            import_tensorrt()
-            require_cuda(import_cudart())
+        if engine:  # at once without TensorRT or CUDA, not after an export
+            self.opener.ensure_backend()
         if self.opener.graph_precision == QDQ_PRECISION:
             paths = [self.qdq_graph_file(height, width, opset)]
         else:

@@ -40,7 +40,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from dinov2_ros.export.camera_graph import graph_digest, load_core, quiet_onnx_tools, save_model_atomic, set_metadata
+from dinov2_ros.export.camera_graph import (
+    example_inputs,
+    graph_digest,
+    load_core,
+    quiet_onnx_tools,
+    save_model_atomic,
+    set_metadata,
+)
 from dinov2_ros.export.mixed_precision import fp32_nodes, name_scopes
 from dinov2_ros.runtime.graph_file import (
     CALIBRATION_KEY,
@@ -103,9 +110,6 @@ def quantize_matmuls(onnx_path: str | os.PathLike, output_path: str | os.PathLik
     return Path(output_path)
 
 
-CALIBRATION_SEED = 0
-
-
 def quantize_qdq(
     onnx_path: str | os.PathLike,
     output_path: str | os.PathLike,
@@ -133,7 +137,7 @@ def quantize_qdq(
         "calibrating int8 Q/DQ of %s on %d frames ...", spec.key if key == SPEC_KEY else spec.core_key, len(images)
     )
     with tempfile.TemporaryDirectory(dir=output_path.parent) as scratch:
-        quantized = quantize_matmuls_qdq(onnx_path, Path(scratch) / "qdq.onnx", feeds, fp32_nodes(model, spec))
+        quantized = quantize_matmuls_qdq(onnx_path, Path(scratch) / "qdq.onnx", feeds, fp32_nodes(model, spec), model)
         metadata[CALIBRATION_KEY] = calibration
         return _save_quantized(onnx.load_model(quantized), metadata, QDQ_PRECISION, key, output_path)
 
@@ -143,14 +147,16 @@ def quantize_matmuls_qdq(
     output_path: str | os.PathLike,
     feeds: list[dict[str, np.ndarray]],
     keep_float: Sequence[str] = (),
+    model=None,
 ) -> Path:
     """ONNX Runtime's static Q/DQ quantisation of the MatMuls with a constant weight, but fc2 and the
     nodes `keep_float`, calibrated (min-max) on `feeds`: symmetric int8, weights per output channel,
-    activations per tensor."""
+    activations per tensor. `model` is the file's ModelProto where the caller has it loaded."""
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
-    model = onnx.load(onnx_path, load_external_data=False)
+    if model is None:
+        model = onnx.load(onnx_path, load_external_data=False)
     weights, kept = {tensor.name for tensor in model.graph.initializer}, set(keep_float)
     chosen = [  # named, not excluded: ONNX Runtime's static route also takes activation-by-activation MatMuls
         node.name
@@ -179,16 +185,10 @@ def quantize_matmuls_qdq(
 
 def calibration_feeds(model, spec, images: Sequence[np.ndarray]) -> list[dict[str, np.ndarray]]:
     """One input dict per frame for `model` (a camera graph: uint8 `images` at the camera size; a core:
-    normalised `model_input`), with fixed random unit prototypes (the exemplar head is not quantised)."""
+    normalised `model_input`), with the export check's random unit prototypes (the exemplar head is
+    not quantised, so they only need to be valid inputs)."""
     names = {graph_input.name for graph_input in model.graph.input}
-    rng = np.random.default_rng(CALIBRATION_SEED)
-    extra = {}
-    if "prototypes" in names:
-        prototypes = rng.standard_normal((spec.max_prototypes, spec.embed_dim)).astype(np.float32)
-        extra = {
-            "prototypes": prototypes / np.linalg.norm(prototypes, axis=1, keepdims=True),
-            "prototype_classes": np.zeros(spec.max_prototypes, np.int32),
-        }
+    extra = {name: value for name, value in example_inputs(spec, batch=1).items() if name.startswith("prototype")}
     mean, std = (np.asarray(values, np.float32) for values in spec.normalisation)
     feeds = []
     for image in images:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import shlex
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from dinov2_ros.runtime.artifact_store import ArtifactStore, mismatches
@@ -138,16 +139,19 @@ class BackendOpener:
                 return f"the TensorRT engine {loader.name} ({reason})"
         return ""
 
-    def build_command(self, height: int, width: int) -> list[str]:
+    def build_command(self, height: int, width: int, global_options: Sequence[str] = ("--log-levels",)) -> list[str]:
         """The command (argv) that makes what the store lacks for `height` x `width` frames: `dinov2-ros
-        export` (graphs), or `build-engine` (the TensorRT engine, exporting its graph first)."""
-        command = "build-engine" if self.settings.backend == "tensorrt" else "export"
-        options = [*self.settings.cli_options(), "--camera", f"{width}x{height}"]
-        return [sys.executable, "-m", "dinov2_ros.cli", "--log-levels", command, *options]
+        export` (graphs), or `build-engine` (the TensorRT engine, exporting its graph first), with the
+        `dinov2-ros` options `global_options` before the subcommand."""
+        return [sys.executable, "-m", "dinov2_ros.cli", *global_options, *self._build_arguments(height, width)]
 
     def build_command_line(self, height: int, width: int) -> str:
         """`build_command` as a user types it (`dinov2-ros export ...`), for messages."""
-        return "dinov2-ros " + shlex.join(self.build_command(height, width)[4:])
+        return "dinov2-ros " + shlex.join(self._build_arguments(height, width))
+
+    def _build_arguments(self, height: int, width: int) -> list[str]:
+        command = "build-engine" if self.settings.backend == "tensorrt" else "export"
+        return [command, *self.settings.cli_options(), "--camera", f"{width}x{height}"]
 
     def stored(self) -> list[Path]:
         """The stored graphs and cores of these settings, for any camera size and precision."""

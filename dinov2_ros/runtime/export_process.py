@@ -63,8 +63,7 @@ class ChildExporter:
         `cancel` stopped it; RuntimeError with its last log lines when it fails otherwise."""
         if not self._opener.missing(height, width):
             return False
-        command = [*self._opener.build_command(height, width)]
-        command.insert(4, "--stop-with-parent")  # after `-m dinov2_ros.cli`, a global option
+        command = self._opener.build_command(height, width, ("--log-levels", "--stop-with-parent"))
         with self._lock:
             if self._cancelled:
                 raise ExportCancelled(f"the node is stopping: no graph for {width}x{height} frames is made")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,6 +29,30 @@ def atomic_write(path: str | os.PathLike) -> Iterator[Path]:
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+@contextlib.contextmanager
+def atomic_write_folder(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a scratch folder beside `path` in which to write `path.name` and the files that go with
+    it (an ONNX graph's external data), under the names they will have. On success each is flushed and
+    renamed beside `path` (permissions as `atomic_write`), `path` itself last, so a reader that sees
+    the new `path` sees its companions too; on any error the folder is removed and `path` is left as it
+    was (companions already moved are new files of the same name, written whole)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    folder = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
+    try:
+        yield folder
+        written = sorted(folder.iterdir(), key=lambda file: file.name == path.name)  # `path` last
+        if not written or written[-1].name != path.name:
+            raise FileNotFoundError(f"nothing was written as {path.name} in {folder}")
+        for file in written:
+            with open(file, "rb") as stream:
+                os.fsync(stream.fileno())
+            os.chmod(file, 0o666 & ~_umask())
+            os.replace(file, path.parent / file.name)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _umask() -> int:

@@ -14,20 +14,22 @@ import logging
 import os
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
 import onnx
 import onnxruntime as ort
+from onnx.external_data_helper import load_external_data_for_tensor, uses_external_data
 
-from dinov2_ros.atomic_file import atomic_write
+from dinov2_ros.atomic_file import atomic_write_folder
 from dinov2_ros.export.graph_ends import compose_graph
 from dinov2_ros.runtime.graph_file import (
     CORE_DIGEST_KEY,
     CORE_SPEC_KEY,
     SPEC_KEY,
     ForeignGraphError,
+    external_data_path,
     load_graph_metadata,
 )
 from dinov2_ros.runtime.graph_spec import CORE_INPUT, GraphSpec
@@ -51,9 +53,11 @@ _CHATTY_LOGGERS = ("onnx_ir", "onnxscript")
 _REGISTRATION_LOGGER = "torch.onnx._internal.exporter._registration"
 _IRRELEVANT_WARNING = "torchvision is not installed"
 _IRRELEVANT_FUTURE_WARNING = r"`isinstance\(treespec, LeafSpec\)` is deprecated"
-# onnxruntime.quantization's advice before every quantize_dynamic: its pre-processing (shape inference,
-# graph optimisation) is for static quantisation of models without shapes; exported graphs have them
-# onnxruntime.quantization's advice (quantize_dynamic's and quantize_static's wording)
+# weights above which a graph is written with external data (`save_model`): below protobuf's 2 GiB with
+# room for the graph itself; of the released models only vitg14 passes it (vitl14 fp32: 1.2 GB)
+EXTERNAL_DATA_ABOVE = 3 << 29
+# onnxruntime.quantization's advice before every quantize_dynamic and quantize_static: its
+# pre-processing (shape inference, graph optimisation) is for models without shapes; exported graphs have them
 _PRE_PROCESSING_HINT = (
     "Please consider to run pre-processing before quantization",
     "Please consider pre-processing before",
@@ -79,14 +83,17 @@ def compose_camera_graph(
     clock = Stopwatch()
     core, metadata = load_core(core_path, spec.core())
     model = compose_graph(spec, core)
+    onnx.load_external_data_for_model(model, str(Path(core_path).parent))  # the core's weights, into the graph
     for core_only in (CORE_SPEC_KEY, CORE_DIGEST_KEY):  # the graph keeps the rest of the core's metadata
         del metadata[core_only]
     set_metadata(model, {SPEC_KEY: spec.to_json(), **metadata})
-    onnx.checker.check_model(model, full_check=True)
-    with atomic_write(path) as temporary:
-        onnx.save_model(model, temporary)
+
+    def checked(written: Path) -> None:
+        onnx.checker.check_model(str(written), full_check=True)  # from the file: graphs over 2 GiB too
         if check:
-            _run_once(temporary, spec)
+            _run_once(written, spec)
+
+    save_model_atomic(model, path, checked)
     LOG.info(
         "export %d/%d: %s from the core and the camera's ends (%.1f MB; composed and checked in %.1f s)",
         EXPORT_STEPS,
@@ -100,10 +107,19 @@ def compose_camera_graph(
 
 def load_core(path: str | os.PathLike, expected: GraphSpec | None = None):
     """(ModelProto, metadata) of a stored core, its graph checked against the digest it was written
-    with. ForeignGraphError as `load_graph_metadata`; DamagedCoreError when the graph differs."""
+    with; weights kept in a data file stay there (`onnx.load_external_data_for_model` reads them in).
+    ForeignGraphError as `load_graph_metadata`; DamagedCoreError when the graph differs or its data
+    file is missing."""
     _, metadata = load_graph_metadata(path, expected, key=CORE_SPEC_KEY)
-    core = onnx.load(str(path))
-    if metadata.get(CORE_DIGEST_KEY) != graph_digest(core):
+    core = onnx.load(str(path), load_external_data=False)
+    try:
+        digest = graph_digest(core, Path(path).parent)
+    except (OSError, onnx.checker.ValidationError) as error:  # onnx's word for a missing data file
+        raise DamagedCoreError(
+            f"the core {path} is damaged: its weights file cannot be read ({error}); copy "
+            f"{external_data_path(path).name} with it"
+        ) from error
+    if metadata.get(CORE_DIGEST_KEY) != digest:
         raise DamagedCoreError(
             f"the core {path} is damaged: its graph does not match the digest it was written with (a disk "
             "error or an interrupted copy)"
@@ -170,10 +186,27 @@ def graph_opset(model) -> int:
     return max(versions)
 
 
-def save_model_atomic(model, path: Path) -> None:
-    """Write an ONNX model so that readers never see half a file."""
-    with atomic_write(path) as temporary:
-        onnx.save_model(model, temporary)
+def save_model(model, path: Path) -> None:
+    """Write an ONNX model to `path`, its weights to `graph_file.external_data_path(path)` when they
+    pass EXTERNAL_DATA_ABOVE (protobuf cannot serialise a message over 2 GiB: vitg14's 4.5 GB fp32 and
+    2.3 GB fp16 graphs). Then the model in memory has given its weights to that file (onnx.save_model
+    moves them); load it again to use them."""
+    external = sum(tensor.ByteSize() for tensor in model.graph.initializer) > EXTERNAL_DATA_ABOVE
+    location = external_data_path(path).name
+    onnx.save_model(model, str(path), save_as_external_data=external, all_tensors_to_one_file=True, location=location)
+
+
+def save_model_atomic(model, path: Path, check: Callable[[Path], None] | None = None) -> None:
+    """`save_model` so that readers never see half a graph: written in a scratch folder beside `path`,
+    checked there by `check(written path)` where given, then moved into place (its data file first).
+    A data file left from an earlier graph of that name that had one is removed."""
+    with atomic_write_folder(path) as folder:
+        save_model(model, folder / path.name)
+        if check is not None:
+            check(folder / path.name)
+        external = (folder / external_data_path(path).name).is_file()
+    if not external:
+        external_data_path(path).unlink(missing_ok=True)
 
 
 def example_inputs(spec: GraphSpec, batch: int, images: bool = True) -> dict[str, np.ndarray]:
@@ -216,6 +249,57 @@ def _run_once(path: Path, spec: GraphSpec) -> None:
             )
 
 
-def graph_digest(model) -> str:
-    """sha256 of a model's graph (weights included) as serialised: a core's integrity check."""
-    return "sha256:" + hashlib.sha256(model.graph.SerializeToString()).hexdigest()
+def graph_digest(model, base_dir: str | os.PathLike | None = None) -> str:
+    """sha256 of a model's graph, weights included, as serialised field by field (each node, initializer,
+    input, ...: one message of 2 GiB and more cannot be serialised whole): a core's integrity check.
+
+    The same however the model is stored: weights still in a data file (`onnx.load(...,
+    load_external_data=False)`) are read from `base_dir`, the file's folder, one tensor at a time, so
+    a graph of any size is hashed without holding its weights; `data_location: DEFAULT`, which
+    onnx.load sets on each tensor it read from a data file, is cleared first (absent, it means the same).
+    OSError or onnx.checker.ValidationError when a data file cannot be read."""
+    for tensor in _tensors(model.graph):
+        if tensor.HasField("data_location") and tensor.data_location == onnx.TensorProto.DEFAULT:
+            tensor.ClearField("data_location")
+    digest = hashlib.sha256()
+    for field, value in model.graph.ListFields():
+        digest.update(field.name.encode())
+        if isinstance(value, str):  # name, doc_string
+            digest.update(value.encode())
+        else:  # each other field of a GraphProto is a list of messages
+            for item in value:
+                digest.update(_with_weights(item, base_dir).SerializeToString())
+    return "sha256:" + digest.hexdigest()
+
+
+def _with_weights(message, base_dir):
+    """`message` (a graph's node, initializer, input, ...) with the weights of its tensors that lie in a
+    data file read in (a copy), or `message` itself when it has none."""
+    if not any(uses_external_data(tensor) for tensor in _own_tensors(message)):
+        return message
+    copy = type(message)()
+    copy.CopyFrom(message)
+    for tensor in _own_tensors(copy):
+        if uses_external_data(tensor):
+            load_external_data_for_tensor(tensor, str(base_dir or "."))
+            tensor.ClearField("data_location")
+            del tensor.external_data[:]
+    return copy
+
+
+def _tensors(graph) -> Iterator:
+    """The graph's initializers and the tensors of its nodes' attributes (Constants): what external data holds."""
+    yield from graph.initializer
+    for node in graph.node:
+        yield from _own_tensors(node)
+
+
+def _own_tensors(message) -> Iterator:
+    """A tensor itself; a node's attribute tensors; nothing for other messages."""
+    if isinstance(message, onnx.TensorProto):
+        yield message
+    elif isinstance(message, onnx.NodeProto):
+        for attribute in message.attribute:
+            if attribute.HasField("t"):
+                yield attribute.t
+            yield from attribute.tensors

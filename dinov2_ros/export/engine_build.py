@@ -8,7 +8,7 @@ TensorRT 10.x to 11.x": weak typing deprecated in 10.12, removed in 11.0):
   layers of `mixed_precision.fp32_nodes` (LayerNorm, Softmax, reductions, depth bins, the detection
   head and its boxes) pinned to fp32: precision and output types of their float outputs;
 - fp16 on 10.12 and later: a strongly typed network parsed from the mixed-precision copy of the graph
-  (`mixed_precision.fp16_graph`, the same nodes fp32; made in memory and parsed from bytes);
+  (`mixed_precision.fp16_graph`, the same nodes fp32; written to a scratch file and parsed from it);
   `NetworkDefinitionCreationFlag.STRONGLY_TYPED` on 10.x, the default (no flag) on 11.x;
 - fp32: the fp32 graph as it is (strongly typed from 10.12 on, where the types come from the graph).
 - int8: the calibrated Q/DQ graph (`quantize.quantize_qdq`), explicit quantisation, TensorRT 10's
@@ -31,11 +31,13 @@ computes (runtime/backends/tensorrt/loader.py), where the node finds it.
 from __future__ import annotations
 
 import logging
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import onnx
 
+from dinov2_ros.export.camera_graph import save_model
 from dinov2_ros.export.mixed_precision import fp16_graph, fp32_nodes
 from dinov2_ros.export.tensorrt_compat import graph_violations, max_topk
 from dinov2_ros.runtime.backends.tensorrt.engine_cache import TimingCacheFile
@@ -68,7 +70,7 @@ _COMMON_API = (
     "Builder.create_optimization_profile",
     "Builder.build_serialized_network",
     "OnnxParser",
-    "OnnxParser.parse",
+    "OnnxParser.parse_from_file",
     "OnnxParser.num_errors",
     "OnnxParser.get_error",
     "IBuilderConfig.set_memory_pool_limit",
@@ -176,7 +178,7 @@ def build_serialized_engine(
     if plan.pin_fp32_layers:
         kept, node_names = set(fp32_nodes(model, spec)), {node.name for node in model.graph.node}
     if plan.fp16_graph:
-        model = fp16_graph(model, spec)
+        model = fp16_graph(model, spec, onnx_path)
     violations = graph_violations(model, trt.__version__)
     if violations:
         raise UnsupportedTensorRTError(
@@ -188,11 +190,16 @@ def build_serialized_engine(
     for flag in plan.network_flags:
         flags |= 1 << int(getattr(trt.NetworkDefinitionCreationFlag, flag))
     network = builder.create_network(flags)
-    parser = trt.OnnxParser(network, logger)
-    if not parser.parse(model.SerializeToString()):
-        errors = "; ".join(str(parser.get_error(index)) for index in range(parser.num_errors))
-        raise RuntimeError(f"TensorRT could not parse {onnx_path}: {errors}")
-    del model  # the build needs the network, not this copy (hundreds of MB for the larger encoders)
+    parser = trt.OnnxParser(network, logger)  # holds the weights the network refers to, until the build
+    with tempfile.TemporaryDirectory(prefix="dinov2_ros_fp16_") as scratch:
+        parsed = onnx_path
+        if plan.fp16_graph:  # parsed from a file as the fp32 graph is: with external data where it is large
+            parsed = Path(scratch) / onnx_path.name
+            save_model(model, parsed)
+        del model  # the build needs the network, not this copy (GBs for the larger encoders)
+        if not parser.parse_from_file(str(parsed)):
+            errors = "; ".join(str(parser.get_error(index)) for index in range(parser.num_errors))
+            raise RuntimeError(f"TensorRT could not parse {onnx_path}: {errors}")
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_bytes)
     for flag in plan.builder_flags:

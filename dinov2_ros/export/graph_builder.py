@@ -25,7 +25,7 @@ from dinov2_ros.export.quantize import quantize_graph, quantize_qdq
 from dinov2_ros.runtime.backend_opener import BackendOpener
 from dinov2_ros.runtime.backends import Backend
 from dinov2_ros.runtime.backends.tensorrt.loader import EngineLoader
-from dinov2_ros.runtime.graph_file import CORE_SPEC_KEY, QDQ_PRECISION
+from dinov2_ros.runtime.graph_file import CORE_SPEC_KEY, QDQ_PRECISION, graph_files
 from dinov2_ros.runtime.graph_spec import GraphSpec
 from dinov2_ros.runtime.model_settings import ModelSettings
 
@@ -202,5 +202,6 @@ def _from_core(core: Path | None, use: Callable[[Path], Made], remake: Callable[
             return use(core)
         except DamagedCoreError as error:
             LOG.warning("%s: deleted it, %s", error, remaking)
-            core.unlink(missing_ok=True)
+            for file in graph_files(core):
+                file.unlink(missing_ok=True)
     return use(remake())

@@ -5,7 +5,7 @@ camera, so it is exported by torch once per model and input size. What a camera 
 the ends: camera uint8 pixels to the model input (`Preprocess`), and depth and boxes back to camera
 pixels (`DepthToCamera`, `BoxesToCamera`). These are a dozen ONNX operators, built here from the
 GraphSpec's mapping (the one source of the geometry, which the torch modules use too; the tests
-hold the two equal) and joined to the core with `onnx.compose.merge_models`. So a new camera size
+hold the two equal) and joined to the core with `onnx.compose.merge_graphs`. So a new camera size
 takes seconds instead of an export, and a robot with the stored core and no torch composes it.
 
 Inputs and outputs are those of docs/architecture.md. TensorRT's rules are kept by construction: the
@@ -27,6 +27,10 @@ def compose_graph(spec: GraphSpec, core: ModelProto) -> ModelProto:
     """The whole graph for `spec`'s camera: its input end, `core` (exported from `PerceptionCore` for
     `spec.core()`), its output end; outputs in `spec.output_specs()` order.
 
+    `core`'s weights may stay in its data file (`onnx.load(..., load_external_data=False)`): joining
+    copies only the references to them. The graphs are joined with `onnx.compose.merge_graphs`, not
+    `merge_models`, whose in-memory check cannot take a model over 2 GiB nor one whose weights are
+    elsewhere; the caller checks the written file (camera_graph.compose_camera_graph).
     ValueError when `core` lacks an input or output the ends connect to (not a core of this spec).
     """
     core_inputs = {value.name for value in core.graph.input}
@@ -37,20 +41,16 @@ def compose_graph(spec: GraphSpec, core: ModelProto) -> ModelProto:
             f"the core has inputs {sorted(core_inputs)} and outputs {core_outputs}; a core of graph "
             f"'{spec.key}' reads '{CORE_INPUT}' and gives {list(wanted)}: export the core again"
         )
-    opsets, ir_version = list(core.opset_import), core.ir_version
-    model = compose.merge_models(_model(input_end(spec), opsets, ir_version), core, io_map=[(CORE_INPUT, CORE_INPUT)])
+    graph = compose.merge_graphs(input_end(spec), core.graph, io_map=[(CORE_INPUT, CORE_INPUT)])
     ending = output_end(spec)
     if ending.input:
-        io_map = [(value.name, value.name) for value in ending.input]
-        model = compose.merge_models(model, _model(ending, opsets, ir_version), io_map=io_map)
-    by_name = {value.name: value for value in model.graph.output}
+        graph = compose.merge_graphs(graph, ending, io_map=[(value.name, value.name) for value in ending.input])
+    by_name = {value.name: value for value in graph.output}
     ordered = [by_name[output.name] for output in spec.output_specs()]
-    del model.graph.output[:]
-    model.graph.output.extend(ordered)
-    # merge_models (onnx 1.23) lists every opset import of both models again; ONNX Runtime's
-    # quantiser refuses a model with more than one ai.onnx entry
-    del model.opset_import[:]
-    model.opset_import.extend(opsets)
+    del graph.output[:]
+    graph.output.extend(ordered)
+    model = helper.make_model(graph, opset_imports=list(core.opset_import), ir_version=core.ir_version)
+    model.functions.extend(core.functions)
     return model
 
 
@@ -191,7 +191,3 @@ def _value(name: str, dtype: int, shape: tuple):
 def _graph(name: str, nodes: list, inputs: list, outputs: list, constants: dict[str, np.ndarray]):
     initializers = [numpy_helper.from_array(array, key) for key, array in constants.items()]
     return helper.make_graph(nodes, name, inputs, outputs, initializers)
-
-
-def _model(graph, opsets, ir_version: int) -> ModelProto:
-    return helper.make_model(graph, opset_imports=opsets, ir_version=ir_version)

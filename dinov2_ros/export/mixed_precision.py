@@ -29,6 +29,7 @@ passes, for Polygraphy, ONNX Runtime's optimisers and a user's inspection.
 from __future__ import annotations
 
 import heapq
+import os
 from collections import deque
 from typing import TYPE_CHECKING
 
@@ -74,12 +75,14 @@ def fp32_nodes(model: ModelProto, spec: GraphSpec) -> list[str]:
     return [node.name for node in nodes if node.name in kept]
 
 
-def fp16_graph(model: ModelProto, spec: GraphSpec) -> ModelProto:
-    """A valid mixed-precision copy of the fp32 exported `model` of `spec`: fp16 but for `fp32_nodes`."""
+def fp16_graph(model: ModelProto, spec: GraphSpec, path: str | os.PathLike | None = None) -> ModelProto:
+    """A valid mixed-precision copy of the fp32 exported `model` of `spec`: fp16 but for `fp32_nodes`.
+    `path`, the file `model` was loaded from, is converted instead where given: the converter's shape
+    inference then reads the file, which takes graphs over 2 GiB (vitg14's) where a model in memory cannot."""
     from onnxruntime.transformers.float16 import DEFAULT_OP_BLOCK_LIST, convert_float_to_float16
 
     mixed = convert_float_to_float16(
-        model,
+        model if path is None else str(path),
         keep_io_types=True,
         op_block_list=sorted({*DEFAULT_OP_BLOCK_LIST, *FP32_OPS}),
         node_block_list=fp32_nodes(model, spec),

@@ -56,6 +56,7 @@ from dinov2_ros.runtime.graph_file import (
     PRECISION_KEY,
     QDQ_PRECISION,
     SPEC_KEY,
+    external_data_path,
     load_graph_metadata,
 )
 
@@ -90,8 +91,7 @@ def _save_quantized(model, metadata: dict[str, str], precision: str, key: str, o
     if key == CORE_SPEC_KEY:
         metadata[CORE_DIGEST_KEY] = graph_digest(model)
     set_metadata(model, metadata)
-    onnx.checker.check_model(model)
-    save_model_atomic(model, output_path)
+    save_model_atomic(model, output_path, lambda written: onnx.checker.check_model(str(written)))
     return output_path
 
 
@@ -106,6 +106,7 @@ def quantize_matmuls(onnx_path: str | os.PathLike, output_path: str | os.PathLik
             op_types_to_quantize=["MatMul"],
             per_channel=True,
             weight_type=QuantType.QInt8,
+            use_external_data_format=external_data_path(onnx_path).is_file(),
         )
     return Path(output_path)
 
@@ -131,7 +132,7 @@ def quantize_qdq(
         found = [f"{image.dtype} {image.shape}" for image in images[:3]]
         raise ValueError(f"calibration needs at least one (H, W, 3) uint8 RGB image, got {len(images)}: {found}")
     spec, metadata = load_graph_metadata(onnx_path, key=key)
-    model = onnx.load(onnx_path)
+    model = onnx.load(onnx_path, load_external_data=False)  # its nodes and inputs, not its weights
     feeds = calibration_feeds(model, spec, images)
     LOG.info(
         "calibrating int8 Q/DQ of %s on %d frames ...", spec.key if key == SPEC_KEY else spec.core_key, len(images)
@@ -179,6 +180,7 @@ def quantize_matmuls_qdq(
             weight_type=QuantType.QInt8,
             calibrate_method=CalibrationMethod.MinMax,
             extra_options={"ActivationSymmetric": True, "WeightSymmetric": True},
+            use_external_data_format=external_data_path(onnx_path).is_file(),
         )
     return Path(output_path)
 

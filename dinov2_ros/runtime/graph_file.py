@@ -16,6 +16,7 @@ from pathlib import Path
 
 from dinov2_ros import __version__
 from dinov2_ros.runtime.graph_spec import GraphSpec
+from dinov2_ros.weights.digests import sha256_of
 
 SPEC_KEY = "dinov2_ros.graph_spec"
 CORE_SPEC_KEY = "dinov2_ros.core_spec"  # a stored core's GraphSpec (`GraphSpec.core()`), instead of SPEC_KEY
@@ -26,6 +27,7 @@ CLASS_NAMES_KEY = "dinov2_ros.class_names"  # JSON list: a trained detection hea
 PROVENANCE_KEY = "dinov2_ros.provenance"  # JSON: what the weights were, by content (artifact_store.Provenance)
 CALIBRATION_KEY = "dinov2_ros.calibration"  # a Q/DQ graph's calibration frames (`backend.calibration`)
 QDQ_PRECISION = "int8-qdq"  # PRECISION_KEY of a calibrated Q/DQ int8 graph (TensorRT's int8)
+EXTERNAL_DATA_SUFFIX = ".data"  # `<graph>.onnx.data`: the weights of a graph over protobuf's 2 GiB (vitg14)
 
 
 class ForeignGraphError(ValueError):
@@ -94,6 +96,27 @@ def _varint(data, position: int) -> tuple[int, int]:
         if byte < 0x80:
             return value, position
         shift += 7
+
+
+def external_data_path(path: str | os.PathLike) -> Path:
+    """Where the graph at `path` keeps its weights when it holds them outside itself (ONNX external
+    data, `<graph>.onnx.data`: the exporter writes it for graphs whose weights pass 1.5 GiB, as vitg14's
+    do, since one protobuf message cannot exceed 2 GiB)."""
+    path = Path(path)
+    return path.with_name(path.name + EXTERNAL_DATA_SUFFIX)
+
+
+def graph_files(path: str | os.PathLike) -> list[Path]:
+    """The files a graph is made of: `path`, and its external data file where it has one. Copy, hash
+    and delete them together."""
+    data = external_data_path(path)
+    return [Path(path), data] if data.is_file() else [Path(path)]
+
+
+def graph_sha256(path: str | os.PathLike) -> str:
+    """Hex sha256 of the graph's files read one after the other (`graph_files`): for a graph without
+    external data, the sha256 of its file."""
+    return sha256_of(*graph_files(path))
 
 
 def load_graph_spec(path: str | os.PathLike, expected: GraphSpec | None = None) -> GraphSpec:

@@ -27,12 +27,13 @@ SIDECAR_SUFFIX = ".sha256"
 _LOG = logging.getLogger(__name__)
 
 
-def sha256_of(path: Path) -> str:
-    """Hex sha256 of the file's bytes, read in 1 MiB chunks."""
+def sha256_of(*paths: Path) -> str:
+    """Hex sha256 of the file's bytes (of several files', one after the other), read in 1 MiB chunks."""
     digest = hashlib.sha256()
-    with Path(path).open("rb") as stream:
-        while chunk := stream.read(1 << 20):
-            digest.update(chunk)
+    for path in paths:
+        with Path(path).open("rb") as stream:
+            while chunk := stream.read(1 << 20):
+                digest.update(chunk)
     return digest.hexdigest()
 
 

@@ -3,10 +3,10 @@ engine is tied to, as Polygraphy's loaders feed its runner.
 
 It never builds: a missing or stale engine is MissingEngineError with the reason, and the engine is
 built at build time (`dinov2_ros.export.engine_build`, run by `dinov2-ros build-engine` or the node's
-child process). The key (runtime/backends/tensorrt/engine_cache.EngineKey) holds the ONNX file's
-sha256, the TensorRT version, the GPU, its SM count, the CUDA driver version, the precision and the
-input shapes (with the batch the profile is tuned for); the builder writes the engine under the name
-and key this loader computes.
+child process). The key (runtime/backends/tensorrt/engine_cache.EngineKey) holds the ONNX graph's
+sha256 (its external data file included), the TensorRT version, the GPU, its SM count, the CUDA
+driver version, the precision and the input shapes (with the batch the profile is tuned for); the
+builder writes the engine under the name and key this loader computes.
 `tensorrt` is imported when a loader is used, so the package imports anywhere.
 """
 
@@ -20,10 +20,9 @@ from dinov2_ros.runtime.artifact_store import ArtifactStore
 from dinov2_ros.runtime.backends.tensorrt.cuda_runtime import gpu_identity, import_cudart, require_cuda
 from dinov2_ros.runtime.backends.tensorrt.engine_cache import EngineCache, EngineKey
 from dinov2_ros.runtime.backends.tensorrt.trt_logger import LOGGER_API, tensorrt_logger
-from dinov2_ros.runtime.graph_file import PRECISION_KEY, QDQ_PRECISION, load_graph_metadata
+from dinov2_ros.runtime.graph_file import PRECISION_KEY, QDQ_PRECISION, graph_sha256, load_graph_metadata
 from dinov2_ros.runtime.graph_spec import GraphSpec
 from dinov2_ros.runtime.model_settings import DEFAULT_GRAPH_DIR
-from dinov2_ros.weights.digests import sha256_of
 
 LOG = logging.getLogger(__name__)
 
@@ -148,7 +147,7 @@ class EngineLoader:
             require_cuda(cudart)
             gpu = gpu_identity(cudart)
             self._key = EngineKey(
-                onnx_sha256=sha256_of(self.onnx_path),
+                onnx_sha256=graph_sha256(self.onnx_path),
                 tensorrt_version=trt.__version__,
                 gpu_name=gpu.name,
                 compute_capability=gpu.compute_capability,

@@ -17,6 +17,7 @@ from rclpy.node import Node
 
 from dinov2_ros.ros import node_main
 
+pytestmark = pytest.mark.dds  # rclpy's init and a node, as the executable has them
 
 @pytest.fixture(autouse=True)
 def restore_signals(monkeypatch):

@@ -33,7 +33,6 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
-import cv2
 import numpy as np
 import rclpy
 import yaml
@@ -47,7 +46,6 @@ from vision_msgs.msg import Detection3DArray
 
 from dinov2_ros.export.graph_builder import GraphBuilder
 from dinov2_ros.perception.camera_model import PinholeCameraModel
-from dinov2_ros.perception.detection_decoding import camera_to_grid_affine
 from dinov2_ros.perception.frame import CameraFrame, Detection, FrameResult
 from dinov2_ros.perception.frame_pipeline import FramePipeline
 from dinov2_ros.perception.object_lifting import ObjectLifter
@@ -64,6 +62,7 @@ from dinov2_ros.ros.messages.detections import to_detection2d_array, to_detectio
 from dinov2_ros.ros.messages.images import to_depth_messages, to_instances_messages
 from dinov2_ros.runtime.model_settings import ModelSettings
 from dinov2_ros.tools.demo.synthetic_camera_node import camera_info_for
+from dinov2_ros.tools.evaluation.replayed_graph import ReplayedGraph, graph_inputs
 from dinov2_ros.tools.latency import time_interleaved
 from dinov2_ros.tools.scenes.synthetic_scenes import SyntheticSceneGenerator
 from dinov2_ros.tools.scenes.tabletop_scenes import render_tabletop, visible_boxes
@@ -111,15 +110,6 @@ def summary(name: str, values_ms: np.ndarray, extra: str = "") -> str:
     )
 
 
-def graph_inputs(spec, image: np.ndarray) -> dict[str, np.ndarray]:
-    """The graph's inputs for one frame with no classes taught."""
-    inputs = {"images": image[None]}
-    if spec.exemplar:
-        inputs["prototypes"] = np.zeros((spec.max_prototypes, spec.embed_dim), np.float32)
-        inputs["prototype_classes"] = np.full(spec.max_prototypes, -1, np.int32)
-    return inputs
-
-
 class BareGraph:
     """The baseline: one `Backend.infer` call on the frame the node gets, no classes taught."""
 
@@ -152,7 +142,7 @@ def node_work_ms(backend, scene, repeats: int) -> np.ndarray:
         result = pipeline.process([frame])[0]
         to_detection3d_array(result, header)
         to_detection2d_array(result, header)
-        to_depth_messages(result, header, info_msg)
+        to_depth_messages(result.depth, header, info_msg)
         return time.perf_counter() - start - backend.last_infer_s
 
     one_frame()
@@ -173,27 +163,6 @@ TEN_PARTS = [
     ("bar", -0.12, 0.14, -20),
     ("plate", 0.12, 0.14, 70),
 ]
-
-
-class ReplayedGraph:
-    """The graph's outputs for one frame, recorded once and handed back on every call, with the ten
-    parts' true boxes and patch-grid masks as its detections: the node's work after the graph call
-    at a known 10 objects (random weights detect no such set)."""
-
-    def __init__(self, backend, image: np.ndarray, boxes: np.ndarray, masks: list[np.ndarray]) -> None:
-        self.spec = spec = backend.spec
-        self.outputs = {name: array.copy() for name, array in backend.infer(graph_inputs(spec, image)).items()}
-        rows, logits = self.outputs["detections"][0], self.outputs["masks"][0]
-        rows[:] = (0, 0, 0, 0, 0, -1)
-        grid = camera_to_grid_affine(spec)
-        for k, (box, mask) in enumerate(zip(boxes, masks, strict=True)):
-            rows[k] = (*box, 0.9, 0)
-            on_grid = cv2.warpAffine(mask.astype(np.float32), grid, logits.shape[:0:-1], flags=cv2.INTER_AREA)
-            logits[k] = on_grid - 0.5
-        self.last_infer_s = 0.0
-
-    def infer(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        return {name: array.copy() for name, array in self.outputs.items()}
 
 
 def object_outputs(bare: BareGraph, backend, iterations: int) -> None:

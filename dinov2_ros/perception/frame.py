@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from dinov2_ros.perception.camera_model import PinholeCameraModel
+from dinov2_ros.perception.depth_completion import DepthFit
 from dinov2_ros.perception.object_lifting import IDENTITY_ORIENTATION_XYZW
 from dinov2_ros.perception.rejection import Rejection
 
@@ -80,6 +81,8 @@ class Detection:
     no_pose_reason: str = ""
     axis_aligned_reason: str = ""  # why a posed detection has no oriented box (identity orientation)
     track_id: int = 0  # per-camera track id (object_tracking.py), 0 when not tracked
+    # of the object's pixels with depth, the share filled from the fitted model depth (no sensor return)
+    filled_depth_fraction: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -89,6 +92,8 @@ class FrameResult:
     `without_3d` says why the frame has no 3D objects at all (an uncalibrated camera, a depth image
     without one valid pixel): then no Detection3DArray is published for it, as an empty one would tell
     a planner the view is empty. Its detections still carry their 2D boxes.
+    With a sensor depth and the model's, `completed_depth` is the sensor's with its holes filled from the
+    model's fitted to it (depth_completion.py; `depth_fit` says how well they agreed).
     """
 
     frame: CameraFrame
@@ -96,3 +101,13 @@ class FrameResult:
     detections: list[Detection] = field(default_factory=list)
     inference_s: float = 0.0  # the batched graph call this frame was part of
     without_3d: Rejection | None = None
+    completed_depth: np.ndarray | None = None  # (H, W) float32 metres, NaN where neither depth is trustworthy
+    depth_fit: DepthFit | None = None
+
+    @property
+    def object_depth(self) -> np.ndarray | None:
+        """The depth the objects were lifted from: the completed depth, else the sensor's, else the model's."""
+        for depth in (self.completed_depth, self.frame.depth, self.depth):
+            if depth is not None:
+                return depth
+        return None

@@ -24,6 +24,7 @@ import numpy as np
 
 from dinov2_ros.perception.camera_model import PinholeCameraModel
 from dinov2_ros.perception.depth import nan_where_no_return
+from dinov2_ros.perception.depth_completion import complete_depth, fit_model_depth
 from dinov2_ros.perception.detection_decoding import DecodedRows, camera_to_grid_affine, decode_rows, mask_to_camera
 from dinov2_ros.perception.frame import CameraFrame, Detection, FrameResult
 from dinov2_ros.perception.graph_preparation import GraphPreparation
@@ -75,7 +76,9 @@ class FramePipeline:
     graph; `class_names` names a trained head's class ids. With a `tracker`, detections carry
     per-camera track ids and only tracked ones are published (ByteTrack confirms on the second
     sighting, and a tracked part stays while its score dips to the tracker's low_score_threshold);
-    the tracker may outlive the pipeline, so ids are never reused.
+    the tracker may outlive the pipeline, so ids are never reused. With `fill_depth_holes`, a frame's
+    sensor depth has its holes filled from the model's depth fitted to it (depth_completion.py), and
+    objects are lifted from the result.
     """
 
     def __init__(
@@ -87,7 +90,9 @@ class FramePipeline:
         max_classes: int = 16,
         lifter: ObjectLifter | None = None,
         tracker: ObjectTracker | None = None,
+        fill_depth_holes: bool = True,
     ) -> None:
+        self.fill_depth_holes = fill_depth_holes
         self.preparation = graphs if isinstance(graphs, GraphPreparation) else GraphPreparation(graphs)
         self._prototypes = prototypes
         self.class_names = class_names
@@ -218,11 +223,16 @@ class FramePipeline:
         self, frame: CameraFrame, spec: GraphSpec, outputs: dict[str, np.ndarray], row: int, inference_s: float
     ) -> FrameResult:
         depth = nan_where_no_return(outputs["depth"][row]) if "depth" in outputs else None
+        completed, fit, filled = None, None, None
+        if frame.depth is not None and depth is not None and self.fill_depth_holes:
+            fit = fit_model_depth(depth, frame.depth)
+            completed, filled = complete_depth(frame.depth, depth, fit)
+        lift_depth = next((d for d in (completed, frame.depth, depth) if d is not None), None)
         if "features" in outputs and spec.exemplar:
             with self._lock:
                 self._features[frame.camera] = (outputs["features"][row], spec)  # the backend's own array
         if "detections" not in outputs:
-            return FrameResult(frame, depth, [], inference_s)
+            return FrameResult(frame, depth, [], inference_s, None, completed, fit)
         tracker = self._tracker
         # the tracker also takes the low detections, which only continue its tracks (ByteTrack)
         floor = min(self._score_threshold, tracker.low_score_threshold) if tracker else self._score_threshold
@@ -232,11 +242,10 @@ class FramePipeline:
             time_s = time.monotonic() if frame.time_s is None else frame.time_s
             track_ids = tracker.update(frame.camera, time_s, decoded.boxes, decoded.scores, self._score_threshold)
             decoded, track_ids = decoded.subset(track_ids > 0), track_ids[track_ids > 0]
-        lift_depth = frame.depth if frame.depth is not None else depth
         without_3d = _without_3d(frame, lift_depth, "the model's depth" if frame.depth is None else frame.depth_source)
         batch = self._batches[frame.size]
-        detections = self._detections(frame, batch, outputs["masks"][row], decoded, track_ids, lift_depth)
-        return FrameResult(frame, depth, detections, inference_s, without_3d)
+        detections = self._detections(frame, batch, outputs["masks"][row], decoded, track_ids, lift_depth, filled)
+        return FrameResult(frame, depth, detections, inference_s, without_3d, completed, fit)
 
     def _detections(
         self,
@@ -246,9 +255,11 @@ class FramePipeline:
         decoded: DecodedRows,
         track_ids: np.ndarray,
         lift_depth: np.ndarray | None,
+        filled: np.ndarray | None,
     ) -> list[Detection]:
         """The published detections: masks in camera pixels, then an oriented 3D box where the points
-        support one, else the axis-aligned box (and why not oriented), else why there is no pose."""
+        support one, else the axis-aligned box (and why not oriented), else why there is no pose;
+        with a completed depth, the share of each one's depth that was `filled` from the model."""
         if len(decoded) == 0:
             return []
         labels = self.labels()
@@ -288,6 +299,7 @@ class FramePipeline:
                     no_pose_reason=no_pose,
                     axis_aligned_reason=why,
                     track_id=int(track_ids[k]),
+                    filled_depth_fraction=_filled_fraction(box, mask, lift_depth, filled),
                 )
             )
         return detections
@@ -337,6 +349,19 @@ class FramePipeline:
     def close(self) -> None:
         """Close the graphs' backends (GraphPreparation.close)."""
         self.preparation.close()
+
+
+def _filled_fraction(box: np.ndarray, mask: np.ndarray, depth: np.ndarray | None, filled: np.ndarray | None) -> float:
+    """Of the mask's pixels (inside `box`) with depth, the share `filled` from the model's depth."""
+    if filled is None or depth is None:
+        return 0.0
+    height, width = filled.shape
+    x1, y1 = max(int(box[0]), 0), max(int(box[1]), 0)
+    x2, y2 = min(int(np.ceil(box[2])), width), min(int(np.ceil(box[3])), height)
+    window = (slice(y1, y2), slice(x1, x2))
+    inside = mask[window] & np.isfinite(depth[window])
+    count = np.count_nonzero(inside)
+    return float(np.count_nonzero(filled[window] & inside) / count) if count else 0.0
 
 
 def _without_3d(frame: CameraFrame, depth: np.ndarray | None, depth_source: str) -> Rejection | None:

@@ -6,7 +6,8 @@ An object's points are its mask's pixels (its box's, without a mask) with valid 
 the object's 3D box grown by `MARGIN_M`: the points its pose was measured from, not the table or a
 neighbour seen through the mask's coarse edge. For an oriented box (standing on its support plane),
 points within `MIN_HEIGHT_M` of the plane are the plane's, as the fit counts them, and are left out.
-Depth is the sensor's where the frame has it, else the model's, as for the poses. Points are metres
+Depth is the one the poses were lifted from (`FrameResult.object_depth`): the sensor's with its holes
+filled where the frame has one, else the model's. Points are metres
 in the camera optical frame; colours come from the camera image at the same pixels.
 """
 
@@ -38,7 +39,7 @@ def object_points(result: FrameResult, ids: list[int], stride: int = 2) -> Objec
     if stride < 1:
         raise ValueError(f"stride must be >= 1, got {stride}")
     frame = result.frame
-    depth = frame.depth if frame.depth is not None else result.depth
+    depth = result.object_depth
     camera = frame.camera_model
     parts = []
     if depth is not None and camera is not None and result.without_3d is None:

@@ -4,8 +4,8 @@ With one camera they are `dinov2/...`; with several, each camera's live under it
 (`front/dinov2/objects`). Every output image has its CameraInfo beside it, as image_transport's
 CameraPublisher names them (`<ns>/image` and `<ns>/camera_info`), so image_pipeline and RViz's Camera
 and DepthCloud displays pair them: `dinov2/depth/image` with `dinov2/depth/camera_info`,
-`dinov2/debug/image` with `dinov2/debug/camera_info`, `dinov2/instances/image` with
-`dinov2/instances/camera_info`. The publishers are lifecycle publishers: they publish only while
+`dinov2/depth/completed/image` with `dinov2/depth/completed/camera_info`, `dinov2/debug/image` with
+`dinov2/debug/camera_info`, `dinov2/instances/image` with `dinov2/instances/camera_info`. The publishers are lifecycle publishers: they publish only while
 the node is active. Like image_pipeline, an output costs nothing while nobody subscribes to it.
 """
 
@@ -68,6 +68,9 @@ class CameraOutputs:
         self.label_info = publish(LabelInfo, out + "label_info", LATCHED_QOS)
         self.depth = publish(Image, out + "depth/image", OUTPUT_QOS)
         self.depth_info = publish(CameraInfo, out + "depth/camera_info", OUTPUT_QOS)
+        # the camera's depth image with its holes filled (depth_completion.enabled, with a depth image)
+        self.completed_depth = publish(Image, out + "depth/completed/image", OUTPUT_QOS)
+        self.completed_depth_info = publish(CameraInfo, out + "depth/completed/camera_info", OUTPUT_QOS)
         self.points = publish(PointCloud2, out + "points", OUTPUT_QOS) if points else None
         self.object_points = publish(PointCloud2, out + "objects/points", OUTPUT_QOS)
         self.markers = publish(MarkerArray, out + "markers", OUTPUT_QOS)
@@ -100,9 +103,14 @@ class CameraOutputs:
         """Depth, instances, points, markers and the debug picture, each only while subscribed."""
         subscribed = self._subscribed
         if result.depth is not None and subscribed(self.depth, self.depth_info):
-            depth, info = to_depth_messages(result, header, camera_info)  # a 640x480 depth message is a 1.2 MB copy
+            # a 640x480 depth message is a 1.2 MB copy
+            depth, info = to_depth_messages(result.depth, header, camera_info)
             self.depth.publish(depth)
             self.depth_info.publish(info)
+        if result.completed_depth is not None and subscribed(self.completed_depth, self.completed_depth_info):
+            depth, info = to_depth_messages(result.completed_depth, header, camera_info)
+            self.completed_depth.publish(depth)
+            self.completed_depth_info.publish(info)
         if subscribed(self.debug_info):
             self.debug_info.publish(camera_info_for_output(camera_info, header))
         if subscribed(self.instances, self.instances_info):
@@ -143,7 +151,8 @@ class CameraOutputs:
     def destroy(self) -> None:
         self.set_points(False, active=False)
         for publisher in (
-            self.objects, self.objects_2d, self.label_info, self.depth, self.depth_info, self.markers,
-            self.debug_image, self.debug_info, self.instances, self.instances_info,
+            self.objects, self.objects_2d, self.label_info, self.depth, self.depth_info, self.completed_depth,
+            self.completed_depth_info, self.markers, self.debug_image, self.debug_info, self.instances,
+            self.instances_info, self.object_points,
         ):  # fmt: skip
             self._node.destroy_lifecycle_publisher(publisher)

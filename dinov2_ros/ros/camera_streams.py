@@ -239,7 +239,13 @@ class CameraStreams:
         latency_s = (now_ns - paired.stamp_ns) / 1e9 if paired.stamp_usable else None
         in_node_s = (time.monotonic_ns() - paired.received_ns) / 1e9 - result.inference_s
         self.statistics.result_published(time.monotonic(), latency_s, result.inference_s, in_node_s)
-        self.statistics.objects_published(result.detections)
+        self.statistics.objects_published(result.detections, result.depth_fit)
+        for detection in result.detections:
+            if detection.centre is not None and detection.filled_depth_fraction > 0.5:
+                self._node.get_logger().debug(
+                    f"camera {self.statistics.camera}: object {detection.track_id or detection.label} lifted from "
+                    f"completed depth ({detection.filled_depth_fraction:.0%} of its pixels have no sensor return)"
+                )
 
     def status(self, node_name: str) -> DiagnosticStatus:
         publishers = self._node.count_publishers(self.image_topic) if self.image_topic else 0

@@ -81,6 +81,8 @@ class CameraStatistics:
         self.oriented = 0  # 3D objects published with an oriented box
         self.axis_aligned = 0  # ... with the axis-aligned box, because the points give no orientation
         self.last_axis_aligned_reason = ""
+        self.depth_fit = None  # the newest frame's DepthFit (depth_completion.py), None without one
+        self.lifted_from_filled = 0  # 3D objects whose depth was mostly filled from the model's (no sensor return)
         # an image arrived since the image topic last had no publisher: the current sender delivers
         self._delivered_since_no_publisher = False
         self.newest_track_id = 0  # ids count up per camera: far more ids than parts seen is a tracker losing them
@@ -162,12 +164,15 @@ class CameraStatistics:
             self._inference.add(now_s, inference_s)
             self._in_node.add(now_s, in_node_s)
 
-    def objects_published(self, detections) -> None:
-        """Count the frame's oriented and axis-aligned 3D boxes (Detection.axis_aligned_reason says why)."""
+    def objects_published(self, detections, depth_fit=None) -> None:
+        """Count the frame's oriented and axis-aligned 3D boxes (Detection.axis_aligned_reason says why)
+        and those lifted mostly from filled depth; keep the frame's `depth_fit` (FrameResult.depth_fit)."""
         posed = [d for d in detections if d.centre is not None]
         reasons = [d.axis_aligned_reason for d in posed if d.axis_aligned_reason]
         newest_id = max((d.track_id for d in detections), default=0)
         with self._lock:
+            self.depth_fit = depth_fit
+            self.lifted_from_filled += sum(1 for d in posed if d.filled_depth_fraction > 0.5)
             self.newest_track_id = max(self.newest_track_id, newest_id)
             self.oriented += len(posed) - len(reasons)
             self.axis_aligned += len(reasons)
@@ -204,6 +209,7 @@ class CameraStatistics:
                 values["last axis-aligned reason"] = self.last_axis_aligned_reason
             if self.newest_track_id:
                 values["track ids issued"] = str(self.newest_track_id)
+            values.update(_depth_fit_values(self.depth_fit, self.lifted_from_filled))
             values.update(
                 {f"frames without 3D objects: {problem}": str(n) for problem, n in sorted(self.without_3d.items())}
             )
@@ -314,6 +320,20 @@ class CameraStatistics:
             "Fix: raise segment_size and maxMessageSize in the camera driver's profile above the frame size, send "
             "image/compressed (transport: compressed), or have the driver send smaller images"
         )
+
+
+def _depth_fit_values(fit, lifted_from_filled: int) -> dict[str, str]:
+    """The newest frame's fit of the model's depth to the sensor's (depth_completion.DepthFit)."""
+    if fit is None:
+        return {}
+    return {
+        "depth fit": "holes filled" if fit.trusted else f"holes left empty: {fit.reason}",
+        "depth fit inliers (%)": f"{100 * fit.inlier_fraction:.1f}",
+        "depth fit residual median (mm)": f"{1000 * fit.residual_m:.1f}",
+        "depth fit scale": f"{fit.scale:.4f}",
+        "depth fit shift (m)": f"{fit.shift_m:.4f}",
+        "3D objects lifted mostly from filled depth": str(lifted_from_filled),
+    }
 
 
 def _milliseconds(values: np.ndarray, percentile: float) -> str:

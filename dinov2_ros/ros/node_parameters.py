@@ -39,6 +39,11 @@ NODE_PARAMETERS: dict[str, Setting] = {
         True,
         (0.0, 1.0),
     ),
+    "depth_completion.enabled": Setting(
+        True,
+        "with a camera's depth image: fill its holes with the model's depth fitted to it, publish "
+        "dinov2/depth/completed/image and lift objects from it",
+    ),
     "pairing.tolerance_s": Setting(
         0.0, "largest stamp difference between image and camera_info/depth", range=(0.0, 1.0)
     ),

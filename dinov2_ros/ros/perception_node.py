@@ -210,6 +210,8 @@ class PerceptionNode(LifecycleNode):
         values = {p.name: p.value for p in parameters if p.name in RUNTIME_PARAMETERS}
         if "detection.score_threshold" in values and self.pipeline is not None:
             self.pipeline.score_threshold = values["detection.score_threshold"]
+        if "depth_completion.enabled" in values and self.pipeline is not None:
+            self.pipeline.fill_depth_holes = values["depth_completion.enabled"]
         if "warnings.throttle_s" in values:
             self._warn.throttle.interval_s = values["warnings.throttle_s"]
         for camera in self.cameras.values():

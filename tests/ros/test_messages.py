@@ -83,7 +83,7 @@ def test_label_info_names_the_ids():
 
 def test_depth_messages_keep_nan_and_the_camera_info():
     camera_info = CameraInfo(width=60, height=40, k=[50.0, 0, 30, 0, 50.0, 20, 0, 0, 1], distortion_model="plumb_bob")
-    image, info = to_depth_messages(result(), HEADER, camera_info)
+    image, info = to_depth_messages(result().depth, HEADER, camera_info)
     values = np.frombuffer(image.data, np.float32).reshape(40, 60)
     assert image.encoding == "32FC1" and np.isnan(values[0, 0]) and values[1, 1] == 2.0
     assert info.header == HEADER and list(info.k) == list(camera_info.k)

@@ -17,6 +17,7 @@ from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CompressedImage, Image
 from vision_msgs.msg import Detection2DArray, LabelInfo
 
+from dinov2_ros.ros.image_conversion import array_to_image
 from dinov2_ros.ros.perception_node import PerceptionNode
 
 SECOND = 1_000_000_000
@@ -53,6 +54,47 @@ def test_two_cameras_of_different_resolutions_in_one_node(context, graph_dir, ha
             assert (latest.width, latest.height, latest.encoding) == (camera.width, camera.height, "32FC1")
             assert latest.header.frame_id == camera.frame_id
         assert set(node.pipeline.graphs) == {(120, 160), (96, 128)}
+    finally:
+        node.destroy_node()
+
+
+def test_a_depth_camera_with_holes_gets_its_completed_depth_and_the_fit_on_diagnostics(context, graph_dir, harness):
+    """The plumbing with the graph's real output (random weights: its depth does not match the scene's,
+    so the fit is refused and the holes stay NaN; tests/perception/test_depth_completion.py holds the
+    filling itself): the completed depth is the sensor's where it has a return, under the input's
+    header, beside its camera_info, and /diagnostics reports the fit."""
+    node = start_node(context, graph_dir, "holes", **{"camera.use_depth": True})
+    harness.add_node(node)
+    camera = SceneCamera(160, 120)
+    image_pub, info_pub, depth_pub = (
+        harness.publisher(kind, f"/holes/{topic}")
+        for kind, topic in ((Image, "image"), (type(camera.messages(0)[1]), "camera_info"), (Image, "depth/image"))
+    )
+    completed = harness.record(Image, "/holes/dinov2/depth/completed/image")
+    completed_info = harness.record(type(camera.messages(0)[1]), "/holes/dinov2/depth/completed/camera_info")
+    diagnostics = harness.record(DiagnosticArray, "/diagnostics")
+    sensor = camera.scene.depth.copy()
+    sensor[20:60, 30:90] = np.nan  # a shiny part's hole
+
+    def fit_reported() -> bool:
+        statuses = [s for d in diagnostics for s in d.status if s.hardware_id == "camera"]
+        return any("depth fit inliers (%)" in {v.key for v in s.values} for s in statuses)
+
+    try:
+        for index in range(1, 100):
+            image, info, _ = camera.messages(index * SECOND)
+            depth = array_to_image(sensor, "32FC1", image.header)
+            for publisher, message in ((info_pub, info), (depth_pub, depth), (image_pub, image)):
+                publisher.publish(message)
+            if harness.spin_until(lambda: completed and completed_info and fit_reported(), timeout_s=0.1):
+                break
+        latest = completed[-1]
+        assert (latest.encoding, latest.header.frame_id) == ("32FC1", camera.frame_id)
+        assert stamp_of(latest) in {stamp_of(m) for m in completed_info}
+        values = np.frombuffer(latest.data, np.float32).reshape(camera.height, camera.width)
+        valid = np.isfinite(sensor)
+        np.testing.assert_array_equal(values[valid], sensor[valid])
+        assert fit_reported()
     finally:
         node.destroy_node()
 

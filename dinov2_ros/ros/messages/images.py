@@ -67,10 +67,10 @@ def to_instances_messages(result: FrameResult, header: Header, camera_info: Came
     return array_to_image(instance_labels(result), "32SC1", header), camera_info_for_output(camera_info, header)
 
 
-def to_depth_messages(result: FrameResult, header: Header, camera_info: CameraInfo) -> tuple[Image, CameraInfo]:
-    """Depth image (32FC1 metres, NaN invalid) and its CameraInfo: the input's, under the image header;
-    published as siblings `dinov2/depth/image` and `dinov2/depth/camera_info` (image_transport's rule)."""
-    return array_to_image(result.depth, "32FC1", header), camera_info_for_output(camera_info, header)
+def to_depth_messages(depth: np.ndarray, header: Header, camera_info: CameraInfo) -> tuple[Image, CameraInfo]:
+    """Depth image (32FC1 metres, NaN invalid, REP 118) and its CameraInfo: the input's, under the image
+    header; published as siblings (`dinov2/depth/image` and `dinov2/depth/camera_info`, image_transport's rule)."""
+    return array_to_image(depth, "32FC1", header), camera_info_for_output(camera_info, header)
 
 
 def draw_debug_image(result: FrameResult, labels: dict[int, str], max_depth_m: float) -> np.ndarray:

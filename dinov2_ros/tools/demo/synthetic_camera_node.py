@@ -7,7 +7,8 @@ teach parts and score what the perception node finds. `scene` picks what is film
 - picking (tools.scenes.synthetic_scenes): still parts, a new scene every `scene_period_s` seconds, so
   there is time to teach a part from it;
 - conveyor (tools.scenes.tabletop_scenes.Conveyor): parts on a tilted table moving across the view at
-  5 cm/s, exact ray-cast depth; each ground-truth detection's `id` is the part's true identity, so a
+  5 cm/s, ray-cast depth in which `shiny_fraction` of the parts return nothing (holes for the node's
+  depth completion); each ground-truth detection's `id` is the part's true identity, so a
   demo can check that track ids stay with the parts.
 """
 
@@ -41,6 +42,12 @@ PARAMETERS: dict[str, Setting] = {  # all read-only
     "scene_period_s": Setting(8.0, "seconds before the next scene", True, (0.0, 3600.0)),
     "frame_id": Setting("camera_optical_frame", "optical frame id", True),
     "publish_depth": Setting(True, "also publish aligned depth", True),
+    "shiny_fraction": Setting(
+        0.25,
+        "conveyor: the share of parts that return no depth (shiny, black, film), as a depth camera gives them",
+        True,
+        (0.0, 1.0),
+    ),
     "scene": Setting(
         "picking",
         "what is filmed: picking (still scenes) or conveyor (moving parts)",
@@ -93,7 +100,8 @@ class SyntheticCameraNode(Node):
         rate, seed, self.scene_period_s = values["rate_hz"], values["seed"], values["scene_period_s"]
         publish_depth = values["publish_depth"]
         self.generator = SyntheticSceneGenerator(seed, self.width, self.height)
-        self.conveyor = Conveyor(seed=seed) if values["scene"] == "conveyor" else None
+        conveyor = values["scene"] == "conveyor"
+        self.conveyor = Conveyor(seed=seed, shiny_fraction=values["shiny_fraction"]) if conveyor else None
         self.image_pub = self.create_publisher(Image, "image", CAMERA_QOS)
         self.info_pub = self.create_publisher(CameraInfo, "camera_info", CAMERA_QOS)
         self.depth_pub = self.create_publisher(Image, "depth/image", CAMERA_QOS) if publish_depth else None

@@ -41,11 +41,13 @@ class TabletopPart:
 @dataclass(frozen=True)
 class TabletopScene:
     image_rgb: np.ndarray  # (H, W, 3) uint8
-    depth: np.ndarray  # (H, W) float32 metres, NaN where nothing is hit
+    depth: np.ndarray  # (H, W) float32 metres as a depth camera gives it: noise, NaN where no return
     masks: np.ndarray  # (N, H, W) bool, visible pixels of each part
     parts: tuple[TabletopPart, ...]
     table_normal: np.ndarray  # (3,) unit, pointing from the table toward the camera
     K: np.ndarray  # (3, 3)
+    true_depth: np.ndarray  # (H, W) float32 metres, the exact ray-cast depth: no noise, no holes
+    no_return: tuple[int, ...] = ()  # indices of the parts that return no depth (NaN in `depth`)
 
 
 def table_normal(tilt_deg: float) -> np.ndarray:
@@ -62,9 +64,13 @@ def render_tabletop(
     height: int = 480,
     depth_noise_m: float = 0.0,
     seed: int = 0,
+    no_return: tuple[int, ...] = (),
 ) -> TabletopScene:
     """Render `parts`, each (class name, a, b, yaw_deg): its footprint centre at a, b metres along the
-    table's in-plane axes from the point where the optical axis meets the table, turned by yaw."""
+    table's in-plane axes from the point where the optical axis meets the table, turned by yaw. The
+    parts of index `no_return` give the depth camera no return (shiny metal, black plastic,
+    transparent film): their visible pixels are NaN in `depth`, as a structured-light or
+    time-of-flight camera gives them; `true_depth` has them."""
     K, rays, table_depth, shade = _camera(width, height, tilt_deg, distance)
     normal = table_normal(tilt_deg)
     origin = np.array([0.0, 0.0, distance])
@@ -91,10 +97,13 @@ def render_tabletop(
     palette = np.array([_COLOURS[part.name] for part in built] + [(150, 140, 130)], np.float32)  # owner -1: table
     image = palette[owner] * shade[..., None] + 4 * rng.standard_normal((height, width, 3), np.float32)
     image = np.clip(image, 0, 255).astype(np.uint8)
-    depth = depth.astype(np.float32)
+    true_depth = depth.astype(np.float32)
+    depth = true_depth.copy()
     if depth_noise_m:
         depth += rng.normal(0, depth_noise_m, depth.shape).astype(np.float32)
-    return TabletopScene(image, depth, masks, tuple(built), normal, K)
+    for index in no_return:
+        depth[masks[index]] = np.nan
+    return TabletopScene(image, depth, masks, tuple(built), normal, K, true_depth, tuple(no_return))
 
 
 @functools.lru_cache(maxsize=4)
@@ -154,7 +163,8 @@ class ConveyorFrame:
 class Conveyor:
     """Parts enter on the left of the table every `spawn_every_s`, move along its x axis at `speed_m_s`
     and leave on the right; part n (its track id, from 1) has a class, lane and yaw drawn from (seed, n),
-    so any moment renders the same without replaying the ones before (a live camera, a sequence)."""
+    so any moment renders the same without replaying the ones before (a live camera, a sequence). A
+    `shiny_fraction` of the parts, drawn the same way, return no depth (TabletopScene.no_return)."""
 
     speed_m_s: float = 0.05
     spawn_every_s: float = 1.5
@@ -162,6 +172,7 @@ class Conveyor:
     seed: int = 0
     enter_m: float = -0.3
     leave_m: float = 0.3
+    shiny_fraction: float = 0.0
 
     def part(self, track_id: int) -> tuple[str, float, float]:
         """(class name, lane (m), yaw (deg)) of part `track_id`."""
@@ -173,13 +184,15 @@ class Conveyor:
         """The conveyor at `t` seconds from the start; `render_options` go to render_tabletop."""
         crossing_s = (self.leave_m - self.enter_m) / self.speed_m_s
         first = max(0, int(np.ceil((t - crossing_s) / self.spawn_every_s - 1e-9)))
-        ids, layout = [], []
+        ids, layout, shiny = [], [], []
         for n in range(first, int(np.floor(t / self.spawn_every_s + 1e-9)) + 1):
             name, lane, yaw = self.part(n + 1)
+            if np.random.default_rng((self.seed, n + 1, 1)).random() < self.shiny_fraction:
+                shiny.append(len(layout))
             ids.append(n + 1)
             layout.append((name, self.enter_m + self.speed_m_s * (t - n * self.spawn_every_s), lane, yaw))
         seed = self.seed * 100_003 + round(t * 1000)
-        scene = render_tabletop(layout, tilt_deg=self.tilt_deg, seed=seed, **render_options)
+        scene = render_tabletop(layout, tilt_deg=self.tilt_deg, seed=seed, no_return=tuple(shiny), **render_options)
         return ConveyorFrame(t, scene, tuple(ids))
 
 
@@ -238,3 +251,14 @@ def noisy_detections(
         boxes = np.vstack([boxes, [[x, y, x + rng.uniform(10, 30), y + rng.uniform(10, 30)]]]).astype(np.float32)
     scores = rng.uniform(*noise.scores, len(boxes)).astype(np.float32)
     return boxes, scores
+
+
+def stand_in_model_depth(
+    true_depth: np.ndarray, scale: float = 1.08, shift_m: float = 0.04, noise_m: float = 0.003, seed: int = 0
+) -> np.ndarray:
+    """A STAND-IN for a network's metric depth, for tests and evaluations where random weights predict
+    none: the true depth with a known scale and offset error (sensor = `scale` * this + `shift_m`, as a
+    monocular network's learned metric scale is off on a given scene) and `noise_m` of per-pixel noise.
+    Sharper at part edges than a network's, so errors measured with it are a lower bound."""
+    noise = np.random.default_rng(seed).normal(0.0, noise_m, true_depth.shape)
+    return ((true_depth - shift_m) / scale + noise).astype(np.float32)

@@ -31,6 +31,8 @@ from dinov2_ros.runtime.graph_file import (
 )
 from dinov2_ros.weights.digests import sha256_of
 
+pytestmark = pytest.mark.export
+
 
 @pytest.fixture(scope="module")
 def cores(tmp_path_factory):

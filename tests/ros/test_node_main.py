@@ -19,6 +19,7 @@ from dinov2_ros.ros import node_main
 
 pytestmark = pytest.mark.dds  # rclpy's init and a node, as the executable has them
 
+
 @pytest.fixture(autouse=True)
 def restore_signals(monkeypatch):
     handlers = {stop: signal.getsignal(stop) for stop in (signal.SIGINT, signal.SIGTERM)}

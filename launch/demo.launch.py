@@ -2,6 +2,7 @@
 
     ros2 launch dinov2_ros demo.launch.py                 # still picking scenes
     ros2 launch dinov2_ros demo.launch.py scene:=conveyor  # parts moving on a tilted table, with track ids
+    ros2 launch dinov2_ros demo.launch.py scene:=stacked   # parts lying on others: completed depth, pick order
 
 By default the encoder and depth head run with RANDOM weights (nothing is downloaded), so depth and
 objects are meaningless; the node says so in its log and on /diagnostics. Pass weights:=pretrained
@@ -57,7 +58,8 @@ def generate_launch_description():
         DeclareLaunchArgument(
             "scene",
             default_value="picking",
-            description="picking (still parts) | conveyor (moving parts, exact depth, track ids)",
+            description="picking (still parts) | conveyor (moving parts, ray-cast depth, track ids) | stacked "
+            "(parts lying on others: depth completion and the pick order)",
         ),
         DeclareLaunchArgument(
             "rviz", default_value="true", description="start RViz where it is installed: true | false"
@@ -86,10 +88,11 @@ def generate_launch_description():
         parameters=[
             os.path.join(share, "config", "perception.yaml"),
             {parameter: LaunchConfiguration(argument) for argument, parameter in PARAMETER_ARGUMENTS.items()},
-            # the conveyor's exact depth places the parts (oriented boxes), as demo_runner does
+            # the tabletop scenes' ray-cast depth places the parts (oriented boxes), as demo_runner does
             {
                 "camera.use_depth": ParameterValue(
-                    PythonExpression(["'", LaunchConfiguration("scene"), "' == 'conveyor'"]), value_type=bool
+                    PythonExpression(["'", LaunchConfiguration("scene"), "' in ('conveyor', 'stacked')"]),
+                    value_type=bool,
                 )
             },
         ],

@@ -22,9 +22,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--scene",
         default="picking",
-        choices=("picking", "conveyor"),
+        choices=("picking", "conveyor", "stacked"),
         help="picking: still parts, a new scene every 8 s; conveyor: parts moving across a tilted table, "
-        "objects placed with exact depth, the report says whether each part kept its track id",
+        "objects placed with ray-cast depth, the report says whether each part kept its track id; stacked: "
+        "parts lying on others, for the completed depth and the pick order (dinov2/pick_candidates)",
     )
     parser.add_argument(
         "--graph-dir", default="", help="artifact store for the exported graphs (default: the config's model.graph_dir)"

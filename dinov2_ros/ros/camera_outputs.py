@@ -22,6 +22,7 @@ from visualization_msgs.msg import MarkerArray
 
 from dinov2_ros.perception.frame import FrameResult
 from dinov2_ros.perception.object_points import object_points
+from dinov2_ros.perception.pick_order import PickOrder, pick_order
 from dinov2_ros.ros.messages.detections import (
     detection_number,
     to_detection2d_array,
@@ -34,7 +35,7 @@ from dinov2_ros.ros.messages.images import (
     to_depth_messages,
     to_instances_messages,
 )
-from dinov2_ros.ros.messages.markers import to_markers
+from dinov2_ros.ros.messages.markers import to_markers, to_pick_markers
 from dinov2_ros.ros.messages.points import depth_points, to_object_point_cloud, to_point_cloud
 
 OUTPUT_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
@@ -65,6 +66,9 @@ class CameraOutputs:
         publish = node.create_lifecycle_publisher
         self.objects = publish(Detection3DArray, out + "objects", OUTPUT_QOS)
         self.objects_2d = publish(Detection2DArray, out + "objects_2d", OUTPUT_QOS)
+        # the free parts, in the order to pick them (perception/pick_order.py)
+        self.pick_candidates = publish(Detection3DArray, out + "pick_candidates", OUTPUT_QOS)
+        self.pick_markers = publish(MarkerArray, out + "pick_candidates/markers", OUTPUT_QOS)
         self.label_info = publish(LabelInfo, out + "label_info", LATCHED_QOS)
         self.depth = publish(Image, out + "depth/image", OUTPUT_QOS)
         self.depth_info = publish(CameraInfo, out + "depth/camera_info", OUTPUT_QOS)
@@ -85,12 +89,22 @@ class CameraOutputs:
         """Latch the class names (LabelInfo) that name the detections' class ids."""
         self.label_info.publish(to_label_info(labels, threshold, header))
 
-    def publish_objects(self, result: FrameResult, header: Header) -> None:
+    def publish_objects(self, result: FrameResult, header: Header) -> PickOrder | None:
         """The objects (what planners wait for): 3D unless the frame has none at all (FrameResult.without_3d:
-        then no array, rather than an empty one that says the view is empty), and 2D."""
+        then no array, rather than an empty one that says the view is empty), and 2D; the pick
+        candidates while subscribed, whose decisions (candidates, held back) it returns."""
         if result.without_3d is None:
             self.objects.publish(to_detection3d_array(result, header))
         self.objects_2d.publish(to_detection2d_array(result, header))
+        if result.without_3d is not None or not self._subscribed(self.pick_candidates, self.pick_markers):
+            return None
+        ids = [detection_number(detection, index) for index, detection in enumerate(result.detections)]
+        decisions = pick_order(result, ids)
+        order = [decision.index for decision in decisions[0]]
+        self.pick_candidates.publish(to_detection3d_array(result, header, order))
+        if self._subscribed(self.pick_markers):
+            self.pick_markers.publish(to_pick_markers(result, header, order))
+        return decisions
 
     def publish_images(
         self,
@@ -151,7 +165,7 @@ class CameraOutputs:
     def destroy(self) -> None:
         self.set_points(False, active=False)
         for publisher in (
-            self.objects, self.objects_2d, self.label_info, self.depth, self.depth_info, self.completed_depth,
+            self.objects, self.objects_2d, self.pick_candidates, self.pick_markers, self.label_info, self.depth, self.depth_info, self.completed_depth,
             self.completed_depth_info, self.markers, self.debug_image, self.debug_info, self.instances,
             self.instances_info, self.object_points,
         ):  # fmt: skip

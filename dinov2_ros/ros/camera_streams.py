@@ -20,10 +20,12 @@ from rclpy.qos_overriding_options import QoSOverridingOptions
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
 from dinov2_ros.perception.frame import FrameResult
+from dinov2_ros.perception.pick_order import PickOrder
 from dinov2_ros.perception.rejection import Rejection
 from dinov2_ros.ros.diagnostics import CameraStatistics
 from dinov2_ros.ros.frame_slots import CameraSlot, PairedFrame
 from dinov2_ros.ros.image_conversion import compressed_to_rgb, image_to_rgb
+from dinov2_ros.ros.messages.detections import detection_number
 from dinov2_ros.ros.node_parameters import CameraSettings
 
 try:  # Jazzy and newer
@@ -223,9 +225,10 @@ class CameraStreams:
             "to its topic",
         )
 
-    def result_published(self, paired: PairedFrame, result: FrameResult) -> None:
+    def result_published(self, paired: PairedFrame, result: FrameResult, decisions: PickOrder | None = None) -> None:
         """Account for a frame's published objects: latency, the node's own time, its 3D objects (or
-        why it has none: warned once for an uncalibrated camera, throttled otherwise)."""
+        why it has none: warned once for an uncalibrated camera, throttled otherwise) and, where
+        computed, its pick order (why each held-back part is held back: debug level)."""
         without_3d = result.without_3d
         self.statistics.uncalibrated = without_3d is not None and without_3d.problem == "uncalibrated"
         if self.statistics.uncalibrated and not self._warned_uncalibrated:
@@ -240,10 +243,18 @@ class CameraStreams:
         in_node_s = (time.monotonic_ns() - paired.received_ns) / 1e9 - result.inference_s
         self.statistics.result_published(time.monotonic(), latency_s, result.inference_s, in_node_s)
         self.statistics.objects_published(result.detections, result.depth_fit)
-        for detection in result.detections:
+        if decisions is not None:
+            candidates, held = decisions
+            self.statistics.pick_order_decided(len(candidates), [decision.reason for decision in held])
+            for decision in held:
+                self._node.get_logger().debug(
+                    f"camera {self.statistics.camera}: object {detection_number(result.detections[decision.index], decision.index)} "
+                    f"held back from the pick candidates: {decision.reason}"
+                )
+        for index, detection in enumerate(result.detections):
             if detection.centre is not None and detection.filled_depth_fraction > 0.5:
                 self._node.get_logger().debug(
-                    f"camera {self.statistics.camera}: object {detection.track_id or detection.label} lifted from "
+                    f"camera {self.statistics.camera}: object {detection_number(detection, index)} lifted from "
                     f"completed depth ({detection.filled_depth_fraction:.0%} of its pixels have no sensor return)"
                 )
 

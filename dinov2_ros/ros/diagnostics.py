@@ -83,6 +83,7 @@ class CameraStatistics:
         self.last_axis_aligned_reason = ""
         self.depth_fit = None  # the newest frame's DepthFit (depth_completion.py), None without one
         self.lifted_from_filled = 0  # 3D objects whose depth was mostly filled from the model's (no sensor return)
+        self.pick_order: tuple[int, int, str] | None = None  # newest frame's (candidates, held back, a reason)
         # an image arrived since the image topic last had no publisher: the current sender delivers
         self._delivered_since_no_publisher = False
         self.newest_track_id = 0  # ids count up per camera: far more ids than parts seen is a tracker losing them
@@ -179,6 +180,11 @@ class CameraStatistics:
             if reasons:
                 self.last_axis_aligned_reason = reasons[-1]
 
+    def pick_order_decided(self, candidates: int, held_back_reasons: list[str]) -> None:
+        """The newest frame's pick order (dinov2/pick_candidates): how many candidates, and why parts were held back."""
+        with self._lock:
+            self.pick_order = (candidates, len(held_back_reasons), held_back_reasons[-1] if held_back_reasons else "")
+
     def to_status(
         self, now_s: float, node_name: str, dropped: int, image_topic: tuple[str, int] = ("", 0)
     ) -> DiagnosticStatus:
@@ -210,6 +216,12 @@ class CameraStatistics:
             if self.newest_track_id:
                 values["track ids issued"] = str(self.newest_track_id)
             values.update(_depth_fit_values(self.depth_fit, self.lifted_from_filled))
+            if self.pick_order is not None:
+                candidates, held, reason = self.pick_order
+                values["pick candidates (newest frame)"] = str(candidates)
+                values["held back from picking (newest frame)"] = str(held)
+                if reason:
+                    values["last held-back reason"] = reason
             values.update(
                 {f"frames without 3D objects: {problem}": str(n) for problem, n in sorted(self.without_3d.items())}
             )

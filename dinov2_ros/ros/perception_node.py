@@ -294,8 +294,8 @@ class PerceptionNode(LifecycleNode):
                     )
 
     def _publish_objects(self, paired: PairedFrame, result: FrameResult, labels) -> None:
-        self.outputs[paired.camera].publish_objects(result, paired.image.header)
-        self.cameras[paired.camera].result_published(paired, result)
+        decisions = self.outputs[paired.camera].publish_objects(result, paired.image.header)
+        self.cameras[paired.camera].result_published(paired, result, decisions)
 
     def _publish_images(self, paired: PairedFrame, result: FrameResult, labels) -> None:
         outputs = self.outputs[paired.camera]

@@ -14,7 +14,7 @@ from dinov2_ros.perception.camera_model import PinholeCameraModel
 from dinov2_ros.perception.frame import CameraFrame, Detection, FrameResult
 from dinov2_ros.ros.messages.detections import to_detection2d_array, to_detection3d_array, to_label_info
 from dinov2_ros.ros.messages.images import draw_debug_image, to_depth_messages, to_instances_messages
-from dinov2_ros.ros.messages.markers import class_colour, to_markers
+from dinov2_ros.ros.messages.markers import class_colour, to_markers, to_pick_markers
 from dinov2_ros.ros.messages.points import depth_points, to_point_cloud
 
 HEADER = Header(frame_id="optical")
@@ -154,3 +154,15 @@ def test_object_point_cloud_is_pcl_point_xyzrgbl_by_field_name():
     assert raw[0, 12:16].copy().view(np.uint32)[0] == 0xFF8001
     assert raw[:, 16:20].copy().view(np.uint32).ravel().tolist() == [7, 42]
     assert not cloud.is_bigendian and cloud.is_dense
+
+
+def test_pick_candidates_keep_the_pick_order_and_the_objects_ids_and_their_markers_rank_them():
+    base = result()
+    posed = base.detections[0]
+    second = Detection(4, "washer", 0.7, posed.box, posed.mask, posed.centre + 0.1, posed.size)
+    frame = FrameResult(base.frame, base.depth, [posed, base.detections[1], second], 0.01)
+    array = to_detection3d_array(frame, HEADER, order=[2, 0])
+    assert [d.id for d in array.detections] == ["3", "1"], "in the order given, with the ids of dinov2/objects"
+    markers = to_pick_markers(frame, HEADER, [2, 0]).markers
+    assert markers[0].action == Marker.DELETEALL
+    assert [(m.id, m.text) for m in markers[1:]] == [(1, "pick 1 (#3)"), (2, "pick 2 (#1)")]

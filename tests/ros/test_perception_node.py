@@ -15,7 +15,7 @@ from rcl_interfaces.srv import ListParameters, SetParameters
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CompressedImage, Image
-from vision_msgs.msg import Detection2DArray, LabelInfo
+from vision_msgs.msg import Detection2DArray, Detection3DArray, LabelInfo
 
 from dinov2_ros.ros.image_conversion import array_to_image
 from dinov2_ros.ros.perception_node import PerceptionNode
@@ -62,7 +62,8 @@ def test_a_depth_camera_with_holes_gets_its_completed_depth_and_the_fit_on_diagn
     """The plumbing with the graph's real output (random weights: its depth does not match the scene's,
     so the fit is refused and the holes stay NaN; tests/perception/test_depth_completion.py holds the
     filling itself): the completed depth is the sensor's where it has a return, under the input's
-    header, beside its camera_info, and /diagnostics reports the fit."""
+    header, beside its camera_info, and /diagnostics reports the fit; the pick candidates (whatever
+    random weights detect) arrive under the input's header too."""
     node = start_node(context, graph_dir, "holes", **{"camera.use_depth": True})
     harness.add_node(node)
     camera = SceneCamera(160, 120)
@@ -73,6 +74,7 @@ def test_a_depth_camera_with_holes_gets_its_completed_depth_and_the_fit_on_diagn
     completed = harness.record(Image, "/holes/dinov2/depth/completed/image")
     completed_info = harness.record(type(camera.messages(0)[1]), "/holes/dinov2/depth/completed/camera_info")
     diagnostics = harness.record(DiagnosticArray, "/diagnostics")
+    candidates = harness.record(Detection3DArray, "/holes/dinov2/pick_candidates")
     sensor = camera.scene.depth.copy()
     sensor[20:60, 30:90] = np.nan  # a shiny part's hole
 
@@ -86,11 +88,12 @@ def test_a_depth_camera_with_holes_gets_its_completed_depth_and_the_fit_on_diagn
             depth = array_to_image(sensor, "32FC1", image.header)
             for publisher, message in ((info_pub, info), (depth_pub, depth), (image_pub, image)):
                 publisher.publish(message)
-            if harness.spin_until(lambda: completed and completed_info and fit_reported(), timeout_s=0.1):
+            if harness.spin_until(lambda: completed and completed_info and candidates and fit_reported(), 0.1):
                 break
         latest = completed[-1]
         assert (latest.encoding, latest.header.frame_id) == ("32FC1", camera.frame_id)
         assert stamp_of(latest) in {stamp_of(m) for m in completed_info}
+        assert candidates[-1].header.frame_id == camera.frame_id and stamp_of(candidates[-1]) % SECOND == 0
         values = np.frombuffer(latest.data, np.float32).reshape(camera.height, camera.width)
         valid = np.isfinite(sensor)
         np.testing.assert_array_equal(values[valid], sensor[valid])

@@ -92,3 +92,19 @@ def test_the_conveyor_moves_parts_with_their_identities_in_the_ground_truth(cont
     assert {d.results[0].hypothesis.class_id for d in last.detections} <= {"bar", "plate", "brick", "cube"}
     depth = depth_image_to_metres(depths[-1])
     assert 0.5 < np.nanmedian(depth) < 1.0, "the table, 0.8 m away along the optical axis"
+
+
+def test_the_stacked_scene_films_parts_lying_on_others_with_shiny_holes_in_its_depth(context):
+    _, recorded = filmed(
+        context,
+        "synthetic_stacked",
+        {"width": 320, "height": 240, "rate_hz": 20.0, "scene": "stacked", "shiny_fraction": 0.5},
+        {"ground_truth": Detection2DArray, "depth/image": Image},
+        lambda recorded: len(recorded["ground_truth"]) >= 2 and recorded["depth/image"],
+    )
+    truth = recorded["ground_truth"][-1]
+    assert len(truth.detections) >= 8, "ten parts placed, four lying on others; most of them visible"
+    assert {d.results[0].hypothesis.class_id for d in truth.detections} <= {"bar", "plate", "brick", "cube"}
+    depth = depth_image_to_metres(recorded["depth/image"][-1])
+    holes = np.isnan(depth).mean()
+    assert 0.01 < holes < 0.5, f"the shiny parts' pixels have no depth ({holes:.1%} of the image)"

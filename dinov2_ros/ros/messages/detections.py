@@ -9,6 +9,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from geometry_msgs.msg import Pose
 from std_msgs.msg import Header
 from vision_msgs.msg import (
@@ -49,11 +51,13 @@ def object_pose(detection: Detection) -> Pose:
 # field twice (at 10 objects: 0.43 ms against 0.31 ms for both arrays).
 
 
-def to_detection3d_array(result: FrameResult, header: Header) -> Detection3DArray:
-    """Detections with a 3D pose, in the camera's optical frame."""
+def to_detection3d_array(result: FrameResult, header: Header, order: Sequence[int] | None = None) -> Detection3DArray:
+    """Detections with a 3D pose, in the camera's optical frame; `order`: only these detections
+    (indices into result.detections), in this order (dinov2/pick_candidates)."""
     array = Detection3DArray(header=header)
     detections = []
-    for index, detection in enumerate(result.detections):
+    for index in range(len(result.detections)) if order is None else order:
+        detection = result.detections[index]
         if detection.centre is None:
             continue
         message = Detection3D()

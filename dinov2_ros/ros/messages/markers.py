@@ -48,3 +48,22 @@ def to_markers(result: FrameResult, header: Header, labels: dict[int, str]) -> M
         text.text = f"{labels.get(detection.class_id, detection.class_id)} #{number} {detection.score:.2f}"
         markers += [box, text]
     return MarkerArray(markers=markers)
+
+
+def to_pick_markers(result: FrameResult, header: Header, order: list[int]) -> MarkerArray:
+    """A DELETEALL, then the pick candidates' ranks ("pick 1", "pick 2", ...: `order` indexes
+    result.detections in pick order) as green text just in front of each one's centre, toward the camera."""
+    markers = [Marker(header=header, action=Marker.DELETEALL)]
+    lifetime = Duration(sec=int(MARKER_LIFETIME_S), nanosec=int(MARKER_LIFETIME_S % 1 * 1e9))
+    for rank, index in enumerate(order, 1):
+        detection = result.detections[index]
+        x, y, z = (float(v) for v in detection.centre)
+        text = Marker(header=header, ns="dinov2/pick_order", id=rank, type=Marker.TEXT_VIEW_FACING)
+        text.action, text.lifetime = Marker.ADD, lifetime
+        text.pose.position = Point(x=x, y=y, z=z - float(max(detection.size)))  # in front: toward the camera
+        text.pose.orientation.w = 1.0
+        text.scale.z = TEXT_HEIGHT_M
+        text.color = ColorRGBA(r=0.1, g=1.0, b=0.2, a=1.0)
+        text.text = f"pick {rank} (#{detection_number(detection, index)})"
+        markers.append(text)
+    return MarkerArray(markers=markers)

@@ -25,7 +25,7 @@ import rclpy
 from rcl_interfaces.srv import SetParameters
 from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
-from vision_msgs.msg import Detection2D, Detection2DArray, LabelInfo
+from vision_msgs.msg import Detection2D, Detection2DArray, Detection3DArray, LabelInfo
 
 from dinov2_ros.ros.camera_outputs import LATCHED_QOS
 from dinov2_ros.ros.camera_streams import stamp_ns
@@ -54,7 +54,7 @@ class DemoSettings:
     variant: str = "vits14"
     rate_hz: float = CAMERA_PARAMETERS["rate_hz"].default  # as demo.launch.py: the camera's defaults
     scene_period_s: float = CAMERA_PARAMETERS["scene_period_s"].default
-    scene: str = "picking"  # or "conveyor" (synthetic_camera_node's `scene`)
+    scene: str = "picking"  # or "conveyor", "stacked" (synthetic_camera_node's `scene`)
     graph_dir: str = ""  # the artifact store; "" keeps config/perception.yaml's model.graph_dir
 
 
@@ -100,7 +100,7 @@ def perception_command(settings: DemoSettings) -> list[str]:
     }
     if settings.graph_dir:
         overrides["model.graph_dir"] = settings.graph_dir
-    if settings.scene == "conveyor":  # exact depth: oriented boxes of the parts as they lie
+    if settings.scene in ("conveyor", "stacked"):  # ray-cast depth: oriented boxes of the parts as they lie
         overrides["camera.use_depth"] = "true"
     return [
         sys.executable,
@@ -174,6 +174,8 @@ class DemoMonitor(Node):
         self.create_subscription(Detection2DArray, GROUND_TRUTH_TOPIC, self._on_truth, qos_profile_sensor_data)
         self.create_subscription(Detection2DArray, f"/{NODE_NAME}/objects_2d", self._on_objects, 10)
         self.create_subscription(LabelInfo, f"/{NODE_NAME}/label_info", self._on_labels, LATCHED_QOS)
+        self.pick_order: list[str] | None = None  # the newest pick candidates' ids, in pick order
+        self.create_subscription(Detection3DArray, f"/{NODE_NAME}/pick_candidates", self._on_pick_order, 10)
         self.add_class = self.create_client(SetParameters, f"/{NODE_NAME}/add_class")
 
     def _on_truth(self, msg: Detection2DArray) -> None:
@@ -185,6 +187,9 @@ class DemoMonitor(Node):
         self.truth_by_stamp[stamp] = msg
         while len(self.truth_by_stamp) > 100:
             del self.truth_by_stamp[min(self.truth_by_stamp)]
+
+    def _on_pick_order(self, msg: Detection3DArray) -> None:
+        self.pick_order = [d.id for d in msg.detections]
 
     def _on_labels(self, msg: LabelInfo) -> None:
         self.labels = {str(c.class_id): c.class_name for c in msg.class_map}
@@ -250,9 +255,14 @@ def _report_line(monitor: DemoMonitor, elapsed_s: float, outputs_before: int) ->
     objects = ", ".join(f"{name} {score:.2f}" for name, score in monitor.last_objects) or "none"
     truth = ", ".join(monitor.last_truth) or "?"
     latency = monitor.tally.latencies_ms[-1] if monitor.tally.latencies_ms else float("nan")
+    picks = (
+        ""
+        if monitor.pick_order is None
+        else f" | pick order: {', '.join(f'#{i}' for i in monitor.pick_order) or 'none'}"
+    )
     return (
         f"[{elapsed_s:6.1f} s] {monitor.outputs - outputs_before} outputs/s, latency {latency:5.0f} ms | "
-        f"objects: {objects} | scene: {truth}"
+        f"objects: {objects}{picks} | scene: {truth}"
     )
 
 

@@ -9,7 +9,9 @@ teach parts and score what the perception node finds. `scene` picks what is film
 - conveyor (tools.scenes.tabletop_scenes.Conveyor): parts on a tilted table moving across the view at
   5 cm/s, ray-cast depth in which `shiny_fraction` of the parts return nothing (holes for the node's
   depth completion); each ground-truth detection's `id` is the part's true identity, so a
-  demo can check that track ids stay with the parts.
+  demo can check that track ids stay with the parts;
+- stacked (tools.scenes.tabletop_scenes.stacked_parts): still parts on the tilted table, four of them
+  lying on others, a new layout every `scene_period_s` seconds: for the node's pick order.
 """
 
 from __future__ import annotations
@@ -30,7 +32,15 @@ from dinov2_ros.ros.node_main import spin_node
 from dinov2_ros.ros.node_parameters import declare
 from dinov2_ros.runtime.model_settings import Setting
 from dinov2_ros.tools.scenes.synthetic_scenes import Scene, SyntheticSceneGenerator
-from dinov2_ros.tools.scenes.tabletop_scenes import TABLETOP_PARTS, Conveyor, ConveyorFrame, visible_boxes
+from dinov2_ros.tools.scenes.tabletop_scenes import (
+    TABLETOP_PARTS,
+    Conveyor,
+    ConveyorFrame,
+    TabletopScene,
+    render_tabletop,
+    stacked_parts,
+    visible_boxes,
+)
 
 # reliable publishers reach both best-effort and reliable subscribers
 CAMERA_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
@@ -50,9 +60,9 @@ PARAMETERS: dict[str, Setting] = {  # all read-only
     ),
     "scene": Setting(
         "picking",
-        "what is filmed: picking (still scenes) or conveyor (moving parts)",
+        "what is filmed: picking (still scenes), conveyor (moving parts) or stacked (parts lying on others)",
         True,
-        choices=("picking", "conveyor"),
+        choices=("picking", "conveyor", "stacked"),
     ),
 }
 
@@ -65,9 +75,13 @@ def ground_truth_for(scene: Scene, class_names: Sequence[str], header: Header) -
 
 def conveyor_ground_truth(frame: ConveyorFrame, header: Header) -> Detection2DArray:
     """The visible parts as Detection2DArray, as `ground_truth_for`, with the part's identity as id."""
-    visible = zip(*visible_boxes(frame.scene), strict=True)
-    parts = ((frame.scene.parts[i].name, box, str(frame.track_ids[i])) for i, box in visible)
-    return _ground_truth(parts, header)
+    return tabletop_ground_truth(frame.scene, frame.track_ids, header)
+
+
+def tabletop_ground_truth(scene: TabletopScene, identities: Sequence[int], header: Header) -> Detection2DArray:
+    """A tabletop scene's visible parts as Detection2DArray, each part's `identities[i]` as its id."""
+    visible = zip(*visible_boxes(scene), strict=True)
+    return _ground_truth(((scene.parts[i].name, box, str(identities[i])) for i, box in visible), header)
 
 
 def _ground_truth(parts: Iterable[tuple[str, Sequence[float], str]], header: Header) -> Detection2DArray:
@@ -100,8 +114,9 @@ class SyntheticCameraNode(Node):
         rate, seed, self.scene_period_s = values["rate_hz"], values["seed"], values["scene_period_s"]
         publish_depth = values["publish_depth"]
         self.generator = SyntheticSceneGenerator(seed, self.width, self.height)
+        self.scene_kind, self.seed, self.shiny_fraction = values["scene"], seed, values["shiny_fraction"]
         conveyor = values["scene"] == "conveyor"
-        self.conveyor = Conveyor(seed=seed, shiny_fraction=values["shiny_fraction"]) if conveyor else None
+        self.conveyor = Conveyor(seed=seed, shiny_fraction=self.shiny_fraction) if conveyor else None
         self.image_pub = self.create_publisher(Image, "image", CAMERA_QOS)
         self.info_pub = self.create_publisher(CameraInfo, "camera_info", CAMERA_QOS)
         self.depth_pub = self.create_publisher(Image, "depth/image", CAMERA_QOS) if publish_depth else None
@@ -110,18 +125,29 @@ class SyntheticCameraNode(Node):
         self._scene_index = -1
         self._start = self.get_clock().now()
         self.create_timer(1.0 / rate, self._publish)
-        classes = ", ".join(TABLETOP_PARTS if self.conveyor else self.generator.class_names)
+        classes = ", ".join(TABLETOP_PARTS if self.scene_kind != "picking" else self.generator.class_names)
         self.get_logger().info(
             f"synthetic camera: {self.width}x{self.height} at {rate} Hz, {values['scene']} scenes of seed {seed}, "
             f"classes {classes}"
         )
 
-    def _scene(self, now) -> Scene:
+    def _scene(self, now) -> Scene | TabletopScene:
+        """The still scene of the moment: a picking scene, or a stacked tabletop (a few parts lying on
+        others, `shiny_fraction` of all returning no depth), a new one every scene_period_s."""
         elapsed_s = (now - self._start).nanoseconds / 1e9
         index = int(elapsed_s / self.scene_period_s) if self.scene_period_s > 0 else self.frames
         if index != self._scene_index:
-            self._scene_index, self._current = index, self.generator.render(index)
+            self._scene_index, self._current = index, self._render(index)
         return self._current
+
+    def _render(self, index: int) -> Scene | TabletopScene:
+        if self.scene_kind == "picking":
+            return self.generator.render(index)
+        seed = self.seed * 100_003 + index
+        layout = stacked_parts(seed)
+        rng = np.random.default_rng((seed, 1))
+        shiny = tuple(np.flatnonzero(rng.random(len(layout)) < self.shiny_fraction).tolist())
+        return render_tabletop(layout, 15.0, width=self.width, height=self.height, seed=seed, no_return=shiny)
 
     def _publish(self) -> None:
         now = self.get_clock().now()
@@ -129,6 +155,9 @@ class SyntheticCameraNode(Node):
         if self.conveyor is not None:
             frame = self.conveyor.render((now - self._start).nanoseconds / 1e9, width=self.width, height=self.height)
             scene, K, truth = frame.scene, frame.scene.K, conveyor_ground_truth(frame, header)
+        elif self.scene_kind == "stacked":
+            scene = self._scene(now)
+            K, truth = scene.K, tabletop_ground_truth(scene, range(1, len(scene.parts) + 1), header)
         else:
             scene = self._scene(now)
             K, truth = self.generator.K, ground_truth_for(scene, self.generator.class_names, header)

@@ -66,8 +66,10 @@ def render_tabletop(
     seed: int = 0,
     no_return: tuple[int, ...] = (),
 ) -> TabletopScene:
-    """Render `parts`, each (class name, a, b, yaw_deg): its footprint centre at a, b metres along the
-    table's in-plane axes from the point where the optical axis meets the table, turned by yaw. The
+    """Render `parts`, each (class name, a, b, yaw_deg) or (class name, a, b, yaw_deg, support): its
+    footprint centre at a, b metres along the table's in-plane axes from the point where the optical
+    axis meets the table, turned by yaw, standing on the table or, with `support` (the index of an
+    earlier part), lying flat on that part's top face (stacked; it may overhang). The
     parts of index `no_return` give the depth camera no return (shiny metal, black plastic,
     transparent film): their visible pixels are NaN in `depth`, as a structured-light or
     time-of-flight camera gives them; `true_depth` has them."""
@@ -79,12 +81,14 @@ def render_tabletop(
     depth = table_depth.copy()
     owner = np.full((height, width), -1)
     built = []
-    for index, (name, a, b, yaw_deg) in enumerate(parts):
+    for index, (name, a, b, yaw_deg, *support) in enumerate(parts):
         length, breadth, tall = TABLETOP_PARTS[name]
         yaw = np.radians(yaw_deg)
         x_axis = np.cos(yaw) * axis_a + np.sin(yaw) * axis_b
         rotation = np.column_stack([x_axis, np.cross(normal, x_axis), normal])
-        center = origin + a * axis_a + b * axis_b + 0.5 * tall * normal
+        below = built[support[0]] if support and support[0] is not None else None
+        lift = 0.0 if below is None else float((below.center - origin) @ normal + below.size[2] / 2)
+        center = origin + a * axis_a + b * axis_b + (lift + 0.5 * tall) * normal
         size = np.array([length, breadth, tall])
         built.append(TabletopPart(name, center, rotation, size))
         rows, cols = _projected_window(center, rotation, size, K, width, height)
@@ -262,3 +266,56 @@ def stand_in_model_depth(
     Sharper at part edges than a network's, so errors measured with it are a lower bound."""
     noise = np.random.default_rng(seed).normal(0.0, noise_m, true_depth.shape)
     return ((true_depth - shift_m) / scale + noise).astype(np.float32)
+
+
+def parts_above(scene: TabletopScene) -> list[set[int]]:
+    """For each part, the parts lying on or over it: their footprints overlap in the table plane and
+    their bottom is at or above its top (the ground truth of what must be picked first)."""
+    normal = scene.table_normal
+    grid = np.stack(np.meshgrid(np.linspace(-0.5, 0.5, 11), np.linspace(-0.5, 0.5, 11)), -1).reshape(-1, 2)
+    above: list[set[int]] = [set() for _ in scene.parts]
+    for i, lower in enumerate(scene.parts):
+        top = lower.center @ normal + lower.size[2] / 2
+        for j, upper in enumerate(scene.parts):
+            if j == i or upper.center @ normal - upper.size[2] / 2 < top - 1e-6:
+                continue
+            footprint = upper.center + (grid * upper.size[:2]) @ upper.rotation[:, :2].T  # points of its footprint
+            local = (footprint - lower.center) @ lower.rotation[:, :2]
+            if np.any(np.all(np.abs(local) <= lower.size[:2] / 2, axis=1)):
+                above[i].add(j)
+    return above
+
+
+def stacked_parts(seed: int, base: int = 6, stacked: int = 4) -> list[tuple]:
+    """A layout for `render_tabletop`: `base` parts standing on the table on a jittered grid, and
+    `stacked` more each lying on a random earlier part, offset by up to 40 % of its length (overhanging,
+    sometimes two levels high), all at random yaws; drawn from `seed`."""
+    rng = np.random.default_rng(seed)
+    names = tuple(TABLETOP_PARTS)
+    slots = [(a, b) for b in (-0.09, 0.03, 0.15) for a in (-0.18, -0.04, 0.1, 0.22)]
+    chosen = rng.choice(len(slots), base, replace=False)
+    layout: list[tuple] = []
+    for slot in chosen:
+        a, b = slots[slot]
+        layout.append(
+            (
+                names[rng.integers(len(names))],
+                a + rng.uniform(-0.015, 0.015),
+                b + rng.uniform(-0.015, 0.015),
+                rng.uniform(-90, 90),
+            )
+        )
+    for _ in range(stacked):
+        support = int(rng.integers(len(layout)))
+        _, a, b, _, *_ = layout[support]
+        reach = 0.4 * TABLETOP_PARTS[layout[support][0]][0]
+        layout.append(
+            (
+                names[rng.integers(len(names))],
+                a + rng.uniform(-reach, reach),
+                b + rng.uniform(-reach, reach),
+                rng.uniform(-90, 90),
+                support,
+            )
+        )
+    return layout

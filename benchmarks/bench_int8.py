@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 from bench_graph import build
 
+from dinov2_ros.runtime.backends.base import per_frame
 from dinov2_ros.tools.latency import time_interleaved
 
 LOG = logging.getLogger("bench_int8")
@@ -76,7 +77,7 @@ def run_size(size: int, directory: Path, scenes: int, iterations: int) -> str:
     detections = {name: [0, 0] for name in QUANTISED}  # (rows alike, fp32 rows)
     for frame, x in zip(frames, normalised, strict=True):
         fp32 = encoders["fp32"].run(None, {"x": x[None]})[0][0].reshape(spec.embed_dim, -1)
-        feeds = {**inputs, "images": frame[None]}
+        feeds = per_frame(spec.input_specs(), {**inputs, "images": frame[None]})  # prototypes per frame
         reference = dict(zip(("depth", "detections"), graphs["fp32"].run(["depth", "detections"], feeds), strict=True))
         for name in QUANTISED:
             got = encoders[name].run(None, {"x": x[None]})[0][0].reshape(spec.embed_dim, -1)

@@ -21,6 +21,7 @@ import onnxruntime as ort
 
 from dinov2_ros.export.mixed_precision import fp16_graph
 from dinov2_ros.export.tensorrt_compat import graph_violations
+from dinov2_ros.runtime.backends.base import per_frame
 from dinov2_ros.runtime.graph_file import load_graph_spec
 
 VERSIONS = ("10.3.0", "10.12.0", "10.16.0", "11.4.0")
@@ -60,11 +61,13 @@ def main() -> None:
             "prototypes": np.eye(spec.max_prototypes, spec.embed_dim, dtype=np.float32),
             "prototype_classes": np.full(spec.max_prototypes, -1, np.int32),
         }
-        features = dict(zip(output_names, sessions["fp32"].run(None, inputs | probe), strict=True))["features"]
+        probe_inputs = per_frame(spec.input_specs(), inputs | probe)
+        features = dict(zip(output_names, sessions["fp32"].run(None, probe_inputs), strict=True))["features"]
         tokens = features[0].reshape(spec.embed_dim, -1).T  # a few patch tokens of frame 0 as prototypes
         picked = tokens[np.linspace(0, len(tokens) - 1, spec.max_prototypes).astype(int)]
         inputs["prototypes"] = (picked / np.linalg.norm(picked, axis=1, keepdims=True)).astype(np.float32)
         inputs["prototype_classes"] = (np.arange(spec.max_prototypes) % 4).astype(np.int32)
+    inputs = per_frame(spec.input_specs(), inputs)  # the graph takes prototypes per frame
     outputs = {name: dict(zip(output_names, s.run(None, inputs), strict=True)) for name, s in sessions.items()}
     both = None  # detection rows both graphs fill with the same class: where scores and masks compare
     if spec.detection:

@@ -1,3 +1,3 @@
 """dinov2_ros: DINOv2 perception for ROS 2 — one compiled graph per camera, depth and objects out."""
 
-__version__ = "0.5.0"
+__version__ = "0.6.0"

@@ -217,9 +217,9 @@ def example_inputs(spec: GraphSpec, batch: int, images: bool = True) -> dict[str
     else:
         inputs = {CORE_INPUT: rng.standard_normal((batch, 3, spec.input_height, spec.input_width)).astype(np.float32)}
     if spec.exemplar:
-        prototypes = rng.standard_normal((spec.max_prototypes, spec.embed_dim)).astype(np.float32)
-        inputs["prototypes"] = prototypes / np.linalg.norm(prototypes, axis=1, keepdims=True)
-        inputs["prototype_classes"] = np.arange(spec.max_prototypes, dtype=np.int32)
+        prototypes = rng.standard_normal((batch, spec.max_prototypes, spec.embed_dim)).astype(np.float32)
+        inputs["prototypes"] = prototypes / np.linalg.norm(prototypes, axis=2, keepdims=True)
+        inputs["prototype_classes"] = np.tile(np.arange(spec.max_prototypes, dtype=np.int32), (batch, 1))
     return inputs
 
 

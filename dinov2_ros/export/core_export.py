@@ -94,7 +94,7 @@ def export_core(
     batch = torch.export.Dim("batch", min=1, max=MAX_BATCH)
     dynamic_shapes = {CORE_INPUT: {0: batch}}
     if spec.exemplar:
-        dynamic_shapes |= {"prototypes": None, "prototype_classes": None}
+        dynamic_shapes |= {"prototypes": {0: batch}, "prototype_classes": {0: batch}}
     LOG.info(
         "export: the core %s (encoder and heads, once per model and input size) to %s (opset %d) ...",
         spec.core_key,

@@ -191,8 +191,9 @@ class GraphSpec:
         specs = [TensorSpec("images", np.dtype(np.uint8), (None, self.camera_height, self.camera_width, 3))]
         if self.exemplar:
             specs += [
-                TensorSpec("prototypes", np.dtype(np.float32), (self.max_prototypes, self.embed_dim)),
-                TensorSpec("prototype_classes", np.dtype(np.int32), (self.max_prototypes,)),
+                # per frame, so one batch may hold frames of different classes (PER_FRAME_INPUTS)
+                TensorSpec("prototypes", np.dtype(np.float32), (None, self.max_prototypes, self.embed_dim)),
+                TensorSpec("prototype_classes", np.dtype(np.int32), (None, self.max_prototypes)),
             ]
         return tuple(specs)
 

@@ -19,8 +19,9 @@ def blob_map() -> torch.Tensor:
     return torch.tensor(grid, dtype=torch.float32).permute(2, 0, 1)[None]
 
 
-PROTOTYPES = torch.tensor([E0, E1, BACKGROUND, BACKGROUND])
-CLASSES = torch.tensor([0, 1, -1, -1], dtype=torch.int32)  # the table prototypes sit in empty slots
+# one frame's prototypes (1, P, D) and classes (1, P): the head takes them per frame
+PROTOTYPES = torch.tensor([E0, E1, BACKGROUND, BACKGROUND])[None]
+CLASSES = torch.tensor([[0, 1, -1, -1]], dtype=torch.int32)  # the table prototypes sit in empty slots
 
 
 def test_each_part_is_one_instance_with_its_box_class_and_mask():
@@ -35,19 +36,28 @@ def test_each_part_is_one_instance_with_its_box_class_and_mask():
 
 
 def test_without_prototypes_every_row_is_empty():
-    empty = torch.full((4,), -1, dtype=torch.int32)
+    empty = torch.full((1, 4), -1, dtype=torch.int32)
     boxes, scores, classes, masks = ExemplarHead(max_classes=4, top_k=5)(blob_map(), PROTOTYPES, empty)
     assert (scores == 0).all() and (boxes == 0).all() and (masks < 0).all() and (classes == -1).all()
 
 
 def test_class_ids_follow_the_prototype_classes_input_without_rebuilding():
     head = ExemplarHead(max_classes=4, top_k=6)
-    swapped = torch.tensor([3, 2, -1, -1], dtype=torch.int32)
+    swapped = torch.tensor([[3, 2, -1, -1]], dtype=torch.int32)
     _, scores, classes, _ = head(blob_map(), PROTOTYPES, swapped)
     assert sorted(classes[0][scores[0] > 0.5].tolist()) == [2.0, 3.0, 3.0]
-    only_second = torch.tensor([-1, 1, -1, -1], dtype=torch.int32)
+    only_second = torch.tensor([[-1, 1, -1, -1]], dtype=torch.int32)
     _, scores, classes, _ = head(blob_map(), PROTOTYPES, only_second)
     assert classes[0][scores[0] > 0.5].tolist() == [1.0]
+
+
+def test_each_frame_of_a_batch_is_matched_against_its_own_classes():
+    """Frames of different cameras or nodes share a batch (a Triton server batching its clients)."""
+    head = ExemplarHead(max_classes=4, top_k=6)
+    classes_per_frame = torch.tensor([[0, 1, -1, -1], [-1, -1, -1, -1], [-1, 3, -1, -1]], dtype=torch.int32)
+    _, scores, classes, _ = head(blob_map().repeat(3, 1, 1, 1), PROTOTYPES.repeat(3, 1, 1), classes_per_frame)
+    found = [sorted(classes[frame][scores[frame] > 0.5].tolist()) for frame in range(3)]
+    assert found == [[0.0, 0.0, 1.0], [], [3.0]]
 
 
 def test_rows_beyond_the_grid_are_padded_empty():
@@ -69,7 +79,7 @@ def test_onnx_runtime_gives_the_same_detections_as_pytorch(tmp_path):
     torch.manual_seed(0)
     head = ExemplarHead(max_classes=4, top_k=8, temperature=0.5).eval()  # unsaturated: no ties in the order
     patch_map = blob_map().repeat(2, 1, 1, 1) + 0.05 * torch.randn(2, 3, 6, 8)
-    inputs = (patch_map, PROTOTYPES, CLASSES)
+    inputs = (patch_map, PROTOTYPES.repeat(2, 1, 1), torch.cat([CLASSES, torch.tensor([[3, -1, -1, -1]])]).int())
     with torch.no_grad():
         expected = head(*inputs)
         program = torch.onnx.export(

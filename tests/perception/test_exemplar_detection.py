@@ -26,7 +26,7 @@ def test_taught_parts_are_found_in_held_out_scenes():
     store = teach_from_scenes(extractor, generator, range(8))  # 8 scenes: 2..5 examples per class
     assert set(store.class_ids) == set(generator.class_names)
     head = ExemplarHead(max_classes=8, top_k=20, similarity_threshold=SIMILARITY_THRESHOLD)
-    prototypes, classes = (torch.from_numpy(a) for a in store.to_arrays(max_prototypes=32, max_classes=8))
+    prototypes, classes = (torch.from_numpy(a)[None] for a in store.to_arrays(max_prototypes=32, max_classes=8))
     name_of = {class_id: name for name, class_id in store.class_ids.items()}
     matched = detected = parts = 0
     for index in range(1000, 1040):

@@ -42,7 +42,10 @@ def good_inputs(spec, batch: int = 1) -> dict[str, np.ndarray]:
             lambda x: x.update(prototype_classes=x["prototype_classes"].astype(np.int64)),
             r"'prototype_classes' must be int32, got int64",
         ),
-        (lambda x: x.update(prototypes=np.zeros((3, 32), np.float32)), r"'prototypes' must have shape 4x32, got 3x32"),
+        (
+            lambda x: x.update(prototypes=np.zeros((3, 32), np.float32)),
+            r"'prototypes' must have shape Nx4x32, got 3x32 \(or 4x32 for every frame alike\)",
+        ),
         (lambda x: x.update(images=[[0]]), r"'images' must be a numpy.ndarray, got list"),
     ],
 )

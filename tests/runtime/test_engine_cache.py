@@ -64,7 +64,7 @@ def test_key_from_file_and_spec(tmp_path):
     assert sha256_of(onnx_file) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
     spec = tiny_spec()
     assert shapes_signature(spec, max_batch=4) == (
-        "images:1x60x80x3/4x60x80x3/4x60x80x3;prototypes:4x32;prototype_classes:4"
+        "images:1x60x80x3/4x60x80x3/4x60x80x3;prototypes:1x4x32/4x4x32/4x4x32;prototype_classes:1x4/4x4/4x4"
     )
     assert shapes_signature(spec, max_batch=4, opt_batch=2).startswith("images:1x60x80x3/2x60x80x3/4x60x80x3;")
     with pytest.raises(ValueError, match="opt_batch 5 and max_batch 4"):

@@ -58,8 +58,8 @@ def test_io_specs_follow_the_heads():
     outputs = {t.name: (t.dtype, t.shape) for t in spec.output_specs()}
     assert inputs == {
         "images": (np.uint8, (None, 480, 640, 3)),
-        "prototypes": (np.float32, (3, 384)),
-        "prototype_classes": (np.int32, (3,)),
+        "prototypes": (np.float32, (None, 3, 384)),  # per frame: one batch may mix classes
+        "prototype_classes": (np.int32, (None, 3)),
     }
     assert outputs == {
         "depth": (np.float32, (None, 480, 640)),

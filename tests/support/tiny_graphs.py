@@ -68,12 +68,13 @@ def frames(kind: str, spec, batch: int = 2) -> np.ndarray:
 
 
 def inputs_for(spec, images: np.ndarray) -> dict[str, np.ndarray]:
+    """The graph's inputs for `images`: every frame with the same prototypes (N, P, D), one slot empty."""
     inputs = {"images": images}
     if spec.exemplar:
         prototypes = np.random.default_rng(3).standard_normal((spec.max_prototypes, spec.embed_dim))
         prototypes /= np.linalg.norm(prototypes, axis=1, keepdims=True)
-        inputs["prototypes"] = prototypes.astype(np.float32)
         classes = np.arange(spec.max_prototypes, dtype=np.int32)
         classes[-1] = -1  # an empty slot
-        inputs["prototype_classes"] = classes
+        inputs["prototypes"] = np.repeat(prototypes.astype(np.float32)[None], len(images), axis=0)
+        inputs["prototype_classes"] = np.repeat(classes[None], len(images), axis=0)
     return inputs

@@ -55,25 +55,26 @@ class ExemplarHead(nn.Module):
         self, patch_map: torch.Tensor, prototypes: torch.Tensor, prototype_classes: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Best cosine of every patch to each class's prototypes (B, C, h*w), -1 for a class without any, and
-        which classes have any (C,)."""
+        which classes have any (B, C). Each frame has its own prototypes (B, P, D), so frames of different
+        cameras or nodes, with different classes, share one batch (a Triton server batching its clients)."""
         features = F.normalize(patch_map.flatten(2).float(), dim=1)  # (B, D, N)
-        cosines = torch.matmul(F.normalize(prototypes.float(), dim=1), features)  # (B, P, N)
+        cosines = torch.matmul(F.normalize(prototypes.float(), dim=2), features)  # (B, P, N)
         class_ids = torch.arange(self.max_classes, device=patch_map.device)
-        membership = prototype_classes.long()[:, None] == class_ids[None, :]  # (P, C); -1 slots match none
-        per_class = torch.where(membership[None, :, :, None], cosines[:, :, None, :], cosines.new_tensor(-1.0))
-        return per_class.amax(dim=1), membership.any(dim=0)
+        membership = prototype_classes.long()[:, :, None] == class_ids  # (B, P, C); -1 slots match none
+        per_class = torch.where(membership[..., None], cosines[:, :, None, :], cosines.new_tensor(-1.0))
+        return per_class.amax(dim=1), membership.any(dim=1)
 
     def forward(
         self, patch_map: torch.Tensor, prototypes: torch.Tensor, prototype_classes: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """prototypes (P, D) float, prototype_classes (P,) int (-1 = empty slot) ->
+        """prototypes (B, P, D) float, prototype_classes (B, P) int (-1 = empty slot), per frame ->
         boxes (B, K, 4) xyxy model-input pixels, scores (B, K) in [0, 1], classes (B, K) float,
         masks (B, K, h, w) logits (positive inside the instance). Empty rows: score 0, class -1."""
         batch, _, height, width = patch_map.shape
         cells = height * width
         class_cos, class_taught = self.class_cosines(patch_map, prototypes, prototype_classes)
         scores = torch.sigmoid((class_cos - self.similarity_threshold) / self.temperature)
-        scores = scores * class_taught[None, :, None].to(scores.dtype)  # exactly 0 without prototypes
+        scores = scores * class_taught[:, :, None].to(scores.dtype)  # exactly 0 without prototypes
 
         # peaks on the cosine, not the score (sigmoid saturates to equal values), with ties broken in
         # raster order by at most TIE_BREAK, so a plateau (a uniform part) has one peak, not one per patch

@@ -8,7 +8,10 @@ scale comes from learned priors, so on a given scene it is off by a scale and an
 holes (REP 118: float32 metres, NaN where neither is trustworthy).
 
 The estimator is RANSAC over two-pixel hypotheses with a depth-proportional inlier band (1 cm + 3 %,
-the model's typical relative error), refitted by least squares on the inliers. The pixels it must
+the model's typical relative error), refitted by least squares on the inliers. A flat view (a table
+or bin floor seen from above, its depths within 10 % of each other) cannot tell a scale from a shift:
+there the scale alone is fitted, through the origin, since any line through its one depth would fit.
+A scale outside 0.5-2 or a shift beyond a quarter of the depth is refused as no real agreement. The pixels it must
 ignore are gross outliers, not a noisy tail: the sensor's flying pixels at part edges and multipath
 returns, and regions the model gets wrong outright (an unusual material, a mirror). Least squares
 would be pulled by them, and a Huber loss still is at the 20-40 % outlier shares these give; RANSAC
@@ -29,7 +32,9 @@ HYPOTHESES = 64
 INLIER_BAND_M = 0.01  # |sensor - fitted| within INLIER_BAND_M + INLIER_BAND_RELATIVE * sensor depth
 INLIER_BAND_RELATIVE = 0.03
 MIN_INLIER_FRACTION = 0.5  # fewer inliers: the model and the sensor disagree, the holes stay NaN
-SCALE_RANGE = (0.25, 4.0)  # a metric model's scale outside this is a wrong fit, not a scene
+SCALE_RANGE = (0.5, 2.0)  # a metric model's scale outside this is a wrong fit, not a scene
+MAX_SHIFT = 0.25  # nor is a shift of more than this share of the median depth
+FLAT_SPREAD = 0.1  # sensor depths within this share of their median (5th-95th percentile): a flat view
 FILL_RANGE = (0.8, 1.2)  # holes are filled only within the sensor's own depths (1st..99th percentile) so widened
 
 
@@ -59,27 +64,16 @@ def fit_model_depth(model_depth: np.ndarray, sensor_depth: np.ndarray) -> DepthF
     both = np.flatnonzero(np.isfinite(sensor_grid) & np.isfinite(model_grid))
     if both.size < MIN_PIXELS:
         return DepthFit(
-            1.0, 0.0, 0.0, float("nan"), int(both.size), False,
+            float("nan"), float("nan"), 0.0, float("nan"), int(both.size), False,
             f"only {both.size} pixels of every {GRID}th row and column have both sensor and model depth (at least "
             f"{MIN_PIXELS} are needed)",
         )  # fmt: skip
     chosen = both[np.linspace(0, both.size - 1, min(SAMPLES, both.size)).astype(np.int64)]
     model, sensor = model_grid[chosen].astype(np.float64), sensor_grid[chosen].astype(np.float64)
     band = INLIER_BAND_M + INLIER_BAND_RELATIVE * sensor
-    pairs = np.random.default_rng(0).integers(0, model.size, (HYPOTHESES, 2))
-    run = model[pairs[:, 0]] - model[pairs[:, 1]]
-    usable = np.abs(run) > 1e-6
-    scales = np.where(usable, (sensor[pairs[:, 0]] - sensor[pairs[:, 1]]) / np.where(usable, run, 1.0), 1.0)
-    scales = np.vstack([scales[:, None], [[1.0]]])  # and the model as it is: a flat view has no slope to sample
-    shifts = np.vstack([(sensor[pairs[:, 0]] - scales[:-1, 0] * model[pairs[:, 0]])[:, None], [[0.0]]])
-    votes = (np.abs(scales * model - sensor + shifts) <= band).sum(axis=1)
-    votes[(scales[:, 0] < SCALE_RANGE[0]) | (scales[:, 0] > SCALE_RANGE[1])] = -1
-    scale, shift = float(scales[np.argmax(votes), 0]), float(shifts[np.argmax(votes), 0])
-    for _ in range(2):  # least squares on the inliers, twice: the second pass with the refined inliers
-        inliers = np.abs(scale * model + shift - sensor) <= band
-        if inliers.sum() < 2 or np.ptp(model[inliers]) < 1e-6:
-            break
-        scale, shift = (float(v) for v in np.polyfit(model[inliers], sensor[inliers], 1))
+    low, median, high = np.percentile(sensor, (5, 50, 95))
+    flat = high - low < FLAT_SPREAD * median
+    scale, shift = _scale_only(model, sensor, band) if flat else _scale_and_shift(model, sensor, band)
     residuals = np.abs(scale * model + shift - sensor)
     inliers = residuals <= band
     fraction = float(inliers.mean())
@@ -94,9 +88,46 @@ def fit_model_depth(model_depth: np.ndarray, sensor_depth: np.ndarray) -> DepthF
             f"only {fraction:.0%} of the pixels agree with the fit (at least {MIN_INLIER_FRACTION:.0%} are needed): "
             "the model's depth and the sensor's disagree on this view",
         )
-    if not SCALE_RANGE[0] <= scale <= SCALE_RANGE[1]:
-        return _untrusted(fit, f"scale {scale:.3f} is outside {SCALE_RANGE}: the fit found no real agreement")
+    if not SCALE_RANGE[0] <= scale <= SCALE_RANGE[1] or abs(shift) > MAX_SHIFT * median:
+        return _untrusted(
+            fit,
+            f"scale {scale:.3f} and shift {shift:+.3f} m are not a metric model's error (scale within {SCALE_RANGE}, "
+            f"shift within {MAX_SHIFT:.0%} of the depth): the fit found no real agreement",
+        )
     return fit
+
+
+def _scale_and_shift(model: np.ndarray, sensor: np.ndarray, band: np.ndarray) -> tuple[float, float]:
+    """RANSAC over two-pixel hypotheses, then least squares on the inliers (twice)."""
+    pairs = np.random.default_rng(0).integers(0, model.size, (HYPOTHESES, 2))
+    run = model[pairs[:, 0]] - model[pairs[:, 1]]
+    usable = np.abs(run) > 1e-6
+    scales = np.where(usable, (sensor[pairs[:, 0]] - sensor[pairs[:, 1]]) / np.where(usable, run, 1.0), 1.0)
+    shifts = sensor[pairs[:, 0]] - scales * model[pairs[:, 0]]
+    votes = (np.abs(scales[:, None] * model - sensor + shifts[:, None]) <= band).sum(axis=1)
+    votes[(scales < SCALE_RANGE[0]) | (scales > SCALE_RANGE[1])] = -1
+    scale, shift = float(scales[np.argmax(votes)]), float(shifts[np.argmax(votes)])
+    for _ in range(2):  # the second pass with the refined inliers
+        inliers = np.abs(scale * model + shift - sensor) <= band
+        if inliers.sum() < 2 or np.ptp(model[inliers]) < 1e-6:
+            break
+        scale, shift = (float(v) for v in np.polyfit(model[inliers], sensor[inliers], 1))
+    return scale, shift
+
+
+def _scale_only(model: np.ndarray, sensor: np.ndarray, band: np.ndarray) -> tuple[float, float]:
+    """A flat view (a table or bin floor seen from above): its depths cannot tell a scale from a shift,
+    so the scale alone, from the median ratio, then least squares through the origin on the inliers."""
+    positive = model > 1e-6
+    if not positive.any():
+        return float("nan"), 0.0
+    scale = float(np.median(sensor[positive] / model[positive]))
+    for _ in range(2):
+        inliers = (np.abs(scale * model - sensor) <= band) & positive
+        if not inliers.any():
+            break
+        scale = float(model[inliers] @ sensor[inliers] / (model[inliers] @ model[inliers]))
+    return scale, 0.0
 
 
 def _untrusted(fit: DepthFit, reason: str) -> DepthFit:

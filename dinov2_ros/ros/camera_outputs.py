@@ -59,8 +59,9 @@ class OutputOptions:
 class CameraOutputs:
     """The publishers of one camera's outputs (created at configure, destroyed at cleanup)."""
 
-    def __init__(self, node: Node, prefix: str, points: bool = False) -> None:
-        """`points`: advertise dinov2/points (output.points; `set_points` changes it at run time)."""
+    def __init__(self, node: Node, prefix: str, points: bool = False, completed_depth: bool = False) -> None:
+        """`points`: advertise dinov2/points (output.points; `set_points` changes it at run time);
+        `completed_depth`: advertise dinov2/depth/completed/* (the camera has a depth image, use_depth)."""
         self._node = node
         self._out = out = f"{prefix}dinov2/"
         publish = node.create_lifecycle_publisher
@@ -73,8 +74,10 @@ class CameraOutputs:
         self.depth = publish(Image, out + "depth/image", OUTPUT_QOS)
         self.depth_info = publish(CameraInfo, out + "depth/camera_info", OUTPUT_QOS)
         # the camera's depth image with its holes filled (depth_completion.enabled, with a depth image)
-        self.completed_depth = publish(Image, out + "depth/completed/image", OUTPUT_QOS)
-        self.completed_depth_info = publish(CameraInfo, out + "depth/completed/camera_info", OUTPUT_QOS)
+        self.completed_depth = self.completed_depth_info = None
+        if completed_depth:
+            self.completed_depth = publish(Image, out + "depth/completed/image", OUTPUT_QOS)
+            self.completed_depth_info = publish(CameraInfo, out + "depth/completed/camera_info", OUTPUT_QOS)
         self.points = publish(PointCloud2, out + "points", OUTPUT_QOS) if points else None
         self.object_points = publish(PointCloud2, out + "objects/points", OUTPUT_QOS)
         self.markers = publish(MarkerArray, out + "markers", OUTPUT_QOS)
@@ -121,7 +124,11 @@ class CameraOutputs:
             depth, info = to_depth_messages(result.depth, header, camera_info)
             self.depth.publish(depth)
             self.depth_info.publish(info)
-        if result.completed_depth is not None and subscribed(self.completed_depth, self.completed_depth_info):
+        if (
+            result.completed_depth is not None
+            and self.completed_depth is not None
+            and subscribed(self.completed_depth, self.completed_depth_info)
+        ):
             depth, info = to_depth_messages(result.completed_depth, header, camera_info)
             self.completed_depth.publish(depth)
             self.completed_depth_info.publish(info)
@@ -165,8 +172,9 @@ class CameraOutputs:
     def destroy(self) -> None:
         self.set_points(False, active=False)
         for publisher in (
-            self.objects, self.objects_2d, self.pick_candidates, self.pick_markers, self.label_info, self.depth, self.depth_info, self.completed_depth,
-            self.completed_depth_info, self.markers, self.debug_image, self.debug_info, self.instances,
-            self.instances_info, self.object_points,
+            self.objects, self.objects_2d, self.pick_candidates, self.pick_markers, self.label_info, self.depth,
+            self.depth_info, self.completed_depth, self.completed_depth_info, self.markers, self.debug_image,
+            self.debug_info, self.instances, self.instances_info, self.object_points,
         ):  # fmt: skip
-            self._node.destroy_lifecycle_publisher(publisher)
+            if publisher is not None:
+                self._node.destroy_lifecycle_publisher(publisher)

@@ -242,7 +242,14 @@ class CameraStreams:
         latency_s = (now_ns - paired.stamp_ns) / 1e9 if paired.stamp_usable else None
         in_node_s = (time.monotonic_ns() - paired.received_ns) / 1e9 - result.inference_s
         self.statistics.result_published(time.monotonic(), latency_s, result.inference_s, in_node_s)
-        self.statistics.objects_published(result.detections, result.depth_fit)
+        fit = result.depth_fit
+        if fit is None and self._settings.use_depth:  # say why dinov2/depth/completed/image is silent
+            fit = (
+                "off: the graph has no depth head (model.depth_weights)"
+                if result.depth is None
+                else "off: depth_completion.enabled is false"
+            )
+        self.statistics.objects_published(result.detections, fit)
         if decisions is not None:
             candidates, held = decisions
             self.statistics.pick_order_decided(len(candidates), [decision.reason for decision in held])

@@ -81,7 +81,7 @@ class CameraStatistics:
         self.oriented = 0  # 3D objects published with an oriented box
         self.axis_aligned = 0  # ... with the axis-aligned box, because the points give no orientation
         self.last_axis_aligned_reason = ""
-        self.depth_fit = None  # the newest frame's DepthFit (depth_completion.py), None without one
+        self.depth_fit = None  # the newest frame's DepthFit (depth_completion.py), why there is none (str), or None
         self.lifted_from_filled = 0  # 3D objects whose depth was mostly filled from the model's (no sensor return)
         self.pick_order: tuple[int, int, str] | None = None  # newest frame's (candidates, held back, a reason)
         # an image arrived since the image topic last had no publisher: the current sender delivers
@@ -335,15 +335,22 @@ class CameraStatistics:
 
 
 def _depth_fit_values(fit, lifted_from_filled: int) -> dict[str, str]:
-    """The newest frame's fit of the model's depth to the sensor's (depth_completion.DepthFit)."""
+    """The newest frame's fit of the model's depth to the sensor's (depth_completion.DepthFit), or why
+    there is none (a str)."""
     if fit is None:
         return {}
+    if isinstance(fit, str):
+        return {"depth fit": fit}
+
+    def number(value: float, scale: float = 1.0, digits: int = 4) -> str:
+        return f"{value * scale:.{digits}f}" if np.isfinite(value) else "n/a"
+
     return {
         "depth fit": "holes filled" if fit.trusted else f"holes left empty: {fit.reason}",
-        "depth fit inliers (%)": f"{100 * fit.inlier_fraction:.1f}",
-        "depth fit residual median (mm)": f"{1000 * fit.residual_m:.1f}",
-        "depth fit scale": f"{fit.scale:.4f}",
-        "depth fit shift (m)": f"{fit.shift_m:.4f}",
+        "depth fit inliers (%)": number(fit.inlier_fraction, 100, 1),
+        "depth fit residual median (mm)": number(fit.residual_m, 1000, 1),
+        "depth fit scale": number(fit.scale),
+        "depth fit shift (m)": number(fit.shift_m),
         "3D objects lifted mostly from filled depth": str(lifted_from_filled),
     }
 

@@ -124,7 +124,9 @@ class PerceptionNode(LifecycleNode):
             prefix = f"{camera.name}/" if several else ""
             warn = functools.partial(self._warn, camera.name)
             self.cameras[camera.name] = CameraStreams(self, camera, prefix, self._wake_worker, warn)
-            self.outputs[camera.name] = CameraOutputs(self, prefix, points=bool(self._options["output.points"]))
+            self.outputs[camera.name] = CameraOutputs(
+                self, prefix, points=bool(self._options["output.points"]), completed_depth=camera.use_depth
+            )
         self._apply(self.get_parameters(RUNTIME_PARAMETERS))  # the score threshold, the new slots' pairing
         if model.detector == "exemplar":
             self._class_services = ClassServices(

@@ -147,3 +147,20 @@ def test_the_pipeline_lifts_parts_from_the_completed_depth_and_says_so(vga_backe
     shiny_errors = [error(detections[i], i) for i in SHINY]
     sensor_errors = [error(sensor_only[i], i) if sensor_only[i].centre is not None else np.inf for i in SHINY]
     assert np.mean(shiny_errors) < np.mean(sensor_errors), (shiny_errors, sensor_errors)
+
+
+def test_a_flat_view_from_above_fits_the_scale_alone_and_refuses_a_model_that_sees_nothing():
+    """A camera looking straight down at a table: its depths (within a few cm) cannot tell a scale from
+    a shift, so a line through them would accept any smooth model depth (an outside trial's random
+    weights filled a raised shiny part at table height, 7 cm off, reporting 'holes filled')."""
+    scene = render_tabletop(TEN_PARTS, tilt_deg=0.0, depth_noise_m=0.001, seed=4, no_return=SHINY)
+    rows, cols = np.mgrid[0:480, 0:640]
+    sees_nothing = (4.0 + 0.05 * np.sin(cols / 90.0) + 0.03 * np.cos(rows / 70.0)).astype(np.float32)
+    fit = fit_model_depth(sees_nothing, scene.depth)
+    assert not fit.trusted and "not a metric model's error" in fit.reason, fit
+    model = tabletop_scenes.stand_in_model_depth(scene.true_depth, 1.08, 0.0, MODEL_NOISE_M)
+    fit = fit_model_depth(model, scene.depth)
+    assert fit.trusted and fit.shift_m == 0.0 and fit.scale == pytest.approx(1.08, abs=0.01), fit
+    completed, _ = complete_depth(scene.depth, model, fit)
+    holes = np.isnan(scene.depth)
+    assert np.median(np.abs(completed[holes] - scene.true_depth[holes])) < 0.004

@@ -174,7 +174,9 @@ class DemoMonitor(Node):
         self.create_subscription(Detection2DArray, GROUND_TRUTH_TOPIC, self._on_truth, qos_profile_sensor_data)
         self.create_subscription(Detection2DArray, f"/{NODE_NAME}/objects_2d", self._on_objects, 10)
         self.create_subscription(LabelInfo, f"/{NODE_NAME}/label_info", self._on_labels, LATCHED_QOS)
-        self.pick_order: list[str] | None = None  # the newest pick candidates' ids, in pick order
+        # by stamp, so the report shows a frame's objects with that frame's pick order (they arrive apart)
+        self.objects_by_stamp: dict[int, list[tuple[str, float]]] = {}
+        self.pick_order_by_stamp: dict[int, list[str]] = {}
         self.create_subscription(Detection3DArray, f"/{NODE_NAME}/pick_candidates", self._on_pick_order, 10)
         self.add_class = self.create_client(SetParameters, f"/{NODE_NAME}/add_class")
 
@@ -189,7 +191,7 @@ class DemoMonitor(Node):
             del self.truth_by_stamp[min(self.truth_by_stamp)]
 
     def _on_pick_order(self, msg: Detection3DArray) -> None:
-        self.pick_order = [d.id for d in msg.detections]
+        _remember(self.pick_order_by_stamp, stamp_ns(msg), [d.id for d in msg.detections])
 
     def _on_labels(self, msg: LabelInfo) -> None:
         self.labels = {str(c.class_id): c.class_name for c in msg.class_map}
@@ -200,6 +202,7 @@ class DemoMonitor(Node):
         self.tally.latencies_ms.append((now_ns - stamp) / 1e6)
         found = [(self.labels.get(d.results[0].hypothesis.class_id, "?"), d) for d in msg.detections if d.results]
         self.last_objects = [(f"{name} #{d.id}", d.results[0].hypothesis.score) for name, d in found]
+        _remember(self.objects_by_stamp, stamp, self.last_objects)
         truth = self.truth_by_stamp.get(stamp)
         if truth is None:
             return
@@ -251,15 +254,21 @@ class DemoMonitor(Node):
             print(f"demo: teaching '{name}' failed: {result.reason if result else 'no response'}", flush=True)
 
 
+def _remember(by_stamp: dict, stamp: int, value, keep: int = 50) -> None:
+    by_stamp[stamp] = value
+    while len(by_stamp) > keep:
+        del by_stamp[min(by_stamp)]
+
+
 def _report_line(monitor: DemoMonitor, elapsed_s: float, outputs_before: int) -> str:
-    objects = ", ".join(f"{name} {score:.2f}" for name, score in monitor.last_objects) or "none"
+    both = set(monitor.objects_by_stamp) & set(monitor.pick_order_by_stamp)
+    newest = max(both) if both else None  # the newest frame whose objects and pick order both arrived
+    shown = monitor.objects_by_stamp[newest] if newest is not None else monitor.last_objects
+    objects = ", ".join(f"{name} {score:.2f}" for name, score in shown) or "none"
     truth = ", ".join(monitor.last_truth) or "?"
     latency = monitor.tally.latencies_ms[-1] if monitor.tally.latencies_ms else float("nan")
-    picks = (
-        ""
-        if monitor.pick_order is None
-        else f" | pick order: {', '.join(f'#{i}' for i in monitor.pick_order) or 'none'}"
-    )
+    order = monitor.pick_order_by_stamp.get(newest)
+    picks = "" if order is None else f" | pick order: {', '.join(f'#{i}' for i in order) or 'none'}"
     return (
         f"[{elapsed_s:6.1f} s] {monitor.outputs - outputs_before} outputs/s, latency {latency:5.0f} ms | "
         f"objects: {objects}{picks} | scene: {truth}"

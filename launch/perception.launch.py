@@ -86,7 +86,7 @@ def generate_launch_description():
             description="parameter file of the node",
         ),
         # the parameter file's values unless given (PARAMETER_ARGUMENTS)
-        DeclareLaunchArgument("backend", default_value="", description="onnxruntime | tensorrt | torch"),
+        DeclareLaunchArgument("backend", default_value="", description="onnxruntime | tensorrt | torch | triton"),
         DeclareLaunchArgument("model", default_value="", description="encoder variant, e.g. vits14"),
         DeclareLaunchArgument("weights", default_value="", description="encoder weights: path | pretrained | random"),
         DeclareLaunchArgument("depth_weights", default_value="", description="depth head weights, likewise"),

@@ -33,12 +33,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_model_options(parser)
     add_camera_option(parser)
     parser.add_argument("--opset", type=int, help="ONNX opset (default: the exporter's)")
+    parser.add_argument(
+        "--triton-repository",
+        metavar="DIR",
+        help="also write each graph as a model of this Triton model repository (docs/triton.md)",
+    )
+    parser.add_argument(
+        "--triton-platform",
+        choices=("onnxruntime", "python"),
+        default="onnxruntime",
+        help="onnxruntime: Triton's ONNX Runtime backend on the GPU (the NGC container); python: ONNX Runtime "
+        "on the server's CPU through the Python backend (a server without the ONNX Runtime backend)",
+    )
     parser.set_defaults(func=_export)
 
 
 def _export(args: argparse.Namespace) -> int:
     from dinov2_ros.cli.calibration import calibration_images
     from dinov2_ros.export.graph_builder import GraphBuilder
+    from dinov2_ros.export.triton_repository import write_triton_model
 
     try:
         settings = settings_from_args(args)
@@ -47,6 +60,9 @@ def _export(args: argparse.Namespace) -> int:
             # TensorRT engines are built where they run (`build-engine`); export writes their graphs
             for path in builder.make(height, width, opset=args.opset, engine=False):
                 print(path)
+                if args.triton_repository:
+                    model = write_triton_model(args.triton_repository, path, settings.max_batch, args.triton_platform)
+                    print(model)
     except (ValueError, FileNotFoundError, ModuleNotFoundError, WeightsError) as error:
         _LOG.error("%s", error)
         return 2

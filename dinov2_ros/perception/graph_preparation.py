@@ -9,7 +9,8 @@ its first frame. Any other size of that camera is refused, as is a size beyond `
 With `background` (the node), a learned size is opened on a thread of its own while the other
 cameras keep running, and that camera's frames are refused as waiting meanwhile; without it (tools,
 tests), the first frame of a size waits for its opening. A size that cannot be opened is remembered
-with its reason, once, and not retried frame after frame.
+with its reason, once, and not retried frame after frame; but a server that did not answer (a
+ConnectionError: the Triton backend) is tried again, every RETRY_S, by the frames that keep coming.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from dinov2_ros.runtime.graph_spec import GraphSpec
 
 Size = tuple[int, int]  # (height, width) pixels
 LOG = logging.getLogger(__name__)
+RETRY_S = 5.0  # a backend whose server is unreachable (ConnectionError: Triton) is opened again after this
 
 
 def _size(size: Size) -> str:
@@ -64,6 +66,7 @@ class GraphPreparation:
         self._configured: set[str] = set()  # the cameras whose size is a parameter, not learned
         self._opening: dict[Size, tuple[threading.Thread | None, float]] = {}  # size -> (thread, start)
         self._failures: dict[Size, str] = {}
+        self._retry_at: dict[Size, float] = {}  # failures of a server that may come up (ConnectionError): when to retry
         self._closing = False  # an opening that fails now was stopped: not worth a warning
 
     @property
@@ -125,6 +128,8 @@ class GraphPreparation:
             except Exception as error:
                 with self._lock:
                     self._failures[size] = f"{type(error).__name__}: {error}"
+                    if isinstance(error, ConnectionError):  # a Triton server not up yet: try again later
+                        self._retry_at[size] = time.monotonic() + RETRY_S
                 raise
             self._backends[size] = backend
         if self._on_open is not None:
@@ -139,6 +144,10 @@ class GraphPreparation:
         cannot be opened, the camera learns its size again from its next frame of another size.
         """
         with self._lock:
+            if size in self._retry_at and time.monotonic() >= self._retry_at[size]:
+                del self._failures[size], self._retry_at[size]  # the server may be up now: open again
+                if self._expected.get(camera) == size and size not in self._opening:
+                    self._start_opening(camera, size)
             expected = self._expected.get(camera)
             if expected is None:
                 if size in self._failures:
@@ -190,10 +199,10 @@ class GraphPreparation:
         )
 
     def _failure(self, size: Size) -> str:
-        return (
-            f"the graph for {_size(size)} frames could not be opened: {self._failures[size]}; fix that and "
-            "configure the node again"
+        then = (
+            f"tried again every {RETRY_S:.0f} s" if size in self._retry_at else "fix that and configure the node again"
         )
+        return f"the graph for {_size(size)} frames could not be opened: {self._failures[size]}; {then}"
 
     def _readiness(self, size: Size) -> Rejection | None:
         if size in self._failures:

@@ -21,6 +21,7 @@ from dinov2_ros.runtime.backends import Backend, create_backend
 from dinov2_ros.runtime.backends.tensorrt.cuda_runtime import import_cudart, require_cuda
 from dinov2_ros.runtime.backends.tensorrt.loader import EngineLoader, check_version, import_tensorrt
 from dinov2_ros.runtime.backends.tensorrt.runner import TensorRTRunner
+from dinov2_ros.runtime.backends.triton_backend import TritonBackend, import_tritonclient, triton_model_name
 from dinov2_ros.runtime.graph_file import CALIBRATION_KEY, PRECISION_KEY, QDQ_PRECISION, graph_class_names
 from dinov2_ros.runtime.graph_spec import GraphSpec
 from dinov2_ros.runtime.model_settings import ModelSettings
@@ -126,7 +127,7 @@ class BackendOpener:
         The torch backend runs its graph unstored and lacks nothing. ImportError (no `tensorrt`) or
         CudaUnavailableError for a TensorRT backend that cannot run here, at once.
         """
-        if self.settings.backend == "torch":
+        if self.settings.backend in ("torch", "triton"):  # triton: the server holds the graph
             return ""
         spec = self.spec_for(height, width)
         graph = self.find_graph_file(spec)
@@ -182,7 +183,7 @@ class BackendOpener:
         weights cache now, a path must exist. WeightsError or FileNotFoundError in one line saying what
         to do, so an offline robot is refused at configure instead of running without output."""
         s = self.settings
-        if s.backend != "torch" and self.stored():
+        if s.backend == "triton" or (s.backend != "torch" and self.stored()):  # triton: the server has them
             return
         wanted = [("model.weights", s.weights, lambda: get_variant(s.variant).checkpoint)]
         if s.depth_weights:
@@ -214,6 +215,8 @@ class BackendOpener:
         if self.settings.backend == "tensorrt":
             check_version(import_tensorrt().__version__)
             require_cuda(import_cudart())
+        if self.settings.backend == "triton":
+            import_tritonclient()
 
     def open(self, height: int, width: int) -> Backend:
         """The ready backend for `height` x `width` frames. MissingArtifactError naming the command that
@@ -226,6 +229,10 @@ class BackendOpener:
 
             LOG.info("building the PyTorch graph for %dx%d frames", width, height)
             return TorchBackend.for_settings(s, spec)
+        if s.backend == "triton":
+            name = self.triton_model_name(spec)
+            LOG.info("Triton model for %dx%d frames: '%s' at %s", width, height, name, s.triton_url)
+            return TritonBackend(spec, s.triton_url, name)
         graph = self.find_graph_file(spec)
         if graph is None:
             raise MissingArtifactError(
@@ -236,6 +243,12 @@ class BackendOpener:
         if s.backend == "onnxruntime":
             return create_backend("onnxruntime", spec, onnx_path=graph, device=s.device, threads=s.threads)
         return TensorRTRunner(self._engine_loader(graph, spec))
+
+    def triton_model_name(self, spec: GraphSpec) -> str:
+        """The Triton model of `spec` and these settings: named as the stored graph `dinov2-ros export`
+        writes for them (`--triton-repository` writes the model under that name)."""
+        path = self.store.graph_path(spec, self.provenance)
+        return triton_model_name(path.with_suffix(".int8.onnx") if self.graph_precision == "int8" else path)
 
     def _engine_loader(self, graph: Path, spec: GraphSpec) -> EngineLoader:
         s = self.settings

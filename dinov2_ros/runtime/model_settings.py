@@ -17,11 +17,16 @@ from typing import Any
 
 from dinov2_ros.runtime.graph_spec import GraphSpec
 
-BACKENDS = ("onnxruntime", "tensorrt", "torch")
+BACKENDS = ("onnxruntime", "tensorrt", "torch", "triton")
 DETECTORS = ("exemplar", "center", "none")
 PRECISIONS = ("auto", "fp32", "fp16", "int8")
 # what each backend can run; "auto" is the first
-BACKEND_PRECISIONS = {"tensorrt": ("fp16", "fp32", "int8"), "onnxruntime": ("fp32", "int8"), "torch": ("fp32", "fp16")}
+BACKEND_PRECISIONS = {
+    "tensorrt": ("fp16", "fp32", "int8"),
+    "onnxruntime": ("fp32", "int8"),
+    "torch": ("fp32", "fp16"),
+    "triton": ("fp32", "int8"),  # the stored graph the server's model repository was written from
+}
 DEFAULT_GRAPH_DIR = "~/.cache/dinov2_ros/graphs"
 _GROUPS = ("model.", "backend.")
 
@@ -105,6 +110,9 @@ MODEL_SETTINGS: dict[str, Setting] = {
     "backend.calibration": _model(
         "calibration", "", "TensorRT int8: a folder of the cell's frames to calibrate on; empty: synthetic scenes"
     ),
+    "backend.triton_url": _model(
+        "triton_url", "localhost:8001", "backend.kind triton: the Triton Inference Server's gRPC address (host:port)"
+    ),
 }
 
 
@@ -133,6 +141,7 @@ class ModelSettings:
     opt_batch: int  # 0 in a parameter file: resolved to the number of cameras by from_values
     threads: int
     calibration: str  # TensorRT int8's calibration frames: a folder, or "" for the synthetic scenes
+    triton_url: str = "localhost:8001"  # backend.kind triton: the server's gRPC host:port
 
     def cli_options(self) -> list[str]:
         """These settings as `dinov2-ros` options (`--variant vits14 --weights ...`), every one spelt out."""

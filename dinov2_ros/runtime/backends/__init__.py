@@ -1,4 +1,5 @@
-"""The one Backend interface and its implementations: ONNX Runtime, TensorRT, PyTorch.
+"""The one Backend interface and its implementations: ONNX Runtime, TensorRT, PyTorch (and Triton, a
+server's client, which BackendOpener opens by the model's name).
 
 `create_backend(kind, ...)` picks one by name; each runtime (onnxruntime, tensorrt, torch) is imported
 only for the kind asked for, as Polygraphy imports its backends, so picking ONNX Runtime never
@@ -33,8 +34,11 @@ def create_backend(
     cache_dir (tensorrt, whose engine must be built: `export.engine_build.build_engine`). Each
     runtime is imported here for the kind asked for only, so the package imports on any machine.
     """
-    if kind not in BACKENDS:
-        raise ValueError(f"backend must be one of {BACKENDS}, got {kind!r}")
+    if kind not in BACKENDS or kind == "triton":
+        raise ValueError(
+            f"backend must be one of {[k for k in BACKENDS if k != 'triton']}, got {kind!r} (a Triton model is "
+            "opened by name: runtime.backends.triton_backend.TritonBackend)"
+        )
     if kind == "torch":
         if graph is None:
             raise ValueError("the torch backend runs a PerceptionGraph: pass graph=build_perception_graph(...)")

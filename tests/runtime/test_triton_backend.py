@@ -1,0 +1,95 @@
+"""The `triton` backend against a real Triton Inference Server (tests/support/triton_server.py: the
+tritonserver nvidia-pytriton bundles, CPU, Python backend running the graph in ONNX Runtime; the NGC
+container would use its onnxruntime or tensorrt backend instead): the same outputs as the local ONNX
+Runtime backend, frames of different classes batched together, clear refusals, and a server that
+goes away and comes back.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from tiny_graphs import frames, inputs_for, tiny_spec
+
+from dinov2_ros.export.triton_repository import write_triton_model
+from dinov2_ros.runtime.backends.onnxruntime_backend import OnnxRuntimeBackend
+from dinov2_ros.runtime.backends.triton_backend import TritonBackend, TritonUnavailableError, triton_model_name
+from dinov2_ros.runtime.graph_file import ForeignGraphError
+
+pytestmark = [pytest.mark.subprocess, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def served(exported, tmp_path_factory):
+    """(spec, graph path, server) with the tiny graph's model in the server's repository."""
+    from triton_server import TritonServer
+
+    spec = tiny_spec()
+    _, path = exported(spec)
+    repository = tmp_path_factory.mktemp("triton_repository")
+    write_triton_model(repository, path, max_batch=8, platform="python")
+    try:
+        server = TritonServer(repository, tmp_path_factory.mktemp("triton_server")).start()
+    except RuntimeError as error:
+        pytest.skip(f"no Triton test server here: {error}")
+    yield spec, path, server
+    server.stop()
+
+
+def test_the_server_gives_what_onnx_runtime_gives_here(served):
+    spec, path, server = served
+    inputs = inputs_for(spec, frames("structured", spec, batch=3))
+    with OnnxRuntimeBackend(path, spec) as local, TritonBackend(spec, server.url, triton_model_name(path)) as remote:
+        expected, found = local.infer(inputs), remote.infer(inputs)
+        assert remote.max_batch == 8
+    assert set(found) == set(expected)
+    for name in expected:
+        assert found[name].dtype == expected[name].dtype and found[name].shape == expected[name].shape, name
+        np.testing.assert_array_equal(found[name], expected[name], err_msg=name)
+
+
+def test_frames_of_clients_with_other_classes_batched_together_keep_their_own_classes(served):
+    """Two frames in one request, each with its own prototypes: what the dynamic batcher makes of two
+    nodes' requests. Each frame's detections are those it gets alone."""
+    spec, path, server = served
+    images = frames("structured", spec, batch=2)
+    together = inputs_for(spec, images)
+    together["prototype_classes"][1] = -1  # the second client has taught nothing
+    with TritonBackend(spec, server.url, triton_model_name(path)) as remote:
+        both = remote.infer(together)
+        first = remote.infer({name: value[:1] for name, value in together.items()})
+        second = remote.infer({name: value[1:] for name, value in together.items()})
+    np.testing.assert_array_equal(both["detections"][:1], first["detections"])
+    np.testing.assert_array_equal(both["detections"][1:], second["detections"])
+    assert (second["detections"][..., 4] == 0).all(), "no classes: no detections"
+
+
+def test_a_model_the_server_lacks_or_of_other_settings_is_refused_saying_which(served, tmp_path):
+    spec, path, server = served
+    with pytest.raises(
+        TritonUnavailableError, match=rf"no ready model 'missing'.*serves \['{triton_model_name(path)}'\]"
+    ):
+        TritonBackend(spec, server.url, "missing")
+    other = tiny_spec(top_k=3)
+    with pytest.raises(ForeignGraphError, match="top_k"):
+        TritonBackend(other, server.url, triton_model_name(path))
+
+
+def test_a_server_that_goes_away_fails_the_call_clearly_and_serves_again_when_back(served):
+    spec, path, server = served
+    inputs = inputs_for(spec, frames("structured", spec, batch=1))
+    with TritonBackend(spec, server.url, triton_model_name(path), timeout_s=5.0) as remote:
+        expected = remote.infer(inputs)
+        server.stop()
+        with pytest.raises(TritonUnavailableError, match=rf"Triton server {server.url}"):
+            remote.infer(inputs)
+        server.start()
+        np.testing.assert_array_equal(remote.infer(inputs)["detections"], expected["detections"])
+
+
+def test_no_server_at_the_address_is_one_clear_line():
+    from triton_server import free_port
+
+    url = f"localhost:{free_port()}"
+    with pytest.raises(TritonUnavailableError, match=rf"no Triton server answers at {url}.*backend.triton_url"):
+        TritonBackend(tiny_spec(), url, "anything", timeout_s=2.0)

@@ -41,10 +41,22 @@ def test_the_server_gives_what_onnx_runtime_gives_here(served):
     inputs = inputs_for(spec, frames("structured", spec, batch=3))
     with OnnxRuntimeBackend(path, spec) as local, TritonBackend(spec, server.url, triton_model_name(path)) as remote:
         expected, found = local.infer(inputs), remote.infer(inputs)
-        assert remote.max_batch == 8
+        assert remote.max_batch == 8 and remote.same_host, "localhost: the frames went through shared memory"
+        remote.same_host = False  # as from another machine: the frames in the gRPC message
+        over_grpc = remote.infer(inputs)
     assert set(found) == set(expected)
     for name in expected:
         assert found[name].dtype == expected[name].dtype and found[name].shape == expected[name].shape, name
+        np.testing.assert_array_equal(found[name], expected[name], err_msg=name)
+        np.testing.assert_array_equal(over_grpc[name], expected[name], err_msg=name)
+
+
+def test_a_batch_larger_than_the_server_takes_is_sent_in_calls_it_takes(served):
+    spec, path, server = served
+    inputs = inputs_for(spec, frames("random", spec, batch=11))  # max_batch_size 8: calls of 8 and 3
+    with OnnxRuntimeBackend(path, spec) as local, TritonBackend(spec, server.url, triton_model_name(path)) as remote:
+        expected, found = local.infer(inputs), remote.infer(inputs)
+    for name in expected:
         np.testing.assert_array_equal(found[name], expected[name], err_msg=name)
 
 

@@ -3,7 +3,9 @@
 Stages per call: copy in (camera frames into the reused batch buffer), the graph, copy out (depth to
 message bytes). The bare encoder forward on an already-normalised input runs in the same loop with
 the same backend settings, and the graph/encoder ratio is printed: the cost of everything around
-the encoder. With `--backend tensorrt` the encoder baseline is skipped (it would need its own engine).
+the encoder. With `--backend tensorrt` the encoder baseline is skipped (it would need its own engine);
+with `--backend triton` the graph is the server's model of these settings (`--triton-url`; written by
+`dinov2-ros export --triton-repository` with the same options), its time a call's round trip.
 """
 
 from __future__ import annotations
@@ -51,7 +53,7 @@ def _bench(args: argparse.Namespace) -> int:
             with backend:
                 stages = _stages(args, settings, graph.spec, backend, encoder)
                 result = time_interleaved(stages, args.iterations, args.warmup)
-    except (ImportError, ValueError, FileNotFoundError, WeightsError) as error:
+    except (ImportError, ValueError, FileNotFoundError, WeightsError, ConnectionError) as error:
         _LOG.error("%s", error)
         return 2
     print(
@@ -77,6 +79,10 @@ def _open(args: argparse.Namespace, settings, graph, scratch: Path):
     spec = graph.spec
     shape = (args.batch, 3, spec.input_height, spec.input_width)
     precision = settings.backend_precision
+    if settings.backend == "triton":  # the server's model of these settings; no bare encoder runs there
+        from dinov2_ros.runtime.backend_opener import BackendOpener
+
+        return BackendOpener(settings).open(*args.camera), None
     if settings.backend == "torch":
         import torch
 

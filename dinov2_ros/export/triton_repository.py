@@ -2,9 +2,10 @@
 size, for NVIDIA's Triton container (docs/triton.md).
 
 Each model is `<repository>/<name>/config.pbtxt` and `<name>/1/` holding the graph (its external data
-file too). The name is the graph's (`triton_model_name`: spec key and content digest), and the config
-carries the GraphSpec, so the node's `triton` backend finds the model of its settings by name and
-refuses another. The config: platform `onnxruntime_onnx` (the container's ONNX Runtime backend, on
+file too). The name is the graph's (`triton_model_name`: spec key and digest), and the config's
+parameters carry the graph's metadata (GraphSpec, provenance of the weights, precision, class names),
+so the node's `triton` backend picks the model of its settings as it picks a stored graph, and says
+why each other model is not it. The config: platform `onnxruntime_onnx` (the container's ONNX Runtime backend, on
 the GPU) or the Python backend running the graph in ONNX Runtime on the CPU (`platform="python"`,
 for a server without the ONNX Runtime backend, as in the tests); `max_batch_size`; dynamic batching
 with a 2 ms queue delay: cameras at 15-30 Hz send a frame every 33-66 ms each, so frames of several
@@ -21,8 +22,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from dinov2_ros.runtime.backends.triton_backend import SPEC_PARAMETER, TRITON_DTYPES, triton_model_name
-from dinov2_ros.runtime.graph_file import graph_files, graph_sha256, load_graph_spec
+from dinov2_ros.runtime.backends.triton_backend import TRITON_DTYPES, triton_model_name
+from dinov2_ros.runtime.graph_file import graph_files, graph_sha256, load_graph_metadata
 from dinov2_ros.runtime.graph_spec import TensorSpec
 
 QUEUE_DELAY_US = 2000
@@ -41,7 +42,7 @@ def write_triton_model(
     if max_batch < 1:
         raise ValueError(f"max_batch must be >= 1, got {max_batch}")
     graph_path, repository = Path(graph_path), Path(repository).expanduser()
-    spec = load_graph_spec(graph_path)
+    spec, metadata = load_graph_metadata(graph_path)
     name = triton_model_name(graph_path)
     repository.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(dir=repository, prefix=f".{name}."))
@@ -52,8 +53,8 @@ def write_triton_model(
             shutil.copyfile(file, version / file.name)
         if platform == "python":
             shutil.copyfile(PYTHON_MODEL, version / "model.py")
-        parameters = {
-            SPEC_PARAMETER: spec.to_json(),
+        parameters = {  # the graph's own metadata (spec, provenance, precision, class names), as the store has it
+            **metadata,
             "dinov2_ros.graph_file": graph_path.name,
             "dinov2_ros.graph_sha256": graph_sha256(graph_path),
         }

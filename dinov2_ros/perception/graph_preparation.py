@@ -82,7 +82,8 @@ class GraphPreparation:
     def configure(self, cameras: Mapping[str, Size | None]) -> None:
         """Open the graph of every configured camera size (camera name -> (height, width), or None to
         learn it from the first frame) now, logging progress. ValueError beyond `max_open`; what the
-        opener raises (a missing export tool, bad weights)."""
+        opener raises (a missing export tool, bad weights), but a server that does not answer
+        (ConnectionError), whose sizes are tried again as frames arrive."""
         sizes: dict[Size, list[str]] = {}
         for camera, size in cameras.items():
             if size is not None:
@@ -97,7 +98,12 @@ class GraphPreparation:
         for index, (size, names) in enumerate(sizes.items(), start=1):
             self._log(f"preparing graph {index}/{len(sizes)} for {_size(size)} frames (cameras {', '.join(names)}) ...")
             start = time.monotonic()
-            spec = self.open_graph(*size)
+            try:
+                spec = self.open_graph(*size)
+            except ConnectionError as error:  # a server not up yet: the frames of this size try again
+                self._warn(f"the graph for {_size(size)} frames could not be opened: {error}; tried again every "
+                           f"{RETRY_S:.0f} s while frames arrive")  # fmt: skip
+                continue
             self._log(f"graph {index}/{len(sizes)} '{spec.key}' ready in {time.monotonic() - start:.1f} s")
 
     def open_graph(self, height: int, width: int) -> GraphSpec:

@@ -307,15 +307,21 @@ class PerceptionNode(LifecycleNode):
         self.cameras[camera].report(rejection)
 
     # ----- diagnostics -----
+    @property
+    def _diagnostic_name(self) -> str:
+        """The node's name with its namespace, without the leading slash ("dinov2", "cell1/dinov2")."""
+        return self.get_fully_qualified_name().lstrip("/")
+
     def _publish_diagnostics(self) -> None:
         """The model's status in every state, and each camera's while active."""
         graphs = [spec.key for spec in self.pipeline.graphs.values()] if self.pipeline is not None else []
         array = DiagnosticArray(
-            status=[model_status(self.get_name(), self._state, self.settings.model, graphs, self.configure_error)]
+            # named by the namespaced name (cell1/dinov2), so nodes of several cells are told apart
+            status=[model_status(self._diagnostic_name, self._state, self.settings.model, graphs, self.configure_error)]
         )
         array.header.stamp = self.get_clock().now().to_msg()
         if self._state == "active":
-            array.status += [camera.status(self.get_name()) for camera in self.cameras.values()]
+            array.status += [camera.status(self._diagnostic_name) for camera in self.cameras.values()]
         self._diagnostics.publish(array)
 
     def destroy_node(self) -> None:

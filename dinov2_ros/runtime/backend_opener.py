@@ -10,6 +10,7 @@ logged once on this module's logger with its reason (the node forwards it to the
 
 from __future__ import annotations
 
+import json
 import logging
 import shlex
 import sys
@@ -21,8 +22,14 @@ from dinov2_ros.runtime.backends import Backend, create_backend
 from dinov2_ros.runtime.backends.tensorrt.cuda_runtime import import_cudart, require_cuda
 from dinov2_ros.runtime.backends.tensorrt.loader import EngineLoader, check_version, import_tensorrt
 from dinov2_ros.runtime.backends.tensorrt.runner import TensorRTRunner
-from dinov2_ros.runtime.backends.triton_backend import TritonBackend, import_tritonclient, triton_model_name
-from dinov2_ros.runtime.graph_file import CALIBRATION_KEY, PRECISION_KEY, QDQ_PRECISION, graph_class_names
+from dinov2_ros.runtime.backends.triton_backend import TritonBackend, import_tritonclient, served_graphs
+from dinov2_ros.runtime.graph_file import (
+    CALIBRATION_KEY,
+    CLASS_NAMES_KEY,
+    PRECISION_KEY,
+    QDQ_PRECISION,
+    graph_class_names,
+)
 from dinov2_ros.runtime.graph_spec import GraphSpec
 from dinov2_ros.runtime.model_settings import ModelSettings
 from dinov2_ros.runtime.provenance import provenance_of
@@ -172,9 +179,28 @@ class BackendOpener:
         ]
 
     def class_names(self) -> tuple[str, ...] | None:
-        """A trained head's class names by id, from a stored graph or core of these settings; None
-        when the store has none yet (the export writes them from the head's checkpoint)."""
+        """A trained head's class names by id, from a stored graph or core of these settings (with the
+        triton backend: a served model of them); None when there is none yet (the export writes them
+        from the head's checkpoint) or the server does not answer."""
+        if self.settings.backend == "triton":
+            return self._served_class_names()
         return next((names for path in self.stored() if (names := graph_class_names(path)) is not None), None)
+
+    def _served_class_names(self) -> tuple[str, ...] | None:
+        client = import_tritonclient().InferenceServerClient(self.settings.triton_url)
+        try:
+            served = served_graphs(client, timeout_s=5.0)
+        except Exception:  # no server yet: the node asks again when a graph opens
+            return None
+        finally:
+            client.close()
+        for _, spec, metadata in served:
+            wanted = self.settings.spec_for(spec.camera_height, spec.camera_width, spec.embed_dim)
+            if CLASS_NAMES_KEY in metadata and not mismatches(
+                spec, metadata, wanted, self.provenance, self.graph_precision
+            ):
+                return tuple(json.loads(metadata[CLASS_NAMES_KEY]))
+        return None
 
     def ensure_weights(self) -> None:
         """Make sure what the graphs are made from is here before the node goes active: nothing when the
@@ -230,9 +256,9 @@ class BackendOpener:
             LOG.info("building the PyTorch graph for %dx%d frames", width, height)
             return TorchBackend.for_settings(s, spec)
         if s.backend == "triton":
-            name = self.triton_model_name(spec)
-            LOG.info("Triton model for %dx%d frames: '%s' at %s", width, height, name, s.triton_url)
-            return TritonBackend(spec, s.triton_url, name)
+            backend = TritonBackend(spec, s.triton_url, provenance=self.provenance, precision=self.graph_precision)
+            LOG.info("Triton model for %dx%d frames: '%s' at %s", width, height, backend.model_name, s.triton_url)
+            return backend
         graph = self.find_graph_file(spec)
         if graph is None:
             raise MissingArtifactError(
@@ -243,12 +269,6 @@ class BackendOpener:
         if s.backend == "onnxruntime":
             return create_backend("onnxruntime", spec, onnx_path=graph, device=s.device, threads=s.threads)
         return TensorRTRunner(self._engine_loader(graph, spec))
-
-    def triton_model_name(self, spec: GraphSpec) -> str:
-        """The Triton model of `spec` and these settings: named as the stored graph `dinov2-ros export`
-        writes for them (`--triton-repository` writes the model under that name)."""
-        path = self.store.graph_path(spec, self.provenance)
-        return triton_model_name(path.with_suffix(".int8.onnx") if self.graph_precision == "int8" else path)
 
     def _engine_loader(self, graph: Path, spec: GraphSpec) -> EngineLoader:
         s = self.settings

@@ -479,7 +479,9 @@ def test_diagnostics_keep_coming_under_sim_time_with_no_clock(context, graph_dir
     try:
         # stamped with sim time 0: this node's, from before any /clock
         assert harness.spin_until(
-            lambda: any(msg.header.stamp.sec == 0 and msg.status[0].name == "dinov2: model" for msg in diagnostics),
+            lambda: any(
+                msg.header.stamp.sec == 0 and msg.status[0].name == "sim_time/dinov2: model" for msg in diagnostics
+            ),
             timeout_s=5.0,
         ), "no /diagnostics from a node on sim time before /clock"
     finally:

@@ -57,9 +57,12 @@ def test_the_node_publishes_through_triton_what_its_graph_gives_here(context, gr
         server.stop()
 
 
+@pytest.mark.parametrize("size", [{}, {"camera.width": 160, "camera.height": 120}], ids=["learned", "configured"])
 def test_a_server_not_up_at_start_is_said_and_tried_again_until_it_serves(
-    context, graph_dir, harness, tmp_path, monkeypatch
+    context, graph_dir, harness, tmp_path, monkeypatch, size
 ):
+    """With the camera size configured the graph is opened at configure: a server not up then must not
+    fail the configure (an outside trial's node exited with rc 1), the frames retry as with a learned size."""
     from triton_server import TritonServer
 
     from dinov2_ros.perception import graph_preparation
@@ -71,11 +74,15 @@ def test_a_server_not_up_at_start_is_said_and_tried_again_until_it_serves(
         server = TritonServer(tmp_path / "repository", tmp_path)
     except RuntimeError as error:
         pytest.skip(f"no Triton test server here: {error}")
-    node = start_tiny_node(context, graph_dir, "late", **{"backend.kind": "triton", "backend.triton_url": server.url})
+    namespace = "late_" + ("configured" if size else "learned")
+    node = start_tiny_node(
+        context, graph_dir, namespace, **{"backend.kind": "triton", "backend.triton_url": server.url, **size}
+    )
     harness.add_node(node)
     camera = SceneCamera(160, 120)
-    image_pub, info_pub = harness.publisher(Image, "/late/image"), harness.publisher(CameraInfo, "/late/camera_info")
-    depth = harness.record(Image, "/late/dinov2/depth/image")
+    image_pub = harness.publisher(Image, f"/{namespace}/image")
+    info_pub = harness.publisher(CameraInfo, f"/{namespace}/camera_info")
+    depth = harness.record(Image, f"/{namespace}/dinov2/depth/image")
     statistics = node.cameras["camera"].statistics
 
     def publish(index: int) -> None:

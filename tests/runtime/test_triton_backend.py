@@ -85,6 +85,14 @@ def test_a_model_the_server_lacks_or_of_other_settings_is_refused_saying_which(s
     other = tiny_spec(top_k=3)
     with pytest.raises(ForeignGraphError, match="top_k"):
         TritonBackend(other, server.url, triton_model_name(path))
+    with pytest.raises(TritonUnavailableError, match=rf"serves no model .*'{triton_model_name(path)}': top_k 5 -> 3"):
+        TritonBackend(other, server.url)  # found by content, as the node does: says why each model is not it
+
+
+def test_the_model_of_the_settings_is_found_by_its_content(served):
+    spec, path, server = served
+    with TritonBackend(spec, server.url) as remote:
+        assert remote.model_name == triton_model_name(path) and remote.max_batch == 8
 
 
 def test_a_server_that_goes_away_fails_the_call_clearly_and_serves_again_when_back(served):
@@ -97,6 +105,8 @@ def test_a_server_that_goes_away_fails_the_call_clearly_and_serves_again_when_ba
             remote.infer(inputs)
         server.start()
         np.testing.assert_array_equal(remote.infer(inputs)["detections"], expected["detections"])
+        np.testing.assert_array_equal(remote.infer(inputs)["detections"], expected["detections"])
+        assert remote.same_host and remote._shared is not None, "shared memory registered anew, not given up"
 
 
 def test_no_server_at_the_address_is_one_clear_line():

@@ -97,7 +97,7 @@ class TritonServer:
             if self.process.poll() is not None:
                 raise RuntimeError(f"tritonserver exited ({self.process.returncode}); its log: {self.log_path}")
             try:
-                if client.is_server_ready():
+                if client.is_server_ready() and self.process.poll() is None:  # ours, not another on the port
                     return self
             except Exception:  # not listening yet
                 pass

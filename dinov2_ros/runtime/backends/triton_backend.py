@@ -19,11 +19,14 @@ from pathlib import Path
 
 import numpy as np
 
+from dinov2_ros import __version__
+from dinov2_ros.runtime.artifact_store import mismatches
 from dinov2_ros.runtime.backends.base import Backend
-from dinov2_ros.runtime.graph_file import ForeignGraphError
+from dinov2_ros.runtime.graph_file import SPEC_KEY, VERSION_KEY, ForeignGraphError
 from dinov2_ros.runtime.graph_spec import GraphSpec
+from dinov2_ros.runtime.provenance import Provenance
 
-SPEC_PARAMETER = "dinov2_ros.graph_spec"  # config.pbtxt `parameters`: the model's GraphSpec as JSON
+MAX_BATCH_PARAMETER = "max_batch_size"  # served_graphs adds the config's max_batch_size under this name
 SAME_HOST = ("localhost", "127.0.0.1", "::1", "[::1]")
 TRITON_DTYPES = {np.dtype(np.uint8): "UINT8", np.dtype(np.float32): "FP32", np.dtype(np.int32): "INT32"}
 INSTALL_HINT = "pip install -r requirements/triton.txt (tritonclient[grpc])"
@@ -40,6 +43,46 @@ def triton_model_name(graph_path: str | os.PathLike) -> str:
     return stem.replace("+", "_").replace(".", "_")
 
 
+def served_graphs(client, timeout_s: float = 10.0) -> list[tuple[str, GraphSpec, dict[str, str]]]:
+    """(name, GraphSpec, parameters) of every ready model on the server that a dinov2_ros graph was
+    written as (`export/triton_repository.py`: the graph's metadata in the config's parameters; its
+    `max_batch_size` is added as MAX_BATCH_PARAMETER)."""
+    index = client.get_model_repository_index(as_json=True, client_timeout=timeout_s)
+    served = []
+    for model in index.get("models", []):
+        if model.get("state") != "READY":
+            continue
+        config = client.get_model_config(model["name"], as_json=True, client_timeout=timeout_s)["config"]
+        parameters = {key: value.get("string_value", "") for key, value in config.get("parameters", {}).items()}
+        if SPEC_KEY in parameters:
+            parameters[MAX_BATCH_PARAMETER] = str(config.get("max_batch_size", 0))
+            served.append((model["name"], GraphSpec.from_json(parameters[SPEC_KEY]), parameters))
+    return served
+
+
+def find_served_graph(
+    served: list[tuple[str, GraphSpec, dict[str, str]]],
+    spec: GraphSpec,
+    provenance: Provenance | None,
+    precision: str = "fp32",
+) -> tuple[str | None, list[tuple[str, str]]]:
+    """(the name of the served model made for `spec`, `provenance` and `precision`, or None; every other
+    served model with why it is not it), by the artifact store's rule (`artifact_store.mismatches`):
+    the weights match by content, and a checkpoint not on this machine by the path it was exported from."""
+    skipped = []
+    for name, stored, metadata in served:
+        if provenance is None:
+            reasons = spec.differences(stored)
+        else:
+            reasons = mismatches(stored, metadata, spec, provenance, precision)
+        if metadata.get(VERSION_KEY) != __version__:
+            reasons.append(f"exported by dinov2_ros {metadata.get(VERSION_KEY)}, this is {__version__}")
+        if not reasons:
+            return name, skipped
+        skipped.append((name, "; ".join(reasons)))
+    return None, skipped
+
+
 def import_tritonclient():
     """tritonclient.grpc, or ImportError saying how to install it."""
     try:
@@ -50,62 +93,71 @@ def import_tritonclient():
 
 
 class TritonBackend(Backend):
-    """The model `model_name` (`triton_model_name` of the graph for `spec`) on the server at `url`
-    (gRPC host:port). TritonUnavailableError when the server or the model is not there (the message
-    lists the server's dinov2_ros models); ForeignGraphError when the model is another graph."""
+    """A model for `spec` on the server at `url` (gRPC host:port): `model_name`, or, without one, the
+    served model made for `spec`, `provenance` and `precision` (the artifact store's rule,
+    `find_served_graph`). TritonUnavailableError when the server or such a model is not there (the
+    message says why each served model is not it); ForeignGraphError when `model_name` is another graph."""
 
     kind = "triton"
 
-    def __init__(self, spec: GraphSpec, url: str, model_name: str, timeout_s: float = 10.0) -> None:
+    def __init__(
+        self,
+        spec: GraphSpec,
+        url: str,
+        model_name: str | None = None,
+        timeout_s: float = 10.0,
+        provenance: Provenance | None = None,
+        precision: str = "fp32",
+    ) -> None:
         super().__init__(spec)
         grpcclient = import_tritonclient()
         from tritonclient.utils import InferenceServerException
 
         self._error = InferenceServerException
-        self.url, self.model_name, self.timeout_s = url, model_name, timeout_s
+        self.url, self.timeout_s = url, timeout_s
         self._client = grpcclient.InferenceServerClient(url)
         self._inputs, self._outputs = grpcclient.InferInput, grpcclient.InferRequestedOutput
+        self._shared = None  # (region name, handle, bytes): the inputs' system shared memory, same host only
+        self._regions = 0  # regions made so far: each gets a new name (a frozen server may still hold the last)
+        self.same_host = url.rsplit(":", 1)[0] in SAME_HOST
         try:
-            live = self._client.is_server_live(client_timeout=timeout_s)
+            self._client.is_server_live(client_timeout=timeout_s)
+            served = served_graphs(self._client, timeout_s)
         except InferenceServerException as error:
             raise TritonUnavailableError(
                 f"no Triton server answers at {url} ({error.message()}); start it (docs/triton.md) or set "
                 "backend.triton_url to its gRPC address"
             ) from None
-        if not live or not self._client.is_model_ready(model_name, client_timeout=timeout_s):
-            served = self._served_models()
+        if model_name is None:
+            model_name, skipped = find_served_graph(served, spec, provenance, precision)
+            if model_name is None:
+                why = "; ".join(f"'{name}': {reason}" for name, reason in skipped) or "none"
+                raise TritonUnavailableError(
+                    f"the Triton server at {url} serves no model of the graph '{spec.key}' with these weights and "
+                    f"settings (its dinov2_ros models, and why each is not it: {why}); write it with `dinov2-ros "
+                    "export --triton-repository DIR` and the node's parameter file, put it in the server's model "
+                    "repository and restart the server (or run it with --model-control-mode=poll)"
+                )
+        self.model_name = model_name
+        found = {name: (stored, metadata) for name, stored, metadata in served}
+        if model_name not in found:
             raise TritonUnavailableError(
-                f"the Triton server at {url} has no ready model '{model_name}' (the graph '{spec.key}' of these "
-                f"settings); it serves {served or 'no dinov2_ros model'}: write the model with `dinov2-ros export "
-                "--triton-repository DIR` and the node's settings, put it in the server's model repository, "
-                "and load it (or restart the server)"
+                f"the Triton server at {url} has no ready model '{model_name}'; it serves {sorted(found) or 'none'}"
             )
-        config = self._client.get_model_config(model_name, as_json=True, client_timeout=timeout_s)["config"]
-        stored = config.get("parameters", {}).get(SPEC_PARAMETER, {}).get("string_value")
-        if stored is None or GraphSpec.from_json(stored) != spec:
-            differences = (
-                "no GraphSpec in its config"
-                if stored is None
-                else "; ".join(spec.differences(GraphSpec.from_json(stored)))
-            )
+        stored, metadata = found[model_name]
+        if stored != spec:
             raise ForeignGraphError(
-                f"the Triton model '{model_name}' at {url} is not the graph of these settings: {differences}; "
-                "write the repository again with `dinov2-ros export --triton-repository DIR` and the node's settings"
+                f"the Triton model '{model_name}' at {url} is not the graph of these settings: "
+                f"{'; '.join(spec.differences(stored))}; write the repository again with `dinov2-ros export "
+                "--triton-repository DIR` and the node's settings"
             )
-        self.max_batch = int(config.get("max_batch_size", 0)) or None
-        self._shared = None  # (region name, handle, bytes): the inputs' system shared memory, same host only
-        self.same_host = url.rsplit(":", 1)[0] in SAME_HOST
-
-    def _served_models(self) -> list[str]:
-        try:
-            index = self._client.get_model_repository_index(as_json=True, client_timeout=self.timeout_s)
-        except self._error:
-            return []
-        return sorted(model["name"] for model in index.get("models", []) if model.get("state") == "READY")
+        self.metadata = metadata
+        self.max_batch = int(metadata.get(MAX_BATCH_PARAMETER, "0")) or None
 
     def _infer_impl(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         arrays = [inputs[spec.name] for spec in self.inputs]
         region = self._shared_inputs(arrays) if self.same_host else None
+        refused = self.same_host and region is None
         requests, offset = [], 0
         for spec, array in zip(self.inputs, arrays, strict=True):
             request = self._inputs(spec.name, list(array.shape), TRITON_DTYPES[spec.dtype])
@@ -119,27 +171,30 @@ class TritonBackend(Backend):
         try:
             result = self._client.infer(self.model_name, requests, outputs=wanted, client_timeout=self.timeout_s)
         except self._error as error:  # the frames are rejected with this; the next call tries again
-            self._release_shared()  # a restarted server has forgotten the region: register it anew
+            self._release_shared(unregister=False)  # a restarted server has forgotten it: a new region next call
             raise TritonUnavailableError(
                 f"Triton server {self.url}, model '{self.model_name}': {error.message()}"
             ) from None
+        if refused:  # the server answers but took no shared memory (another host, a port forward): gRPC from now on
+            self.same_host = False
         return {spec.name: np.array(result.as_numpy(spec.name)) for spec in self.outputs}
 
     def _shared_inputs(self, arrays: list[np.ndarray]) -> str | None:
         """The name of the registered system shared-memory region now holding `arrays` back to back
-        (grown when a batch needs more), or None when the server cannot use one (then gRPC carries them)."""
+        (grown when a batch needs more), or None when it could not be registered (then gRPC carries
+        the frames; `_infer_impl` gives shared memory up only when the server answers and refuses it)."""
         import tritonclient.utils.shared_memory as shm
 
         size = sum(array.nbytes for array in arrays)
         if self._shared is None or self._shared[2] < size:
             self._release_shared()
-            name = f"dinov2_ros_{os.getpid()}_{id(self)}"
+            self._regions += 1
+            name = f"dinov2_ros_{os.getpid()}_{id(self)}_{self._regions}"
             handle = shm.create_shared_memory_region(name, f"/{name}", size)
             try:
                 self._client.register_system_shared_memory(name, f"/{name}", size, client_timeout=self.timeout_s)
-            except self._error:  # another host after all (a port forward), or shared memory refused
+            except self._error:
                 shm.destroy_shared_memory_region(handle)
-                self.same_host = False
                 return None
             self._shared = (name, handle, size)
         offset = 0
@@ -148,15 +203,18 @@ class TritonBackend(Backend):
             offset += array.nbytes
         return self._shared[0]
 
-    def _release_shared(self) -> None:
+    def _release_shared(self, unregister: bool = True) -> None:
+        """Free the region; `unregister` also tells the server (not after it failed to answer: a frozen
+        server would hold the call for another timeout)."""
         if self._shared is None:
             return
         import tritonclient.utils.shared_memory as shm
 
         name, handle, _ = self._shared
         self._shared = None
-        with contextlib.suppress(self._error):  # the server is gone: nothing of it to unregister
-            self._client.unregister_system_shared_memory(name, client_timeout=self.timeout_s)
+        if unregister:
+            with contextlib.suppress(self._error):  # the server is gone: nothing of it to unregister
+                self._client.unregister_system_shared_memory(name, client_timeout=self.timeout_s)
         shm.destroy_shared_memory_region(handle)
 
     def close(self) -> None:

@@ -7,6 +7,8 @@ goes away and comes back.
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 from tiny_graphs import frames, inputs_for, tiny_spec
@@ -115,3 +117,32 @@ def test_no_server_at_the_address_is_one_clear_line():
     url = f"localhost:{free_port()}"
     with pytest.raises(TritonUnavailableError, match=rf"no Triton server answers at {url}.*backend.triton_url"):
         TritonBackend(tiny_spec(), url, "anything", timeout_s=2.0)
+
+
+def test_a_server_that_stalls_fails_the_call_after_the_timeout_not_later(served, tmp_path):
+    """A model that sleeps 5 s (a stalled server, on a second server here): each call fails after its
+    own timeout with the reason, the next one too. (A frozen server, SIGSTOP in an outside trial, also
+    held each frame for the shared memory's unregistering; the failed call no longer unregisters.)"""
+    from triton_server import TritonServer
+
+    spec, path, _ = served
+    repository = tmp_path / "repository"
+    model = write_triton_model(repository, path, max_batch=8, platform="python")
+    source = (model / "1" / "model.py").read_text()
+    (model / "1" / "model.py").write_text(
+        source.replace(
+            "    def execute(self, requests):\n",
+            "    def execute(self, requests):\n        import time\n\n        time.sleep(5)\n",
+        )
+    )
+    server = TritonServer(repository, tmp_path).start()
+    try:
+        inputs = inputs_for(spec, frames("structured", spec, batch=1))
+        with TritonBackend(spec, server.url, triton_model_name(path), timeout_s=1.0) as remote:
+            for _ in range(2):  # the second call: after a failed one, with its shared memory released
+                start = time.monotonic()
+                with pytest.raises(TritonUnavailableError, match="Deadline Exceeded"):
+                    remote.infer(inputs)
+                assert time.monotonic() - start < 2.5, "one timeout, not two"
+    finally:
+        server.stop()

@@ -36,7 +36,7 @@ def create_backend(
     """
     if kind not in BACKENDS or kind == "triton":
         raise ValueError(
-            f"backend must be one of {[k for k in BACKENDS if k != 'triton']}, got {kind!r} (a Triton model is "
+            f"backend must be one of {tuple(k for k in BACKENDS if k != 'triton')}, got {kind!r} (a Triton model is "
             "opened by name: runtime.backends.triton_backend.TritonBackend)"
         )
     if kind == "torch":

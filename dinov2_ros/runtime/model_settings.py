@@ -187,6 +187,12 @@ class ModelSettings:
                 f"backend.precision {self.precision!r} is not available with backend.kind {self.backend!r}; "
                 f"use one of {('auto', *allowed)}"
             )
+        host, _, port = self.triton_url.rpartition(":")
+        if not host or "/" in self.triton_url or not port.isdigit():
+            raise ValueError(
+                f"backend.triton_url must be the server's gRPC address as host:port (e.g. localhost:8001; no "
+                f"scheme, Triton's gRPC port, not its HTTP port 8000), got {self.triton_url!r}"
+            )
         object.__setattr__(self, "graph_dir", Path(self.graph_dir).expanduser())
 
     @classmethod

@@ -126,7 +126,7 @@ class TritonBackend(Backend):
         except InferenceServerException as error:
             raise TritonUnavailableError(
                 f"no Triton server answers at {url} ({error.message()}); start it (docs/triton.md) or set "
-                "backend.triton_url to its gRPC address"
+                "backend.triton_url to its gRPC address (port 8001 by default; 8000 is its HTTP port)"
             ) from None
         if model_name is None:
             model_name, skipped = find_served_graph(served, spec, provenance, precision)

@@ -35,10 +35,13 @@ def server_environment() -> Path:
         return ENVIRONMENT
     print(f"triton test server: making {ENVIRONMENT} from {SYSTEM_PYTHON} (about a minute) ...", file=sys.stderr)
     shutil.rmtree(ENVIRONMENT, ignore_errors=True)
-    subprocess.run([SYSTEM_PYTHON, "-m", "venv", ENVIRONMENT], check=True)
-    subprocess.run(
-        [ENVIRONMENT / "bin" / "pip", "install", "-q", "-r", REQUIREMENTS], check=True, stdout=subprocess.DEVNULL
-    )
+    for step in (
+        [SYSTEM_PYTHON, "-m", "venv", ENVIRONMENT],
+        [ENVIRONMENT / "bin" / "pip", "install", "-q", "-r", REQUIREMENTS],
+    ):
+        done = subprocess.run(step, capture_output=True, text=True)
+        if done.returncode:  # no venv module, no package index: the tests skip with this reason
+            raise RuntimeError(f"`{' '.join(map(str, step))}` failed: {(done.stderr or done.stdout)[-500:]}")
     stamp.write_text(wanted)
     return ENVIRONMENT
 

@@ -3,6 +3,7 @@ pixels (see docs/architecture.md for the rows' layout)."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import cv2
@@ -49,14 +50,23 @@ def camera_to_grid_affine(spec: GraphSpec) -> np.ndarray:
     return np.array([[sx, 0.0, tx], [0.0, sy, ty]], np.float64)
 
 
+def box_window(box, size: tuple[int, int], grow: int = 0) -> tuple[slice, slice]:
+    """The rows and columns of an image of `size` (height, width) that `box` (x1, y1, x2, y2 pixels)
+    covers, grown by `grow` pixels, clipped to the image (empty slices for a box outside it): where a
+    detection's camera mask can be set (`mask_to_camera` sets it there only)."""
+    height, width = size
+    x1, y1 = max(math.floor(box[0]) - grow, 0), max(math.floor(box[1]) - grow, 0)
+    x2, y2 = min(math.ceil(box[2]) + grow, width), min(math.ceil(box[3]) + grow, height)
+    return slice(y1, max(y2, y1)), slice(x1, max(x2, x1))
+
+
 def mask_to_camera(
     logits: np.ndarray, box: np.ndarray, camera_to_grid: np.ndarray, size: tuple[int, int]
 ) -> np.ndarray:
     """Patch-grid mask logits (h, w) -> (H, W) bool camera mask, evaluated inside `box` only."""
-    height, width = size
-    mask = np.zeros((height, width), bool)
-    x1, y1 = (max(int(np.floor(v)), 0) for v in box[:2])
-    x2, y2 = min(int(np.ceil(box[2])), width), min(int(np.ceil(box[3])), height)
+    mask = np.zeros(size, bool)
+    rows, cols = box_window(box, size)
+    y1, y2, x1, x2 = rows.start, rows.stop, cols.start, cols.stop
     if x2 <= x1 or y2 <= y1:
         return mask
     shifted = camera_to_grid.copy()

@@ -25,7 +25,13 @@ import numpy as np
 from dinov2_ros.perception.camera_model import PinholeCameraModel
 from dinov2_ros.perception.depth import nan_where_no_return
 from dinov2_ros.perception.depth_completion import complete_depth, fit_model_depth
-from dinov2_ros.perception.detection_decoding import DecodedRows, camera_to_grid_affine, decode_rows, mask_to_camera
+from dinov2_ros.perception.detection_decoding import (
+    DecodedRows,
+    box_window,
+    camera_to_grid_affine,
+    decode_rows,
+    mask_to_camera,
+)
 from dinov2_ros.perception.frame import CameraFrame, Detection, FrameResult
 from dinov2_ros.perception.graph_preparation import GraphPreparation
 from dinov2_ros.perception.object_lifting import ObjectLifter
@@ -355,10 +361,7 @@ def _filled_fraction(box: np.ndarray, mask: np.ndarray, depth: np.ndarray | None
     """Of the mask's pixels (inside `box`) with depth, the share `filled` from the model's depth."""
     if filled is None or depth is None:
         return 0.0
-    height, width = filled.shape
-    x1, y1 = max(int(box[0]), 0), max(int(box[1]), 0)
-    x2, y2 = min(int(np.ceil(box[2])), width), min(int(np.ceil(box[3])), height)
-    window = (slice(y1, y2), slice(x1, x2))
+    window = box_window(box, filled.shape)
     inside = mask[window] & np.isfinite(depth[window])
     count = np.count_nonzero(inside)
     return float(np.count_nonzero(filled[window] & inside) / count) if count else 0.0

@@ -23,6 +23,7 @@ import cv2
 import numpy as np
 
 from dinov2_ros.perception.camera_model import PinholeCameraModel
+from dinov2_ros.perception.detection_decoding import box_window
 from dinov2_ros.perception.frame import FrameResult
 
 CONTACT_PX = 3  # masks this close touch (mask edges are a pixel or two off)
@@ -130,22 +131,15 @@ def _height_map(depth, camera, normal, offset, detections, masks) -> np.ndarray:
     box only: masks are empty outside it); NaN elsewhere."""
     heights = np.full(depth.shape, np.nan, np.float32)
     for detection, mask in zip(detections, masks, strict=True):
-        window = _window(detection.box, depth.shape)
+        window = box_window(detection.box, depth.shape)
         rows, cols = np.nonzero(mask[window] & np.isfinite(depth[window]))
         rows, cols = rows + window[0].start, cols + window[1].start
         heights[rows, cols] = camera.back_project_pixels(cols, rows, depth[rows, cols]) @ normal + offset
     return heights
 
 
-def _window(box, shape: tuple[int, int], grow: int = 0) -> tuple[slice, slice]:
-    """The pixel rows and columns of `box` (x1, y1, x2, y2), grown by `grow` pixels, inside the image."""
-    x1, y1 = max(int(np.floor(box[0])) - grow, 0), max(int(np.floor(box[1])) - grow, 0)
-    x2, y2 = min(int(np.ceil(box[2])) + grow, shape[1]), min(int(np.ceil(box[3])) + grow, shape[0])
-    return slice(y1, max(y2, y1)), slice(x1, max(x2, x1))
-
-
 def _top_height(heights: np.ndarray, mask: np.ndarray, box) -> float:
-    window = _window(box, heights.shape)
+    window = box_window(box, heights.shape)
     values = heights[window][mask[window]]
     values = values[np.isfinite(values)]
     return float(np.percentile(values, 95)) if values.size else float("nan")
@@ -160,7 +154,7 @@ def _step_at_contact(heights, mask_a, mask_b, box_a, box_b) -> float | None:
     ):
         return None  # boxes apart: no contact
     union = (min(box_a[0], box_b[0]), min(box_a[1], box_b[1]), max(box_a[2], box_b[2]), max(box_a[3], box_b[3]))
-    window = _window(union, heights.shape, grow)
+    window = box_window(union, heights.shape, grow)
     a, b = mask_a[window].astype(np.uint8), mask_b[window].astype(np.uint8)
     kernel = np.ones((2 * CONTACT_PX + 1,) * 2, np.uint8)
     band_a = a.astype(bool) & cv2.dilate(b, kernel).astype(bool) & ~b.astype(bool)

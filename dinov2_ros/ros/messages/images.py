@@ -4,13 +4,12 @@ debug picture."""
 
 from __future__ import annotations
 
-import math
-
 import cv2
 import numpy as np
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
 
+from dinov2_ros.perception.detection_decoding import box_window
 from dinov2_ros.perception.frame import FrameResult
 from dinov2_ros.ros.image_conversion import array_to_image
 from dinov2_ros.ros.messages.detections import detection_number
@@ -49,11 +48,7 @@ def instance_labels(result: FrameResult) -> np.ndarray:
         detection = result.detections[index]
         label = detection_number(detection, index)
         if detection.mask is not None:
-            left, top, right, bottom = (float(v) for v in detection.box)
-            window = (
-                slice(max(math.floor(top), 0), math.ceil(bottom)),
-                slice(max(math.floor(left), 0), math.ceil(right)),
-            )
+            window = box_window(detection.box, (height, width))
             np.copyto(labels[window], label, where=detection.mask[window])
         else:
             x1, y1, x2, y2 = (round(float(v)) for v in detection.box)

@@ -84,6 +84,11 @@ class Detection:
     # of the object's pixels with depth, the share filled from the fitted model depth (no sensor return)
     filled_depth_fraction: float = 0.0
 
+    @property
+    def lifted_from_filled_depth(self) -> bool:
+        """Posed mostly from depth the sensor did not return (more than half its pixels filled)."""
+        return self.centre is not None and self.filled_depth_fraction > 0.5
+
 
 @dataclass(frozen=True)
 class FrameResult:
@@ -106,8 +111,12 @@ class FrameResult:
 
     @property
     def object_depth(self) -> np.ndarray | None:
-        """The depth the objects were lifted from: the completed depth, else the sensor's, else the model's."""
-        for depth in (self.completed_depth, self.frame.depth, self.depth):
-            if depth is not None:
-                return depth
-        return None
+        """The depth the objects were lifted from (`lifting_depth`)."""
+        return lifting_depth(self.completed_depth, self.frame.depth, self.depth)
+
+
+def lifting_depth(
+    completed: np.ndarray | None, sensor: np.ndarray | None, model: np.ndarray | None
+) -> np.ndarray | None:
+    """The depth objects are lifted from: the completed depth, else the sensor's, else the model's."""
+    return next((depth for depth in (completed, sensor, model) if depth is not None), None)

@@ -32,7 +32,7 @@ from dinov2_ros.perception.detection_decoding import (
     decode_rows,
     mask_to_camera,
 )
-from dinov2_ros.perception.frame import CameraFrame, Detection, FrameResult
+from dinov2_ros.perception.frame import CameraFrame, Detection, FrameResult, lifting_depth
 from dinov2_ros.perception.graph_preparation import GraphPreparation
 from dinov2_ros.perception.object_lifting import ObjectLifter
 from dinov2_ros.perception.object_tracking import ObjectTracker
@@ -233,7 +233,7 @@ class FramePipeline:
         if frame.depth is not None and depth is not None and self.fill_depth_holes:
             fit = fit_model_depth(depth, frame.depth)
             completed, filled = complete_depth(frame.depth, depth, fit)
-        lift_depth = next((d for d in (completed, frame.depth, depth) if d is not None), None)
+        lift_depth = lifting_depth(completed, frame.depth, depth)
         if "features" in outputs and spec.exemplar:
             with self._lock:
                 self._features[frame.camera] = (outputs["features"][row], spec)  # the backend's own array

@@ -259,7 +259,7 @@ class CameraStreams:
                     f"held back from the pick candidates: {decision.reason}"
                 )
         for index, detection in enumerate(result.detections):
-            if detection.centre is not None and detection.filled_depth_fraction > 0.5:
+            if detection.lifted_from_filled_depth:
                 self._node.get_logger().debug(
                     f"camera {self.statistics.camera}: object {detection_number(detection, index)} lifted from "
                     f"completed depth ({detection.filled_depth_fraction:.0%} of its pixels have no sensor return)"

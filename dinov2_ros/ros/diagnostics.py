@@ -173,7 +173,7 @@ class CameraStatistics:
         newest_id = max((d.track_id for d in detections), default=0)
         with self._lock:
             self.depth_fit = depth_fit
-            self.lifted_from_filled += sum(1 for d in posed if d.filled_depth_fraction > 0.5)
+            self.lifted_from_filled += sum(1 for d in posed if d.lifted_from_filled_depth)
             self.newest_track_id = max(self.newest_track_id, newest_id)
             self.oriented += len(posed) - len(reasons)
             self.axis_aligned += len(reasons)

@@ -8,19 +8,20 @@ scale comes from learned priors, so on a given scene it is off by a scale and an
 holes (REP 118: float32 metres, NaN where neither is trustworthy).
 
 The estimator is RANSAC over two-pixel hypotheses with a depth-proportional inlier band (1 cm + 3 %,
-the model's typical relative error), refitted by least squares on the inliers. A flat view (a table
-or bin floor seen from above, its depths within 10 % of each other) cannot tell a scale from a shift:
-there the scale alone is fitted, through the origin, since any line through its one depth would fit.
-A scale outside 0.5-2 or a shift beyond a quarter of the depth is refused as no real agreement. The pixels it must
+the model's typical relative error), refitted by least squares on the inliers. The pixels it must
 ignore are gross outliers, not a noisy tail: the sensor's flying pixels at part edges and multipath
 returns, and regions the model gets wrong outright (an unusual material, a mirror). Least squares
 would be pulled by them, and a Huber loss still is at the 20-40 % outlier shares these give; RANSAC
 keeps the majority model up to half the pixels and needs no starting point. The hypotheses are
-drawn from a fixed seed, so a frame's fit is reproducible.
+drawn from a fixed seed, so a frame's fit is reproducible. A flat view (a table or bin floor seen
+from above, its depths within 10 % of each other) cannot tell a scale from a shift, since any line
+through its one depth would fit: there the scale alone is fitted, through the origin. A scale
+outside 0.5-2 or a shift beyond a quarter of the depth is refused as no real agreement.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -71,13 +72,12 @@ def fit_model_depth(model_depth: np.ndarray, sensor_depth: np.ndarray) -> DepthF
     chosen = both[np.linspace(0, both.size - 1, min(SAMPLES, both.size)).astype(np.int64)]
     model, sensor = model_grid[chosen].astype(np.float64), sensor_grid[chosen].astype(np.float64)
     band = INLIER_BAND_M + INLIER_BAND_RELATIVE * sensor
-    low, median, high = np.percentile(sensor, (5, 50, 95))
+    near, low, median, high, far = np.percentile(sensor, (1, 5, 50, 95, 99))
     flat = high - low < FLAT_SPREAD * median
     scale, shift = _scale_only(model, sensor, band) if flat else _scale_and_shift(model, sensor, band)
     residuals = np.abs(scale * model + shift - sensor)
     inliers = residuals <= band
     fraction = float(inliers.mean())
-    near, far = np.percentile(sensor, (1, 99))
     fit = DepthFit(
         scale, shift, fraction, float(np.median(residuals[inliers])) if inliers.any() else float("nan"),
         int(both.size), True, "", (float(near * FILL_RANGE[0]), float(far * FILL_RANGE[1])),
@@ -131,9 +131,7 @@ def _scale_only(model: np.ndarray, sensor: np.ndarray, band: np.ndarray) -> tupl
 
 
 def _untrusted(fit: DepthFit, reason: str) -> DepthFit:
-    return DepthFit(
-        fit.scale, fit.shift_m, fit.inlier_fraction, fit.residual_m, fit.pixels, False, reason, fit.fill_range_m
-    )
+    return dataclasses.replace(fit, trusted=False, reason=reason)
 
 
 def complete_depth(sensor_depth: np.ndarray, model_depth: np.ndarray, fit: DepthFit) -> tuple[np.ndarray, np.ndarray]:

@@ -17,6 +17,7 @@ Without a plane (almost no background visible) the camera's optical axis stands 
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import cv2
@@ -65,12 +66,13 @@ def pick_order(result: FrameResult, ids: list[int] | None = None) -> PickOrder:
     heights = _height_map(depth, camera, normal, offset, result.detections, masks)
     tops = {k: _top_height(heights, masks[k], result.detections[k].box) for k in posed}
     under: dict[int, list[tuple[int, float]]] = {k: [] for k in posed}
-    for a in posed:
-        for b in range(len(result.detections)):
-            if b != a:
-                step = _step_at_contact(heights, masks[a], masks[b], result.detections[a].box, result.detections[b].box)
-                if step is not None and step > STEP_M:
-                    under[a].append((b, step))
+    boxes = [detection.box for detection in result.detections]
+    for a, b in itertools.combinations(range(len(result.detections)), 2):  # each contact measured once
+        if a in under or b in under:
+            b_over_a, a_over_b = _steps_at_contact(heights, masks[a], masks[b], boxes[a], boxes[b])
+            for lower, upper, step in ((a, b, b_over_a), (b, a, a_over_b)):
+                if lower in under and step is not None and step > STEP_M:
+                    under[lower].append((upper, step))
     decisions = []
     for k in posed:
         above = under[k]
@@ -92,9 +94,7 @@ def support_plane(depth: np.ndarray, camera: PinholeCameraModel, masks: list[np.
     for mask in masks:
         covered |= mask[grid]
     outside = ~cv2.dilate(covered, np.ones((3, 3), np.uint8)).astype(bool)
-    rows, cols = np.mgrid[
-        grid[0].indices(depth.shape[0])[0] : depth.shape[0] : PLANE_GRID, 0 : depth.shape[1] : PLANE_GRID
-    ]
+    rows, cols = np.mgrid[0 : depth.shape[0] : PLANE_GRID, 0 : depth.shape[1] : PLANE_GRID]
     z = depth[grid]
     chosen = outside & np.isfinite(z)
     if np.count_nonzero(chosen) < MIN_PLANE_POINTS:
@@ -145,23 +145,28 @@ def _top_height(heights: np.ndarray, mask: np.ndarray, box) -> float:
     return float(np.percentile(values, 95)) if values.size else float("nan")
 
 
-def _step_at_contact(heights, mask_a, mask_b, box_a, box_b) -> float | None:
-    """Median height of B's pixels along its contact with A less A's there (m), or None when the
-    masks do not touch (fewer than MIN_CONTACT_PIXELS on either side)."""
+def _steps_at_contact(heights, mask_a, mask_b, box_a, box_b) -> tuple[float | None, float | None]:
+    """(how much higher B's pixels stand than A's along their contact, the same of A over B) in m, by
+    the medians of each side's band: one's pixels within CONTACT_PX of the other, less the other's own
+    pixels where the masks overlap. None for a direction whose bands hold fewer than
+    MIN_CONTACT_PIXELS (the masks do not touch)."""
     grow = CONTACT_PX + 1
     if min(box_a[2], box_b[2]) + grow < max(box_a[0], box_b[0]) or min(box_a[3], box_b[3]) + grow < max(
         box_a[1], box_b[1]
     ):
-        return None  # boxes apart: no contact
+        return None, None  # boxes apart: no contact
     union = (min(box_a[0], box_b[0]), min(box_a[1], box_b[1]), max(box_a[2], box_b[2]), max(box_a[3], box_b[3]))
     window = box_window(union, heights.shape, grow)
-    a, b = mask_a[window].astype(np.uint8), mask_b[window].astype(np.uint8)
+    a, b = mask_a[window], mask_b[window]
     kernel = np.ones((2 * CONTACT_PX + 1,) * 2, np.uint8)
-    band_a = a.astype(bool) & cv2.dilate(b, kernel).astype(bool) & ~b.astype(bool)
-    band_b = b.astype(bool) & cv2.dilate(a, kernel).astype(bool)
+    near_a, near_b = (cv2.dilate(m.astype(np.uint8), kernel).astype(bool) for m in (a, b))
     local = heights[window]
-    height_a, height_b = local[band_a], local[band_b]
-    height_a, height_b = height_a[np.isfinite(height_a)], height_b[np.isfinite(height_b)]
-    if height_a.size < MIN_CONTACT_PIXELS or height_b.size < MIN_CONTACT_PIXELS:
-        return None
-    return float(np.median(height_b) - np.median(height_a))
+
+    def step(lower, near_upper, upper, near_lower) -> float | None:
+        low, high = local[lower & near_upper & ~upper], local[upper & near_lower]
+        low, high = low[np.isfinite(low)], high[np.isfinite(high)]
+        if low.size < MIN_CONTACT_PIXELS or high.size < MIN_CONTACT_PIXELS:
+            return None
+        return float(np.median(high) - np.median(low))
+
+    return step(a, near_b, b, near_a), step(b, near_a, a, near_b)

@@ -5,8 +5,8 @@ With one camera they are `dinov2/...`; with several, each camera's live under it
 CameraPublisher names them (`<ns>/image` and `<ns>/camera_info`), so image_pipeline and RViz's Camera
 and DepthCloud displays pair them: `dinov2/depth/image` with `dinov2/depth/camera_info`,
 `dinov2/depth/completed/image` with `dinov2/depth/completed/camera_info`, `dinov2/debug/image` with
-`dinov2/debug/camera_info`, `dinov2/instances/image` with `dinov2/instances/camera_info`. The publishers are lifecycle publishers: they publish only while
-the node is active. Like image_pipeline, an output costs nothing while nobody subscribes to it.
+`dinov2/debug/camera_info`, `dinov2/instances/image` with `dinov2/instances/camera_info`. The
+publishers are lifecycle publishers: they publish only while the node is active. Like image_pipeline, an output costs nothing while nobody subscribes to it.
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ from dinov2_ros.runtime.backends import Backend, create_backend
 from dinov2_ros.runtime.backends.tensorrt.cuda_runtime import import_cudart, require_cuda
 from dinov2_ros.runtime.backends.tensorrt.loader import EngineLoader, check_version, import_tensorrt
 from dinov2_ros.runtime.backends.tensorrt.runner import TensorRTRunner
-from dinov2_ros.runtime.backends.triton_backend import TritonBackend, import_tritonclient, served_graphs
+from dinov2_ros.runtime.backends.triton_backend import TritonBackend, import_tritonclient
 from dinov2_ros.runtime.graph_file import (
     CALIBRATION_KEY,
     CLASS_NAMES_KEY,
@@ -55,6 +55,7 @@ class BackendOpener:
         self.provenance = provenance_of(settings)
         self._embed_dim: int | None = None
         self._skips_logged: set[tuple[str, str]] = set()  # each skipped file once, not per lookup
+        self._served_class_names: str | None = None  # triton: CLASS_NAMES_KEY of the model opened last
         if settings.uses_random_weights:
             LOG.warning(
                 "RANDOM WEIGHTS were requested (model.weights or model.depth_weights is 'random'): depth and "
@@ -180,27 +181,11 @@ class BackendOpener:
 
     def class_names(self) -> tuple[str, ...] | None:
         """A trained head's class names by id, from a stored graph or core of these settings (with the
-        triton backend: a served model of them); None when there is none yet (the export writes them
-        from the head's checkpoint) or the server does not answer."""
+        triton backend: the served model opened last); None when there is none yet (the export writes
+        them from the head's checkpoint)."""
         if self.settings.backend == "triton":
-            return self._served_class_names()
+            return None if self._served_class_names is None else tuple(json.loads(self._served_class_names))
         return next((names for path in self.stored() if (names := graph_class_names(path)) is not None), None)
-
-    def _served_class_names(self) -> tuple[str, ...] | None:
-        client = import_tritonclient().InferenceServerClient(self.settings.triton_url)
-        try:
-            served = served_graphs(client, timeout_s=5.0)
-        except Exception:  # no server yet: the node asks again when a graph opens
-            return None
-        finally:
-            client.close()
-        for _, spec, metadata in served:
-            wanted = self.settings.spec_for(spec.camera_height, spec.camera_width, spec.embed_dim)
-            if CLASS_NAMES_KEY in metadata and not mismatches(
-                spec, metadata, wanted, self.provenance, self.graph_precision
-            ):
-                return tuple(json.loads(metadata[CLASS_NAMES_KEY]))
-        return None
 
     def ensure_weights(self) -> None:
         """Make sure what the graphs are made from is here before the node goes active: nothing when the
@@ -257,6 +242,7 @@ class BackendOpener:
             return TorchBackend.for_settings(s, spec)
         if s.backend == "triton":
             backend = TritonBackend(spec, s.triton_url, provenance=self.provenance, precision=self.graph_precision)
+            self._served_class_names = backend.metadata.get(CLASS_NAMES_KEY)  # the server's copy of the graph's
             LOG.info("Triton model for %dx%d frames: '%s' at %s", width, height, backend.model_name, s.triton_url)
             return backend
         graph = self.find_graph_file(spec)

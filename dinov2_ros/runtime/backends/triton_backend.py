@@ -5,10 +5,10 @@ several nodes into one graph call (the graph takes its prototypes per frame, so 
 classes share a batch). The node sends each batch as it would run it locally, the uint8 frames and
 the prototypes, and gets the graph's own outputs back: tracking, lifting and messages stay in the
 node. With the server on the same host, the frames go through system shared memory instead of the
-gRPC message (`SAME_HOST` addresses). A model is named by the stored graph it was written from (`triton_model_name`: the spec key and
-the content digest of the weights and settings), and its config carries the GraphSpec, so a node and
-a server that disagree on weights or settings are refused, saying what differs
-(`export/triton_repository.py` writes the repository). `tritonclient` is imported on use only.
+gRPC message (`SAME_HOST` addresses). A model's config carries its graph's metadata (GraphSpec,
+provenance of the weights, precision: `export/triton_repository.py` writes it), so the node takes the
+served model of its own settings as it takes a stored graph, and says why each other one is not it.
+`tritonclient` is imported on use only.
 """
 
 from __future__ import annotations

@@ -40,9 +40,7 @@ def test_the_node_publishes_through_triton_what_its_graph_gives_here(context, gr
         depth = harness.record(Image, "/remote/dinov2/depth/image")
         try:
             for index in range(1, 60):
-                image, info, _ = camera.messages(index * SECOND)
-                info_pub.publish(info)
-                image_pub.publish(image)
+                _publish(camera, image_pub, info_pub, index)
                 if harness.spin_until(lambda: len(depth) >= 2, timeout_s=0.2):
                     break
             assert depth, "depth published through the Triton backend"
@@ -85,25 +83,27 @@ def test_a_server_not_up_at_start_is_said_and_tried_again_until_it_serves(
     depth = harness.record(Image, f"/{namespace}/dinov2/depth/image")
     statistics = node.cameras["camera"].statistics
 
-    def publish(index: int) -> None:
-        image, info, _ = camera.messages(index * SECOND)
-        info_pub.publish(info)
-        image_pub.publish(image)
-
     try:
         index = 1
         while not statistics.rejected["graph failed"] and index < 60:
-            publish(index)
+            _publish(camera, image_pub, info_pub, index)
             harness.spin_until(lambda: False, timeout_s=0.1)
             index += 1
         assert "no Triton server answers at" in statistics.last_rejection
         assert "tried again every 0 s" in statistics.last_rejection and not depth
         server.start()
         for later in range(index, index + 200):
-            publish(later)
+            _publish(camera, image_pub, info_pub, later)
             if harness.spin_until(lambda: bool(depth), timeout_s=0.1):
                 break
         assert depth, "once the server is up, the next retry opens the model and frames flow"
     finally:
         node.destroy_node()
         server.stop()
+
+
+def _publish(camera: SceneCamera, image_pub, info_pub, index: int) -> None:
+    """The camera's frame `index` (stamped `index` seconds): its camera_info, then its image."""
+    image, info, _ = camera.messages(index * SECOND)
+    info_pub.publish(info)
+    image_pub.publish(image)

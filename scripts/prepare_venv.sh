@@ -44,5 +44,25 @@ else
   echo "prepare: requirements already installed in $venv"
 fi
 
+# CLIP's BPE vocabulary for the tokenizer tests (dino.txt), as a package ships it: the open_clip_torch
+# wheel (not installed: only this data file is taken), checked against the file's well-known sha256
+vocab="$venv/test-data/bpe_simple_vocab_16e6.txt.gz"
+if [ ! -f "$vocab" ]; then
+  echo "prepare: taking CLIP's BPE vocabulary for the tests from the open_clip_torch 3.3.0 wheel"
+  wheel_dir="$(mktemp -d)"
+  "$venv/bin/python" -m pip download --disable-pip-version-check -q --no-deps -d "$wheel_dir" \
+    open_clip_torch==3.3.0 2>&1 | quiet_pip || true
+  "$venv/bin/python" - "$wheel_dir" "$vocab" <<'PY' || echo "prepare: no CLIP vocabulary; the tokenizer tests will skip"
+import glob, hashlib, pathlib, sys, zipfile
+wheels = glob.glob(sys.argv[1] + "/open_clip_torch-*.whl")
+data = zipfile.ZipFile(wheels[0]).read("open_clip/bpe_simple_vocab_16e6.txt.gz")
+assert hashlib.sha256(data).hexdigest() == "924691ac288e54409236115652ad4aa250f48203de50a9e4722a6ecd48d6804a"
+target = pathlib.Path(sys.argv[2])
+target.parent.mkdir(parents=True, exist_ok=True)
+target.write_bytes(data)
+PY
+  rm -rf "$wheel_dir"
+fi
+
 scripts/build_vision_msgs.sh "$venv"
 scripts/prepare_tensorrt_api.sh "$venv"

@@ -37,7 +37,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "each file's sha256 at download and checks cached files against it)",
         description=_TRUST_ON_FIRST_USE,
     )
-    fetch_parser.add_argument("names", nargs="+", metavar="NAME", help="file name from `list`, or a backbone (vits14)")
+    fetch_parser.add_argument(
+        "names", nargs="+", metavar="NAME", help="file name from `list`, a backbone (vits14), or dinotxt (its 3 files)"
+    )
     fetch_parser.add_argument("--cache-dir", help=cache_help)
     fetch_parser.add_argument("--mirror", help="base URL replacing https://dl.fbaipublicfiles.com/dinov2")
     fetch_parser.set_defaults(func=_fetch)
@@ -64,17 +66,24 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _fetch(args: argparse.Namespace) -> int:
-    from dinov2_ros.weights.cache import WeightsError, fetch
+    from dinov2_ros.weights.cache import WeightsError, fetch, weight_files
 
     failures = 0
     for name in args.names:
         try:
-            path = fetch(name, args.cache_dir, mirror=args.mirror)  # an unknown name raises ValueError
-        except (ValueError, WeightsError) as error:
+            files = weight_files(name)  # an unknown name raises ValueError
+        except ValueError as error:
             _LOG.error("%s", error)
             failures += 1
-        else:
-            print(f"{name}: {path}")
+            continue
+        for file in files:
+            try:
+                path = fetch(file, args.cache_dir, mirror=args.mirror)
+            except WeightsError as error:
+                _LOG.error("%s", error)
+                failures += 1
+            else:
+                print(f"{file.filename.removesuffix('.pth')}: {path}")
     return 1 if failures else 0
 
 
@@ -83,13 +92,13 @@ def _verify(args: argparse.Namespace) -> int:
         REGISTRY,
         WeightsError,
         cached_path,
-        get_weight_file,
         resolve_cache_dir,
         verify_file,
+        weight_files,
     )
 
     try:
-        files = [get_weight_file(name) for name in args.names] if args.names else list(REGISTRY.values())
+        files = [file for name in args.names for file in weight_files(name)] if args.names else list(REGISTRY.values())
     except ValueError as error:
         _LOG.error("%s", error)
         return 1

@@ -316,3 +316,25 @@ def load_depth_head_state_dict(head: LinearDepthHead, state_dict: Mapping[str, t
             f"(2 x embed_dim x {len(head.tap_indices)} taps). Use the head file for your backbone and kind"
         )
     load_strictly(head, head_state, f"depth head {source}")
+
+
+def load_dinotxt_state_dict(module: nn.Module, state_dict: Mapping[str, torch.Tensor], source: str, part: str) -> None:
+    """Load a released dino.txt file strictly: `part` "vision head" (Meta's `visual_model.head`:
+    `block_list.*`, `ln_final.*`) or "text encoder" (`text_model`: `backbone.*`, `head.linear_projection.*`).
+    The other part's file, or a backbone checkpoint, is named as what it is."""
+    looks_like = (
+        "the text encoder file" if any(key.startswith("backbone.token_embedding") for key in state_dict)
+        else "the vision head file" if any(key.startswith("block_list.") for key in state_dict)
+        else "a backbone checkpoint" if "cls_token" in state_dict
+        else None
+    )  # fmt: skip
+    try:
+        load_strictly(module, state_dict, f"dino.txt {part} {source}")
+    except CheckpointMismatchError as error:
+        hint = f" It looks like {looks_like} of dino.txt." if looks_like and part not in looks_like else ""
+        if looks_like == "a backbone checkpoint":
+            hint = " It looks like a backbone checkpoint, not a dino.txt file."
+        raise CheckpointError(
+            f"{error}.{hint} Meta's files are {part.replace(' ', '_')}.pth of dinov2_vitl14_reg4_dinotxt_tet1280d20h24l "
+            "(`dinov2-ros weights fetch dinotxt`)"
+        ) from None

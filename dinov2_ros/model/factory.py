@@ -17,7 +17,13 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from dinov2_ros.model.checkpoint import load_backbone_state_dict, load_depth_head_state_dict, read_checkpoint
+from dinov2_ros.model.checkpoint import (
+    load_backbone_state_dict,
+    load_depth_head_state_dict,
+    load_dinotxt_state_dict,
+    read_checkpoint,
+)
+from dinov2_ros.model.dinotxt import DinoTxtVisionHead, TextEncoder, init_vision_head
 from dinov2_ros.model.heads.center import load_center_head
 from dinov2_ros.model.heads.depth import LinearDepthHead
 from dinov2_ros.model.heads.exemplar import ExemplarHead
@@ -28,7 +34,14 @@ from dinov2_ros.runtime.graph_spec import GraphSpec
 from dinov2_ros.runtime.model_settings import ModelSettings
 from dinov2_ros.weights.cache import fetch
 from dinov2_ros.weights.identity import encoder_name
-from dinov2_ros.weights.variants import WeightFile, check_head_file_name, depth_range, get_variant
+from dinov2_ros.weights.variants import (
+    DINOTXT,
+    WeightFile,
+    check_head_file_name,
+    depth_range,
+    dinotxt_text_encoder_beside,
+    get_variant,
+)
 
 WeightsArg = str | os.PathLike[str] | Mapping[str, torch.Tensor] | None
 _WEIGHTS_HELP = (
@@ -110,6 +123,36 @@ def create_depth_head(
     if state_dict is not None:
         load_depth_head_state_dict(head, state_dict, source)
     return head.eval()
+
+
+def create_dinotxt_vision_head(
+    weights: WeightsArg = None, *, cache_dir: str | os.PathLike[str] | None = None
+) -> DinoTxtVisionHead:
+    """dino.txt's vision head for ViT-L/14 reg4 (`weights` as create_backbone takes them; a path is Meta's
+    `..._vision_head.pth` or a file of the same layout)."""
+    variant = get_variant(DINOTXT.backbone)
+    with seeded():
+        head = DinoTxtVisionHead.from_release(DINOTXT, variant.embed_dim, variant.num_heads)
+        init_vision_head(head)
+    what = "dino.txt vision head"
+    state_dict, source = _resolve_state_dict(weights, lambda: DINOTXT.vision_head, cache_dir, what)
+    if state_dict is not None:
+        load_dinotxt_state_dict(head, state_dict, source, "vision head")
+    return head.eval()
+
+
+def create_text_encoder(weights: WeightsArg = None, *, cache_dir: str | os.PathLike[str] | None = None) -> TextEncoder:
+    """dino.txt's text encoder. `weights` as create_dinotxt_vision_head takes them: for a vision head
+    path, the text encoder is the file beside it named as Meta names it (`..._text_encoder.pth`)."""
+    if isinstance(weights, str | os.PathLike) and weights not in ("random", "pretrained"):
+        weights = dinotxt_text_encoder_beside(Path(weights))
+    with seeded():
+        encoder = TextEncoder()
+        encoder.init_weights()
+    state_dict, source = _resolve_state_dict(weights, lambda: DINOTXT.text_encoder, cache_dir, "dino.txt text encoder")
+    if state_dict is not None:
+        load_dinotxt_state_dict(encoder, state_dict, source, "text encoder")
+    return encoder.eval()
 
 
 def build_perception_graph(

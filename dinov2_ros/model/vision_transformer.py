@@ -187,6 +187,25 @@ class DinoVisionTransformer(nn.Module):
             raise ValueError("indices is empty; pass the block indices to return, e.g. [self.num_blocks - 1]")
         return checked
 
+    def get_intermediate_tokens(self, x: torch.Tensor, indices: Sequence[int], norm: bool = True) -> list[torch.Tensor]:
+        """Every token (B, 1 + R + N, D) of the chosen blocks' outputs, in the order given: class token,
+        R registers, N patches in row-major order; with the final LayerNorm when `norm`. What dino.txt's
+        vision head reads (its last block, normed). Blocks after the last index are not run."""
+        wanted = self._checked_indices(indices)
+        tokens = self.prepare_tokens(x)
+        collected: dict[int, torch.Tensor] = {}
+        for index, block in enumerate(self.blocks[: max(wanted) + 1]):
+            tokens = block(tokens)
+            if index in wanted:
+                collected[index] = self.norm(tokens) if norm else tokens
+        return [collected[index] for index in wanted]
+
+    def to_layer(self, tokens: torch.Tensor, grid: tuple[int, int]) -> IntermediateLayer:
+        """A block's tokens (B, 1 + R + N, D) as (patch map (B, D, h, w), class token (B, D)) on `grid` (h, w)."""
+        patches = tokens[:, 1 + self.num_register_tokens :]
+        patch_map = patches.reshape(tokens.shape[0], grid[0], grid[1], -1).permute(0, 3, 1, 2)
+        return patch_map.contiguous(), tokens[:, 0]
+
     def get_intermediate_layers(
         self, x: torch.Tensor, indices: Sequence[int], norm: bool = True
     ) -> list[IntermediateLayer]:
@@ -195,18 +214,5 @@ class DinoVisionTransformer(nn.Module):
         `norm=True` applies the final LayerNorm to each (what the detection heads read); Meta's depth
         heads read `norm=False` outputs (see `depth_head.py`). Blocks after the last index are not run.
         """
-        wanted = self._checked_indices(indices)
         grid = self.grid_size(x.shape[-2], x.shape[-1])
-        tokens = self.prepare_tokens(x)
-        collected: dict[int, torch.Tensor] = {}
-        for index, block in enumerate(self.blocks[: max(wanted) + 1]):
-            tokens = block(tokens)
-            if index in wanted:
-                collected[index] = self.norm(tokens) if norm else tokens
-        first_patch = 1 + self.num_register_tokens
-        layers = []
-        for index in wanted:
-            out = collected[index]
-            patch_map = out[:, first_patch:].reshape(out.shape[0], grid[0], grid[1], -1).permute(0, 3, 1, 2)
-            layers.append((patch_map.contiguous(), out[:, 0]))
-        return layers
+        return [self.to_layer(tokens, grid) for tokens in self.get_intermediate_tokens(x, indices, norm)]

@@ -35,8 +35,8 @@ from dinov2_ros.weights.digests import (
     sidecar_of,
 )
 from dinov2_ros.weights.download import ProgressBar, download
-from dinov2_ros.weights.file_kind import not_a_checkpoint
-from dinov2_ros.weights.variants import BASE_URL, DEPTH_DATASETS, DEPTH_HEAD_KINDS, VARIANTS, WeightFile
+from dinov2_ros.weights.file_kind import problem_with
+from dinov2_ros.weights.variants import BASE_URL, DEPTH_DATASETS, DEPTH_HEAD_KINDS, DINOTXT, VARIANTS, WeightFile
 
 CACHE_ENV = "DINOV2_ROS_CACHE"
 # a site's own copy of dl.fbaipublicfiles.com/dinov2 (air-gapped cells): replaces that prefix in downloads
@@ -57,6 +57,7 @@ def _build_registry() -> dict[str, WeightFile]:
         for dataset in DEPTH_DATASETS
         for kind in DEPTH_HEAD_KINDS
     ]
+    files += DINOTXT.files
     return {file.filename.removesuffix(".pth"): file for file in files}
 
 
@@ -72,8 +73,16 @@ def get_weight_file(name: str) -> WeightFile:
     except KeyError:
         raise ValueError(
             f"unknown weight file {name!r}; run `dinov2-ros weights list` for the names "
-            f"(a backbone name such as 'vits14' also works)"
+            f"(a backbone name such as 'vits14', or 'dinotxt' for dino.txt's files, also works)"
         ) from None
+
+
+def weight_files(name: str) -> tuple[WeightFile, ...]:
+    """The files a name stands for: `dinotxt` (or its release name) -> dino.txt's vision head, text encoder
+    and vocabulary; anything else -> `get_weight_file(name)`."""
+    if name in ("dinotxt", DINOTXT.name):
+        return DINOTXT.files
+    return (get_weight_file(name),)
 
 
 def resolve_cache_dir(cache_dir: str | os.PathLike[str] | None = None) -> Path:
@@ -92,7 +101,7 @@ def cached_path(file: WeightFile, cache_dir: str | os.PathLike[str] | None = Non
 
 
 def _check_kind_and_size(path: Path, file: WeightFile, remedy: str) -> None:
-    problem = not_a_checkpoint(path, remedy)
+    problem = problem_with(path, file.kind, remedy)
     if problem is not None:
         raise WeightsError(problem)
     size = path.stat().st_size

@@ -1,4 +1,4 @@
-"""Name a file that cannot be a checkpoint for what it is, from its first and last bytes (no torch).
+"""Name a file that cannot be a checkpoint (or a BPE vocabulary) for what it is, from its bytes (no torch).
 
 A failed download leaves files that torch reports with unhelpful unpickling errors: an HTML error or
 login page saved under the checkpoint's name, an empty file, a zip archive cut short. Recognised
@@ -9,8 +9,10 @@ pickle protocol byte 0x80) and safetensors (8-byte little-endian header length, 
 
 from __future__ import annotations
 
+import gzip
 import os
 import re
+import zlib
 from pathlib import Path
 
 _HEAD_BYTES = 4096
@@ -61,3 +63,33 @@ def not_a_checkpoint(path: str | os.PathLike[str], remedy: str = REMEDY) -> str 
         f"{path} is not a PyTorch or safetensors checkpoint (it starts with {head[:16]!r}); it may be another "
         f"kind of file saved under this name; {remedy}"
     )
+
+
+def not_a_vocabulary(path: str | os.PathLike[str], remedy: str = REMEDY) -> str | None:
+    """Why `path` cannot be CLIP's BPE vocabulary (a gzip-compressed text of merges, first line a
+    `#version` header), or None. Decompresses the whole file (1.3 MB), so a truncated one is named."""
+    path = Path(path)
+    if not path.is_file():
+        return f"{path} does not exist; fetch it with `dinov2-ros weights fetch` or fix the path"
+    with path.open("rb") as stream:
+        head = stream.read(_HEAD_BYTES)
+    if not head:
+        return f"{path} is empty (0 bytes), not a vocabulary: the download failed; {remedy}"
+    if _HTML_START.match(head.lstrip(b"\xef\xbb\xbf")):
+        return f"{path} is an HTML page, not a vocabulary: the download failed; {remedy}"
+    if not head.startswith(b"\x1f\x8b"):
+        return f"{path} is not gzip-compressed (it starts with {head[:16]!r}), not CLIP's BPE vocabulary; {remedy}"
+    try:
+        with gzip.open(path, "rt", encoding="utf-8") as stream:
+            first = stream.readline()
+            merges = sum(1 for _ in stream)
+    except (OSError, EOFError, zlib.error, UnicodeDecodeError) as error:
+        return f"{path} is a damaged or truncated gzip file ({error}); {remedy}"
+    if "#version" not in first or merges == 0:
+        return f"{path} is gzip-compressed but holds no BPE merges (first line {first[:60]!r}); {remedy}"
+    return None
+
+
+def problem_with(path: str | os.PathLike[str], kind: str, remedy: str = REMEDY) -> str | None:
+    """`not_a_checkpoint` or `not_a_vocabulary`, by a WeightFile's `kind`."""
+    return not_a_vocabulary(path, remedy) if kind == "bpe vocabulary" else not_a_checkpoint(path, remedy)

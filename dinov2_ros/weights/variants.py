@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 FfnKind = Literal["mlp", "swiglu"]
@@ -42,12 +43,17 @@ def depth_range(dataset: str) -> tuple[float, float]:
 
 @dataclass(frozen=True)
 class WeightFile:
-    """A released file: where it lives and what it must be (size in bytes, sha256) where known."""
+    """A released file: where it lives and what it must be (size in bytes, sha256) where known.
+
+    `kind` "checkpoint" (a PyTorch file) or "bpe vocabulary" (CLIP's gzip-compressed BPE merges, which
+    dino.txt's tokenizer reads); it decides how a download is recognised as the real thing.
+    """
 
     filename: str
     url: str
     size: int | None = None
     sha256: str | None = None
+    kind: str = "checkpoint"
 
 
 @dataclass(frozen=True)
@@ -132,6 +138,64 @@ VARIANTS: dict[str, BackboneVariant] = dict(
     + _pair("vitl14", 1024, 24, 16, "mlp", (4, 11, 17, 23))
     + _pair("vitg14", 1536, 40, 24, "swiglu", (9, 19, 29, 39))
 )
+
+
+@dataclass(frozen=True)
+class DinoTxtRelease:
+    """Meta's dino.txt (facebookresearch/dinov2 `dinov2/hub/dinotxt.py`, `dinov2_vitl14_reg4_dinotxt_tet1280d20h24l`):
+    the frozen ViT-L/14 reg4 backbone, a vision head of two blocks over its last layer's normed tokens,
+    and a causal text transformer; both map into one `embed_dim` space whose first half aligns with
+    the class token and second half with the mean of the head's patch tokens. The text tokenizer is
+    CLIP's BPE (`vocabulary`, context 77)."""
+
+    name: str = "dinov2_vitl14_reg4_dinotxt_tet1280d20h24l"
+    backbone: str = "vitl14_reg4"
+    embed_dim: int = 2048
+    head_blocks: int = 2
+    head_layerscale_init: float = 1e-5  # VisionHead's init_values; the released file replaces it
+    text_context: int = 77
+    text_vocab_size: int = 49408
+    text_dim: int = 1280
+    text_heads: int = 20
+    text_layers: int = 24
+    text_ffn_ratio: float = 4.0
+
+    @property
+    def vision_head(self) -> WeightFile:
+        filename = f"{self.name}_vision_head.pth"
+        return WeightFile(filename, f"{BASE_URL}/dinov2_vitl14/{filename}")
+
+    @property
+    def text_encoder(self) -> WeightFile:
+        filename = f"{self.name}_text_encoder.pth"
+        return WeightFile(filename, f"{BASE_URL}/dinov2_vitl14/{filename}")
+
+    @property
+    def vocabulary(self) -> WeightFile:
+        """CLIP's BPE merges, as Meta's get_tokenizer downloads them (`thirdparty/`)."""
+        filename = "bpe_simple_vocab_16e6.txt.gz"
+        return WeightFile(filename, f"{BASE_URL}/thirdparty/{filename}", kind="bpe vocabulary")
+
+    @property
+    def files(self) -> tuple[WeightFile, ...]:
+        return self.vision_head, self.text_encoder, self.vocabulary
+
+
+DINOTXT = DinoTxtRelease()
+
+
+def dinotxt_text_encoder_beside(vision_head: Path) -> Path:
+    """The text encoder file that goes with a dino.txt vision head file: beside it, named as Meta names
+    it (`<release>_vision_head.pth` -> `<release>_text_encoder.pth`). ValueError when it is not there."""
+    if not vision_head.name.endswith("_vision_head.pth"):
+        raise ValueError(
+            f"dino.txt weights {str(vision_head)!r} must be 'pretrained', 'random' or a vision head file named "
+            "<name>_vision_head.pth, with <name>_text_encoder.pth beside it (Meta's naming)"
+        )
+    text = vision_head.with_name(vision_head.name.removesuffix("_vision_head.pth") + "_text_encoder.pth")
+    if not text.is_file():
+        raise ValueError(f"no text encoder beside the dino.txt vision head {vision_head}: expected {text}")
+    return text
 
 
 def input_normalisation(name: str) -> tuple[tuple[float, ...], tuple[float, ...]]:

@@ -60,7 +60,7 @@ def test_bad_block_indices_are_refused(indices: list, message: str, tiny_backbon
 def test_constructor_checks() -> None:
     with pytest.raises(ValueError, match="divisible by num_heads, got 64 and 3"):
         DinoVisionTransformer(64, 1, 3)
-    with pytest.raises(ValueError, match="ffn must be 'mlp' or 'swiglu'"):
+    with pytest.raises(ValueError, match="ffn must be 'mlp', 'swiglu' or 'swiglu_aligned'"):
         DinoVisionTransformer(64, 1, 2, ffn="relu")
     with pytest.raises(ValueError, match="img_size must be a multiple"):
         DinoVisionTransformer(64, 1, 2, img_size=500)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import io
 import os
@@ -20,10 +21,11 @@ from dinov2_ros.weights.cache import (
     get_weight_file,
     resolve_cache_dir,
     verify_file,
+    weight_files,
 )
 from dinov2_ros.weights.digests import cached_sha256, sha256_of
 from dinov2_ros.weights.download import ProgressBar
-from dinov2_ros.weights.variants import VARIANTS, WeightFile
+from dinov2_ros.weights.variants import DINOTXT, VARIANTS, WeightFile
 
 
 def checkpoint_bytes(numel: int = 262_000) -> bytes:
@@ -155,11 +157,21 @@ def test_env_cache_is_where_fetch_looks(monkeypatch, http_server, tmp_path: Path
 
 
 def test_registry_holds_every_released_file() -> None:
-    assert len(REGISTRY) == 8 + 4 * 2 * 2  # backbones, and nyu/kitti x linear/linear4 heads for S/B/L/g
+    assert len(REGISTRY) == 8 + 4 * 2 * 2 + 3  # backbones, nyu/kitti x linear/linear4 heads for S/B/L/g, dino.txt
     for name, file in REGISTRY.items():
+        if file in DINOTXT.files:
+            continue
         assert file.url == f"https://dl.fbaipublicfiles.com/dinov2/{name.split('_')[0]}_{name.split('_')[1]}/{name}.pth"
     assert REGISTRY["dinov2_vitg14_reg4_pretrain"] == VARIANTS["vitg14_reg4"].checkpoint
     assert get_weight_file("vitl14") == REGISTRY["dinov2_vitl14_pretrain"]
+    # dino.txt's files where Meta's hub code (dinov2/hub/dinotxt.py) downloads them
+    base = "https://dl.fbaipublicfiles.com/dinov2"
+    assert [file.url for file in weight_files("dinotxt")] == [
+        f"{base}/dinov2_vitl14/dinov2_vitl14_reg4_dinotxt_tet1280d20h24l_vision_head.pth",
+        f"{base}/dinov2_vitl14/dinov2_vitl14_reg4_dinotxt_tet1280d20h24l_text_encoder.pth",
+        f"{base}/thirdparty/bpe_simple_vocab_16e6.txt.gz",
+    ]
+    assert weight_files("vits14") == (get_weight_file("vits14"),)
     with pytest.raises(ValueError, match="unknown weight file 'vitx'; run `dinov2-ros weights list`"):
         get_weight_file("vitx")
 
@@ -240,3 +252,28 @@ def test_a_cache_where_no_record_can_be_written_still_serves_its_files(cache_dir
     assert fetch(file, cache_dir) == cache_dir / "blob.pth"
     assert "cannot record the sha256 of" in caplog.text
     assert verify_file(cache_dir / "blob.pth", file).reference == "not recorded"
+
+
+def vocabulary_bytes(merges: int = 3) -> bytes:
+    return gzip.compress(("#version: 0.2\n" + "".join(f"a{i} b{i}\n" for i in range(merges))).encode())
+
+
+def test_vocabulary_downloads_are_checked_as_vocabularies(http_server, cache_dir: Path) -> None:
+    """dino.txt's BPE vocabulary is no checkpoint: it is fetched, recognised and recorded as a gzip of merges."""
+    vocabulary = DINOTXT.vocabulary
+    http_server.files["/thirdparty/bpe_simple_vocab_16e6.txt.gz"] = vocabulary_bytes()
+    path = fetch(vocabulary, cache_dir, mirror=http_server.url, progress=False)
+    assert path.read_bytes() == vocabulary_bytes()
+    assert verify_file(path, vocabulary).reference == "recorded"
+    for damaged, named in [
+        (b"<!DOCTYPE html><title>Forbidden</title>", "HTML page"),
+        (vocabulary_bytes()[:20], "damaged or truncated gzip"),
+        (gzip.compress(b"no header\n"), "holds no BPE merges"),
+        (b"a b\nc d\n", "not gzip-compressed"),
+    ]:
+        path.unlink(missing_ok=True)
+        path.with_name(path.name + ".sha256").unlink(missing_ok=True)
+        http_server.files["/thirdparty/bpe_simple_vocab_16e6.txt.gz"] = damaged
+        with pytest.raises(WeightsError, match=named):
+            fetch(vocabulary, cache_dir, mirror=http_server.url, progress=False)
+        assert not path.exists()

@@ -29,7 +29,7 @@ def test_list_shows_every_file_and_what_is_cached(cache_dir: Path, capsys) -> No
     assert main(["weights", "list", "--cache-dir", str(cache_dir)]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == f"cache: {cache_dir}"
-    assert len(lines) == 1 + 24
+    assert len(lines) == 1 + 27
     assert any(line.startswith(f"cached   {HEAD} ") for line in lines)
     assert any(line.startswith("missing  dinov2_vitg14_reg4_pretrain ") for line in lines)
 
@@ -95,3 +95,23 @@ def test_help_says_hashes_are_recorded_on_first_use(capsys) -> None:
     with pytest.raises(SystemExit):
         main(["weights", "verify", "--help"])
     assert "Meta publishes no sha256 for its files" in capsys.readouterr().out
+
+
+def test_fetch_dinotxt_gets_its_three_files(http_server, cache_dir: Path, capsys) -> None:
+    import gzip
+
+    vocabulary = gzip.compress(b"#version: 0.2\na b\n")
+    prefix = "/dinov2_vitl14/dinov2_vitl14_reg4_dinotxt_tet1280d20h24l"
+    http_server.files.update(
+        {f"{prefix}_vision_head.pth": CONTENT, f"{prefix}_text_encoder.pth": CONTENT,
+         "/thirdparty/bpe_simple_vocab_16e6.txt.gz": vocabulary}
+    )  # fmt: skip
+    assert main(["weights", "fetch", "dinotxt", "--cache-dir", str(cache_dir), "--mirror", http_server.url]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert [line.split(":")[0] for line in printed] == [
+        "dinov2_vitl14_reg4_dinotxt_tet1280d20h24l_vision_head",
+        "dinov2_vitl14_reg4_dinotxt_tet1280d20h24l_text_encoder",
+        "bpe_simple_vocab_16e6.txt.gz",
+    ]
+    assert (cache_dir / "bpe_simple_vocab_16e6.txt.gz").read_bytes() == vocabulary
+    assert main(["weights", "verify", "dinotxt", "--cache-dir", str(cache_dir)]) == 0

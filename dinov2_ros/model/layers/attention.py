@@ -8,9 +8,10 @@ from torch import nn
 
 
 class Attention(nn.Module):
-    """Self-attention with one fused qkv projection (`attn.qkv`, `attn.proj` in the checkpoints)."""
+    """Self-attention with one fused qkv projection (`attn.qkv`, `attn.proj` in the checkpoints); the
+    backbones' qkv has a bias, the dino.txt head and text blocks' has none."""
 
-    def __init__(self, dim: int, num_heads: int, qkv_bias: bool = True) -> None:
+    def __init__(self, dim: int, num_heads: int, qkv_bias: bool = True, is_causal: bool = False) -> None:
         super().__init__()
         if dim % num_heads != 0:
             raise ValueError(
@@ -18,6 +19,7 @@ class Attention(nn.Module):
                 f"divides {dim} (DINOv2 uses head dim 64)"
             )
         self.num_heads = num_heads
+        self.is_causal = is_causal  # each token attends to itself and the tokens before it (a text encoder)
         self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
         self.proj = nn.Linear(dim, dim)
 
@@ -25,5 +27,5 @@ class Attention(nn.Module):
         batch, tokens, dim = x.shape
         qkv = self.qkv(x).reshape(batch, tokens, 3, self.num_heads, dim // self.num_heads)
         q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
-        out = F.scaled_dot_product_attention(q, k, v)
+        out = F.scaled_dot_product_attention(q, k, v, is_causal=self.is_causal)
         return self.proj(out.transpose(1, 2).reshape(batch, tokens, dim))

@@ -55,8 +55,9 @@ class GraphBuilder:
         """The stored files the backend needs for `height` x `width` frames, made where missing: the
         fp32 graph (ONNX Runtime int8: the int8 graph; TensorRT: the graph and, with `engine`, the
         engine, built on this machine's GPU). The torch backend runs its graph unstored; for it, the fp32 graph."""
+        text = [self.text_encoder_file(opset)] if self.settings.dinotxt_weights else []
         if self.opener.graph_precision == "int8":
-            return [self.int8_graph_file(height, width, opset)]
+            return [self.int8_graph_file(height, width, opset), *text]
         if engine:  # at once without TensorRT or CUDA, not after an export
             self.opener.ensure_backend()
         if self.opener.graph_precision == QDQ_PRECISION:
@@ -65,7 +66,30 @@ class GraphBuilder:
             paths = [self.graph_file(height, width, opset)]
         if self.settings.backend == "tensorrt" and engine:
             paths.append(self.engine(height, width, paths[0]))
-        return paths
+        return paths + text
+
+    def text_encoder_file(self, opset: int | None = None) -> Path:
+        """The stored dino.txt text encoder graph (with its vocabulary), exported first when the store has
+        none: torch, the 2.2 GB text encoder file and CLIP's vocabulary (fetched with the weights)."""
+        path = self.opener.find_text_encoder_file()
+        if path is None:
+            from dinov2_ros.export.core_export import DEFAULT_OPSET
+            from dinov2_ros.export.text_encoder_export import export_text_encoder, text_encoder_path
+            from dinov2_ros.model.factory import create_text_encoder
+            from dinov2_ros.runtime.text_encoder import text_encoder_identity
+            from dinov2_ros.weights.cache import fetch
+            from dinov2_ros.weights.variants import DINOTXT
+
+            identity = text_encoder_identity(self.settings)
+            path = export_text_encoder(
+                create_text_encoder(self.settings.dinotxt_weights),
+                fetch(DINOTXT.vocabulary, progress=False),
+                text_encoder_path(self.store.directory, identity),
+                identity,
+                opset or DEFAULT_OPSET,
+            )
+        LOG.info("dino.txt text encoder: %s", path)
+        return path
 
     def open(self, height: int, width: int) -> Backend:
         """`make`, then the opener's backend for `height` x `width` frames."""

@@ -162,8 +162,10 @@ def build_perception_graph(
     depth_dataset: str = "nyu",
     depth_kind: str = "linear",
     detection_head: nn.Module | None = None,
+    dinotxt_weights: WeightsArg = None,
 ) -> PerceptionGraph:
-    """The PerceptionGraph for `spec` (weights as create_backbone and create_depth_head take them).
+    """The PerceptionGraph for `spec` (weights as create_backbone, create_depth_head and
+    create_dinotxt_vision_head take them; `dinotxt_weights` for a spec with dinotxt).
 
     The detection head, when the spec has one, is passed in built (its weights or prototypes decide it).
     """
@@ -173,7 +175,12 @@ def build_perception_graph(
         if depth_weights is None:
             raise ValueError("the spec has a depth head: pass depth_weights ('pretrained', a path or 'random')")
         depth_head = create_depth_head(spec.variant, depth_dataset, depth_kind, depth_weights)
-    return PerceptionGraph(spec, backbone, depth_head, detection_head)
+    vision_head = None
+    if spec.dinotxt:
+        if spec.variant != DINOTXT.backbone:
+            raise ValueError(f"dino.txt's vision head was trained on {DINOTXT.backbone}, not {spec.variant}")
+        vision_head = create_dinotxt_vision_head(dinotxt_weights)
+    return PerceptionGraph(spec, backbone, depth_head, detection_head, vision_head)
 
 
 def perception_graph_for(settings: ModelSettings, spec: GraphSpec) -> tuple[PerceptionGraph, tuple[str, ...] | None]:
@@ -185,7 +192,13 @@ def perception_graph_for(settings: ModelSettings, spec: GraphSpec) -> tuple[Perc
     elif spec.detection == "center":
         head, class_names = center_head_for(settings, spec.top_k)
     graph = build_perception_graph(
-        spec, settings.weights, settings.depth_weights or None, settings.depth_dataset, settings.depth_kind, head
+        spec,
+        settings.weights,
+        settings.depth_weights or None,
+        settings.depth_dataset,
+        settings.depth_kind,
+        head,
+        settings.dinotxt_weights or None,
     )
     return graph, class_names
 

@@ -25,6 +25,10 @@ class PerceptionCore(nn.Module):
     `classes` (N,K) (-1: no detection) and `masks` (N,K,h/14,w/14) logits; `features` (N,D,h/14,w/14).
     The exemplar head also takes the `prototypes` and `prototype_classes` inputs. It is exported once
     per model and input size; each camera size adds only its ends (`runtime.graph_ends`).
+
+    With `vision_head` (dino.txt, `spec.dinotxt`), the patch features the detection head and the
+    features output get are that head's tokens over the last block's normed tokens, the space text
+    prompts are encoded into; the depth head reads the backbone's blocks as without it.
     """
 
     def __init__(
@@ -33,8 +37,14 @@ class PerceptionCore(nn.Module):
         backbone: nn.Module,
         depth_head: nn.Module | None = None,
         detection_head: nn.Module | None = None,
+        vision_head: nn.Module | None = None,
     ) -> None:
         super().__init__()
+        if spec.dinotxt != (vision_head is not None):
+            raise ValueError(
+                f"GraphSpec.dinotxt={spec.dinotxt} but the dino.txt vision head is "
+                f"{'missing' if spec.dinotxt else 'given'}; pass it exactly when the spec asks for dino.txt"
+            )
         if spec.depth != (depth_head is not None):
             raise ValueError(
                 f"GraphSpec.heads={spec.heads} but depth_head is {'missing' if spec.depth else 'given'}; "
@@ -69,6 +79,7 @@ class PerceptionCore(nn.Module):
         self.backbone.bake_pos_embed(spec.input_height, spec.input_width)
         self.depth_head = depth_head.eval() if depth_head is not None else None
         self.detection_head = detection_head.eval() if detection_head is not None else None
+        self.vision_head = vision_head.eval() if vision_head is not None else None
         self.last = len(backbone.blocks) - 1
         self.taps = tuple(depth_head.tap_indices) if depth_head is not None else ()
         self.indices = tuple(sorted({*self.taps, self.last}))
@@ -82,11 +93,14 @@ class PerceptionCore(nn.Module):
         prototype_classes: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, ...]:
         x = model_input  # (the argument's name is the exported core's input name, graph_spec.CORE_INPUT)
-        layers = self.backbone.get_intermediate_layers(x, self.indices, norm=self.taps_normed)
-        layers = dict(zip(self.indices, layers, strict=True))
-        patch_map = layers[self.last][0]
-        if not self.taps_normed:
-            patch_map = self.backbone.norm(patch_map.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+        grid = self.backbone.grid_size(x.shape[-2], x.shape[-1])
+        tokens = self.backbone.get_intermediate_tokens(x, self.indices, norm=self.taps_normed)
+        tokens = dict(zip(self.indices, tokens, strict=True))
+        layers = {index: self.backbone.to_layer(tokens[index], grid) for index in self.taps}
+        last = tokens[self.last] if self.taps_normed else self.backbone.norm(tokens[self.last])
+        if self.vision_head is not None:
+            last = self.vision_head(last)
+        patch_map = self.backbone.to_layer(last, grid)[0]
         outputs = []
         if self.depth_head is not None:
             outputs.append(self.depth_head([layers[i] for i in self.taps], tuple(x.shape[-2:])).float())
@@ -115,12 +129,13 @@ class PerceptionGraph(nn.Module):
         backbone: nn.Module,
         depth_head: nn.Module | None = None,
         detection_head: nn.Module | None = None,
+        vision_head: nn.Module | None = None,
     ) -> None:
         super().__init__()
         self.spec = spec
         self.output_names = tuple(output.name for output in spec.output_specs())
         self.preprocess = Preprocess(spec)
-        self.core = PerceptionCore(spec, backbone, depth_head, detection_head)
+        self.core = PerceptionCore(spec, backbone, depth_head, detection_head, vision_head)
         self.depth_to_camera = DepthToCamera(spec)
         self.boxes_to_camera = BoxesToCamera(spec)
 

@@ -60,7 +60,7 @@ class ClipTokenizer:
     def __init__(self, vocabulary: str | os.PathLike[str], context_length: int = CONTEXT_LENGTH) -> None:
         try:
             with gzip.open(vocabulary, "rt", encoding="utf-8") as stream:
-                lines = stream.read().split("\n")
+                lines = stream.read().rstrip("\n").split("\n")
         except (OSError, EOFError, UnicodeDecodeError) as error:
             raise ValueError(
                 f"cannot read the BPE vocabulary {vocabulary} ({error}); fetch it with `dinov2-ros weights fetch "

@@ -312,31 +312,51 @@ class FramePipeline:
 
     def add_class_from_box(self, camera: str, name: str, box: Sequence[float]) -> int:
         """Teach `name` from the part inside `box` (camera pixels) on the camera's newest processed frame."""
+        return self.add_class(name, camera=camera, box=box)
+
+    def add_class(
+        self,
+        name: str,
+        *,
+        camera: str | None = None,
+        box: Sequence[float] | None = None,
+        text_prototypes: np.ndarray | None = None,
+        prompt: str | None = None,
+    ) -> int:
+        """Teach `name` in one change: the part inside `box` (camera pixels) on `camera`'s newest processed
+        frame, and/or `text_prototypes` (n, D), a prompt's (text_prompts.PromptEncoder, computed off the
+        frame thread; `prompt` is recorded with the class). Returns the class id. ValueError, with the
+        store unchanged, for a box outside the frame, no frame yet, or a class that does not fit the graph."""
         if self._prototypes is None:
             raise ValueError("this pipeline has no exemplar detector: classes come from a trained head")
+        if box is None and text_prototypes is None:
+            raise ValueError("give a box, a text prompt, or both, to teach a class")
         with self._lock:
-            newest = self._features.get(camera)
-            if newest is None:
-                known = sorted(self._features)
-                raise ValueError(
-                    f"no processed frame from camera {camera!r} yet (cameras with frames: {known}); "
-                    "wait for output from that camera, then call again"
-                )
-            features, spec = newest
-            x1, y1, x2, y2 = (float(v) for v in box)
-            if not (0 <= x1 < x2 <= spec.camera_width and 0 <= y1 < y2 <= spec.camera_height):
-                raise ValueError(
-                    f"box {[x1, y1, x2, y2]} must satisfy 0 <= x1 < x2 <= {spec.camera_width} and "
-                    f"0 <= y1 < y2 <= {spec.camera_height} (x1, y1, x2, y2 in camera pixels)"
-                )
-            prototype = prototype_from_box(features, (x1, y1, x2, y2), spec.mapping())
+            taught = [] if text_prototypes is None else [np.asarray(text_prototypes, np.float32)]
+            max_prototypes = next((spec.max_prototypes for spec in self.graphs.values()), None)
+            if box is not None:
+                features, spec = self._newest_features(camera)
+                taught.append(prototype_from_box(features, _checked_box(box, spec), spec.mapping())[None])
+                max_prototypes = spec.max_prototypes
             # teach a copy first, so a class that does not fit the graph leaves the store unchanged
             trial = copy.deepcopy(self._prototypes)
-            class_id = trial.add_prototypes(name, prototype[None])
-            inputs = trial.to_arrays(spec.max_prototypes, self.max_classes)
+            class_id = trial.add_prototypes(name, np.concatenate(taught), prompt)
+            inputs = None
+            if max_prototypes is not None:
+                inputs = trial.to_arrays(max_prototypes, self.max_classes)
             self._prototypes = trial
             self._prototype_inputs = inputs  # the next frame's graph inputs, computed once
             return class_id
+
+    def _newest_features(self, camera: str | None) -> tuple[np.ndarray, GraphSpec]:
+        newest = self._features.get(camera)
+        if newest is None:
+            known = sorted(self._features)
+            raise ValueError(
+                f"no processed frame from camera {camera!r} yet (cameras with frames: {known}); "
+                "wait for output from that camera, then call again"
+            )
+        return newest
 
     def remove_class(self, name: str) -> None:
         if self._prototypes is None:
@@ -355,6 +375,16 @@ class FramePipeline:
     def close(self) -> None:
         """Close the graphs' backends (GraphPreparation.close)."""
         self.preparation.close()
+
+
+def _checked_box(box: Sequence[float], spec: GraphSpec) -> tuple[float, float, float, float]:
+    x1, y1, x2, y2 = (float(v) for v in box)
+    if not (0 <= x1 < x2 <= spec.camera_width and 0 <= y1 < y2 <= spec.camera_height):
+        raise ValueError(
+            f"box {[x1, y1, x2, y2]} must satisfy 0 <= x1 < x2 <= {spec.camera_width} and "
+            f"0 <= y1 < y2 <= {spec.camera_height} (x1, y1, x2, y2 in camera pixels)"
+        )
+    return x1, y1, x2, y2
 
 
 def _filled_fraction(box: np.ndarray, mask: np.ndarray, depth: np.ndarray | None, filled: np.ndarray | None) -> float:

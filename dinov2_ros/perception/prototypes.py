@@ -111,6 +111,7 @@ class PrototypeStore:
         self.max_per_class = max_per_class
         self._ids: dict[str, int] = {}
         self._prototypes: dict[str, np.ndarray] = {}
+        self._prompts: dict[str, list[str]] = {}  # the words a class was named in (dino.txt), by class
 
     @property
     def class_ids(self) -> dict[str, int]:
@@ -121,14 +122,19 @@ class PrototypeStore:
     def prototype_count(self) -> int:
         return sum(len(vectors) for vectors in self._prototypes.values())
 
+    def prompts_of(self, name: str) -> list[str]:
+        """The text prompts class `name` was taught with (dino.txt), [] for one taught by example only."""
+        return list(self._prompts.get(name, []))
+
     def prototypes_of(self, name: str) -> np.ndarray:
         """The unit-length prototypes (n, D) of class `name`."""
         if name not in self._prototypes:
             raise ValueError(f"no class {name!r}; taught classes: {sorted(self._ids)}")
         return self._prototypes[name].copy()
 
-    def add_prototypes(self, name: str, prototypes: np.ndarray) -> int:
-        """Teach `name` more prototypes (n, D) (a new class gets the smallest free id); returns its id."""
+    def add_prototypes(self, name: str, prototypes: np.ndarray, prompt: str | None = None) -> int:
+        """Teach `name` more prototypes (n, D) (a new class gets the smallest free id); returns its id.
+        `prompt`: the text they were encoded from, if any, kept with the class."""
         prototypes = np.asarray(prototypes, np.float32).reshape(-1, prototypes.shape[-1])
         if prototypes.shape[1] != self.embed_dim or not len(prototypes):
             raise ValueError(f"prototypes must be (n >= 1, {self.embed_dim}), got {prototypes.shape}")
@@ -142,12 +148,15 @@ class PrototypeStore:
         if name not in self._ids:
             used = set(self._ids.values())
             self._ids[name] = next(i for i in range(len(used) + 1) if i not in used)
+        if prompt is not None and prompt not in self._prompts.get(name, []):
+            self._prompts.setdefault(name, []).append(prompt)
         return self._ids[name]
 
     def remove_class(self, name: str) -> None:
         if name not in self._ids:
             raise ValueError(f"no class {name!r} to remove; taught classes: {sorted(self._ids)}")
         del self._ids[name], self._prototypes[name]
+        self._prompts.pop(name, None)
 
     def to_arrays(self, max_prototypes: int, max_classes: int) -> tuple[np.ndarray, np.ndarray]:
         """The graph inputs: prototypes (max_prototypes, D) float32, prototype_classes int32, -1 = empty."""
@@ -182,6 +191,7 @@ class PrototypeStore:
             "embed_dim": self.embed_dim,
             "max_per_class": self.max_per_class,
             "classes": {name: self._ids[name] for name in names},
+            "prompts": {name: prompts for name, prompts in self._prompts.items() if prompts},
         }
         buffer = io.BytesIO()
         np.savez(
@@ -231,6 +241,7 @@ class PrototypeStore:
         for name, class_id in metadata["classes"].items():
             store._ids[name] = class_id
             store._prototypes[name] = prototypes[prototype_classes == class_id].astype(np.float32)
+        store._prompts = {name: list(prompts) for name, prompts in metadata.get("prompts", {}).items()}
         return store
 
 

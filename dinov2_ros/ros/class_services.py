@@ -6,8 +6,10 @@ are the node's own (`~/add_class`: `/dinov2/add_class` for the node named dinov2
 lifecycle services):
 
 - `dinov2/add_class` (rcl_interfaces/srv/SetParameters): parameters `class_name` (string), `box`
-  (4 numbers: x1, y1, x2, y2 in the camera's pixels) and `camera` (string; optional with one camera).
-  Teaches the part inside the box on that camera's newest processed frame.
+  (4 numbers: x1, y1, x2, y2 in the camera's pixels), `camera` (string; optional with one camera) and
+  `text` (string: the part named in words, with dino.txt, `model.dinotxt_weights`). Teaches the part
+  inside the box on that camera's newest processed frame, the text's prototype, or both; with a text,
+  `class_name` may be left out (the text names the class).
 - `dinov2/remove_class` (rcl_interfaces/srv/SetParameters): parameter `class_name`.
 - `dinov2/list_classes` (rcl_interfaces/srv/ListParameters): `result.names` lists the class names in
   class-id order; `/dinov2/label_info` carries the id of each.
@@ -33,11 +35,17 @@ from rclpy.parameter import Parameter
 from dinov2_ros.perception.frame_pipeline import FramePipeline
 
 
-def add_class_request(name: str, box: Sequence[float], camera: str | None = None) -> SetParameters.Request:
-    """A `dinov2/add_class` request: teach `name` from `box` (x1, y1, x2, y2 camera pixels)."""
-    fields = [Parameter("class_name", value=name), Parameter("box", value=[float(v) for v in box])]
+def add_class_request(
+    name: str | None, box: Sequence[float] | None = None, camera: str | None = None, text: str | None = None
+) -> SetParameters.Request:
+    """A `dinov2/add_class` request: teach `name` from `box` (x1, y1, x2, y2 camera pixels), `text`, or both."""
+    fields = [] if name is None else [Parameter("class_name", value=name)]
+    if box is not None:
+        fields.append(Parameter("box", value=[float(v) for v in box]))
     if camera is not None:
         fields.append(Parameter("camera", value=camera))
+    if text is not None:
+        fields.append(Parameter("text", value=text))
     return SetParameters.Request(parameters=[field.to_parameter_msg() for field in fields])
 
 
@@ -49,11 +57,20 @@ def _fields(request: SetParameters.Request, allowed: Sequence[str]) -> dict[str,
     return fields
 
 
-def _class_name(fields: dict[str, Any]) -> str:
-    name = fields.get("class_name")
+def _class_name(fields: dict[str, Any], default: str | None = None) -> str:
+    name = fields.get("class_name", default)
     if not isinstance(name, str) or not name.strip():
-        raise ValueError("field class_name (a non-empty string) is required")
+        raise ValueError(
+            "field class_name (a non-empty string) is required" + (" without a text" if default is None else "")
+        )
     return name.strip()
+
+
+def _text(fields: dict[str, Any]) -> str | None:
+    text = fields.get("text")
+    if text is not None and (not isinstance(text, str) or not text.strip()):
+        raise ValueError(f"field text must be a non-empty string (the part named in words), got {text!r}")
+    return None if text is None else text.strip()
 
 
 def _box(fields: dict[str, Any]) -> list[float]:
@@ -64,14 +81,24 @@ def _box(fields: dict[str, Any]) -> list[float]:
 
 
 class ClassServices:
-    """The three services; `on_change` runs after every successful add or remove (save, republish)."""
+    """The three services; `on_change` runs after every successful add or remove (save, republish).
+
+    `text_prototype(text)` turns a text into its prototype (the node's dino.txt PromptEncoder, run on
+    the service's thread, not the frame worker's); None without dino.txt, where a text is refused.
+    """
 
     def __init__(
-        self, node: Node, pipeline: FramePipeline, cameras: Sequence[str], on_change: Callable[[], None]
+        self,
+        node: Node,
+        pipeline: FramePipeline,
+        cameras: Sequence[str],
+        on_change: Callable[[], None],
+        text_prototype: Callable[[str], Any] | None = None,
     ) -> None:
         self._pipeline = pipeline
         self._cameras = list(cameras)
         self._on_change = on_change
+        self._text_prototype = text_prototype
         self._log = node.get_logger()
         self.services = [  # the node destroys them at cleanup
             node.create_service(SetParameters, "~/add_class", self._add),
@@ -89,10 +116,24 @@ class ClassServices:
 
     def _add(self, request: SetParameters.Request, response: SetParameters.Response) -> SetParameters.Response:
         def add() -> str:
-            fields = _fields(request, ("class_name", "box", "camera"))
-            name, box, camera = _class_name(fields), _box(fields), self._camera(fields)
-            class_id = self._pipeline.add_class_from_box(camera, name, box)
-            return f"class '{name}' has id {class_id} (taught from box {box} on camera '{camera}')"
+            fields = _fields(request, ("class_name", "box", "camera", "text"))
+            text = _text(fields)
+            name = _class_name(fields, default=text)
+            box = _box(fields) if "box" in fields or text is None else None
+            camera = self._camera(fields) if box is not None else None
+            prototypes = None
+            if text is not None:
+                if self._text_prototype is None:
+                    raise ValueError(
+                        "field text needs dino.txt: set model.dinotxt_weights (with model.variant vitl14_reg4) and "
+                        "restart the node; without it, teach the part with a box"
+                    )
+                prototypes = self._text_prototype(text)[None]
+            class_id = self._pipeline.add_class(name, camera=camera, box=box, text_prototypes=prototypes, prompt=text)
+            sources = ([f"box {box} on camera '{camera}'"] if box is not None else []) + (
+                [f"the text {text!r}"] if text is not None else []
+            )
+            return f"class '{name}' has id {class_id} (taught from {' and '.join(sources)})"
 
         return self._respond(response, add)
 

@@ -26,6 +26,10 @@ NODE_PARAMETERS: dict[str, Setting] = {
     "cameras": Setting(["camera"], "camera names; with several, each camera's topics live under its name", True),
     **MODEL_SETTINGS,  # model.* and backend.*: declared once for the node and the CLI
     "prototypes.file": Setting("", "taught classes: loaded at start when it exists, saved after every change", True),
+    "dinotxt.prompt_templates": Setting(
+        ["a photo of a {}."],
+        "with dino.txt: the texts a prompt is set into ({} is the prompt); a class's prototype is their mean",
+    ),
     "detection.score_threshold": Setting(0.5, "minimum score of a reported detection", range=(0.0, 1.0)),
     "tracking.enabled": Setting(
         True, "objects carry per-camera track ids (ByteTrack); false: ids number each frame's objects", True

@@ -28,6 +28,7 @@ from dinov2_ros.perception.frame import CameraFrame, FrameResult
 from dinov2_ros.perception.frame_pipeline import FramePipeline, InferredBatch
 from dinov2_ros.perception.graph_preparation import GraphPreparation
 from dinov2_ros.perception.object_tracking import ObjectTracker
+from dinov2_ros.perception.prompt_templates import check_templates
 from dinov2_ros.perception.prototypes import PrototypeStore, open_store
 from dinov2_ros.perception.rejection import Rejection
 from dinov2_ros.ros.camera_outputs import CameraOutputs, OutputOptions
@@ -130,12 +131,22 @@ class PerceptionNode(LifecycleNode):
         self._apply(self.get_parameters(RUNTIME_PARAMETERS))  # the score threshold, the new slots' pairing
         if model.detector == "exemplar":
             self._class_services = ClassServices(
-                self, self.pipeline, list(self.cameras), self._classes_changed
+                self, self.pipeline, list(self.cameras), self._classes_changed, self._text_prototype(opener)
             ).services
+
+    def _text_prototype(self, opener: BackendOpener):
+        """With dino.txt: text -> prototype on the store's text encoder graph (opened at the first text),
+        set into dinotxt.prompt_templates as they are when the class is added; else None."""
+        if not self.settings.model.dinotxt_weights:
+            return None
+        from dinov2_ros.perception.text_prompts import StoredPromptEncoder  # the tokenizer's regex and ftfy
+
+        encoder = StoredPromptEncoder(opener.find_text_encoder_file, self.settings.model.threads)
+        return lambda text: encoder.prototype(text, self._options["dinotxt.prompt_templates"])
 
     def _prototype_store(self, opener: BackendOpener) -> PrototypeStore:
         model, path = self.settings.model, self.settings.prototypes_file
-        encoder = encoder_name(model.variant, model.weights)  # as `dinov2-ros teach` names it
+        encoder = encoder_name(model.variant, model.weights, model.dinotxt_weights)  # as `dinov2-ros teach` does
         store, loaded = open_store(path, encoder, (model.input_height, model.input_width), opener.embed_dim())
         if loaded:
             self.get_logger().info(f"loaded classes {store.class_ids} from {path}")
@@ -210,6 +221,8 @@ class PerceptionNode(LifecycleNode):
 
     def _apply(self, parameters: Sequence[Parameter]) -> None:
         values = {p.name: p.value for p in parameters if p.name in RUNTIME_PARAMETERS}
+        if "dinotxt.prompt_templates" in values:
+            values["dinotxt.prompt_templates"] = check_templates(values["dinotxt.prompt_templates"])
         if "detection.score_threshold" in values and self.pipeline is not None:
             self.pipeline.score_threshold = values["detection.score_threshold"]
         if "depth_completion.enabled" in values and self.pipeline is not None:

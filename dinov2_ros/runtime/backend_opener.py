@@ -33,8 +33,9 @@ from dinov2_ros.runtime.graph_file import (
 from dinov2_ros.runtime.graph_spec import GraphSpec
 from dinov2_ros.runtime.model_settings import ModelSettings
 from dinov2_ros.runtime.provenance import provenance_of
+from dinov2_ros.runtime.text_encoder import find_text_encoder, text_encoder_identity
 from dinov2_ros.weights.cache import WeightsError, fetch
-from dinov2_ros.weights.variants import VARIANTS, get_variant
+from dinov2_ros.weights.variants import DINOTXT, VARIANTS, get_variant
 
 LOG = logging.getLogger(__name__)
 
@@ -120,6 +121,12 @@ class BackendOpener:
         """The stored core `spec`'s graph is composed from, or None."""
         return self.logged(*self.store.find_core(spec.core(), self.provenance, precision), kind="core")
 
+    def find_text_encoder_file(self) -> Path | None:
+        """The stored dino.txt text encoder graph of these settings (its vocabulary beside it), or None."""
+        return self.logged(
+            *find_text_encoder(self.store.directory, text_encoder_identity(self.settings)), "text encoder"
+        )
+
     def logged(self, path: Path | None, skipped: list[tuple[Path, str]], kind: str = "graph") -> Path | None:
         """`path`, after logging each skipped file with its reason (once per file and reason)."""
         for other, reason in skipped:
@@ -135,6 +142,8 @@ class BackendOpener:
         The torch backend runs its graph unstored and lacks nothing. ImportError (no `tensorrt`) or
         CudaUnavailableError for a TensorRT backend that cannot run here, at once.
         """
+        if self.settings.dinotxt_weights and self.find_text_encoder_file() is None:
+            return "the dino.txt text encoder graph"  # run here on ONNX Runtime, whatever the backend
         if self.settings.backend in ("torch", "triton"):  # triton: the server holds the graph
             return ""
         spec = self.spec_for(height, width)
@@ -202,6 +211,16 @@ class BackendOpener:
             wanted.append(("model.depth_weights", s.depth_weights, depth_file))
         if s.detector == "center":
             wanted.append(("model.detector_weights", s.detector_weights, None))
+        if s.dinotxt_weights:
+            wanted += [
+                ("model.dinotxt_weights", s.dinotxt_weights, lambda: DINOTXT.vision_head),
+                ("model.dinotxt_weights", s.dinotxt_weights, lambda: DINOTXT.text_encoder),
+                (
+                    "dino.txt's vocabulary",
+                    "pretrained",
+                    lambda: DINOTXT.vocabulary,
+                ),  # the tokenizer's, whatever the weights
+            ]
         problems: list[tuple[str, Exception]] = []  # every missing file in the one line, not the first only
         for name, weights, release in wanted:
             try:

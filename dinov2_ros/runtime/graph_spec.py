@@ -15,6 +15,8 @@ import numpy as np
 
 from dinov2_ros.weights.variants import PATCH_SIZE, input_normalisation
 
+# fields added after graphs were first stored, with the value an older graph has (from_json)
+_LATER_FIELDS = ("dinotxt",)
 CORE_INPUT = "model_input"  # the core's input (PerceptionCore): the normalised model input, float (N, 3, h, w)
 RESIZE_MODES = ("stretch", "letterbox")
 DETECTION_HEADS = ("exemplar", "center")
@@ -73,6 +75,9 @@ class GraphSpec:
     max_classes: int = 16  # class ids the exemplar head reports; 0 (canonical) without it
     embed_dim: int = 384
     features: bool = False
+    # the patch features (exemplar head, features output) are dino.txt's vision head tokens, the space
+    # where text prompts are prototypes too (model/dinotxt.py); the depth head still reads the backbone
+    dinotxt: bool = False
 
     def __post_init__(self) -> None:
         for name in ("camera_height", "camera_width", "input_height", "input_width", "top_k"):
@@ -100,6 +105,10 @@ class GraphSpec:
             )
         if not (self.heads or self.features):
             raise ValueError("GraphSpec has no output: give at least one head or features=True")
+        if self.dinotxt and not (self.exemplar or self.features):
+            raise ValueError(
+                "GraphSpec.dinotxt changes the patch features: it needs the exemplar head or features=True"
+            )
         # canonical order and values, so equal graphs have equal keys
         object.__setattr__(self, "heads", tuple(head for head in HEADS if head in self.heads))
         if not self.exemplar:
@@ -154,6 +163,8 @@ class GraphSpec:
             parts += [f"p{self.max_prototypes}", f"c{self.max_classes}"]
         if self.features:
             parts.append("feat")
+        if self.dinotxt:
+            parts.append("dinotxt")
         return "-".join(parts)
 
     def differences(self, other: GraphSpec) -> list[str]:
@@ -246,12 +257,15 @@ class GraphSpec:
 
     @classmethod
     def from_json(cls, text: str) -> GraphSpec:
-        """Parse `to_json` output; raises ValueError naming the problem for anything else."""
+        """Parse `to_json` output (of this version, or of an older one without the later fields, which
+        take their defaults); raises ValueError naming the problem for anything else."""
         try:
             fields = json.loads(text)
         except json.JSONDecodeError as error:
             raise ValueError(f"GraphSpec JSON is not valid JSON ({error}); re-export the graph") from error
         expected = {field.name for field in dataclasses.fields(cls)}
+        if isinstance(fields, dict):
+            fields = {name: False for name in _LATER_FIELDS} | fields
         if not isinstance(fields, dict) or set(fields) != expected:
             found = sorted(fields) if isinstance(fields, dict) else type(fields).__name__
             raise ValueError(f"GraphSpec JSON must have the fields {sorted(expected)}, found {found}")

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from dinov2_ros.runtime.graph_spec import GraphSpec
+from dinov2_ros.weights.variants import DINOTXT, VARIANTS
 
 BACKENDS = ("onnxruntime", "tensorrt", "torch", "triton")
 DETECTORS = ("exemplar", "center", "none")
@@ -79,6 +80,12 @@ MODEL_SETTINGS: dict[str, Setting] = {
     "model.detector_weights": _model(
         "detector_weights", "", "for model.detector center: the train-detector checkpoint"
     ),
+    "model.dinotxt_weights": _model(
+        "dinotxt_weights",
+        "",
+        "dino.txt (classes named in words; model.variant vitl14_reg4, detector exemplar): 'pretrained', 'random' "
+        "or a <name>_vision_head.pth with <name>_text_encoder.pth beside it; empty: off",
+    ),
     "model.input_height": _model("input_height", 224, "model input height in pixels, a multiple of 14", (14, 1036)),
     "model.input_width": _model("input_width", 308, "model input width in pixels, a multiple of 14", (14, 1036)),
     "model.resize": _model(
@@ -127,6 +134,7 @@ class ModelSettings:
     depth_kind: str
     detector: str
     detector_weights: str  # a `dinov2-ros train-detector` checkpoint, for detector "center"
+    dinotxt_weights: str  # "" (no dino.txt), "pretrained", "random" or a vision head file
     input_height: int
     input_width: int
     resize: str
@@ -171,6 +179,16 @@ class ModelSettings:
             raise ValueError(
                 "model.detector is 'center' but model.detector_weights is empty: give the checkpoint written by "
                 "`dinov2-ros train-detector`, or use model.detector 'exemplar' (classes taught at run time)"
+            )
+        if self.dinotxt_weights and self.detector != "exemplar":
+            raise ValueError(
+                f"model.dinotxt_weights is set but model.detector is {self.detector!r}: text prompts become "
+                "prototypes of the exemplar detector; set model.detector to exemplar, or clear model.dinotxt_weights"
+            )
+        if self.dinotxt_weights and self.variant in VARIANTS and self.variant != DINOTXT.backbone:
+            raise ValueError(
+                f"model.dinotxt_weights is set but model.variant is {self.variant!r}: Meta trained dino.txt on "
+                f"{DINOTXT.backbone}; set model.variant to {DINOTXT.backbone}, or clear model.dinotxt_weights"
             )
         if self.detector == "none" and not self.depth_weights:
             raise ValueError(
@@ -222,7 +240,7 @@ class ModelSettings:
 
     @property
     def uses_random_weights(self) -> bool:
-        return "random" in (self.weights, self.depth_weights)
+        return "random" in (self.weights, self.depth_weights, self.dinotxt_weights)
 
     def describe(self) -> str:
         depth = (
@@ -231,6 +249,8 @@ class ModelSettings:
             else "no depth head"
         )
         detector = f"center head '{self.detector_weights}'" if self.detector == "center" else self.detector
+        if self.dinotxt_weights:
+            detector += f" on dino.txt '{self.dinotxt_weights}'"
         return (
             f"backend {self.backend} (precision {self.backend_precision}, device {self.device}), encoder {self.variant} weights "
             f"'{self.weights}', {depth}, detector {detector}, input {self.input_width}x{self.input_height} "
@@ -254,6 +274,7 @@ class ModelSettings:
             max_classes=self.max_classes if exemplar else 0,
             embed_dim=embed_dim,
             features=exemplar,
+            dinotxt=bool(self.dinotxt_weights),
         )
 
 

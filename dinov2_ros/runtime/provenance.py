@@ -16,7 +16,7 @@ from pathlib import Path
 from dinov2_ros import __version__
 from dinov2_ros.runtime.model_settings import ModelSettings
 from dinov2_ros.weights.identity import weights_identity
-from dinov2_ros.weights.variants import get_variant
+from dinov2_ros.weights.variants import DINOTXT, get_variant
 
 UNVERIFIED = "?"  # the identity of weights whose file is not on this machine
 
@@ -36,6 +36,7 @@ class Provenance:
     detector: str  # "" unless a trained (center) head
     exporter: str
     sources: dict[str, str] = field(default_factory=dict, compare=False)
+    dinotxt: str = ""  # dino.txt's vision head; "" without it (and in graphs stored before it existed)
 
     @property
     def unverified(self) -> list[str]:
@@ -64,7 +65,7 @@ class Provenance:
         return found
 
 
-_WEIGHTS_FIELDS = ("backbone", "depth", "detector")
+_WEIGHTS_FIELDS = ("backbone", "depth", "detector", "dinotxt")
 
 
 def provenance_of(settings: ModelSettings) -> Provenance:
@@ -78,7 +79,7 @@ def provenance_of(settings: ModelSettings) -> Provenance:
         return weights_identity(Path(weights).expanduser() if weights != "random" else weights)
 
     s = settings
-    identities, sources = {"backbone": "", "depth": "", "detector": ""}, {}
+    identities, sources = {"backbone": "", "depth": "", "detector": "", "dinotxt": ""}, {}
     identities["backbone"] = identity(s.weights, lambda: get_variant(s.variant).checkpoint)
     sources["backbone"] = _source(s.weights)
     if s.depth_weights:
@@ -88,6 +89,9 @@ def provenance_of(settings: ModelSettings) -> Provenance:
     if s.detector == "center":
         identities["detector"] = identity(s.detector_weights, None)
         sources["detector"] = _source(s.detector_weights)
+    if s.dinotxt_weights:
+        identities["dinotxt"] = identity(s.dinotxt_weights, lambda: DINOTXT.vision_head)
+        sources["dinotxt"] = _source(s.dinotxt_weights)
     return Provenance(**identities, exporter=f"dinov2_ros {__version__}", sources=sources)
 
 

@@ -55,8 +55,13 @@ def weights_identity(
     return f"sha256:{cached_sha256(path, resolve_cache_dir(cache_dir) / INDEX_NAME)}"
 
 
-def encoder_name(variant: str, weights: str) -> str:
+def encoder_name(variant: str, weights: str, dinotxt_weights: str = "") -> str:
     """How prototype files and detector checkpoints name their encoder: variant and backbone weights tag
-    ('pretrained', 'random' or the checkpoint's file stem), e.g. 'vits14:pretrained'. 'random' names one
-    network, the one seeded with RANDOM_WEIGHTS_SEED, in every process."""
-    return f"{variant}:{weights if weights in ('pretrained', 'random') else Path(weights).stem}"
+    ('pretrained', 'random' or the checkpoint's file stem), e.g. 'vits14:pretrained', and with dino.txt
+    its vision head's tag ('vitl14_reg4:pretrained+dinotxt:pretrained'): its patch features live in
+    another space. 'random' names one network, the one seeded with RANDOM_WEIGHTS_SEED, in every process."""
+
+    def tag(value: str) -> str:
+        return value if value in ("pretrained", "random") else Path(value).stem
+
+    return f"{variant}:{tag(weights)}" + (f"+dinotxt:{tag(dinotxt_weights)}" if dinotxt_weights else "")

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import gzip
+from pathlib import Path
+
 import numpy as np
 import torch
 
 from dinov2_ros.model import DinoVisionTransformer, LinearDepthHead
+from dinov2_ros.model.dinotxt import DinoTxtVisionHead, TextEncoder, init_vision_head
 from dinov2_ros.model.heads.center import CenterHead
 from dinov2_ros.model.heads.exemplar import ExemplarHead
 from dinov2_ros.model.perception_graph import PerceptionGraph
@@ -50,7 +54,8 @@ def tiny_graph(spec: GraphSpec, seed: int = 0) -> PerceptionGraph:
         detection_head = ExemplarHead(max_classes=spec.max_classes, top_k=spec.top_k, similarity_threshold=0.2)
     elif spec.detection == "center":
         detection_head = CenterHead(TINY_DIM, num_classes=TINY_CLASSES, hidden_dim=16, top_k=spec.top_k)
-    return PerceptionGraph(spec, backbone, depth_head, detection_head).eval()
+    vision_head = tiny_vision_head(seed) if spec.dinotxt else None
+    return PerceptionGraph(spec, backbone, depth_head, detection_head, vision_head).eval()
 
 
 def frames(kind: str, spec, batch: int = 2) -> np.ndarray:
@@ -78,3 +83,29 @@ def inputs_for(spec, images: np.ndarray) -> dict[str, np.ndarray]:
         inputs["prototypes"] = np.repeat(prototypes.astype(np.float32)[None], len(images), axis=0)
         inputs["prototype_classes"] = np.repeat(classes[None], len(images), axis=0)
     return inputs
+
+
+# a BPE vocabulary in CLIP's format (header, then merges) small enough to write in a test
+TINY_MERGES = ("h e", "l l", "he ll", "o </w>", "b l", "u e</w>", "bl ue</w>", "b o", "bo l", "t</w> </w>")
+TINY_TEXT_VOCAB = 512 + len(TINY_MERGES) + 2  # bytes, word-final bytes, merges, start and end tokens
+
+
+def write_tiny_vocabulary(path: Path) -> Path:
+    path.write_bytes(gzip.compress(("#version: 0.2\n" + "\n".join(TINY_MERGES) + "\n").encode()))
+    return path
+
+
+def tiny_vision_head(seed: int = 0) -> DinoTxtVisionHead:
+    """dino.txt's vision head at the tiny width, with layer scales that let its blocks change the tokens."""
+    torch.manual_seed(seed)
+    head = DinoTxtVisionHead(TINY_DIM, num_heads=2, num_blocks=2, layerscale_init=0.5)
+    init_vision_head(head)
+    return head.eval()
+
+
+def tiny_text_encoder(seed: int = 0) -> TextEncoder:
+    """dino.txt's text encoder at the tiny width, its embedding twice TINY_DIM (class half, patch half)."""
+    torch.manual_seed(seed)
+    encoder = TextEncoder(16, TINY_TEXT_VOCAB, 32, num_heads=2, num_layers=2, ffn_ratio=4.0, embed_dim=2 * TINY_DIM)
+    encoder.init_weights()
+    return encoder.eval()

@@ -34,10 +34,18 @@ MIN_SIGMA = 0.5  # patches: a part smaller than a patch still gets a peak of the
 
 
 class PatchFeatureExtractor:
-    """uint8 RGB images of any size -> the encoder's last-block patch features (N, D, h, w), float32."""
+    """uint8 RGB images of any size -> the encoder's last-block patch features (N, D, h, w), float32;
+    with `vision_head` (dino.txt), that head's patch tokens over them, as the dino.txt graph computes."""
 
-    def __init__(self, backbone: nn.Module, input_size: tuple[int, int], resize: str = "stretch") -> None:
+    def __init__(
+        self,
+        backbone: nn.Module,
+        input_size: tuple[int, int],
+        resize: str = "stretch",
+        vision_head: nn.Module | None = None,
+    ) -> None:
         self.backbone = backbone.eval()
+        self.vision_head = vision_head.eval() if vision_head is not None else None
         self.input_size = (int(input_size[0]), int(input_size[1]))
         self.resize = resize
         self.embed_dim = int(backbone.embed_dim)
@@ -77,7 +85,10 @@ class PatchFeatureExtractor:
                     self._preprocess[(width, height)] = Preprocess(self._spec(width, height))
                 batch = torch.from_numpy(np.stack([np.ascontiguousarray(i) for i in images[start:stop]]))
                 x = self._preprocess[(width, height)](batch)
-                features[start:stop] = self.backbone.get_intermediate_layers(x, [last], norm=True)[0][0].numpy()
+                tokens = self.backbone.get_intermediate_tokens(x, [last], norm=True)[0]
+                if self.vision_head is not None:
+                    tokens = self.vision_head(tokens)
+                features[start:stop] = self.backbone.to_layer(tokens, self.grid)[0].numpy()
                 start = stop
         return features
 

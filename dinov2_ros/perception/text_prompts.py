@@ -71,8 +71,8 @@ class StoredPromptEncoder:
                         "its first graph, or `dinov2-ros export` with the node's settings); try again when the "
                         "node reports its graph ready"
                     )
-                self._encoder = PromptEncoder(
-                    ClipTokenizer(vocabulary_beside(graph)), TextEncoderGraph(graph, self._threads).encode
-                )
+                text_graph = TextEncoderGraph(graph, self._threads)
+                tokenizer = ClipTokenizer(vocabulary_beside(graph), context_length=text_graph.context)
+                self._encoder = PromptEncoder(tokenizer, text_graph.encode)
             self._encoder.templates = check_templates(templates)
             return self._encoder.prototype(prompt)

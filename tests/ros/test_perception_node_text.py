@@ -13,6 +13,7 @@ from rcl_interfaces.srv import ListParameters, SetParameters
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
+from service_calls import documented_calls, filled, message_type
 from vision_msgs.msg import Detection2DArray, LabelInfo
 
 from dinov2_ros.perception.prototypes import PrototypeStore
@@ -25,7 +26,7 @@ SECOND = 1_000_000_000
 @pytest.fixture(scope="module")
 def dinotxt_graphs(tmp_path_factory):
     directory = tmp_path_factory.mktemp("dinotxt_graphs")
-    return directory, export_tiny_dinotxt_graphs(directory, (120, 160))
+    return directory, export_tiny_dinotxt_graphs(directory, [(120, 160), (480, 640)])
 
 
 def test_a_class_named_in_words_is_taught_through_the_service(context, dinotxt_graphs, harness, tmp_path):
@@ -98,5 +99,39 @@ def test_a_node_without_dinotxt_refuses_a_text_and_says_what_to_set(context, gra
         assert harness.spin_until(future.done, timeout_s=5.0)
         result = future.result().results[0]
         assert not result.successful and "needs dino.txt: set model.dinotxt_weights" in result.reason
+    finally:
+        node.destroy_node()
+
+
+def test_the_documented_text_calls_work_as_written(context, dinotxt_graphs, harness):
+    """docs/text_prompts.md's `ros2 service call` examples, sent as written (640x480 frames, where the
+    documented box lies)."""
+    graph_dir, parameters = dinotxt_graphs
+    node = start_node(context, graph_dir, **parameters)
+    harness.add_node(node)
+    camera = SceneCamera(640, 480)
+    image_pub, info_pub = (
+        harness.publisher(Image, "/image"),
+        harness.publisher(type(camera.messages(0)[1]), "/camera_info"),
+    )
+    objects = harness.record(Detection2DArray, "/dinov2/objects_2d")
+    try:
+        for stamp in range(1, 60):  # a processed frame for the documented box
+            image, info, _ = camera.messages(stamp * SECOND)
+            info_pub.publish(info)
+            image_pub.publish(image)
+            if harness.spin_until(lambda: objects, timeout_s=0.1):
+                break
+        calls = documented_calls("docs/text_prompts.md")
+        assert [name for name, _, _ in calls] == ["/dinov2/add_class", "/dinov2/add_class"]
+        for name, kind, request in calls:
+            service = message_type(kind)
+            client = harness.node.create_client(service, name)
+            assert client.wait_for_service(timeout_sec=10.0)
+            future = client.call_async(filled(service.Request(), request))
+            assert harness.spin_until(future.done, timeout_s=10.0)
+            result = future.result().results[0]
+            assert result.successful, result.reason
+        assert node.pipeline.labels() == {0: "blue connector", 1: "bolt"}
     finally:
         node.destroy_node()

@@ -1,53 +1,21 @@
 """The documentation's `ros2 service call` examples (README, then docs/perception_node.md, in reading
-order), sent as written to the node's services over DDS.
-
-ros2cli is not installable here, so the test does what `ros2 service call` does with the YAML
-request: it fills the request message field by field, then calls the service from another node.
+order), sent as written to the node's services over DDS (filled as ros2cli fills them: service_calls.py).
 """
 
 from __future__ import annotations
 
-import importlib
-import re
-
-import yaml
-from node_harness import REPO, SceneCamera
+from node_harness import SceneCamera
 from node_harness import start_node as start_tiny_node
 from sensor_msgs.msg import CameraInfo, Image
+from service_calls import documented_calls, filled, message_type
 from vision_msgs.msg import Detection2DArray
 
 SECOND = 1_000_000_000
-CALL = re.compile(r'ros2 service call (\S+) (\S+) "(.*?)"', re.S)
-
-
 DOCUMENTS = ("README.md", "docs/perception_node.md")
 
 
 def readme_calls() -> list[tuple[str, str, object]]:
-    """(service, type, request YAML) of every `ros2 service call` in the README and the node's page."""
-    text = "".join((REPO / document).read_text() for document in DOCUMENTS)
-    return [(name, kind, yaml.safe_load(body)) for name, kind, body in CALL.findall(text)]
-
-
-def message_type(name: str):
-    """'rcl_interfaces/srv/SetParameters' or 'rcl_interfaces/Parameter' -> the class."""
-    package, *middle, leaf = name.split("/")
-    return getattr(importlib.import_module(f"{package}.{middle[0] if middle else 'msg'}"), leaf)
-
-
-def filled(msg, values: dict):
-    """Set a message's fields from YAML values as ros2cli's set_message_fields does."""
-    types = msg.get_fields_and_field_types()
-    for field, value in values.items():
-        kind = types[field]
-        if kind.startswith("sequence<") and "/" in kind:
-            element = message_type(kind[len("sequence<") : -1])
-            setattr(msg, field, [filled(element(), item) for item in value])
-        elif "/" in kind:
-            filled(getattr(msg, field), value)
-        else:
-            setattr(msg, field, value)
-    return msg
+    return documented_calls(*DOCUMENTS)
 
 
 def test_the_readme_has_an_example_for_each_service():

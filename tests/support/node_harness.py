@@ -112,9 +112,10 @@ def export_tiny_center_graph(graph_dir: Path, checkpoint: Path, class_names: tup
     return parameters
 
 
-def export_tiny_dinotxt_graphs(graph_dir: Path, size: tuple[int, int]) -> dict[str, object]:
-    """The tiny encoder with dino.txt's vision head (random weights, asked for) for `size`, and the tiny
-    text encoder graph with its vocabulary, where the node looks for them; the node's parameters."""
+def export_tiny_dinotxt_graphs(graph_dir: Path, sizes: list[tuple[int, int]]) -> dict[str, object]:
+    """The tiny encoder with dino.txt's vision head (random weights, asked for) for each (height, width),
+    and the tiny text encoder graph with its vocabulary, where the node looks for them; the node's
+    parameters."""
     from tiny_graphs import tiny_text_encoder, tiny_vision_head, write_tiny_vocabulary
 
     from dinov2_ros.export.text_encoder_export import export_text_encoder, text_encoder_path
@@ -123,13 +124,14 @@ def export_tiny_dinotxt_graphs(graph_dir: Path, size: tuple[int, int]) -> dict[s
     config = ENCODERS["tiny"]
     parameters = model_parameters(graph_dir) | {"model.dinotxt_weights": "random"}
     settings = settings_for(parameters)
-    spec = settings.spec_for(*size, config["embed_dim"])
-    torch.manual_seed(0)
-    backbone = DinoVisionTransformer(config["embed_dim"], config["depth"], 2, img_size=112)
-    backbone.init_weights()
-    depth_head = LinearDepthHead(config["embed_dim"], config["taps"], 0.001, 10.0)
-    head = ExemplarHead(max_classes=4, top_k=8)
-    store_graph(PerceptionGraph(spec, backbone, depth_head, head, tiny_vision_head()), settings)
+    for size in sizes:
+        spec = settings.spec_for(*size, config["embed_dim"])
+        torch.manual_seed(0)
+        backbone = DinoVisionTransformer(config["embed_dim"], config["depth"], 2, img_size=112)
+        backbone.init_weights()
+        depth_head = LinearDepthHead(config["embed_dim"], config["taps"], 0.001, 10.0)
+        head = ExemplarHead(max_classes=4, top_k=8)
+        store_graph(PerceptionGraph(spec, backbone, depth_head, head, tiny_vision_head()), settings)
     identity = text_encoder_identity(settings)
     vocabulary = write_tiny_vocabulary(graph_dir / "vocabulary.txt.gz")
     export_text_encoder(tiny_text_encoder(), vocabulary, text_encoder_path(graph_dir, identity), identity)

@@ -17,7 +17,7 @@ import pytest
 import torch
 from onnx import helper
 from tensorrt_modules import bindings_versions
-from tiny_graphs import CAMERA, TINY_DIM, frames, inputs_for
+from tiny_graphs import CAMERA, TINY_DIM, frames, inputs_for, tiny_vision_head
 
 from dinov2_ros.export.core_export import export_graph
 from dinov2_ros.export.engine_build import STRONG_TYPING_FROM, onnx_node_of, plan_build
@@ -35,8 +35,9 @@ BLOCKS = 4
 FP16_ATOL = {"depth": 0.02, "features": 0.01, "masks": 0.05}
 
 
-def node_default_graph(registers: int) -> tuple[GraphSpec, PerceptionGraph]:
-    """The node's default heads (config/perception.yaml) on a tiny random encoder."""
+def node_default_graph(registers: int, dinotxt: bool = False) -> tuple[GraphSpec, PerceptionGraph]:
+    """The node's default heads (config/perception.yaml) on a tiny random encoder; with `dinotxt`, its
+    patch features through dino.txt's vision head (two SwiGLU blocks, as model.dinotxt_weights adds)."""
     spec = GraphSpec(
         variant="tiny_reg4" if registers else "tiny",
         camera_height=CAMERA[0],
@@ -48,6 +49,7 @@ def node_default_graph(registers: int) -> tuple[GraphSpec, PerceptionGraph]:
         max_prototypes=8,
         embed_dim=TINY_DIM,
         features=True,
+        dinotxt=dinotxt,
     )
     torch.manual_seed(1)
     backbone = DinoVisionTransformer(
@@ -59,12 +61,13 @@ def node_default_graph(registers: int) -> tuple[GraphSpec, PerceptionGraph]:
         backbone.cls_token.normal_(std=0.5)
     depth_head = LinearDepthHead(TINY_DIM, tuple(range(BLOCKS)), 0.001, 10.0)  # linear4: four taps
     detection = ExemplarHead(max_classes=spec.max_classes, top_k=spec.top_k, similarity_threshold=0.2)
-    return spec, PerceptionGraph(spec, backbone, depth_head, detection).eval()
+    vision_head = tiny_vision_head() if dinotxt else None
+    return spec, PerceptionGraph(spec, backbone, depth_head, detection, vision_head).eval()
 
 
-@pytest.fixture(scope="module", params=[0, 4], ids=["vit", "vit_reg4"])
+@pytest.fixture(scope="module", params=[(0, False), (4, False), (4, True)], ids=["vit", "vit_reg4", "vit_reg4_dinotxt"])
 def graph(request, tmp_path_factory):
-    spec, module = node_default_graph(request.param)
+    spec, module = node_default_graph(*request.param)
     path = export_graph(module, tmp_path_factory.mktemp("compat") / f"{spec.key}.onnx")
     return spec, onnx.load(path)
 

@@ -30,6 +30,7 @@ PARAMETER_ARGUMENTS = {
     "depth_weights": ("model.depth_weights", str),
     "detector": ("model.detector", str),
     "detector_weights": ("model.detector_weights", str),
+    "dinotxt_weights": ("model.dinotxt_weights", str),
     "precision": ("backend.precision", str),
     "graph_dir": ("model.graph_dir", str),
     "use_depth": ("camera.use_depth", bool),
@@ -93,6 +94,11 @@ def generate_launch_description():
         DeclareLaunchArgument("detector", default_value="", description="exemplar | center | none"),
         DeclareLaunchArgument(
             "detector_weights", default_value="", description="train-detector checkpoint, for detector:=center"
+        ),
+        DeclareLaunchArgument(
+            "dinotxt_weights",
+            default_value="",
+            description="dino.txt (classes in words; model:=vitl14_reg4): pretrained",
         ),
         DeclareLaunchArgument("precision", default_value="", description="auto | fp32 | fp16 | int8"),
         DeclareLaunchArgument("graph_dir", default_value="", description="artifact store: graphs and engines"),

@@ -113,8 +113,10 @@ class PerceptionNode(LifecycleNode):
                 self.pipeline.class_names = dict(enumerate(opener.class_names() or ()))
                 self._publish_label_info()
 
+        # the torch backend builds its graph unstored; with dino.txt the child export still makes the text encoder
+        exporter = self._exporter if model.backend != "torch" or model.dinotxt_weights else None
         graphs = GraphPreparation(
-            opener.open, settings.max_open_graphs, self._exporter if model.backend != "torch" else None, background=True,
+            opener.open, settings.max_open_graphs, exporter, background=True,
             log=logger.info, warn=logger.warning, on_open=on_open,
         )  # fmt: skip
         store = self._prototype_store(opener) if model.detector == "exemplar" else None

@@ -51,9 +51,11 @@ def _texts(values: list[str]) -> list[tuple[str, str]]:
 
 
 def _teach(args: argparse.Namespace) -> int:
+    from dinov2_ros.weights.cache import WeightsError
+
     try:
         return _teach_classes(args)
-    except ValueError as error:  # a wrong argument or file: say what to do, no traceback
+    except (ValueError, WeightsError) as error:  # a wrong argument or file, an offline cache: what to do, no traceback
         _LOG.error("%s", error)
         return 2
 
@@ -64,13 +66,17 @@ def _teach_classes(args: argparse.Namespace) -> int:
     from dinov2_ros.perception.prompt_templates import DEFAULT_TEMPLATES, check_templates
     from dinov2_ros.perception.prototypes import PrototypeStore, teach_from_folder
     from dinov2_ros.weights.identity import encoder_name
-    from dinov2_ros.weights.variants import get_variant
+    from dinov2_ros.weights.variants import DINOTXT, get_variant
 
     texts, templates = _texts(args.text), check_templates(args.templates or DEFAULT_TEMPLATES)
     if not (args.examples or texts):
         raise ValueError("give an EXAMPLES folder, --text prompts, or both")
     if texts and not args.dinotxt_weights:
         raise ValueError("--text needs dino.txt: add --dinotxt-weights pretrained (and --variant vitl14_reg4)")
+    if args.dinotxt_weights and args.variant != DINOTXT.backbone:
+        raise ValueError(
+            f"--dinotxt-weights needs --variant {DINOTXT.backbone} (Meta trained dino.txt on it), got --variant {args.variant}"
+        )
     encoder = encoder_name(args.variant, args.weights, args.dinotxt_weights)
     if "random" in (args.weights, args.dinotxt_weights):
         _LOG.warning("RANDOM encoder weights: these prototypes only work with a graph of the same random weights")
@@ -114,10 +120,11 @@ def _prompt_encoder(dinotxt_weights: str, templates):
     from dinov2_ros.weights.cache import fetch
     from dinov2_ros.weights.variants import DINOTXT
 
+    tokenizer = ClipTokenizer(fetch(DINOTXT.vocabulary))  # before the 2 GB encoder: fails fast offline
     text_encoder = create_text_encoder(dinotxt_weights)
 
     def encode(rows):
         with torch.inference_mode():
             return text_encoder(torch.from_numpy(rows)).numpy()
 
-    return PromptEncoder(ClipTokenizer(fetch(DINOTXT.vocabulary)), encode, templates)
+    return PromptEncoder(tokenizer, encode, templates)

@@ -76,16 +76,18 @@ class GraphBuilder:
             from dinov2_ros.export.core_export import DEFAULT_OPSET
             from dinov2_ros.export.text_encoder_export import export_text_encoder, text_encoder_path
             from dinov2_ros.model.factory import create_text_encoder
-            from dinov2_ros.runtime.text_encoder import text_encoder_identity
+            from dinov2_ros.runtime.text_encoder import text_encoder_identity, text_encoder_source
             from dinov2_ros.weights.cache import fetch
             from dinov2_ros.weights.variants import DINOTXT
 
             identity = text_encoder_identity(self.settings)
+            vocabulary = fetch(DINOTXT.vocabulary, progress=False)  # before the 2 GB encoder: fails fast offline
             path = export_text_encoder(
                 create_text_encoder(self.settings.dinotxt_weights),
-                fetch(DINOTXT.vocabulary, progress=False),
+                vocabulary,
                 text_encoder_path(self.store.directory, identity),
                 identity,
+                text_encoder_source(self.settings),
                 opset or DEFAULT_OPSET,
             )
         LOG.info("dino.txt text encoder: %s", path)

@@ -43,10 +43,11 @@ def text_encoder_path(graph_dir: str | Path, identity: str) -> Path:
 
 
 def export_text_encoder(
-    encoder: TextEncoder, vocabulary: Path, path: Path, identity: str, opset: int = DEFAULT_OPSET
+    encoder: TextEncoder, vocabulary: Path, path: Path, identity: str, source: str = "", opset: int = DEFAULT_OPSET
 ) -> Path:
     """Write `encoder` to `path` (atomically, checked against torch on example rows) and the BPE
-    `vocabulary` beside it; returns `path`."""
+    `vocabulary` beside it; returns `path`. `identity` and `source` (runtime.text_encoder's
+    text_encoder_identity and text_encoder_source) are what a store lookup matches."""
     context = encoder.backbone.context
     vocab_size = encoder.backbone.token_embedding.num_embeddings
     example = torch.zeros((2, 6), dtype=torch.long)  # batch 2, 6 tokens: neither is specialised to a constant
@@ -69,7 +70,7 @@ def export_text_encoder(
         )
         expected = encoder(example).numpy()
     model = program.model_proto
-    set_metadata(model, text_encoder_metadata(identity, context, encoder.embed_dim))
+    set_metadata(model, text_encoder_metadata(identity, source, context, encoder.embed_dim))
 
     def check(written: Path) -> None:
         error = float(np.abs(TextEncoderGraph(written).encode(example.numpy()) - expected).max())

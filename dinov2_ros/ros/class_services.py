@@ -152,6 +152,11 @@ class ClassServices:
             self._log.warning(f"class service refused: {error}")
             response.results = [SetParametersResult(successful=False, reason=str(error))]
             return response
+        except Exception as error:  # e.g. ONNX Runtime cannot open a damaged text encoder graph: the node lives on
+            reason = f"{type(error).__name__}: {error}"
+            self._log.error(f"class service failed: {reason}")
+            response.results = [SetParametersResult(successful=False, reason=reason)]
+            return response
         self._log.info(reason)
         self._on_change()
         response.results = [SetParametersResult(successful=True, reason=reason)]

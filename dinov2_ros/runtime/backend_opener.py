@@ -35,7 +35,7 @@ from dinov2_ros.runtime.model_settings import ModelSettings
 from dinov2_ros.runtime.provenance import provenance_of
 from dinov2_ros.runtime.text_encoder import find_text_encoder, text_encoder_identity
 from dinov2_ros.weights.cache import WeightsError, fetch
-from dinov2_ros.weights.variants import DINOTXT, VARIANTS, get_variant
+from dinov2_ros.weights.variants import DINOTXT, VARIANTS, dinotxt_text_encoder_path, get_variant
 
 LOG = logging.getLogger(__name__)
 
@@ -59,7 +59,7 @@ class BackendOpener:
         self._served_class_names: str | None = None  # triton: CLASS_NAMES_KEY of the model opened last
         if settings.uses_random_weights:
             LOG.warning(
-                "RANDOM WEIGHTS were requested (model.weights or model.depth_weights is 'random'): depth and "
+                "RANDOM WEIGHTS were requested (model.weights, depth_weights or dinotxt_weights is 'random'): depth and "
                 "objects are meaningless; this is for demos and tests only. Set real checkpoints to perceive."
             )
         for name in self.provenance.unverified:
@@ -203,24 +203,24 @@ class BackendOpener:
         weights cache now, a path must exist. WeightsError or FileNotFoundError in one line saying what
         to do, so an offline robot is refused at configure instead of running without output."""
         s = self.settings
-        if s.backend == "triton" or (s.backend != "torch" and self.stored()):  # triton: the server has them
-            return
-        wanted = [("model.weights", s.weights, lambda: get_variant(s.variant).checkpoint)]
-        if s.depth_weights:
-            depth_file = lambda: get_variant(s.variant).depth_head_file(s.depth_dataset, s.depth_kind)  # noqa: E731
-            wanted.append(("model.depth_weights", s.depth_weights, depth_file))
-        if s.detector == "center":
-            wanted.append(("model.detector_weights", s.detector_weights, None))
-        if s.dinotxt_weights:
-            wanted += [
-                ("model.dinotxt_weights", s.dinotxt_weights, lambda: DINOTXT.vision_head),
-                ("model.dinotxt_weights", s.dinotxt_weights, lambda: DINOTXT.text_encoder),
-                (
-                    "dino.txt's vocabulary",
-                    "pretrained",
-                    lambda: DINOTXT.vocabulary,
-                ),  # the tokenizer's, whatever the weights
-            ]
+        wanted = []
+        # triton: the server has the vision graphs' weights; a copied store has its graphs
+        if not (s.backend == "triton" or (s.backend != "torch" and self.stored())):
+            wanted.append(("model.weights", s.weights, lambda: get_variant(s.variant).checkpoint))
+            if s.depth_weights:
+                depth = lambda: get_variant(s.variant).depth_head_file(s.depth_dataset, s.depth_kind)  # noqa: E731
+                wanted.append(("model.depth_weights", s.depth_weights, depth))
+            if s.detector == "center":
+                wanted.append(("model.detector_weights", s.detector_weights, None))
+            if s.dinotxt_weights:
+                wanted.append(("model.dinotxt_weights", s.dinotxt_weights, lambda: DINOTXT.vision_head))
+        # the text encoder runs here whatever the backend: its graph, or what it is exported from
+        if s.dinotxt_weights and self.find_text_encoder_file() is None:
+            text_weights = s.dinotxt_weights
+            if text_weights not in ("pretrained", "random"):
+                text_weights = str(dinotxt_text_encoder_path(Path(text_weights).expanduser()))
+            wanted.append(("model.dinotxt_weights (text encoder)", text_weights, lambda: DINOTXT.text_encoder))
+            wanted.append(("dino.txt's vocabulary", "pretrained", lambda: DINOTXT.vocabulary))  # whatever the weights
         problems: list[tuple[str, Exception]] = []  # every missing file in the one line, not the first only
         for name, weights, release in wanted:
             try:

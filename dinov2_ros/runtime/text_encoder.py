@@ -21,7 +21,7 @@ from dinov2_ros import __version__
 from dinov2_ros.runtime.graph_file import read_metadata
 from dinov2_ros.runtime.model_settings import ModelSettings
 from dinov2_ros.weights.identity import weights_identity
-from dinov2_ros.weights.variants import DINOTXT, dinotxt_text_encoder_beside
+from dinov2_ros.weights.variants import DINOTXT, dinotxt_text_encoder_path
 
 LOG = logging.getLogger(__name__)
 
@@ -31,15 +31,29 @@ TOKEN_INPUT = "token_ids"  # (N, L) int64, L <= context: start, ids, end token, 
 EMBEDDING_OUTPUT = "text_embedding"  # (N, embed_dim) float32, unnormalised (DinoTxt.encode_text)
 
 
+UNVERIFIED = "unverified:"  # prefixes the path of a text encoder file that is not on this machine
+
+
 def text_encoder_identity(settings: ModelSettings) -> str:
     """What the text encoder of `settings.dinotxt_weights` is, by content ('pretrained:<file>', the
-    random tag, or the sha256 of the `<name>_text_encoder.pth` beside a vision head file)."""
+    random tag, or the sha256 of the `<name>_text_encoder.pth` beside a vision head file). Where that
+    file is not on this machine (a robot with a copied store), UNVERIFIED and its path: a graph
+    exported from that path is taken, as provenance.UNVERIFIED does for the vision graphs."""
     weights = settings.dinotxt_weights
     if weights == "pretrained":
         return f"pretrained:{DINOTXT.text_encoder.filename}"
     if weights == "random":
         return weights_identity("random")
-    return weights_identity(dinotxt_text_encoder_beside(Path(weights).expanduser()))
+    path = text_encoder_source(settings)
+    return weights_identity(path) if Path(path).is_file() else UNVERIFIED + path
+
+
+def text_encoder_source(settings: ModelSettings) -> str:
+    """'pretrained', 'random', or the absolute path of the text encoder file (for the graph's record)."""
+    weights = settings.dinotxt_weights
+    if weights in ("pretrained", "random"):
+        return weights
+    return str(dinotxt_text_encoder_path(Path(weights).expanduser()).resolve())
 
 
 def vocabulary_beside(graph: Path) -> Path:
@@ -47,9 +61,15 @@ def vocabulary_beside(graph: Path) -> Path:
     return graph.with_name(graph.stem + ".vocab.txt.gz")
 
 
-def text_encoder_metadata(identity: str, context: int, embed_dim: int) -> dict[str, str]:
-    """The metadata_props a text encoder graph is written with."""
-    record = {"weights": identity, "exporter": __version__, "context": context, "embed_dim": embed_dim}
+def text_encoder_metadata(identity: str, source: str, context: int, embed_dim: int) -> dict[str, str]:
+    """The metadata_props a text encoder graph is written with (`source`: text_encoder_source)."""
+    record = {
+        "weights": identity,
+        "source": source,
+        "exporter": __version__,
+        "context": context,
+        "embed_dim": embed_dim,
+    }
     return {TEXT_ENCODER_KEY: json.dumps(record, sort_keys=True)}
 
 
@@ -64,9 +84,11 @@ def find_text_encoder(graph_dir: str | os.PathLike, identity: str) -> tuple[Path
         except (ValueError, KeyError) as error:
             skipped.append((path, f"not a dinov2_ros text encoder graph ({error})"))
             continue
+        # weights not on this machine: the graph exported from their path
+        by = ("source", identity.removeprefix(UNVERIFIED)) if identity.startswith(UNVERIFIED) else ("weights", identity)
         reasons = [
             f"{name} {record.get(name)!r} -> {wanted!r}"
-            for name, wanted in (("weights", identity), ("exporter", __version__))
+            for name, wanted in (by, ("exporter", __version__))
             if record.get(name) != wanted
         ]
         if not vocabulary_beside(path).is_file():

@@ -184,15 +184,22 @@ class DinoTxtRelease:
 DINOTXT = DinoTxtRelease()
 
 
-def dinotxt_text_encoder_beside(vision_head: Path) -> Path:
-    """The text encoder file that goes with a dino.txt vision head file: beside it, named as Meta names
-    it (`<release>_vision_head.pth` -> `<release>_text_encoder.pth`). ValueError when it is not there."""
+def dinotxt_text_encoder_path(vision_head: Path) -> Path:
+    """Where the text encoder that goes with a dino.txt vision head file is: beside it, named as Meta
+    names it (`<name>_vision_head.pth` -> `<name>_text_encoder.pth`). ValueError for another name."""
     if not vision_head.name.endswith("_vision_head.pth"):
         raise ValueError(
             f"dino.txt weights {str(vision_head)!r} must be 'pretrained', 'random' or a vision head file named "
             "<name>_vision_head.pth, with <name>_text_encoder.pth beside it (Meta's naming)"
         )
-    text = vision_head.with_name(vision_head.name.removesuffix("_vision_head.pth") + "_text_encoder.pth")
+    return vision_head.with_name(vision_head.name.removesuffix("_vision_head.pth") + "_text_encoder.pth")
+
+
+def dinotxt_text_encoder_beside(vision_head: Path) -> Path:
+    """`dinotxt_text_encoder_path`, which must exist: ValueError naming the file that is missing."""
+    text = dinotxt_text_encoder_path(vision_head)
+    if not vision_head.is_file():
+        raise ValueError(f"the dino.txt vision head {vision_head} is not a file; fix model.dinotxt_weights")
     if not text.is_file():
         raise ValueError(f"no text encoder beside the dino.txt vision head {vision_head}: expected {text}")
     return text

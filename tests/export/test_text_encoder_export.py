@@ -21,7 +21,14 @@ from dinov2_ros.runtime.artifact_store import ArtifactStore
 from dinov2_ros.runtime.backend_opener import BackendOpener
 from dinov2_ros.runtime.model_settings import ModelSettings
 from dinov2_ros.runtime.provenance import provenance_of
-from dinov2_ros.runtime.text_encoder import TEXT_ENCODER_KEY, TextEncoderGraph, find_text_encoder, vocabulary_beside
+from dinov2_ros.runtime.text_encoder import (
+    TEXT_ENCODER_KEY,
+    TextEncoderGraph,
+    find_text_encoder,
+    text_encoder_identity,
+    text_encoder_source,
+    vocabulary_beside,
+)
 
 pytestmark = pytest.mark.export
 CAMERA = (60, 80)
@@ -85,3 +92,18 @@ def test_text_graphs_of_other_weights_or_without_vocabulary_are_skipped_with_the
     set_metadata(model, {TEXT_ENCODER_KEY: json.dumps(record | {"exporter": "0.1.0"})})
     onnx.save(model, other)
     assert "exporter '0.1.0' -> " in dict(find_text_encoder(tmp_path, "sha256:bb")[1])[other]
+
+
+def test_a_robot_without_the_text_encoder_file_takes_the_graph_exported_from_its_path(tmp_path) -> None:
+    settings = ModelSettings.from_values(
+        {"model.weights": "random", "model.variant": "vitl14_reg4", "model.graph_dir": str(tmp_path),
+         "model.dinotxt_weights": "/models/cell7_vision_head.pth"}
+    )  # fmt: skip
+    identity, source = text_encoder_identity(settings), text_encoder_source(settings)
+    assert identity == "unverified:/models/cell7_text_encoder.pth" and source == "/models/cell7_text_encoder.pth"
+    vocabulary = write_tiny_vocabulary(tmp_path / "vocab.txt.gz")
+    exported = export_text_encoder(  # on the workstation, where the file was: its sha256 and its path
+        tiny_text_encoder(), vocabulary, text_encoder_path(tmp_path, "sha256:cc"), "sha256:cc", source
+    )
+    assert find_text_encoder(tmp_path, identity) == (exported, [])
+    assert find_text_encoder(tmp_path, "unverified:/models/other_text_encoder.pth")[0] is None

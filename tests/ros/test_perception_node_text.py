@@ -135,3 +135,35 @@ def test_the_documented_text_calls_work_as_written(context, dinotxt_graphs, harn
         assert node.pipeline.labels() == {0: "blue connector", 1: "bolt"}
     finally:
         node.destroy_node()
+
+
+def test_a_text_encoder_that_cannot_be_opened_fails_the_request_not_the_node(context, harness, tmp_path):
+    """ONNX Runtime refusing a damaged graph raises its own error type: the service answers with it."""
+    from rclpy.node import Node
+    from tiny_graphs import write_tiny_vocabulary
+
+    from dinov2_ros.perception.frame_pipeline import FramePipeline
+    from dinov2_ros.perception.text_prompts import StoredPromptEncoder
+    from dinov2_ros.ros.class_services import ClassServices
+    from dinov2_ros.runtime.text_encoder import vocabulary_beside
+
+    damaged = tmp_path / "text-encoder-0.onnx"
+    damaged.write_bytes(b"\x08\x07" + bytes(range(256)) * 4)  # half a copy, say
+    write_tiny_vocabulary(vocabulary_beside(damaged))
+    node = Node("damaged", context=context)
+    pipeline = FramePipeline(lambda h, w: None, PrototypeStore("tiny", (56, 56), 32), max_classes=3)
+    encoder = StoredPromptEncoder(lambda: damaged)
+    ClassServices(node, pipeline, ["camera"], lambda: None, lambda text: encoder.prototype(text))
+    harness.add_node(node)
+    add = harness.node.create_client(SetParameters, "/damaged/add_class")
+    try:
+        assert add.wait_for_service(timeout_sec=5.0)
+        future = add.call_async(add_class_request(None, text="blue connector"))
+        assert harness.spin_until(future.done, timeout_s=10.0)
+        result = future.result().results[0]
+        assert (not result.successful and "Fail" in result.reason) or "Invalid" in result.reason, result.reason
+        assert pipeline.labels() == {}
+        future = add.call_async(add_class_request(None, text="blue connector"))  # and it still answers
+        assert harness.spin_until(future.done, timeout_s=10.0)
+    finally:
+        node.destroy_node()

@@ -43,3 +43,15 @@ def test_teach_text_refusals_say_what_to_add(tmp_path, caplog) -> None:
     assert "give an EXAMPLES folder, --text prompts, or both" in caplog.text
     assert main([*argv, "--dinotxt-weights", "random", "--text", "x=", "--text", "y"]) == 2
     assert "must be a prompt or CLASS=PROMPT" in caplog.text
+    small = ["teach", "--output", str(tmp_path / "parts.npz"), "--variant", "vits14", "--weights", "random"]
+    assert main([*small, "--input-size", "224", "308", "--dinotxt-weights", "random", "--text", "x"]) == 2
+    assert "--dinotxt-weights needs --variant vitl14_reg4" in caplog.text
+
+
+def test_teach_text_offline_without_the_vocabulary_says_where_to_put_it(tmp_path, monkeypatch, caplog) -> None:
+    monkeypatch.setenv("DINOV2_ROS_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("DINOV2_ROS_WEIGHTS_MIRROR", "http://127.0.0.1:9")  # nothing listens: offline
+    argv = ["teach", "--output", str(tmp_path / "parts.npz"), *COMMON, "--dinotxt-weights", "random"]
+    assert main([*argv, "--text", "blue connector"]) == 2
+    assert "could not download bpe_simple_vocab_16e6.txt.gz" in caplog.text
+    assert not (tmp_path / "parts.npz").exists()

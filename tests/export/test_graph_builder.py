@@ -15,7 +15,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
-from tiny_graphs import TINY_DIM, tiny_graph
+from tiny_graphs import TINY_DIM, tiny_graph, tiny_settings
 
 from dinov2_ros.export.camera_graph import DamagedCoreError, compose_camera_graph, graph_digest, set_metadata
 from dinov2_ros.export.camera_graph import example_inputs as _example_inputs
@@ -41,21 +41,7 @@ CAMERA = (60, 80)
 
 
 def settings(graph_dir, **values) -> ModelSettings:
-    return ModelSettings.from_values(
-        {
-            "model.variant": "tiny",
-            "model.weights": "random",
-            "model.depth_weights": "random",
-            "model.depth_kind": "linear",
-            "model.input_height": 56,
-            "model.input_width": 56,
-            "model.top_k": 5,
-            "model.max_prototypes": 4,
-            "model.max_classes": 3,
-            "model.graph_dir": str(graph_dir),
-        }
-        | values
-    )
+    return tiny_settings(graph_dir, **{"model.depth_weights": "random", "model.depth_kind": "linear"} | values)
 
 
 def store(model: ModelSettings, size=CAMERA):

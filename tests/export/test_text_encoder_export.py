@@ -10,7 +10,7 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from tiny_graphs import TINY_DIM, tiny_graph, tiny_text_encoder, write_tiny_vocabulary
+from tiny_graphs import TINY_DIM, tiny_graph, tiny_settings, tiny_text_encoder, write_tiny_vocabulary
 
 from dinov2_ros.export.camera_graph import set_metadata
 from dinov2_ros.export.core_export import export_graph
@@ -35,19 +35,7 @@ CAMERA = (60, 80)
 
 
 def dinotxt_settings(graph_dir: Path) -> ModelSettings:
-    return ModelSettings.from_values(
-        {
-            "model.variant": "tiny",
-            "model.weights": "random",
-            "model.dinotxt_weights": "random",
-            "model.input_height": 56,
-            "model.input_width": 56,
-            "model.top_k": 5,
-            "model.max_prototypes": 4,
-            "model.max_classes": 3,
-            "model.graph_dir": str(graph_dir),
-        }
-    )
+    return tiny_settings(graph_dir, **{"model.dinotxt_weights": "random"})
 
 
 def store_vision_graph(settings: ModelSettings) -> Path:

@@ -311,11 +311,7 @@ def test_add_class_service_round_trip_changes_the_objects_published(context, gra
                 return True
         return False
 
-    def call(client, request):
-        assert client.wait_for_service(timeout_sec=5.0)
-        future = client.call_async(request)
-        assert harness.spin_until(future.done, timeout_s=5.0)
-        return future.result()
+    call = harness.call
 
     try:
         assert frames_until(lambda: len(objects) >= 2)

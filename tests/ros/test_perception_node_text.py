@@ -43,12 +43,7 @@ def test_a_class_named_in_words_is_taught_through_the_service(context, dinotxt_g
     labels = harness.record(LabelInfo, "/words/dinov2/label_info", latched)
     add = harness.node.create_client(SetParameters, "/words/dinov2/add_class")
     listing = harness.node.create_client(ListParameters, "/words/dinov2/list_classes")
-
-    def call(client, request):
-        assert client.wait_for_service(timeout_sec=5.0)
-        future = client.call_async(request)
-        assert harness.spin_until(future.done, timeout_s=10.0)
-        return future.result()
+    call = harness.call
 
     try:
         result = call(add, add_class_request(None, text="blue connector")).results[0]
@@ -94,10 +89,7 @@ def test_a_node_without_dinotxt_refuses_a_text_and_says_what_to_set(context, gra
     harness.add_node(node)
     add = harness.node.create_client(SetParameters, "/plain/dinov2/add_class")
     try:
-        assert add.wait_for_service(timeout_sec=5.0)
-        future = add.call_async(add_class_request(None, text="blue connector"))
-        assert harness.spin_until(future.done, timeout_s=5.0)
-        result = future.result().results[0]
+        result = harness.call(add, add_class_request(None, text="blue connector")).results[0]
         assert not result.successful and "needs dino.txt: set model.dinotxt_weights" in result.reason
     finally:
         node.destroy_node()
@@ -126,12 +118,8 @@ def test_the_documented_text_calls_work_as_written(context, dinotxt_graphs, harn
         assert [name for name, _, _ in calls] == ["/dinov2/add_class", "/dinov2/add_class"]
         for name, kind, request in calls:
             service = message_type(kind)
-            client = harness.node.create_client(service, name)
-            assert client.wait_for_service(timeout_sec=10.0)
-            future = client.call_async(filled(service.Request(), request))
-            assert harness.spin_until(future.done, timeout_s=10.0)
-            result = future.result().results[0]
-            assert result.successful, result.reason
+            result = harness.call(harness.node.create_client(service, name), filled(service.Request(), request))
+            assert result.results[0].successful, result.results[0].reason
         assert node.pipeline.labels() == {0: "blue connector", 1: "bolt"}
     finally:
         node.destroy_node()
@@ -157,13 +145,9 @@ def test_a_text_encoder_that_cannot_be_opened_fails_the_request_not_the_node(con
     harness.add_node(node)
     add = harness.node.create_client(SetParameters, "/damaged/add_class")
     try:
-        assert add.wait_for_service(timeout_sec=5.0)
-        future = add.call_async(add_class_request(None, text="blue connector"))
-        assert harness.spin_until(future.done, timeout_s=10.0)
-        result = future.result().results[0]
-        assert (not result.successful and "Fail" in result.reason) or "Invalid" in result.reason, result.reason
+        result = harness.call(add, add_class_request(None, text="blue connector")).results[0]
+        assert not result.successful and result.reason.startswith(("InvalidProtobuf", "Fail")), result.reason
         assert pipeline.labels() == {}
-        future = add.call_async(add_class_request(None, text="blue connector"))  # and it still answers
-        assert harness.spin_until(future.done, timeout_s=10.0)
+        assert harness.call(add, add_class_request(None, text="blue connector"))  # and it still answers
     finally:
         node.destroy_node()

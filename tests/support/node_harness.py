@@ -199,6 +199,13 @@ class Harness:
             self.executor.spin_once(timeout_sec=0.02)
         return True
 
+    def call(self, client, request, timeout_s: float = 10.0):
+        """`request` to `client`'s service, spinning until the response (asserted to come)."""
+        assert client.wait_for_service(timeout_sec=timeout_s), client.srv_name
+        future = client.call_async(request)
+        assert self.spin_until(future.done, timeout_s), f"no response from {client.srv_name}"
+        return future.result()
+
     def spin_for(self, seconds: float) -> None:
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:

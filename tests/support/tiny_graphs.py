@@ -14,6 +14,7 @@ from dinov2_ros.model.heads.center import CenterHead
 from dinov2_ros.model.heads.exemplar import ExemplarHead
 from dinov2_ros.model.perception_graph import PerceptionGraph
 from dinov2_ros.runtime.graph_spec import GraphSpec
+from dinov2_ros.runtime.model_settings import ModelSettings
 
 TINY_DIM = 32
 TINY_DEPTH = 2
@@ -38,6 +39,24 @@ def tiny_spec(**overrides) -> GraphSpec:
         features=True,
     )
     return GraphSpec(**(fields | overrides))
+
+
+def tiny_settings(graph_dir, **values) -> ModelSettings:
+    """ModelSettings selecting the tiny encoder's graphs (random weights, asked for) at TINY_INPUT in
+    `graph_dir`, with `values` ({"model.depth_weights": "random", ...}) on top."""
+    return ModelSettings.from_values(
+        {
+            "model.variant": "tiny",
+            "model.weights": "random",
+            "model.input_height": TINY_INPUT[0],
+            "model.input_width": TINY_INPUT[1],
+            "model.top_k": 5,
+            "model.max_prototypes": 4,
+            "model.max_classes": TINY_CLASSES,
+            "model.graph_dir": str(graph_dir),
+        }
+        | values
+    )
 
 
 def tiny_graph(spec: GraphSpec, seed: int = 0) -> PerceptionGraph:

@@ -52,15 +52,17 @@ def _export(args: argparse.Namespace) -> int:
     from dinov2_ros.cli.calibration import calibration_images
     from dinov2_ros.export.graph_builder import GraphBuilder
     from dinov2_ros.export.triton_repository import write_triton_model
+    from dinov2_ros.runtime.text_encoder import TEXT_DIR
 
     try:
         settings = settings_from_args(args)
         builder = GraphBuilder(settings, lambda: calibration_images(settings.calibration))
+        text_dir = builder.store.directory / TEXT_DIR
         for height, width in args.camera or [(480, 640)]:
             # TensorRT engines are built where they run (`build-engine`); export writes their graphs
             for path in builder.make(height, width, opset=args.opset, engine=False):
                 print(path)
-                if args.triton_repository:
+                if args.triton_repository and path.parent != text_dir:  # dino.txt's text encoder runs in the node
                     model = write_triton_model(args.triton_repository, path, settings.max_batch, args.triton_platform)
                     print(model)
     except (ValueError, FileNotFoundError, ModuleNotFoundError, WeightsError) as error:

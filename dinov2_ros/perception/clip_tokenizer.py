@@ -20,9 +20,17 @@ import itertools
 import os
 from collections.abc import Sequence
 
-import ftfy
 import numpy as np
-import regex
+
+try:
+    import ftfy
+    import regex
+except ModuleNotFoundError as missing:  # installed with requirements/runtime.txt, needed only for dino.txt
+    raise ModuleNotFoundError(
+        f"dino.txt's tokenizer needs the `{missing.name}` package (CLIP's text repair and Unicode word pattern), "
+        "which is not installed: python3 -m pip install -r requirements/runtime.txt (or `pip install regex ftfy`)",
+        name=missing.name,
+    ) from missing
 
 START = "<|startoftext|>"
 END = "<|endoftext|>"

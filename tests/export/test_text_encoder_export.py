@@ -12,6 +12,7 @@ import pytest
 import torch
 from tiny_graphs import TINY_DIM, tiny_graph, tiny_settings, tiny_text_encoder, write_tiny_vocabulary
 
+from dinov2_ros.cli import main
 from dinov2_ros.export.camera_graph import set_metadata
 from dinov2_ros.export.core_export import export_graph
 from dinov2_ros.export.graph_builder import GraphBuilder
@@ -19,6 +20,7 @@ from dinov2_ros.export.text_encoder_export import export_text_encoder, text_enco
 from dinov2_ros.model.factory import create_text_encoder
 from dinov2_ros.runtime.artifact_store import ArtifactStore
 from dinov2_ros.runtime.backend_opener import BackendOpener
+from dinov2_ros.runtime.backends.triton_backend import triton_model_name
 from dinov2_ros.runtime.model_settings import ModelSettings
 from dinov2_ros.runtime.provenance import provenance_of
 from dinov2_ros.runtime.text_encoder import (
@@ -95,3 +97,22 @@ def test_a_robot_without_the_text_encoder_file_takes_the_graph_exported_from_its
     )
     assert find_text_encoder(tmp_path, identity) == (exported, [])
     assert find_text_encoder(tmp_path, "unverified:/models/other_text_encoder.pth")[0] is None
+
+
+def test_export_with_a_triton_repository_serves_the_vision_graph_not_the_text_encoder(tmp_path, capsys) -> None:
+    """The node encodes prompts itself: `export --triton-repository` writes the vision graph as a model
+    and leaves the text encoder graph in the store."""
+    settings = dinotxt_settings(tmp_path / "graphs")
+    vision = store_vision_graph(settings)
+    identity = text_encoder_identity(settings)
+    text = export_text_encoder(
+        tiny_text_encoder(), write_tiny_vocabulary(tmp_path / "vocab.txt.gz"),
+        text_encoder_path(settings.graph_dir, identity), identity, text_encoder_source(settings),
+    )  # fmt: skip
+    repository = tmp_path / "repository"
+    argv = ["export", *settings.cli_options(), "--camera", f"{CAMERA[1]}x{CAMERA[0]}"]  # as the node's child runs it
+    assert main([*argv, "--triton-repository", str(repository), "--triton-platform", "python"]) == 0
+    printed = capsys.readouterr().out.split()
+    assert str(vision) in printed and str(text) in printed
+    models = [path.name for path in repository.iterdir() if not path.name.startswith(".")]
+    assert models == [triton_model_name(vision)]

@@ -131,3 +131,15 @@ def test_a_class_mixes_words_and_a_box_in_one_change(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="give a box, a text prompt, or both"):
         pipeline.add_class("nothing")
     pipeline.close()
+
+
+def test_a_missing_tokenizer_package_says_how_to_install_it(monkeypatch) -> None:
+    import importlib
+    import sys
+
+    monkeypatch.setitem(sys.modules, "ftfy", None)  # as on a robot upgraded without requirements/runtime.txt
+    monkeypatch.delitem(sys.modules, "dinov2_ros.perception.clip_tokenizer")
+    with pytest.raises(
+        ModuleNotFoundError, match=r"needs the `ftfy` package .*pip install -r requirements/runtime.txt"
+    ):
+        importlib.import_module("dinov2_ros.perception.clip_tokenizer")

@@ -26,6 +26,7 @@ from dinov2_ros.runtime.graph_spec import PATCH_SIZE, ResizeMapping
 PROTOTYPE_FORMAT = "dinov2_ros.prototypes"
 PROTOTYPE_FORMAT_VERSION = 1
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
+SAME_PROTOTYPE_COSINE = 1 - 1e-6  # a new prototype this close to one of its class's is that one again
 _log = logging.getLogger(__name__)
 
 
@@ -144,7 +145,10 @@ class PrototypeStore:
         if not np.all(np.isfinite(norms)) or np.any(norms == 0):
             raise ValueError("prototypes must be finite and non-zero")
         known = self._prototypes.get(name, np.zeros((0, self.embed_dim), np.float32))
-        self._prototypes[name] = condense(np.concatenate([known, prototypes / norms]), self.max_per_class)
+        unit = prototypes / norms
+        if len(known):  # the same example or prompt taught again adds nothing, not a duplicate slot
+            unit = unit[(unit @ known.T).max(axis=1) < SAME_PROTOTYPE_COSINE]
+        self._prototypes[name] = condense(np.concatenate([known, unit]), self.max_per_class)
         if name not in self._ids:
             used = set(self._ids.values())
             self._ids[name] = next(i for i in range(len(used) + 1) if i not in used)

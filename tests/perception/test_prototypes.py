@@ -196,3 +196,12 @@ def test_classes_are_added_and_removed_while_the_exported_graph_runs(tmp_path, e
     assert detected(store) == {store.class_ids["block"], store.class_ids["puck"]}
     store.remove_class("block")
     assert detected(store) == {store.class_ids["puck"]}
+
+
+def test_teaching_the_same_prototype_again_adds_no_slot() -> None:
+    store = PrototypeStore("vits14:random", (56, 56), 4)
+    vector = np.array([[1.0, 2.0, 0.0, 0.0]], np.float32)
+    assert store.add_prototypes("bolt", vector, "hex bolt") == store.add_prototypes("bolt", 3 * vector, "hex bolt")
+    assert store.prototype_count == 1 and store.prompts_of("bolt") == ["hex bolt"]
+    store.add_prototypes("bolt", np.array([[1.0, 2.0, 0.1, 0.0]], np.float32))
+    assert store.prototype_count == 2

@@ -10,6 +10,7 @@ does (StoredPromptEncoder: tokenise, cut after the end token, encode, average th
 the default template and with Meta's 80 ImageNet templates (the first 80 as given below).
 
     .venv/bin/python benchmarks/bench_dinotxt.py [--iterations 20] [--threads 0] [--skip-graphs] [--skip-text]
+        [--backend torch --device cuda --precision fp16]   (the GPU column, where PyTorch sees a GPU)
 """
 
 from __future__ import annotations
@@ -36,7 +37,8 @@ INPUT = (224, 308)
 IMAGENET_LIKE_TEMPLATES = tuple(f"a photo of the number {i} {{}}." for i in range(80))
 
 
-def graphs(directory: Path) -> dict[str, tuple[GraphSpec, Path]]:
+def graphs(directory: Path | None) -> dict[str, tuple[GraphSpec, object]]:
+    """The three graphs by name: (spec, exported ONNX path), or (spec, PerceptionGraph) without `directory`."""
     from dinov2_ros.export.core_export import export_graph
     from dinov2_ros.model.factory import build_perception_graph
     from dinov2_ros.model.heads.exemplar import ExemplarHead
@@ -52,19 +54,29 @@ def graphs(directory: Path) -> dict[str, tuple[GraphSpec, Path]]:
                          features=True, dinotxt=dinotxt)  # fmt: skip
         start = time.monotonic()
         graph = build_perception_graph(spec, "random", detection_head=ExemplarHead(16, 20), dinotxt_weights="random")
+        if directory is None:
+            built[name] = spec, graph
+            continue
         path = export_graph(graph, directory / f"{spec.key}.onnx")
         print(f"exported {name} in {time.monotonic() - start:.0f} s ({path.stat().st_size / 1e6:.0f} MB)", flush=True)
         built[name] = spec, path
     return built
 
 
-def per_frame(built, iterations: int, threads: int) -> None:
-    from dinov2_ros.runtime.backends.onnxruntime_backend import OnnxRuntimeBackend
-
+def per_frame(built, args) -> None:
     rng = np.random.default_rng(0)
     stages = {}
-    for name, (spec, path) in built.items():
-        backend = OnnxRuntimeBackend(path, spec, threads=threads)
+    for name, (spec, graph) in built.items():
+        if args.backend == "torch":
+            from dinov2_ros.runtime.backends.torch_backend import TorchBackend
+
+            backend = TorchBackend(graph, device=args.device, precision=args.precision)
+            where = f"PyTorch {backend.device.type} {args.precision}"
+        else:
+            from dinov2_ros.runtime.backends.onnxruntime_backend import OnnxRuntimeBackend
+
+            backend = OnnxRuntimeBackend(graph, spec, threads=args.threads)
+            where = f"ONNX Runtime CPU (threads {args.threads or 'auto'}, {os.cpu_count()} cores)"
         prototypes = rng.standard_normal((spec.max_prototypes, spec.embed_dim)).astype(np.float32)
         inputs = {
             "images": rng.integers(0, 256, (1, *CAMERA, 3), dtype=np.uint8),
@@ -72,11 +84,11 @@ def per_frame(built, iterations: int, threads: int) -> None:
             "prototype_classes": (np.arange(spec.max_prototypes) // 4).astype(np.int32),
         }
         stages[name] = lambda backend=backend, inputs=inputs: backend.infer(inputs)
-    latency = time_interleaved(stages, iterations)
+    latency = time_interleaved(stages, args.iterations)
     base = latency["vits14"].median_ms
     plain_l = latency["vitl14_reg4"].median_ms
-    print(f"\nper frame, {CAMERA[1]}x{CAMERA[0]} camera, {INPUT[1]}x{INPUT[0]} input, ONNX Runtime CPU "
-          f"(threads {threads or 'auto'}, {os.cpu_count()} cores), {iterations} interleaved runs:")  # fmt: skip
+    print(f"\nper frame, {CAMERA[1]}x{CAMERA[0]} camera, {INPUT[1]}x{INPUT[0]} input, {where}, "
+          f"{args.iterations} interleaved runs:")  # fmt: skip
     for name, result in latency.items():
         print(
             f"  {name:<28} median {result.median_ms:8.1f} ms  p99 {result.p99_ms:8.1f} ms  "
@@ -135,7 +147,15 @@ def text_costs(directory: Path, vocabulary: Path, iterations: int, threads: int)
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--iterations", type=int, default=20)
-    parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=0, help="ONNX Runtime CPU threads (0: its choice)")
+    parser.add_argument(
+        "--backend",
+        choices=("onnxruntime", "torch"),
+        default="onnxruntime",
+        help="per frame: ONNX Runtime on the CPU, or the PyTorch graphs (--device cuda: the GPU column)",
+    )
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="--backend torch: where it runs")
+    parser.add_argument("--precision", choices=("fp32", "fp16"), default="fp32", help="--backend torch: fp16 on cuda")
     parser.add_argument("--skip-graphs", action="store_true")
     parser.add_argument("--skip-text", action="store_true")
     parser.add_argument("--vocabulary", default=str(Path(sys.prefix) / "test-data" / "bpe_simple_vocab_16e6.txt.gz"),
@@ -144,7 +164,7 @@ def main() -> int:
     logging.basicConfig(level=logging.WARNING)
     with tempfile.TemporaryDirectory(prefix="bench_dinotxt_") as scratch:
         if not args.skip_graphs:
-            per_frame(graphs(Path(scratch)), args.iterations, args.threads)
+            per_frame(graphs(None if args.backend == "torch" else Path(scratch)), args)
         if not args.skip_text:
             text_costs(Path(scratch), Path(args.vocabulary), args.iterations, args.threads)
     return 0

@@ -29,8 +29,6 @@ TEXT_ENCODER_KEY = "dinov2_ros.text_encoder"  # JSON: weights identity, exporter
 TEXT_DIR = "text"
 TOKEN_INPUT = "token_ids"  # (N, L) int64, L <= context: start, ids, end token, padding
 EMBEDDING_OUTPUT = "text_embedding"  # (N, embed_dim) float32, unnormalised (DinoTxt.encode_text)
-
-
 UNVERIFIED = "unverified:"  # prefixes the path of a text encoder file that is not on this machine
 
 

@@ -94,6 +94,7 @@ class FramePipeline:
         class_names: Mapping[int, str] | None = None,
         score_threshold: float = 0.5,
         max_classes: int = 16,
+        max_prototypes: int = 64,
         lifter: ObjectLifter | None = None,
         tracker: ObjectTracker | None = None,
         fill_depth_holes: bool = True,
@@ -104,6 +105,7 @@ class FramePipeline:
         self.class_names = class_names
         self.score_threshold = score_threshold
         self.max_classes = max_classes
+        self.max_prototypes = max_prototypes  # the graphs' prototype slots, until a graph says (spec.max_prototypes)
         self._lifter = lifter or ObjectLifter()
         self._tracker = tracker
         self._batches: dict[tuple[int, int], _Batch] = {}
@@ -333,17 +335,16 @@ class FramePipeline:
             raise ValueError("give a box, a text prompt, or both, to teach a class")
         with self._lock:
             taught = [] if text_prototypes is None else [np.asarray(text_prototypes, np.float32)]
-            max_prototypes = next((spec.max_prototypes for spec in self.graphs.values()), None)
+            max_prototypes = next((spec.max_prototypes for spec in self.graphs.values()), self.max_prototypes)
             if box is not None:
                 features, spec = self._newest_features(camera)
                 taught.append(prototype_from_box(features, _checked_box(box, spec), spec.mapping())[None])
                 max_prototypes = spec.max_prototypes
-            # teach a copy first, so a class that does not fit the graph leaves the store unchanged
+            # teach a copy first, so a class that does not fit the graph leaves the store unchanged (a text
+            # may come before any graph is open: then the slots the settings give the graphs are checked)
             trial = copy.deepcopy(self._prototypes)
             class_id = trial.add_prototypes(name, np.concatenate(taught), prompt)
-            inputs = None
-            if max_prototypes is not None:
-                inputs = trial.to_arrays(max_prototypes, self.max_classes)
+            inputs = trial.to_arrays(max_prototypes, self.max_classes)
             self._prototypes = trial
             self._prototype_inputs = inputs  # the next frame's graph inputs, computed once
             return class_id

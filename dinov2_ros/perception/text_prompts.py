@@ -38,11 +38,13 @@ class PromptEncoder:
         self.encode = encode
         self.templates = check_templates(templates)
 
-    def prototype(self, prompt: str) -> np.ndarray:
+    def prototype(self, prompt: str, templates: Sequence[str] | None = None) -> np.ndarray:
+        """The prototype of `prompt` set into `templates` (checked; default: this encoder's)."""
         prompt = prompt.strip()
         if not prompt:
             raise ValueError("a text prompt must hold words, like 'blue connector'; got an empty one")
-        rows = trim_padding(self.tokenizer([template.format(prompt) for template in self.templates]))
+        templates = self.templates if templates is None else check_templates(templates)
+        rows = trim_padding(self.tokenizer([template.format(prompt) for template in templates]))
         embeddings = np.asarray(self.encode(rows), np.float64)
         aligned = embeddings[:, embeddings.shape[1] // 2 :]
         aligned /= np.linalg.norm(aligned, axis=1, keepdims=True)
@@ -74,5 +76,4 @@ class StoredPromptEncoder:
                 text_graph = TextEncoderGraph(graph, self._threads)
                 tokenizer = ClipTokenizer(vocabulary_beside(graph), context_length=text_graph.context)
                 self._encoder = PromptEncoder(tokenizer, text_graph.encode)
-            self._encoder.templates = check_templates(templates)
-            return self._encoder.prototype(prompt)
+            return self._encoder.prototype(prompt, templates)

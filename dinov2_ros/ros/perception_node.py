@@ -120,7 +120,9 @@ class PerceptionNode(LifecycleNode):
             log=logger.info, warn=logger.warning, on_open=on_open,
         )  # fmt: skip
         store = self._prototype_store(opener) if model.detector == "exemplar" else None
-        self.pipeline = FramePipeline(graphs, store, max_classes=model.max_classes, tracker=self._tracker)
+        self.pipeline = FramePipeline(
+            graphs, store, max_classes=model.max_classes, max_prototypes=model.max_prototypes, tracker=self._tracker
+        )
         graphs.configure({camera.name: camera.size for camera in settings.cameras})
         several = len(settings.cameras) > 1
         for camera in settings.cameras:

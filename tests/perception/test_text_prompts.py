@@ -143,3 +143,11 @@ def test_a_missing_tokenizer_package_says_how_to_install_it(monkeypatch) -> None
         ModuleNotFoundError, match=r"needs the `ftfy` package .*pip install -r requirements/runtime.txt"
     ):
         importlib.import_module("dinov2_ros.perception.clip_tokenizer")
+
+
+def test_a_text_class_before_any_graph_is_checked_against_the_slots_the_settings_give() -> None:
+    pipeline = FramePipeline(lambda h, w: None, PrototypeStore("tiny", (56, 56), 4), max_classes=3, max_prototypes=1)
+    assert pipeline.add_class("a", text_prototypes=np.eye(1, 4, 0, dtype=np.float32), prompt="a") == 0
+    with pytest.raises(ValueError, match="do not fit the graph's 1 slots"):  # refused now, not on every frame later
+        pipeline.add_class("b", text_prototypes=np.eye(1, 4, 1, dtype=np.float32), prompt="b")
+    assert pipeline.labels() == {0: "a"}

@@ -33,9 +33,9 @@ from dinov2_ros.runtime.graph_file import (
 from dinov2_ros.runtime.graph_spec import GraphSpec
 from dinov2_ros.runtime.model_settings import ModelSettings
 from dinov2_ros.runtime.provenance import provenance_of
-from dinov2_ros.runtime.text_encoder import find_text_encoder, text_encoder_identity
+from dinov2_ros.runtime.text_encoder import find_text_encoder, text_encoder_identity, text_encoder_source
 from dinov2_ros.weights.cache import WeightsError, fetch
-from dinov2_ros.weights.variants import DINOTXT, VARIANTS, dinotxt_text_encoder_path, get_variant
+from dinov2_ros.weights.variants import DINOTXT, VARIANTS, get_variant
 
 LOG = logging.getLogger(__name__)
 
@@ -216,9 +216,7 @@ class BackendOpener:
                 wanted.append(("model.dinotxt_weights", s.dinotxt_weights, lambda: DINOTXT.vision_head))
         # the text encoder runs here whatever the backend: its graph, or what it is exported from
         if s.dinotxt_weights and self.find_text_encoder_file() is None:
-            text_weights = s.dinotxt_weights
-            if text_weights not in ("pretrained", "random"):
-                text_weights = str(dinotxt_text_encoder_path(Path(text_weights).expanduser()))
+            text_weights = text_encoder_source(s)  # 'pretrained', 'random' or the file beside the vision head
             wanted.append(("model.dinotxt_weights (text encoder)", text_weights, lambda: DINOTXT.text_encoder))
             wanted.append(("dino.txt's vocabulary", "pretrained", lambda: DINOTXT.vocabulary))  # whatever the weights
         problems: list[tuple[str, Exception]] = []  # every missing file in the one line, not the first only

@@ -40,7 +40,7 @@ from dinov2_ros.ros.frame_slots import BatchPolicy, PairedFrame
 from dinov2_ros.ros.frame_worker import FrameWorker
 from dinov2_ros.ros.node_main import spin_node, started
 from dinov2_ros.ros.node_parameters import RUNTIME_PARAMETERS, NodeSettings, declare_parameters
-from dinov2_ros.ros.ros_logging import forward_package_logs, stop_forwarding
+from dinov2_ros.ros.ros_logging import forward_package_logs, stop_forwarding, while_running
 from dinov2_ros.ros.warning_throttle import CameraWarnings, WarningThrottle
 from dinov2_ros.runtime.backend_opener import BackendOpener
 from dinov2_ros.runtime.export_process import ChildExporter
@@ -106,7 +106,8 @@ class PerceptionNode(LifecycleNode):
         opener = BackendOpener(model)
         opener.ensure_backend()  # no TensorRT or GPU: refused here, in one line, before any camera size is known
         opener.ensure_weights()  # offline without the files: refused here, in one line
-        self._exporter = ChildExporter(opener, progress=logger.info, warn=logger.warning)
+        info, warning = while_running(self)  # from the export's and the openings' threads
+        self._exporter = ChildExporter(opener, progress=info, warn=warning)
 
         def on_open(size) -> None:  # a trained head's class names come with its graph
             if model.detector == "center" and self.pipeline is not None:
@@ -117,7 +118,7 @@ class PerceptionNode(LifecycleNode):
         exporter = self._exporter if model.backend != "torch" or model.dinotxt_weights else None
         graphs = GraphPreparation(
             opener.open, settings.max_open_graphs, exporter, background=True,
-            log=logger.info, warn=logger.warning, on_open=on_open,
+            log=info, warn=warning, on_open=on_open,
         )  # fmt: skip
         store = self._prototype_store(opener) if model.detector == "exemplar" else None
         self.pipeline = FramePipeline(

@@ -8,6 +8,7 @@ this, `ros2 launch` shows nothing for the minutes an export or engine build take
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from rclpy.node import Node
 
@@ -19,9 +20,12 @@ class RosLogHandler(logging.Handler):
 
     def __init__(self, node: Node) -> None:
         super().__init__()
+        self._node = node
         self._logger = node.get_logger()
 
     def emit(self, record: logging.LogRecord) -> None:
+        if not self._node.context.ok():  # after Ctrl-C: rclpy would print "Failed to publish log message"
+            return
         try:
             message = record.getMessage()
             if record.levelno >= logging.ERROR:
@@ -48,3 +52,21 @@ def forward_package_logs(node: Node) -> RosLogHandler:
 
 def stop_forwarding(handler: RosLogHandler) -> None:
     logging.getLogger(PACKAGE_LOGGER).removeHandler(handler)
+
+
+def while_running(node: Node) -> tuple[Callable[[str], None], Callable[[str], None]]:
+    """(info, warning) on `node`'s logger for background threads (an export's progress, a graph
+    opening), dropped once its context has shut down (Ctrl-C), where rclpy would print "Failed to
+    publish log message to rosout" for each line a thread still gives before the node stops it. Each
+    severity logs from a call site of its own: an rclpy logger refuses a call site that changes severity."""
+    logger = node.get_logger()
+
+    def info(message: str) -> None:
+        if node.context.ok():
+            logger.info(message)
+
+    def warning(message: str) -> None:
+        if node.context.ok():
+            logger.warning(message)
+
+    return info, warning

@@ -126,7 +126,7 @@ class ClassServices:
                 if self._text_prototype is None:
                     raise ValueError(
                         "field text needs dino.txt: set model.dinotxt_weights (with model.variant vitl14_reg4) and "
-                        "restart the node; without it, teach the part with a box"
+                        "restart the node; without it, leave out the text and teach the part with a box alone"
                     )
                 prototypes = self._text_prototype(text)[None]
             class_id = self._pipeline.add_class(name, camera=camera, box=box, text_prototypes=prototypes, prompt=text)
